@@ -1,0 +1,64 @@
+"""The `chainsight` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from chainsight.config import load_profiles, load_settings
+
+
+def _engine(args: argparse.Namespace):  # noqa: ANN202 - imports kept lazy for a fast --help
+    from chainsight.core import Engine
+
+    settings = load_settings(allowed_lateness_min=args.allowed_lateness)
+    profiles = load_profiles(*([args.profiles] if args.profiles else []))
+    return Engine(settings, profiles)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from chainsight.replay import replay
+
+    if not args.events.is_file():
+        print(f"chainsight replay: cannot read {args.events}: no such file", file=sys.stderr)
+        return 2
+    result = replay(args.events, _engine(args), args.alerts_out, args.dead_letter_out,
+                    args.state_out)
+    print(f"replayed {result.events:,} events in {result.seconds:.2f} s "
+          f"({result.events_per_s:,.0f} events/s): {result.alerts:,} alert transitions, "
+          f"{result.rejected:,} rejected", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chainsight", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def engine_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--profiles", type=Path, help="extra product profiles (JSON)")
+        p.add_argument("--allowed-lateness", type=float, metavar="MIN",
+                       help="minutes of event time an event may arrive late (default 5)")
+
+    p = sub.add_parser("replay", help="run the pipeline over a recorded JSON Lines file")
+    p.add_argument("events", type=Path, help="EVENTS.jsonl, in arrival order")
+    p.add_argument("--fences", type=Path, help="geofences (GeoJSON FeatureCollection)")
+    p.add_argument("--alerts-out", type=Path)
+    p.add_argument("--dead-letter-out", type=Path)
+    p.add_argument("--state-out", type=Path)
+    p.add_argument("--eta-out", type=Path)
+    engine_options(p)
+    p.set_defaults(func=cmd_replay)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (OSError, ValueError) as exc:
+        print(f"chainsight {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""The processing core: batches of raw events in, alert transitions, dead letters and state out.
+
+It knows nothing of files, Kafka, Redis or HTTP; the embedded runtime, `replay` and the Faust
+workers all drive this one class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from chainsight.alerts.book import AlertBook
+from chainsight.alerts.cold_chain import ExcursionRule
+from chainsight.alerts.rules import Rule
+from chainsight.alerts.silence import SilenceRule
+from chainsight.config import Profile, Settings, load_profiles, load_settings
+from chainsight.events import GPS, SCAN, SENSOR, EventDecoder, Order, Scan, iso
+from chainsight.ingest import Deduplicator, Ingest, Reorder, Rows
+from chainsight.state import NO_TS, State
+
+IN_TRANSIT = frozenset({"shipped", "in_transit"})
+STATUS_OF_SCAN = {"loaded": "in_transit", "delivered": "delivered"}
+
+
+@dataclass
+class Output:
+    """What one call into the engine produced."""
+
+    alerts: list[dict] = field(default_factory=list)
+    dead_letters: list[dict] = field(default_factory=list)
+    late: Rows | None = None  # accepted but too late for rules: history only
+    changed: set[int] = field(default_factory=set)  # shipment ids whose live state changed
+
+
+@numba.njit(cache=True)
+def track_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.ndarray,
+                 lat: np.ndarray, lon: np.ndarray, temp: np.ndarray, link: np.ndarray,
+                 last_lat: np.ndarray, last_lon: np.ndarray, pos_ts: np.ndarray,
+                 last_temp: np.ndarray, temp_ts: np.ndarray) -> None:
+    """Resolve each row's shipment (explicit id, else the device's link; the latest link wins)
+    and keep each shipment's last position and temperature."""
+    for i in range(len(ts)):
+        d = device[i]
+        if ship[i] >= 0:
+            link[d] = ship[i]
+        else:
+            ship[i] = link[d]
+        s = ship[i]
+        if s < 0:
+            continue
+        if kind[i] == GPS and ts[i] >= pos_ts[s]:
+            last_lat[s], last_lon[s], pos_ts[s] = lat[i], lon[i], ts[i]
+        elif kind[i] == SENSOR and not np.isnan(temp[i]) and ts[i] >= temp_ts[s]:
+            last_temp[s], temp_ts[s] = temp[i], ts[i]
+
+
+class Engine:
+    """Stateful processing core: call `process` with raw lines, then `flush` at end of stream."""
+
+    def __init__(self, settings: Settings | None = None,
+                 profiles: dict[str, Profile] | None = None,
+                 rules: list[Rule] | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.profiles = profiles if profiles is not None else load_profiles()
+        self.state = State()
+        self.book = AlertBook()
+        self.ingest = Ingest(self.state,
+                             EventDecoder(self.settings.max_payload_bytes,
+                                          int(self.settings.future_tolerance_h * 3_600_000)),
+                             Deduplicator(int(self.settings.dedup_window_min * 60_000)))
+        self.reorder = Reorder(self.settings.allowed_lateness_ms)
+        self.rules: list[Rule] = rules if rules is not None else [
+            ExcursionRule(), SilenceRule(self.settings.sensor_silent_ms)]
+        self.counters = {"events": 0, "rejected": 0, "duplicates": 0, "late_dropped": 0}
+
+    def process(self, lines: Iterable[bytes], first_line: int = 1,
+                now: int | None = None) -> Output:
+        """Ingest raw JSON lines (arrival order) and process whatever became safe to process."""
+        decoded = self.ingest.decode(lines, first_line, now)
+        self.counters["events"] += decoded.valid
+        self.counters["rejected"] += len(decoded.dead_letters)
+        self.counters["duplicates"] += decoded.duplicates
+        late = self.reorder.admit(decoded.rows)
+        self.counters["late_dropped"] = self.reorder.late_dropped
+        out = self._run(self.reorder.release())
+        out.dead_letters = decoded.dead_letters
+        out.late = late
+        return out
+
+    def advance(self, now: int) -> Output:
+        """Wall-clock tick of a live runtime: an idle stream still moves event time forward."""
+        out = self._run(self.reorder.release(upto=now))
+        self._tick(now - self.settings.allowed_lateness_ms, out)
+        return out
+
+    def flush(self) -> Output:
+        """End of stream: process everything still held for reordering."""
+        return self._run(self.reorder.release(everything=True))
+
+    def _run(self, rows: Rows) -> Output:
+        out = Output()
+        if not len(rows):
+            return out
+        self._grow()
+        starts = np.flatnonzero(rows.kind >= SCAN)
+        begin = 0
+        for b in starts.tolist():
+            if b > begin:
+                self._device_rows(rows, begin, b, out)
+            obj = rows.objs[int(rows.obj[b])]
+            self._business(obj, int(rows.shipment[b]), out)
+            begin = b + 1
+        if begin < len(rows):
+            self._device_rows(rows, begin, len(rows), out)
+        self._tick(int(rows.ts[-1]), out)
+        return out
+
+    def _grow(self) -> None:
+        self.state.device.ensure(len(self.state.devices))
+        self.state.shipment.ensure(len(self.state.shipments))
+
+    def _device_rows(self, rows: Rows, begin: int, end: int, out: Output) -> None:
+        seg = Rows(*(getattr(rows, c)[begin:end] for c in Rows.COLUMNS))
+        st, sh = self.state, self.state.shipment
+        track_kernel(seg.kind, seg.device, seg.shipment, seg.ts, seg.lat, seg.lon, seg.temp_c,
+                     st.device.shipment, sh.last_lat, sh.last_lon, sh.last_pos_ts,
+                     sh.last_temp_c, sh.last_temp_ts)
+        for rule in self.rules:
+            rule.on_rows(seg, st, self.book)
+        out.changed.update(np.unique(seg.shipment[seg.shipment >= 0]).tolist())
+        st.clock = max(st.clock, int(seg.ts[-1]))
+
+    def _business(self, event: Scan | Order, s: int, out: Output) -> None:
+        st = self.state
+        info = st.info[s]
+        if type(event) is Order:
+            info.status = event.status
+            info.order_id = event.order_id
+            for name in ("customer_id", "weight_kg", "mode"):
+                if getattr(event, name) is not None:
+                    setattr(info, name, getattr(event, name))
+            if event.promised_by is not None:
+                info.promised_by = event.promised_by
+            if event.origin is not None:
+                info.origin = (event.origin.lat, event.origin.lon)
+            if event.destination is not None:
+                info.destination = (event.destination.lat, event.destination.lon)
+            if event.lot is not None:
+                info.lot = {"lot_id": event.lot.lot_id, "certificates": [
+                    {"kind": c.kind, "issuer": c.issuer, "id": c.id}
+                    for c in event.lot.certificates]}
+            if event.product_profile is not None:
+                self._set_profile(s, event.product_profile)
+            for device in event.device_ids or ():
+                st.device.shipment[st.device_id(device)] = s
+        elif event.step in STATUS_OF_SCAN:
+            info.status = STATUS_OF_SCAN[event.step]
+        st.shipment.in_transit[s] = info.status in IN_TRANSIT
+        st.clock = max(st.clock, event.ts)
+        for rule in self.rules:
+            rule.on_business(event, s, st, self.book)
+        out.changed.add(s)
+
+    def _set_profile(self, s: int, name: str) -> None:
+        self.state.info[s].profile = name
+        profile = self.profiles.get(name)
+        sh = self.state.shipment
+        if profile is None:  # unknown profile: kept as a name, no limits to check
+            sh.min_c[s], sh.max_c[s], sh.excursion_ms[s] = np.nan, np.nan, -1
+        else:
+            sh.min_c[s], sh.max_c[s] = profile.min_c, profile.max_c
+            sh.excursion_ms[s] = int(profile.excursion_min * 60_000)
+
+    def _tick(self, clock: int, out: Output) -> None:
+        st = self.state
+        st.clock = max(st.clock, clock)
+        for rule in self.rules:
+            rule.on_clock(st.clock, st, self.book)
+        self.ingest.dedup.expire(st.clock)
+        out.alerts.extend(self.book.collect())
+
+    def snapshot(self) -> dict:
+        """The contract's STATE.json: every shipment's live state and the counters."""
+        st, sh = self.state, self.state.shipment
+        open_by_shipment: dict[str | None, list[str]] = {}
+        for alert in self.book.open_alerts.values():
+            open_by_shipment.setdefault(alert.shipment_id, []).append(alert.alert_id)
+        shipments = {}
+        for s, name in enumerate(st.shipments.names):
+            info = st.info[s]
+            position = None
+            if sh.last_pos_ts[s] != NO_TS:
+                position = {"lat": float(sh.last_lat[s]), "lon": float(sh.last_lon[s]),
+                            "ts": iso(int(sh.last_pos_ts[s]))}
+            temp = float(sh.last_temp_c[s])
+            shipments[name] = {
+                "status": info.status,
+                "last_position": position,
+                "last_temp_c": None if np.isnan(temp) else temp,
+                "profile": info.profile,
+                "open_alerts": open_by_shipment.get(name, []),
+                "eta": None if info.eta is None else iso(info.eta),
+            }
+        return {"shipments": shipments, "counters": dict(self.counters)}

@@ -1,0 +1,140 @@
+"""The processing core: excursion and silence rules at their edges, duplicates and lateness."""
+
+import random
+
+from helpers import at, fix, line, order, reading, series
+
+from chainsight.core import Engine
+
+
+def run(lines, engine=None):
+    engine = engine or Engine()
+    out = engine.process(lines)
+    alerts = out.alerts + engine.flush().alerts
+    return alerts, engine
+
+
+def kinds(alerts, kind="temperature_excursion"):
+    return [(a["state"], a["at"]) for a in alerts if a["kind"] == kind]
+
+
+def test_excursion_one_reading_short_of_the_rule_opens_nothing():
+    # pharma_2_8: 15 minutes. Readings 1 min apart, outside from minute 1 to 15 (14 min).
+    alerts, _ = run([order()] + series([5] + [9] * 15 + [5] * 3))
+    assert kinds(alerts) == []
+
+
+def test_excursion_exactly_at_the_rule_opens_at_that_reading_and_resolves_when_back():
+    alerts, engine = run([order()] + series([5] + [9] * 16 + [5] * 3))
+    assert kinds(alerts) == [("open", at(16)), ("resolved", at(17))]
+    opened = alerts[0]
+    assert opened["shipment_id"] == "S1" and opened["device_id"] == "T1"
+    assert opened["details"]["started_at"] == at(1)
+    assert opened["details"]["max_c"] == 9 and opened["details"]["limit_c"] == 8
+    assert opened["details"]["duration_min"] == 15
+    assert alerts[1]["alert_id"] == opened["alert_id"]
+    assert engine.snapshot()["shipments"]["S1"]["open_alerts"] == []
+
+
+def test_a_long_excursion_opens_once_and_stays_open():
+    alerts, engine = run([order()] + series([5] + [-1.5 + 0.01 * i for i in range(120)]))
+    assert kinds(alerts) == [("open", at(16))]
+    assert alerts[0]["details"]["min_c"] == -1.5 and alerts[0]["details"]["limit_c"] == 2
+    assert engine.snapshot()["shipments"]["S1"]["open_alerts"] == [alerts[0]["alert_id"]]
+
+
+def test_readings_at_the_limits_are_inside_the_range():
+    alerts, _ = run([order()] + series([2, 8] * 30))
+    assert kinds(alerts) == []
+
+
+def test_alert_ids_are_deterministic_and_distinct_per_alert():
+    lines = [order()] + series([5] + [9] * 20 + [5] + [9] * 20 + [5])
+    first, _ = run(lines)
+    again, _ = run(lines)
+    assert [a["alert_id"] for a in first] == [a["alert_id"] for a in again]
+    opens = [a["alert_id"] for a in first if a["state"] == "open"]
+    assert len(opens) == 2 and len(set(opens)) == 2
+
+
+def test_duplicates_change_nothing_and_are_counted():
+    lines = [order()] + series([5] + [9] * 16 + [5])
+    with_ids = [line(type="sensor", device_id="T1", ts=at(i), temp_c=9, event_id=f"e{i}")
+                for i in range(1, 17)]
+    dup_alerts, engine = run(lines + lines[5:9] + [reading(3, 5.0)] + with_ids + with_ids[:3])
+    # reading(3, 5.0) repeats (sensor, T1, minute 3) without an event_id: a duplicate too
+    assert kinds(dup_alerts) == kinds(run(lines)[0])
+    counters = engine.snapshot()["counters"]
+    assert counters["duplicates"] == 4 + 1 + 3
+
+
+def test_out_of_order_within_lateness_gives_the_in_order_alerts():
+    lines = [order()] + series([5] * 5 + [9] * 40 + [5] * 5 + [11] * 10 + [5] * 30)
+    expected, _ = run(lines)
+    rng = random.Random(7)
+    shuffled = lines[:1] + sorted(lines[1:], key=lambda raw: lines.index(raw) + rng.uniform(0, 4))
+    assert shuffled != lines
+    got, engine = run(shuffled)
+    assert got == expected
+    assert engine.snapshot()["counters"]["late_dropped"] == 0
+
+
+def test_events_later_than_the_bound_are_counted_and_do_not_reopen_windows():
+    lines = [order()] + series([5] * 30)
+    late = [reading(3.5 + i, 9) for i in range(20)]  # an excursion, but over 5 minutes late
+    alerts, engine = run(lines + late)
+    assert kinds(alerts) == []
+    assert engine.snapshot()["counters"]["late_dropped"] == 20
+
+
+def test_profile_from_the_order_and_other_profiles():
+    lines = [order(profile="frozen")] + series([-20] * 3 + [-12] * 16 + [-20])
+    assert kinds(run(lines)[0]) == [("open", at(18)), ("resolved", at(19))]
+    chilled = [order(profile="chilled_food")] + series([3] + [6] * 25 + [3])
+    assert kinds(run(chilled)[0]) == []  # 30 minutes for chilled food
+
+
+def test_sensor_silent_fires_on_stream_time_not_on_the_silent_device():
+    lines = [order()] + series([5] * 10) + [fix(10 + i) for i in range(30)]
+    alerts, _ = run(lines)
+    silent = [a for a in alerts if a["kind"] == "sensor_silent"]
+    assert [(a["state"], a["at"]) for a in silent] == [("open", at(19))]
+    assert silent[0]["device_id"] == "T1"
+
+
+def test_sensor_silent_resolves_when_the_sensor_reports_again():
+    lines = [order()] + series([5] * 10) + [fix(10 + i) for i in range(30)] + series(
+        [5] * 5, start=40)
+    silent = kinds(run(lines)[0], "sensor_silent")
+    assert silent == [("open", at(19)), ("resolved", at(40))]
+
+
+def test_no_silence_alert_below_the_limit_or_when_not_in_transit():
+    assert kinds(run([order()] + series([5] * 10) + [fix(19)])[0], "sensor_silent") == []
+    delivered = [order()] + series([5] * 10) + [order(minutes=9.5, status="delivered")]
+    assert kinds(run(delivered + [fix(10 + i) for i in range(30)])[0], "sensor_silent") == []
+
+
+def test_state_snapshot_has_the_contract_fields():
+    lines = [order()] + series([4.5, 5.5]) + [fix(1, 51.5, 5.25)]
+    _, engine = run(lines + [b"garbage"])
+    state = engine.snapshot()
+    s1 = state["shipments"]["S1"]
+    assert s1 == {"status": "in_transit", "last_position": {"lat": 51.5, "lon": 5.25,
+                                                             "ts": at(1)},
+                  "last_temp_c": 5.5, "profile": "pharma_2_8", "open_alerts": [], "eta": None}
+    assert state["counters"] == {"events": 4, "rejected": 1, "duplicates": 0, "late_dropped": 0}
+
+
+def test_results_do_not_depend_on_batch_boundaries():
+    one = series([5] + [9] * 20 + [5] * 12)
+    two = series([5] * 10 + [1] * 20, device="T2")
+    lines = [order(), order("S2", devices=("T2",))] + [r for pair in zip(one, two) for r in pair]
+    whole, _ = run(lines)
+    assert len(whole) == 3
+    engine = Engine()
+    pieces = []
+    for i in range(0, len(lines), 7):
+        pieces += engine.process(lines[i:i + 7]).alerts
+    pieces += engine.flush().alerts
+    assert sorted(map(str, pieces)) == sorted(map(str, whole))

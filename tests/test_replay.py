@@ -1,0 +1,53 @@
+"""`chainsight replay` end to end: files in, the contract's files out, exit codes."""
+
+import json
+import subprocess
+import sys
+
+from helpers import fix, order, series
+
+CLI = [sys.executable, "-m", "chainsight.cli"]
+
+
+def write_events(path, lines):
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+def replay(tmp_path, *extra):
+    out = {name: tmp_path / name for name in ("alerts.jsonl", "dlq.jsonl", "state.json")}
+    proc = subprocess.run(
+        [*CLI, "replay", str(tmp_path / "events.jsonl"), "--alerts-out", str(out["alerts.jsonl"]),
+         "--dead-letter-out", str(out["dlq.jsonl"]), "--state-out", str(out["state.json"]),
+         *extra], capture_output=True, text=True, timeout=120)
+    return proc, out
+
+
+def test_replay_writes_alerts_dead_letters_and_state(tmp_path):
+    lines = [order()] + series([5] + [9] * 20 + [5] * 5) + [fix(3), b'{"type":"gps"}', b"{bad"]
+    write_events(tmp_path / "events.jsonl", lines)
+    proc, out = replay(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "events/s" in proc.stderr
+    alerts = [json.loads(x) for x in out["alerts.jsonl"].read_text().splitlines()]
+    assert [(a["kind"], a["state"]) for a in alerts] == [
+        ("temperature_excursion", "open"), ("temperature_excursion", "resolved")]
+    assert set(alerts[0]) >= {"alert_id", "kind", "state", "shipment_id", "device_id",
+                              "severity", "at", "details"}
+    dead = [json.loads(x) for x in out["dlq.jsonl"].read_text().splitlines()]
+    assert [(d["line"], d["payload"]) for d in dead] == [(29, '{"type":"gps"}'), (30, "{bad")]
+    assert all(d["reason"] for d in dead)
+    state = json.loads(out["state.json"].read_text())
+    assert state["counters"] == {"events": 28, "rejected": 2, "duplicates": 0, "late_dropped": 0}
+    assert state["shipments"]["S1"]["last_position"]["lat"] == 52.0
+
+
+def test_replay_is_deterministic(tmp_path):
+    write_events(tmp_path / "events.jsonl", [order()] + series([5] + [1] * 40 + [4] * 3))
+    first = replay(tmp_path)[1]["alerts.jsonl"].read_text()
+    assert first and replay(tmp_path)[1]["alerts.jsonl"].read_text() == first
+
+
+def test_unreadable_input_fails_with_one_line(tmp_path):
+    proc, _ = replay(tmp_path)
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1 and "events.jsonl" in proc.stderr
