@@ -31,9 +31,26 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from chainsight.demo import run_demo
+    from chainsight.simulators.simulation import simulate
+
+    overrides = {k: v for k, v in (("shipments", args.shipments), ("seed", args.seed))
+                 if v is not None}
+    print("generating the simulated fleet...", file=sys.stderr)
+    sim = simulate(args.scenario, **overrides)
+    return run_demo(sim, args.speedup, args.duration, _engine(args))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:  # the simulator owns its options
+        from chainsight.simulators.cli import simulate_main
+
+        return simulate_main(argv[1:])
     parser = argparse.ArgumentParser(prog="chainsight", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("simulate", help="generate simulated fleet events (see simulate --help)")
 
     def engine_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--profiles", type=Path, help="extra product profiles (JSON)")
@@ -49,6 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eta-out", type=Path)
     engine_options(p)
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("demo", help="a simulated fleet feeding the embedded runtime (live)")
+    p.add_argument("--scenario", default="demo", help="scenario preset name or JSON path")
+    p.add_argument("--shipments", type=int, help="number of shipments (scenario default)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--speedup", type=float, default=300.0,
+                   help="simulated seconds per wall-clock second (default 300)")
+    p.add_argument("--duration", type=float, metavar="SECONDS",
+                   help="stop after this many wall-clock seconds (default: until Ctrl-C or the "
+                        "scenario ends)")
+    engine_options(p)
+    p.set_defaults(func=cmd_demo)
 
     args = parser.parse_args(argv)
     try:
