@@ -1,0 +1,407 @@
+"""Geofences from GeoJSON (contract section "Geofences"), compiled for the Numba kernels.
+
+Conventions beyond RFC 7946:
+- An edge whose ends are more than 180 degrees of longitude apart crosses the antimeridian
+  (the short way round), except edges running along the +-180 meridian itself. To draw a
+  fence wider than 180 degrees, add intermediate vertices.
+- A ring that winds once around a pole (e.g. a parallel) is closed through that pole (the one
+  on the ring's side of the equator).
+- Lines (polygon edges, corridors) are straight in lon/lat; distances are metres on WGS-84.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from os import PathLike
+from typing import Any
+
+import numpy as np
+import shapely
+
+from .geodesy import densify, ecef, geodesic_m, radii, wrap_lon
+from .index import (
+    CIRCLE,
+    CORRIDOR,
+    POLYGON,
+    Geometry,
+    Index,
+    build_index,
+    choose_cell,
+    contains_kernel,
+    corridor_pieces,
+    grow_boxes,
+    polygon_grids,
+)
+
+KINDS = ("hub", "customer", "restricted", "cold_store", "corridor")
+PIECE_M = 2000.0  # corridor lines and measured edges are cut into pieces of at most this length
+CHUNK = 16  # corridor pieces per index item
+
+
+class FenceError(ValueError):
+    """An invalid fence file or feature; the message is one line naming the fence."""
+
+
+@dataclass
+class _Item:
+    kind: int
+    lon0: float  # frame centre
+    hw: float  # bounding box: lon0 +- hw, lat_lo..lat_hi (before growing by `size`)
+    lat_lo: float
+    lat_hi: float
+    size: float = 0.0  # circle radius / corridor half-width, metres
+    rings: list[np.ndarray] | None = None  # polygon part: (n, 2) lon/lat in the frame, closed
+    line: np.ndarray | None = None  # corridor: (n, 2) densified, unwrapped
+
+
+@dataclass
+class _Fence:
+    fence_id: str
+    name: str | None
+    kind: str | None
+    dwell_max_min: float
+    key: str  # geometry fingerprint
+    items: list[_Item]
+
+
+class FenceSet:
+    """An immutable set of geofences with vectorised point-in-fence queries.
+
+    Fences are numbered 0..len-1 in file order; `ids`, `names`, `kinds` and
+    `dwell_max_min` are indexed by that number.
+    """
+
+    def __init__(self, fences: list[_Fence]) -> None:
+        self.ids: list[str] = [f.fence_id for f in fences]
+        self.names: list[str | None] = [f.name for f in fences]
+        self.kinds: list[str | None] = [f.kind for f in fences]
+        self.dwell_max_min: np.ndarray = np.array([f.dwell_max_min for f in fences], float)
+        self.geometry_keys: list[str] = [f.key for f in fences]  # equal keys = same geometry
+        self._pos = {fid: i for i, fid in enumerate(self.ids)}
+        self._fences = fences
+        self._geo, box = _compile(fences)
+        self._cell = choose_cell(*box)
+        self._box = box
+        self._indexes: dict[float, Index] = {0.0: build_index(self._geo, *box, self._cell, True)}
+        self._edges: tuple[np.ndarray, ...] | None = None
+
+    @classmethod
+    def from_geojson(cls, obj: dict) -> FenceSet:
+        """Parse and validate a GeoJSON FeatureCollection; raises FenceError."""
+        if not isinstance(obj, dict) or obj.get("type") != "FeatureCollection":
+            raise FenceError("fences: expected a GeoJSON FeatureCollection")
+        features = obj.get("features")
+        if not isinstance(features, list):
+            raise FenceError("fences: FeatureCollection has no 'features' list")
+        fences: list[_Fence] = []
+        seen: dict[str, int] = {}
+        for i, feature in enumerate(features):
+            fence = _parse_feature(i, feature)
+            if fence.fence_id in seen:
+                raise FenceError(f"fence {fence.fence_id!r}: duplicate fence_id "
+                                 f"(features {seen[fence.fence_id]} and {i})")
+            seen[fence.fence_id] = i
+            fences.append(fence)
+        return cls(fences)
+
+    @classmethod
+    def from_file(cls, path: str | PathLike) -> FenceSet:
+        """Load a GeoJSON file; every error is a one-line FenceError naming the file."""
+        try:
+            with open(path, "rb") as fh:
+                obj = json.loads(fh.read())
+        except OSError as e:
+            raise FenceError(f"{path}: cannot read: {e.strerror or e}") from e
+        except (ValueError, UnicodeDecodeError) as e:
+            raise FenceError(f"{path}: invalid JSON: {e}") from e
+        try:
+            return cls.from_geojson(obj)
+        except FenceError as e:
+            raise FenceError(f"{path}: {e}") from e
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def find(self, fence_id: str) -> int | None:
+        """Fence number of an id, or None."""
+        return self._pos.get(fence_id)
+
+    def contains(self, lon: np.ndarray, lat: np.ndarray, margin_m: float = 0.0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Every (point index, fence index) pair with the point inside the fence, sorted by
+        point then fence. `margin_m` > 0 grows every fence by that many metres, < 0 shrinks
+        it. Points with NaN coordinates are inside nothing."""
+        lon = np.ascontiguousarray(lon, dtype=np.float64).ravel()
+        lat = np.ascontiguousarray(lat, dtype=np.float64).ravel()
+        if lon.shape != lat.shape:
+            raise ValueError("lon and lat must have the same length")
+        ix = self._index(float(margin_m))
+        cap = lon.size + 1024
+        pts, fen, n = contains_kernel(lon, lat, float(margin_m), self._geo, ix, cap)
+        if n > cap:
+            pts, fen, n = contains_kernel(lon, lat, float(margin_m), self._geo, ix, n)
+        return pts[:n], fen[:n]
+
+    def distances_m(self, lon: float, lat: float) -> np.ndarray:
+        """Distance in metres from a point to each fence (0 inside), on WGS-84."""
+        return self._distances(lon, lat, np.ones(len(self), bool))
+
+    def distance_m(self, lon: float, lat: float, fence_id: str) -> float:
+        """Distance in metres from a point to one fence (0 inside)."""
+        i = self.find(fence_id)
+        if i is None:
+            raise KeyError(fence_id)
+        mask = np.zeros(len(self), bool)
+        mask[i] = True
+        return float(self._distances(lon, lat, mask)[mask][0])
+
+    def nearest(self, lon: float, lat: float, kind: str) -> tuple[str, float] | None:
+        """Nearest fence of a kind (e.g. 'cold_store') and its distance in metres (0 inside),
+        or None when there is no fence of that kind."""
+        mask = np.array([k == kind for k in self.kinds], bool)
+        if not mask.any():
+            return None
+        d = np.where(mask, self._distances(lon, lat, mask), np.inf)
+        i = int(np.argmin(d))
+        return self.ids[i], float(d[i])
+
+    def _index(self, margin: float) -> Index:
+        """The grid for fences grown by `margin` metres (shrunk fences use the plain one)."""
+        margin = max(margin, 0.0)
+        if margin not in self._indexes:
+            box = grow_boxes(*self._box, np.full(len(self._geo.item_fence), margin))
+            self._indexes[margin] = build_index(self._geo, *box, self._cell, False)
+        return self._indexes[margin]
+
+    def _distances(self, lon: float, lat: float, mask: np.ndarray) -> np.ndarray:
+        """Distances to the fences selected by mask (others are +inf)."""
+        fence, ax, ay, bx, by, offset = self._edge_table()
+        sel = mask[fence]
+        fence, ax, ay, bx, by = fence[sel], ax[sel], ay[sel], bx[sel], by[sel]
+        p = np.array(ecef(float(lon), float(lat)))
+        a = np.stack(ecef(ax, ay), axis=1)
+        ab = np.stack(ecef(bx, by), axis=1) - a
+        ll = (ab * ab).sum(1)
+        t = np.clip(((p - a) * ab).sum(1) / np.where(ll > 0, ll, 1.0), 0.0, 1.0)
+        d = geodesic_m(float(lon), float(lat), ax + t * (bx - ax), ay + t * (by - ay))
+        out = np.full(len(self), np.inf)
+        np.minimum.at(out, fence, d)
+        out = np.maximum(out - offset, 0.0)
+        _, inside = self.contains(np.array([lon]), np.array([lat]))
+        out[inside] = 0.0
+        return np.where(mask, out, np.inf)
+
+    def _edge_table(self) -> tuple[np.ndarray, ...]:
+        """Boundary pieces of every fence (corridor and circle: centre line / centre point)
+        as (fence, a_lon, a_lat, b_lon, b_lat) arrays, plus the per-fence offset in metres."""
+        if self._edges is None:
+            fence, lines = [], []
+            offset = np.zeros(len(self))
+            for i, f in enumerate(self._fences):
+                for item in f.items:
+                    offset[i] = item.size
+                    if item.kind == POLYGON:
+                        parts = [densify(r[:, 0], r[:, 1], PIECE_M) for r in item.rings]
+                    elif item.kind == CORRIDOR:
+                        parts = [(item.line[:, 0], item.line[:, 1])]
+                    else:
+                        parts = [(np.full(2, item.lon0), np.full(2, item.lat_lo))]
+                    for x, y in parts:
+                        lines.append(np.column_stack([x[:-1], y[:-1], x[1:], y[1:]]))
+                        fence.append(np.full(x.size - 1, i))
+            t = np.concatenate(lines) if lines else np.zeros((0, 4))
+            f = np.concatenate(fence) if fence else np.zeros(0, np.int64)
+            self._edges = (f, t[:, 0], t[:, 1], t[:, 2], t[:, 3], offset)
+        return self._edges
+
+
+def _parse_feature(i: int, feature: Any) -> _Fence:
+    if not isinstance(feature, dict) or feature.get("type") != "Feature":
+        raise FenceError(f"feature {i}: not a GeoJSON Feature")
+    props = feature.get("properties") or {}
+    fid = props.get("fence_id") if isinstance(props, dict) else None
+    if not isinstance(fid, str) or not fid:
+        raise FenceError(f"feature {i}: missing or non-string properties.fence_id")
+
+    def fail(problem: str) -> FenceError:
+        return FenceError(f"fence {fid!r}: {problem}")
+
+    name, kind, dwell = props.get("name"), props.get("kind"), props.get("dwell_max_min")
+    if name is not None and not isinstance(name, str):
+        raise fail("name must be a string")
+    if kind is not None and kind not in KINDS:
+        raise fail(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+    if dwell is not None and not (_number(dwell) and dwell >= 0):
+        raise fail("dwell_max_min must be a non-negative number")
+    geom = feature.get("geometry")
+    gtype = geom.get("type") if isinstance(geom, dict) else None
+    coords = geom.get("coordinates") if isinstance(geom, dict) else None
+    if gtype == "Polygon":
+        items = [_polygon_part(coords, fail)]
+        _check_valid([items[0]], fail)
+    elif gtype == "MultiPolygon":
+        if not isinstance(coords, list | tuple) or not coords:
+            raise fail("MultiPolygon needs at least one polygon")
+        items = [_polygon_part(c, fail) for c in coords]
+        _check_valid(items, fail)
+    elif gtype == "Point":
+        items = [_circle(coords, props.get("radius_m"), fail)]
+    elif gtype == "LineString":
+        items = _corridor(coords, props.get("width_m"), fail)
+    else:
+        raise fail(f"unsupported geometry {gtype!r} (Polygon, MultiPolygon, Point with "
+                   "radius_m or LineString with width_m)")
+    return _Fence(fid, name, kind, math.nan if dwell is None else float(dwell), _key(items),
+                  items)
+
+
+def _key(items: list[_Item]) -> str:
+    """Fingerprint of a fence's compiled geometry (radius and width included)."""
+    h = hashlib.blake2b(digest_size=16)
+    for it in items:
+        h.update(np.array([it.kind, it.lon0, it.size]).tobytes())
+        for a in (it.rings or []) + ([] if it.line is None else [it.line]):
+            h.update(np.ascontiguousarray(a).tobytes() + b"|")
+    return h.hexdigest()
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _positions(coords: Any, fail: Any, what: str, at_least: int) -> np.ndarray:
+    """(n, 2) lon/lat array of checked positions."""
+    if not isinstance(coords, list | tuple) or len(coords) < at_least:
+        raise fail(f"{what} needs at least {at_least} positions")
+    try:
+        xy = np.array(coords)
+    except ValueError:  # ragged
+        xy = np.zeros(0)
+    if xy.ndim != 2 or xy.shape[1] not in (2, 3) or xy.dtype.kind not in "iuf" or not (
+            np.isfinite(xy).all()):
+        raise fail(f"{what} has a position that is not [lon, lat] numbers")
+    xy = xy[:, :2].astype(np.float64)
+    if np.any(np.abs(xy[:, 0]) > 180) or np.any(np.abs(xy[:, 1]) > 90):
+        raise fail(f"{what} has a position outside lon [-180, 180] / lat [-90, 90]")
+    return xy
+
+
+def _unwrap(lon: np.ndarray, seam: bool) -> np.ndarray:
+    """Longitudes made continuous: jumps over 180 degrees cross the antimeridian (unless
+    `seam` and both ends lie on +-180, i.e. the edge runs along the antimeridian)."""
+    d = np.diff(lon)
+    turns = np.where(d > 180, -1, np.where(d < -180, 1, 0))
+    if seam:
+        turns[(np.abs(lon[:-1]) == 180) & (np.abs(lon[1:]) == 180)] = 0
+    return lon + 360.0 * np.concatenate([[0], np.cumsum(turns)])  # exact where no turn
+
+
+def _ring(coords: Any, fail: Any, what: str) -> np.ndarray:
+    xy = _positions(coords, fail, what, 4)
+    if not np.array_equal(xy[0], xy[-1]):
+        raise fail(f"{what} is not closed (first and last positions differ)")
+    lon = _unwrap(xy[:, 0], seam=True)
+    lat = xy[:, 1]
+    if lon[-1] != lon[0]:  # winds around a pole: close it through that pole
+        if abs(lon[-1] - lon[0]) > 360:
+            raise fail(f"{what} winds around the globe more than once")
+        pole = 90.0 if lat.mean() >= 0 else -90.0
+        lon = np.append(lon, [lon[-1], lon[0], lon[0]])
+        lat = np.append(lat, [pole, pole, lat[0]])
+    return np.column_stack([lon, lat])
+
+
+def _polygon_part(coords: Any, fail: Any) -> _Item:
+    if not isinstance(coords, list | tuple) or not coords:
+        raise fail("polygon needs at least an outer ring")
+    rings = [_ring(r, fail, "outer ring" if j == 0 else f"hole {j}") for j, r in enumerate(coords)]
+    lo, hi = rings[0][:, 0].min(), rings[0][:, 0].max()
+    centre = (lo + hi) / 2
+    shift = wrap_lon(centre) - centre
+    for r in rings:
+        mid = (r[:, 0].min() + r[:, 0].max()) / 2
+        r[:, 0] += shift - 360 * np.round((mid - centre) / 360)
+    lat = rings[0][:, 1]
+    return _Item(POLYGON, centre + shift, (hi - lo) / 2, lat.min(), lat.max(), rings=rings)
+
+
+def _check_valid(parts: list[_Item], fail: Any) -> None:
+    polys = [shapely.Polygon(p.rings[0], p.rings[1:]) for p in parts]
+    geom = polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
+    if not geom.is_valid:
+        raise fail(f"invalid {geom.geom_type}: {shapely.is_valid_reason(geom)}")
+
+
+def _circle(coords: Any, radius: Any, fail: Any) -> _Item:
+    if not (_number(radius) and radius > 0):
+        raise fail("circle (Point) needs properties.radius_m > 0")
+    lon, lat = _positions([coords], fail, "Point", 1)[0]
+    return _Item(CIRCLE, lon, 0.0, lat, lat, size=float(radius))
+
+
+def _corridor(coords: Any, width: Any, fail: Any) -> list[_Item]:
+    if not (_number(width) and width > 0):
+        raise fail("corridor (LineString) needs properties.width_m > 0")
+    xy = _positions(coords, fail, "LineString", 2)
+    lon, lat = densify(_unwrap(xy[:, 0], seam=False), xy[:, 1], PIECE_M)
+    items = []
+    for s in range(0, lon.size - 1, CHUNK):
+        x, y = lon[s:s + CHUNK + 1], lat[s:s + CHUNK + 1]
+        centre = (x.min() + x.max()) / 2
+        shift = wrap_lon(centre) - centre
+        items.append(_Item(CORRIDOR, centre + shift, (x.max() - x.min()) / 2, y.min(), y.max(),
+                           size=width / 2, line=np.column_stack([x + shift, y])))
+    return items
+
+
+def _compile(fences: list[_Fence]) -> tuple[Geometry, tuple[np.ndarray, ...]]:
+    """Flat arrays for the kernels, and the item boxes grown by their size."""
+    items = [(i, it) for i, f in enumerate(fences) for it in f.items]
+    rings = [r for _, it in items if it.kind == POLYGON for r in it.rings]
+    lines = [it.line for _, it in items if it.kind == CORRIDOR]
+    first, last = np.zeros(len(items), np.int64), np.zeros(len(items), np.int64)
+    nr = npc = 0
+    for j, (_, it) in enumerate(items):
+        if it.kind == POLYGON:
+            first[j], nr = nr, nr + len(it.rings)
+            last[j] = nr
+        elif it.kind == CORRIDOR:
+            first[j], npc = npc, npc + len(it.line) - 1
+            last[j] = npc
+
+    def col(name: str) -> np.ndarray:
+        return np.array([getattr(it, name) for _, it in items], float)
+
+    lon0, lat_lo = col("lon0"), col("lat_lo")
+    size = col("size")
+    vert = np.concatenate(rings) if rings else np.zeros((0, 2))
+    kind = np.array([it.kind for _, it in items], np.int64)
+    m, n = radii(lat_lo)
+    ring_start = np.cumsum([0] + [len(r) for r in rings]).astype(np.int64)
+    ring_item = np.repeat(np.arange(len(items)), np.where(kind == POLYGON, last - first, 0))
+    grid, band_start, band_edge, raster = polygon_grids(
+        ring_item, ring_start, vert[:, 0], vert[:, 1], len(items))
+    geo = Geometry(
+        item_fence=np.array([i for i, _ in items], np.int64),
+        item_type=kind,
+        item_lon0=lon0,
+        item_first=first,
+        item_last=last,
+        item_size=size,
+        item_xyz=np.stack(ecef(lon0, lat_lo), axis=1) if items else np.zeros((0, 3)),
+        item_rho=np.sqrt(m * n),
+        ring_start=ring_start,
+        vx=np.ascontiguousarray(vert[:, 0]),
+        vy=np.ascontiguousarray(vert[:, 1]),
+        item_grid=grid,
+        band_start=band_start,
+        band_edge=band_edge,
+        raster=raster,
+        piece=(np.concatenate([corridor_pieces(ln[:, 0], ln[:, 1]) for ln in lines])
+               if lines else np.zeros((0, 14))),
+    )
+    box = grow_boxes(col("hw"), lat_lo, col("lat_hi"), size)
+    return geo, box

@@ -1,0 +1,476 @@
+"""Flat fence geometry, the spatial grid over it, and the Numba point-in-fence kernel.
+
+A fence compiles to one or more *items*: a polygon part, a circle, or a chunk of a corridor.
+Each item has a longitude frame centred on ``item_lon0`` (its vertices may pass +-180 there);
+a point is tested at the longitude ``lon + 360 k`` that falls in that frame, so items crossing
+the antimeridian need no special case.
+
+The grid maps uniform lon/lat cells to the items whose bounding box touches them; cells are
+grouped in blocks of BLOCK x BLOCK and a small hash table finds a cell's block. Polygon parts
+are left out of cells they do not reach, and marked SURE in cells they cover, so most points need
+no polygon test. Each part also has a coarse raster (OUTSIDE / INSIDE / BOUNDARY cells) and
+latitude bands of edges: only points in BOUNDARY cells run an even-odd test, over one band.
+The kernel is bound by memory latency, so what it reads per candidate is kept small (one
+32-byte grid entry, 2-bit rasters) to stay in the CPU cache.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from .geodesy import R_MIN, RAD, chord_of_arc, ecef, radii, wrap_lon
+
+POLYGON, CIRCLE, CORRIDOR = 0, 1, 2
+OUTSIDE, INSIDE, BOUNDARY = 0, 1, 2  # polygon raster cells
+TEST, SURE, DROP = 0, 1, 2  # grid entries: test the item, the cell is inside it, or neither
+PAD = 1e-9  # degrees added around every bounding box
+BLOCK = 16  # grid blocks are BLOCK x BLOCK cells
+RASTER_PER_EDGE = 8  # polygon raster cells per edge (64..16384 cells a part)
+_MULT = np.int64(-7046029254386353131)  # 2**64 / golden ratio, as int64 (Fibonacci hashing)
+
+
+class Geometry(NamedTuple):
+    """All fences as flat arrays (one row per item, ring, vertex, band or corridor piece)."""
+
+    item_fence: np.ndarray  # int64: fence index of each item (non-decreasing)
+    item_type: np.ndarray  # int64: POLYGON, CIRCLE or CORRIDOR
+    item_lon0: np.ndarray  # float64: centre longitude of the item's frame
+    item_first: np.ndarray  # int64: first ring (polygon) or piece (corridor)
+    item_last: np.ndarray  # int64: one past the last ring / piece
+    item_size: np.ndarray  # float64: circle radius or corridor half-width, metres
+    item_xyz: np.ndarray  # float64 (items, 3): circle centre, Earth-centred
+    item_rho: np.ndarray  # float64: circle, Gaussian radius of curvature at the centre
+    ring_start: np.ndarray  # int64 (rings + 1): vertex offsets; rings are stored closed
+    vx: np.ndarray  # float64: vertex longitude in its item's frame
+    vy: np.ndarray  # float64: vertex latitude
+    item_grid: np.ndarray  # float64 (items, 8), polygon parts: first band, rows, latitude of
+    # row 0, rows per degree, columns, longitude of column 0, columns per degree, first cell
+    band_start: np.ndarray  # int64 (bands + 1): offsets into band_edge
+    band_edge: np.ndarray  # float64 (entries, 5): y1, y2, x1, dx/dy, max(x1, x2) of the edges
+    # overlapping a band, by decreasing max(x1, x2)
+    raster: np.ndarray  # uint8, 4 cells a byte: OUTSIDE, INSIDE or BOUNDARY
+    piece: np.ndarray  # float64 (pieces, 14): corridor pieces, see corridor_pieces()
+
+
+class Index(NamedTuple):
+    """Grid of the items whose bounding box (grown by one margin) touches each cell."""
+
+    cell: float  # cell size in degrees, 360 / nx
+    nx: int
+    ny: int
+    nbx: int  # blocks per row of the grid
+    bits: int  # the block table has 2**bits slots
+    table: np.ndarray  # int64 (slots, 2): block key (-1 = empty slot), block number
+    cell_start: np.ndarray  # int32 (blocks * BLOCK**2 + 1): offsets into entry
+    entry: np.ndarray  # ENTRY records, items ascending within a cell
+
+
+# What the kernel reads first for a candidate, in one 32-byte record: the item's box (float32,
+# rounded outwards; longitudes as seen from the entry's cell, so +-180 needs no care), item,
+# fence, type, TEST or SURE, and `turns`: the item's frame is lon + 360 * turns (FULL: the item
+# is as wide as the world, find its frame from item_lon0).
+ENTRY = np.dtype([("lon_lo", "f4"), ("lon_hi", "f4"), ("lat_lo", "f4"), ("lat_hi", "f4"),
+                  ("item", "i4"), ("fence", "i4"), ("kind", "i2"), ("state", "i2"),
+                  ("turns", "i2"), ("pad", "i2")], align=True)
+FULL = 99
+
+
+def corridor_pieces(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Pieces of a densified line: origin O (Earth-centred), east and north unit vectors at O,
+    both ends projected on that tangent plane, and the reach of the piece from O (metres)."""
+    mlon, mlat = (lon[:-1] + lon[1:]) / 2, (lat[:-1] + lat[1:]) / 2
+    o = np.stack(ecef(mlon, mlat), axis=1)
+    sl, cl = np.sin(mlon * RAD), np.cos(mlon * RAD)
+    sp, cp = np.sin(mlat * RAD), np.cos(mlat * RAD)
+    east = np.stack([-sl, cl, np.zeros_like(sl)], axis=1)
+    north = np.stack([-sp * cl, -sp * sl, cp], axis=1)
+    a = np.stack(ecef(lon[:-1], lat[:-1]), axis=1) - o
+    b = np.stack(ecef(lon[1:], lat[1:]), axis=1) - o
+    reach = np.maximum(np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1))
+    plane = [(a * east).sum(1), (a * north).sum(1), (b * east).sum(1), (b * north).sum(1)]
+    return np.column_stack([o, east, north, *plane, reach])
+
+
+def polygon_grids(ring_item: np.ndarray, ring_start: np.ndarray, vx: np.ndarray, vy: np.ndarray,
+                  n_items: int) -> tuple[np.ndarray, ...]:
+    """A small raster over each polygon part's box: rows are latitude bands listing (a copy of)
+    the edges that overlap them, and each cell is OUTSIDE, INSIDE or BOUNDARY. A point in an
+    OUTSIDE / INSIDE cell needs no edge test; otherwise only its band's edges are read.
+    Returns Geometry's item_grid, band_start, band_edge and raster."""
+    nvert = np.diff(ring_start)
+    edge = np.delete(np.arange(vy.size), ring_start[1:] - 1)  # every vertex but ring ends
+    edge_item = np.repeat(ring_item, nvert - 1)
+    nedge = np.bincount(ring_item, nvert - 1, minlength=n_items).astype(np.int64)
+    y1, y2, x1, x2 = vy[edge], vy[edge + 1], vx[edge], vx[edge + 1]
+    box = [np.full(n_items, v) for v in (np.inf, -np.inf, np.inf, -np.inf)]
+    for b, op, v in zip(box, (np.minimum, np.maximum) * 2, (y1, y1, x1, x1), strict=True):
+        op.at(b, edge_item, v)
+    has = nedge > 0
+    lat0, lat1, x0, xend = (np.where(has, b, 0.0) for b in box)
+    h, w = lat1 - lat0, (xend - x0) * np.cos((lat0 + lat1) / 2 * RAD)
+    cells = np.clip(RASTER_PER_EDGE * nedge, 64, 16384)
+    nrow = np.where(has, np.clip(np.round(np.sqrt(cells * h / np.maximum(w, 1e-12))), 1, 256), 0)
+    ncol = np.where(has, np.clip(np.round(cells / np.maximum(nrow, 1)), 1, 256), 0)
+    rscale, cscale = nrow / np.maximum(h, 1e-12), ncol / np.maximum(xend - x0, 1e-12)
+    row0 = np.cumsum(nrow) - nrow
+    cell0 = np.cumsum(nrow * ncol) - nrow * ncol
+
+    def row_of(y: np.ndarray) -> np.ndarray:
+        i = edge_item
+        return np.clip(np.floor((y - lat0[i]) * rscale[i]), 0, nrow[i] - 1).astype(np.int64)
+
+    r0, r1 = row_of(np.minimum(y1, y2)), row_of(np.maximum(y1, y2))
+    count = r1 - r0 + 1
+    rows = np.repeat(row0[edge_item] + r0, count)
+    rows += np.arange(rows.size) - np.repeat(np.cumsum(count) - count, count)
+    edges = np.repeat(edge, count)
+    xmax = np.maximum(vx[edges], vx[edges + 1])
+    order = np.lexsort((edges, -xmax, rows))
+    band_start = np.searchsorted(rows[order], np.arange(int(nrow.sum()) + 1)).astype(np.int64)
+    e = edges[order]
+    dy = vy[e + 1] - vy[e]
+    slope = np.divide(vx[e + 1] - vx[e], dy, out=np.zeros_like(dy), where=dy != 0)
+    band_edge = np.column_stack([vy[e], vy[e + 1], vx[e], slope, xmax[order]])
+    item_grid = np.column_stack([row0, nrow, lat0, rscale, ncol, x0, cscale, cell0])
+    raster = np.zeros((int((nrow * ncol).sum()) + 3) // 4, np.uint8)
+    _rasterize(item_grid, edge_item, np.column_stack([y1, y2, x1, x2]), band_start, band_edge,
+               raster)
+    return item_grid, band_start, band_edge, raster
+
+
+@njit(cache=True, inline="always")
+def _raster_get(raster: np.ndarray, i: int) -> int:
+    return (raster[i >> 2] >> ((i & 3) * 2)) & 3
+
+
+@njit(cache=True)
+def _rasterize(grid: np.ndarray, edge_item: np.ndarray, edges: np.ndarray,
+               band_start: np.ndarray, band_edge: np.ndarray, raster: np.ndarray) -> None:
+    """Mark the cells any edge comes near (within 1e-6 cell) BOUNDARY, then classify the
+    others by an even-odd test at their centre."""
+    eps = 1e-6
+    for k in range(edge_item.size):
+        it = edge_item[k]
+        lat0, rs, x0, cs = grid[it, 2], grid[it, 3], grid[it, 5], grid[it, 6]
+        ncol = int(grid[it, 4])
+        y1, y2, x1, x2 = edges[k, 0], edges[k, 1], edges[k, 2], edges[k, 3]
+        lo, hi = min(y1, y2), max(y1, y2)
+        ra = max(int(np.floor((lo - lat0) * rs - eps)), 0)
+        rb = min(int(np.floor((hi - lat0) * rs + eps)), int(grid[it, 1]) - 1)
+        for r in range(ra, rb + 1):
+            ya = min(max(lat0 + (r - eps) / rs, lo), hi)
+            yb = min(max(lat0 + (r + 1 + eps) / rs, lo), hi)
+            xa, xb = x1, x2
+            if y1 != y2:
+                xa = x1 + (ya - y1) * (x2 - x1) / (y2 - y1)
+                xb = x1 + (yb - y1) * (x2 - x1) / (y2 - y1)
+            ca = max(int(np.floor((min(xa, xb) - x0) * cs - eps)), 0)
+            cb = min(int(np.floor((max(xa, xb) - x0) * cs + eps)), ncol - 1)
+            for c in range(int(grid[it, 7]) + r * ncol + ca, int(grid[it, 7]) + r * ncol + cb + 1):
+                raster[c >> 2] |= BOUNDARY << ((c & 3) * 2)
+    for it in range(grid.shape[0]):
+        row0, nrow, lat0, rs = int(grid[it, 0]), int(grid[it, 1]), grid[it, 2], grid[it, 3]
+        ncol, x0, cs, cell0 = int(grid[it, 4]), grid[it, 5], grid[it, 6], int(grid[it, 7])
+        for r in range(nrow):
+            for c in range(ncol):
+                i = cell0 + r * ncol + c
+                x, y = x0 + (c + 0.5) / cs, lat0 + (r + 0.5) / rs
+                if _raster_get(raster, i) != BOUNDARY and _crossings(
+                        band_start, band_edge, row0 + r, x, y):
+                    raster[i >> 2] |= INSIDE << ((i & 3) * 2)
+
+
+def grow_boxes(hw: np.ndarray, lat_lo: np.ndarray, lat_hi: np.ndarray, metres: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bounding boxes grown by a distance in metres (conservatively), plus PAD."""
+    ang = np.minimum(metres / R_MIN, np.pi / 2)
+    lo, hi = lat_lo - ang / RAD - PAD, lat_hi + ang / RAD + PAD
+    cos_pole = np.cos(np.minimum(np.maximum(np.abs(lo), np.abs(hi)), 90.0) * RAD)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.sin(ang) / cos_pole
+    dlon = np.where(ratio < 1, np.arcsin(np.minimum(ratio, 1)) / RAD * 1.01, 180.0)
+    polar = (lo <= -90) | (hi >= 90)
+    hw = np.where(polar, 180.0, np.minimum(hw + dlon + PAD, 180.0))
+    return hw, np.maximum(lo, -90.0), np.minimum(hi, 90.0)
+
+
+def choose_cell(hw: np.ndarray, lat_lo: np.ndarray, lat_hi: np.ndarray) -> float:
+    """Cell size a little under the median item size (fastest in benchmarks), coarsened
+    until the grid stays small."""
+    if hw.size == 0:
+        return 360.0
+    size = 0.7 * float(np.median(np.maximum(2 * hw, lat_hi - lat_lo)))
+    nx = int(np.clip(round(360.0 / max(size, 1e-4)), 2, 1 << 22))
+    while nx > 2 and _cells(np.zeros_like(hw), hw, lat_lo, lat_hi, 360.0 / nx)[0].sum() > (
+            8 * hw.size + 100_000):
+        nx //= 2
+    return 360.0 / nx
+
+
+def _cells(lon0: np.ndarray, hw: np.ndarray, lat_lo: np.ndarray, lat_hi: np.ndarray,
+           cell: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per box: number of cells, first column (not wrapped), number of columns, first row;
+    a box as wide as the world gets every column, starting at 0."""
+    nx, ny = _dims(cell)
+    inv = nx / 360.0  # the kernel finds cells the same way
+    c0 = np.floor((lon0 - hw + 180.0) * inv).astype(np.int64)
+    ncol = np.floor((lon0 + hw + 180.0) * inv).astype(np.int64) - c0 + 1
+    full = ncol >= nx
+    c0, ncol = np.where(full, 0, c0), np.where(full, nx, ncol)
+    r0 = np.clip(np.floor((lat_lo + 90.0) * inv), 0, ny - 1).astype(np.int64)
+    r1 = np.clip(np.floor((lat_hi + 90.0) * inv), 0, ny - 1).astype(np.int64)
+    return ncol * (r1 - r0 + 1), c0, ncol, r0
+
+
+def _dims(cell: float) -> tuple[int, int]:
+    nx = round(360.0 / cell)
+    return nx, -(-nx // 2)
+
+
+def build_index(g: Geometry, hw: np.ndarray, lat_lo: np.ndarray, lat_hi: np.ndarray,
+                cell: float, exact: bool) -> Index:
+    """Grid of the item boxes (item_lon0 +- hw, lat_lo..lat_hi) with that cell size. When the
+    boxes are the exact fences (`exact`), a polygon part that does not reach into a cell is
+    left out of it, and one that covers the cell is marked SURE there."""
+    nx, ny = _dims(cell)
+    lon0 = g.item_lon0
+    count, c0, ncol, r0 = _cells(lon0, hw, lat_lo, lat_hi, cell)
+    items = np.repeat(np.arange(hw.size), count)
+    k = np.arange(items.size) - np.repeat(np.cumsum(count) - count, count)
+    col = c0[items] + k % ncol[items]  # not wrapped yet
+    row = r0[items] + k // ncol[items]
+    full = ncol[items] >= nx
+    turns = np.where(full, FULL, col // nx)  # the box moved next to the wrapped cell
+    shift = np.where(full, 0, -360.0 * turns)
+    lon_lo = np.where(full, -np.inf, lon0[items] - hw[items] + shift)
+    lon_hi = np.where(full, np.inf, lon0[items] + hw[items] + shift)
+    col %= nx
+    state = np.zeros(items.size, np.int64)
+    if exact:
+        state = _classify(items, col, row, shift, full, cell, g.item_type, g.item_grid, g.raster)
+        keep = state != DROP
+        items, col, row, state = items[keep], col[keep], row[keep], state[keep]
+        lon_lo, lon_hi, turns = lon_lo[keep], lon_hi[keep], turns[keep]
+    nbx = -(-nx // BLOCK)
+    blocks, block = np.unique((row // BLOCK) * nbx + col // BLOCK, return_inverse=True)
+    cells = (block * BLOCK + row % BLOCK) * BLOCK + col % BLOCK
+    order = np.lexsort((items, cells))
+    cell_start = np.searchsorted(cells[order], np.arange(blocks.size * BLOCK * BLOCK + 1))
+    entry = np.zeros(items.size, ENTRY)
+    for name, value in (("lon_lo", _f32(lon_lo, -1)), ("lon_hi", _f32(lon_hi, 1)),
+                        ("lat_lo", _f32(lat_lo[items], -1)), ("lat_hi", _f32(lat_hi[items], 1)),
+                        ("item", items), ("fence", g.item_fence[items]),
+                        ("kind", g.item_type[items]), ("state", state), ("turns", turns)):
+        entry[name] = value[order]
+    bits = max(1, int(np.ceil(np.log2(max(4 * blocks.size, 2)))))  # mostly one probe
+    return Index(cell, nx, ny, nbx, bits, _hash_table(blocks, bits),
+                 cell_start.astype(np.int32), entry)
+
+
+@njit(cache=True)
+def _classify(items: np.ndarray, col: np.ndarray, row: np.ndarray, shift: np.ndarray,
+              full: np.ndarray, cell: float, item_type: np.ndarray, grid: np.ndarray,
+              raster: np.ndarray) -> np.ndarray:
+    """TEST, SURE or DROP for each (cell, item) entry, from the raster cells the grid cell
+    overlaps (widened by 1e-6 raster cell against rounding)."""
+    eps = 1e-6
+    out = np.zeros(items.size, np.int64)
+    for k in range(items.size):
+        it = items[k]
+        if item_type[it] != POLYGON or full[k]:
+            continue
+        nrow, ncol, cell0 = int(grid[it, 1]), int(grid[it, 4]), int(grid[it, 7])
+        x = col[k] * cell - 180.0 - shift[k]  # west side of the cell, in the item's frame
+        y = row[k] * cell - 90.0
+        ca, cb = (x - grid[it, 5]) * grid[it, 6] - eps, (x + cell - grid[it, 5]) * grid[it, 6] + eps
+        ra, rb = (y - grid[it, 2]) * grid[it, 3] - eps, (y + cell - grid[it, 2]) * grid[it, 3] + eps
+        all_in = ca >= 0 and ra >= 0 and cb < ncol and rb < nrow
+        all_out = True
+        for r in range(max(int(np.floor(ra)), 0), min(int(np.floor(rb)), nrow - 1) + 1):
+            for c in range(max(int(np.floor(ca)), 0), min(int(np.floor(cb)), ncol - 1) + 1):
+                v = _raster_get(raster, cell0 + r * ncol + c)
+                all_in &= v == INSIDE
+                all_out &= v == OUTSIDE
+        out[k] = SURE if all_in else DROP if all_out else TEST
+    return out
+
+
+def _f32(x: np.ndarray, direction: int) -> np.ndarray:
+    """float32 rounded away from the box (down for lower bounds, up for upper ones)."""
+    y = x.astype(np.float32)
+    worse = y > x if direction < 0 else y < x
+    return np.where(worse, np.nextafter(y, np.float32(direction * np.inf)), y)
+
+
+@njit(cache=True, inline="always")
+def _slot(key: int, bits: int) -> int:
+    return ((key * _MULT) >> (64 - bits)) & ((1 << bits) - 1)
+
+
+@njit(cache=True)
+def _hash_table(keys: np.ndarray, bits: int) -> np.ndarray:
+    """Open addressing (linear probing) table of key -> position in keys."""
+    mask = (1 << bits) - 1
+    table = np.full((1 << bits, 2), -1, np.int64)
+    for j in range(keys.size):
+        h = _slot(keys[j], bits)
+        while table[h, 0] >= 0:
+            h = (h + 1) & mask
+        table[h, 0] = keys[j]
+        table[h, 1] = j
+    return table
+
+
+@njit(cache=True, inline="always")
+def _cell_range(table: np.ndarray, cell_start: np.ndarray, bits: int, nbx: int, cx: int,
+                cy: int) -> tuple[int, int]:
+    """Range of entries for grid cell (cx, cy)."""
+    key = (cy // BLOCK) * nbx + cx // BLOCK
+    h = _slot(key, bits)
+    while True:
+        k = table[h, 0]
+        if k == key:
+            c = (table[h, 1] * BLOCK + cy % BLOCK) * BLOCK + cx % BLOCK
+            return cell_start[c], cell_start[c + 1]
+        if k < 0:
+            return 0, 0
+        h = (h + 1) & ((1 << bits) - 1)
+
+
+@njit(cache=True, inline="always")
+def _seg_d2(px: float, py: float, ax: float, ay: float, bx: float, by: float) -> float:
+    """Squared distance from p to segment ab (plane)."""
+    vx, vy, wx, wy = bx - ax, by - ay, px - ax, py - ay
+    ll = vx * vx + vy * vy
+    t = 0.0 if ll == 0.0 else min(max((wx * vx + wy * vy) / ll, 0.0), 1.0)
+    dx, dy = wx - t * vx, wy - t * vy
+    return dx * dx + dy * dy
+
+
+@njit(cache=True)
+def _near_edge(first: int, last: int, ring_start: np.ndarray, vx: np.ndarray, vy: np.ndarray,
+               x: float, y: float, metres: float) -> bool:
+    """Is (x, y) within `metres` of the boundary of rings first..last (local scale at the
+    point)?"""
+    m, n = radii(y)
+    kx, ky = n * np.cos(y * RAD) * RAD, m * RAD
+    for r in range(first, last):
+        for e in range(ring_start[r], ring_start[r + 1] - 1):
+            ay, by = (vy[e] - y) * ky, (vy[e + 1] - y) * ky
+            if min(ay, by) > metres or max(ay, by) < -metres:
+                continue
+            ax, bx = (vx[e] - x) * kx, (vx[e + 1] - x) * kx
+            if _seg_d2(0.0, 0.0, ax, ay, bx, by) <= metres * metres:
+                return True
+    return False
+
+
+@njit(cache=True, inline="always")
+def _crossings(band_start: np.ndarray, band_edge: np.ndarray, band: int, x: float, y: float
+               ) -> bool:
+    """Even-odd count of the band's edges crossed by a ray from (x, y) towards +x."""
+    inside = False
+    e = band_edge
+    for k in range(band_start[band], band_start[band + 1]):
+        if e[k, 4] < x:  # this and all further edges lie left of the point
+            break
+        inside ^= ((e[k, 0] > y) != (e[k, 1] > y)) & (x < e[k, 2] + (y - e[k, 0]) * e[k, 3])
+    return inside
+
+
+@njit(cache=True, inline="always")
+def _in_polygon(grid: np.ndarray, raster: np.ndarray, band_start: np.ndarray,
+                band_edge: np.ndarray, it: int, x: float, y: float) -> bool:
+    """Point in polygon part: its raster cell, or the edges of its band for BOUNDARY cells."""
+    nrow, ncol = int(grid[it, 1]), int(grid[it, 4])
+    r = int(np.floor((y - grid[it, 2]) * grid[it, 3]))
+    c = int(np.floor((x - grid[it, 5]) * grid[it, 6]))
+    if r < 0 or r > nrow or c < 0 or c > ncol:
+        return False
+    r, c = min(r, nrow - 1), min(c, ncol - 1)
+    cell = _raster_get(raster, int(grid[it, 7]) + r * ncol + c)
+    if cell == BOUNDARY:
+        return _crossings(band_start, band_edge, int(grid[it, 0]) + r, x, y)
+    return cell == INSIDE
+
+
+@njit(cache=True)
+def _in_round(kind: int, size: float, xyz: np.ndarray, rho: float, first: int, last: int,
+              piece: np.ndarray, lon: float, lat: float) -> bool:
+    """Point within `size` metres of a circle's centre or a corridor's pieces."""
+    if size <= 0.0:
+        return False
+    px, py, pz = ecef(lon, lat)
+    if kind == CIRCLE:
+        d2 = (px - xyz[0]) ** 2 + (py - xyz[1]) ** 2 + (pz - xyz[2]) ** 2
+        return d2 <= chord_of_arc(size, rho) ** 2
+    for s in range(first, last):
+        q = piece[s]
+        dx, dy, dz = px - q[0], py - q[1], pz - q[2]
+        if dx * dx + dy * dy + dz * dz > (q[13] + size) ** 2:
+            continue
+        x = dx * q[3] + dy * q[4] + dz * q[5]
+        y = dx * q[6] + dy * q[7] + dz * q[8]
+        if _seg_d2(x, y, q[9], q[10], q[11], q[12]) <= size * size:
+            return True
+    return False
+
+
+@njit(cache=True)
+def contains_kernel(lon: np.ndarray, lat: np.ndarray, margin: float, g: Geometry, ix: Index,
+                    cap: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(point, fence) pairs with the point inside the fence grown by `margin` metres.
+
+    Writes at most `cap` pairs but returns the full count, so the caller can retry."""
+    # Fields are read once here, and helpers get arrays: tuples inside the loop are slow.
+    table, cell_start, entry = ix.table, ix.cell_start, ix.entry
+    bits, nbx, nx, ny = ix.bits, ix.nbx, ix.nx, ix.ny
+    inv = nx / 360.0
+    grid, raster, band_start, band_edge = g.item_grid, g.raster, g.band_start, g.band_edge
+    item_lon0, item_first, item_last = g.item_lon0, g.item_first, g.item_last
+    item_size, item_xyz, item_rho = g.item_size, g.item_xyz, g.item_rho
+    ring_start, vx, vy, piece = g.ring_start, g.vx, g.vy, g.piece
+    pts = np.empty(cap, np.int64)
+    fen = np.empty(cap, np.int64)
+    n = 0
+    for p in range(lon.size):
+        y = lat[p]
+        if not (np.isfinite(lon[p]) and np.isfinite(y)):
+            continue
+        lonp = lon[p]
+        if lonp < -180.0 or lonp >= 180.0:
+            lonp = wrap_lon(lonp)
+        cx = min(int((lonp + 180.0) * inv), nx - 1)
+        cy = min(max(int((y + 90.0) * inv), 0), ny - 1)
+        start, end = _cell_range(table, cell_start, bits, nbx, cx, cy)
+        last = -1
+        for k in range(start, end):
+            e = entry[k]
+            in_box = (lonp >= e.lon_lo) & (lonp <= e.lon_hi) & (y >= e.lat_lo) & (y <= e.lat_hi)
+            if not in_box or e.fence == last:
+                continue
+            it = e.item
+            if e.state == SURE and margin >= 0.0:
+                hit = True
+            elif e.kind == POLYGON:
+                if e.turns == FULL:  # into the frame [c - 180, c + 180)
+                    x = lonp + 360.0 * np.ceil((item_lon0[it] - lonp) / 360.0 - 0.5)
+                else:
+                    x = lonp + 360.0 * e.turns
+                hit = _in_polygon(grid, raster, band_start, band_edge, it, x, y)
+                if margin != 0.0 and hit != (margin > 0.0):  # grown / shrunk polygon
+                    hit = hit != _near_edge(item_first[it], item_last[it], ring_start, vx, vy,
+                                            x, y, abs(margin))
+            else:
+                hit = _in_round(e.kind, item_size[it] + margin, item_xyz[it], item_rho[it],
+                                item_first[it], item_last[it], piece, lonp, y)
+            if hit:
+                last = e.fence
+                if n < cap:
+                    pts[n] = p
+                    fen[n] = last
+                n += 1
+    return pts, fen, n

@@ -1,0 +1,81 @@
+"""Geofence detection in the pipeline: enter/exit notices, dwell and route deviation.
+
+GPS rows pass the configured quality filters, then the `FenceTracker` turns them into per-device,
+per-fence transitions. A shipment whose order names a corridor (`corridor_id`) raises
+`route_deviation` when its tracker leaves that corridor, resolved when it is back inside; a
+`dwell_exceeded` alert stays open until the device leaves the fence.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chainsight.alerts.book import AlertBook
+from chainsight.config import Settings
+from chainsight.events import GPS, Order, Scan
+from chainsight.geofence.fences import FenceSet
+from chainsight.geofence.gps_filter import GpsFilter
+from chainsight.geofence.tracker import FenceTracker, FenceTransition
+from chainsight.ingest import Rows
+from chainsight.state import State
+
+
+class GeofenceRule:
+    def __init__(self, fences: FenceSet, settings: Settings) -> None:
+        self.tracker = FenceTracker(fences, settings.geofence_min_fixes,
+                                    settings.geofence_min_seconds, settings.geofence_min_metres)
+        self.gps_filter = GpsFilter(max_accuracy_m=settings.gps_max_accuracy_m,
+                                    max_speed_kmh=settings.gps_max_speed_kmh,
+                                    min_interval_s=settings.gps_min_interval_s,
+                                    drop_zero=settings.gps_drop_zero)
+        self.corridor_of: dict[int, str] = {}  # shipment -> its assigned corridor fence id
+
+    @property
+    def fences(self) -> FenceSet:
+        return self.tracker.fences
+
+    def replace_fences(self, fences: FenceSet) -> None:
+        """New fences while running; unchanged fences keep their per-device state."""
+        self.tracker.replace_fences(fences)
+
+    def on_rows(self, rows: Rows, state: State, book: AlertBook) -> None:
+        gps = np.flatnonzero(rows.kind == GPS)
+        if not len(gps):
+            return
+        keep = self.gps_filter.apply(rows.device[gps], rows.ts[gps], rows.lon[gps],
+                                     rows.lat[gps], rows.accuracy[gps])
+        gps = gps[keep]
+        fixes = self.tracker.update(rows.device[gps], rows.ts[gps], rows.lon[gps], rows.lat[gps])
+        for tr in fixes:
+            self._apply(tr, int(rows.shipment[gps[tr.fix_index]]), state, book)
+
+    def on_business(self, event: Scan | Order, shipment: int, state: State,
+                    book: AlertBook) -> None:
+        if type(event) is Order and event.corridor_id is not None:
+            self.corridor_of[shipment] = event.corridor_id
+
+    def on_clock(self, clock: int, state: State, book: AlertBook) -> None:
+        for tr in self.tracker.advance(clock):
+            self._apply(tr, int(state.device.shipment[tr.device]), state, book)
+
+    def _apply(self, tr: FenceTransition, s: int, state: State, book: AlertBook) -> None:
+        shipment = state.shipments.names[s] if s >= 0 else None
+        device = state.devices.names[tr.device]
+        fence = tr.fence_id
+        if tr.kind == "dwell_exceeded":
+            book.open("dwell_exceeded", shipment, device, fence, tr.ts_ms, "warning", tr.details)
+            return
+        book.notice(tr.kind, shipment, device, fence, tr.ts_ms, "info", tr.details)
+        if tr.kind == "geofence_exit":
+            book.resolve("dwell_exceeded", shipment, device, fence, tr.ts_ms)
+        if s >= 0 and self.corridor_of.get(s) == fence:
+            if tr.kind == "geofence_exit":
+                book.open("route_deviation", shipment, device, fence, tr.ts_ms, "warning",
+                          {"corridor_id": fence})
+            else:
+                book.resolve("route_deviation", shipment, device, fence, tr.ts_ms)
+
+    @property
+    def gps_dropped(self) -> dict[str, int]:
+        """Fixes dropped by each GPS quality filter so far."""
+        return dict(self.gps_filter.counts)
