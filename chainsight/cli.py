@@ -11,10 +11,12 @@ from chainsight.config import load_profiles, load_settings
 
 def _engine(args: argparse.Namespace):  # noqa: ANN202 - imports kept lazy for a fast --help
     from chainsight.core import Engine
+    from chainsight.geofence import FenceSet
 
     settings = load_settings(allowed_lateness_min=args.allowed_lateness)
     profiles = load_profiles(*([args.profiles] if args.profiles else []))
-    return Engine(settings, profiles)
+    fences = getattr(args, "fences", None)
+    return Engine(settings, profiles, fences=FenceSet.from_file(fences) if fences else None)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -23,8 +25,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not args.events.is_file():
         print(f"chainsight replay: cannot read {args.events}: no such file", file=sys.stderr)
         return 2
-    result = replay(args.events, _engine(args), args.alerts_out, args.dead_letter_out,
-                    args.state_out)
+    engine = _engine(args)
+    result = replay(args.events, engine, args.alerts_out, args.dead_letter_out, args.state_out)
     print(f"replayed {result.events:,} events in {result.seconds:.2f} s "
           f"({result.events_per_s:,.0f} events/s): {result.alerts:,} alert transitions, "
           f"{result.rejected:,} rejected", file=sys.stderr)
@@ -40,6 +42,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("generating the simulated fleet...", file=sys.stderr)
     sim = simulate(args.scenario, **overrides)
     return run_demo(sim, args.speedup, args.duration, _engine(args))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from chainsight.streams.config import load_streams_config
+    from chainsight.streams.worker import run_worker
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_streams_config()
+    _engine(args)  # fail fast on bad settings or profiles, before joining the group
+    run_worker(config, lambda: _engine(args))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
                         "scenario ends)")
     engine_options(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("worker", help="distributed runtime: consume Kafka, write alerts and "
+                                      "Redis live state (configured by CHAINSIGHT_* variables "
+                                      "and config/streams.json)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    engine_options(p)
+    p.set_defaults(func=cmd_worker)
 
     args = parser.parse_args(argv)
     try:

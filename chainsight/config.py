@@ -31,6 +31,15 @@ class Profile:
     humidity_max: float | None = None
     cumulative_budget_min: float | None = None
     door_open_max_min: float | None = None
+    mkt_min_h: float | None = None  # MKT alerts once it covers this long; None: reported only
+
+    def __post_init__(self) -> None:
+        if not self.min_c < self.max_c:
+            raise ValueError("min_c must be below max_c")
+        if (self.humidity_min is None) != (self.humidity_max is None):
+            raise ValueError("humidity_min and humidity_max go together")
+        if self.humidity_min is not None and not self.humidity_min < self.humidity_max:
+            raise ValueError("humidity_min must be below humidity_max")
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,18 @@ class Settings:
     future_tolerance_h: float = 24
     max_payload_bytes: int = 65536
     dedup_window_min: float = 60
+    alert_quiet_min: float = 10  # a resolved alert whose condition returns this soon continues
+    escalate_after_min: float | None = 5  # unacknowledged this long: escalation; None: never
+    critical_after_min: float | None = 60  # a condition lasting this long becomes critical
+    geofence_min_fixes: int = 1  # hysteresis, off by default: fixes needed to confirm a crossing
+    geofence_min_seconds: float = 0  # ... and seconds spanned by them
+    geofence_min_metres: float = 0  # ... and metres inside/outside the boundary
+    route_deviation_min_metres: float = 50  # outside the assigned corridor by this much...
+    route_deviation_min_fixes: int = 3  # ... for this many fixes in a row
+    gps_drop_zero: bool = True  # GPS quality filters (None: off); dropped fixes are counted
+    gps_max_accuracy_m: float | None = None
+    gps_max_speed_kmh: float | None = None
+    gps_min_interval_s: float | None = None
 
     @property
     def allowed_lateness_ms(self) -> int:
@@ -78,6 +99,6 @@ def load_profiles(*paths: Path) -> dict[str, Profile]:
         for name, spec in _read_json(path).items():
             try:
                 profiles[name] = Profile(name=name, **spec)
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:
                 raise ValueError(f"{path}: profile {name!r}: {exc}") from exc
     return profiles

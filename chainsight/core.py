@@ -12,12 +12,16 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from chainsight.alerts import default_rules
+from chainsight.alerts.advisor import ColdStoreAdvisor
+from chainsight.alerts.audit import AuditTrail
 from chainsight.alerts.book import AlertBook
-from chainsight.alerts.cold_chain import ExcursionRule
+from chainsight.alerts.mkt import MktRule
 from chainsight.alerts.rules import Rule
-from chainsight.alerts.silence import SilenceRule
 from chainsight.config import Profile, Settings, load_profiles, load_settings
 from chainsight.events import GPS, SCAN, SENSOR, EventDecoder, Order, Scan, iso
+from chainsight.geofence import FenceSet
+from chainsight.geofence.rule import GeofenceRule
 from chainsight.ingest import Deduplicator, Ingest, Reorder, Rows
 from chainsight.state import NO_TS, State
 
@@ -57,23 +61,51 @@ def track_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.
             last_temp[s], temp_ts[s] = temp[i], ts[i]
 
 
+def business_phases(business: np.ndarray, shipment: np.ndarray) -> np.ndarray:
+    """Processing phase of each row of an event-time-ordered batch.
+
+    A business event (scan/order) only changes its own shipment's state, so it must be applied
+    after that shipment's earlier device rows and before its later ones; other shipments' rows
+    need not wait for it. A business row's phase is its ordinal among its shipment's business
+    rows (1, 2, ...); a device row's phase counts the business rows of its shipment before it.
+    The engine runs phase 0's device rows, then the phase-1 business rows, then phase 1's device
+    rows, and so on: a few kernel calls per batch instead of one per business event. Device rows
+    without an explicit shipment (linked by an order's `device_ids`) wait for every business row
+    before them.
+    """
+    order = np.lexsort((np.arange(len(shipment)), shipment))
+    counts = np.cumsum(business[order])
+    group_start = np.r_[True, shipment[order][1:] != shipment[order][:-1]]
+    before_group = (counts - business[order])[group_start]
+    phase = np.empty(len(shipment), dtype=np.int64)
+    phase[order] = counts - np.repeat(before_group, np.diff(np.r_[np.flatnonzero(group_start),
+                                                                   len(order)]))
+    unlinked = (shipment < 0) & ~business
+    if unlinked.any():
+        phase[unlinked] = np.maximum.accumulate(np.where(business, phase, 0))[unlinked]
+    return phase
+
+
 class Engine:
     """Stateful processing core: call `process` with raw lines, then `flush` at end of stream."""
 
     def __init__(self, settings: Settings | None = None,
                  profiles: dict[str, Profile] | None = None,
-                 rules: list[Rule] | None = None) -> None:
+                 rules: list[Rule] | None = None, fences: FenceSet | None = None) -> None:
         self.settings = settings or load_settings()
         self.profiles = profiles if profiles is not None else load_profiles()
         self.state = State()
-        self.book = AlertBook()
+        self.book = AlertBook.from_settings(self.settings)
+        self.advisor = ColdStoreAdvisor(fences)  # `advisor.fences` may be set later
         self.ingest = Ingest(self.state,
                              EventDecoder(self.settings.max_payload_bytes,
                                           int(self.settings.future_tolerance_h * 3_600_000)),
                              Deduplicator(int(self.settings.dedup_window_min * 60_000)))
         self.reorder = Reorder(self.settings.allowed_lateness_ms)
-        self.rules: list[Rule] = rules if rules is not None else [
-            ExcursionRule(), SilenceRule(self.settings.sensor_silent_ms)]
+        self.rules: list[Rule] = rules if rules is not None else default_rules(
+            self.settings, self.profiles, self.advisor)
+        if fences is not None and rules is None:
+            self.rules.append(GeofenceRule(fences, self.settings))
         self.counters = {"events": 0, "rejected": 0, "duplicates": 0, "late_dropped": 0}
 
     def process(self, lines: Iterable[bytes], first_line: int = 1,
@@ -100,21 +132,51 @@ class Engine:
         """End of stream: process everything still held for reordering."""
         return self._run(self.reorder.release(everything=True))
 
+    def replace_fences(self, fences: FenceSet) -> None:
+        """Swap the geofences while running; state of unchanged fences carries over."""
+        self.advisor.fences = fences
+        rule = next((r for r in self.rules if isinstance(r, GeofenceRule)), None)
+        if rule is None:
+            self.rules.append(GeofenceRule(fences, self.settings))
+        else:
+            rule.replace_fences(fences)
+
+    def acknowledge(self, alert_id: str, user: str, at_ms: int | None = None,
+                    comment: str | None = None) -> dict:
+        """`user` takes charge of an open alert (stops its escalation). Returns the transition
+        record, also emitted with the next output; KeyError for an unknown id, ValueError for a
+        transition the alert's state does not allow. `at_ms` defaults to the engine's event time.
+        Callers on other threads hold the runtime's lock."""
+        return self.book.acknowledge(alert_id, user, self._user_time(at_ms), comment)
+
+    def resolve_manually(self, alert_id: str, user: str, comment: str,
+                         at_ms: int | None = None) -> dict:
+        """`user` closes an open or acknowledged alert, saying why in `comment`; as
+        `acknowledge` otherwise."""
+        return self.book.resolve_manually(alert_id, user, comment, self._user_time(at_ms))
+
+    def _user_time(self, at_ms: int | None) -> int:
+        return self.state.clock if at_ms is None else int(at_ms)
+
+    @property
+    def audit(self) -> AuditTrail:
+        """Every alert transition, hash-chained (`audit.verify()`)."""
+        return self.book.audit
+
     def _run(self, rows: Rows) -> Output:
         out = Output()
         if not len(rows):
+            out.alerts = self.book.collect()  # transitions made by users since the last output
             return out
         self._grow()
-        starts = np.flatnonzero(rows.kind >= SCAN)
-        begin = 0
-        for b in starts.tolist():
-            if b > begin:
-                self._device_rows(rows, begin, b, out)
-            obj = rows.objs[int(rows.obj[b])]
-            self._business(obj, int(rows.shipment[b]), out)
-            begin = b + 1
-        if begin < len(rows):
-            self._device_rows(rows, begin, len(rows), out)
+        phase = business_phases(rows.kind >= SCAN, rows.shipment)
+        device_rows = rows.kind < SCAN
+        for k in range(int(phase.max()) + 1):
+            take = np.flatnonzero(device_rows & (phase == k))
+            if len(take):
+                self._device_rows(rows.take(take), out)
+            for b in np.flatnonzero(~device_rows & (phase == k + 1)).tolist():
+                self._business(rows.objs[int(rows.obj[b])], int(rows.shipment[b]), out)
         self._tick(int(rows.ts[-1]), out)
         return out
 
@@ -122,8 +184,7 @@ class Engine:
         self.state.device.ensure(len(self.state.devices))
         self.state.shipment.ensure(len(self.state.shipments))
 
-    def _device_rows(self, rows: Rows, begin: int, end: int, out: Output) -> None:
-        seg = Rows(*(getattr(rows, c)[begin:end] for c in Rows.COLUMNS))
+    def _device_rows(self, seg: Rows, out: Output) -> None:
         st, sh = self.state, self.state.shipment
         track_kernel(seg.kind, seg.device, seg.shipment, seg.ts, seg.lat, seg.lon, seg.temp_c,
                      st.device.shipment, sh.last_lat, sh.last_lon, sh.last_pos_ts,
@@ -155,7 +216,8 @@ class Engine:
             if event.product_profile is not None:
                 self._set_profile(s, event.product_profile)
             for device in event.device_ids or ():
-                st.device.shipment[st.device_id(device)] = s
+                d = st.device_id(device)  # may grow the columns: index them afterwards
+                st.device.shipment[d] = s
         elif event.step in STATUS_OF_SCAN:
             info.status = STATUS_OF_SCAN[event.step]
         st.shipment.in_transit[s] = info.status in IN_TRANSIT
@@ -179,29 +241,41 @@ class Engine:
         st.clock = max(st.clock, clock)
         for rule in self.rules:
             rule.on_clock(st.clock, st, self.book)
+        self.book.on_clock(st.clock)
         self.ingest.dedup.expire(st.clock)
         out.alerts.extend(self.book.collect())
 
+    def shipment_view(self, s: int, open_alerts: list[str] | None = None) -> dict:
+        """One shipment's live state as in STATE.json (`s` is its dense id)."""
+        sh, info = self.state.shipment, self.state.info[s]
+        position = None
+        if sh.last_pos_ts[s] != NO_TS:
+            position = {"lat": float(sh.last_lat[s]), "lon": float(sh.last_lon[s]),
+                        "ts": iso(int(sh.last_pos_ts[s]))}
+        temp = float(sh.last_temp_c[s])
+        if open_alerts is None:
+            open_alerts = self.book.open_for(self.state.shipments.names[s])
+        return {
+            "status": info.status,
+            "last_position": position,
+            "last_temp_c": None if np.isnan(temp) else temp,
+            "profile": info.profile,
+            "open_alerts": open_alerts,
+            "eta": None if info.eta is None else iso(info.eta),
+            "mkt_c": self._mkt_c(s),
+        }
+
+    def _mkt_c(self, s: int) -> float | None:
+        """The shipment's Mean Kinetic Temperature so far (°C, 3 decimals), if known."""
+        mkt = next((r for r in self.rules if isinstance(r, MktRule)), None)
+        value = None if mkt is None else mkt.mkt_c(s)
+        return None if value is None else round(value, 3)
+
     def snapshot(self) -> dict:
         """The contract's STATE.json: every shipment's live state and the counters."""
-        st, sh = self.state, self.state.shipment
         open_by_shipment: dict[str | None, list[str]] = {}
         for alert in self.book.open_alerts.values():
             open_by_shipment.setdefault(alert.shipment_id, []).append(alert.alert_id)
-        shipments = {}
-        for s, name in enumerate(st.shipments.names):
-            info = st.info[s]
-            position = None
-            if sh.last_pos_ts[s] != NO_TS:
-                position = {"lat": float(sh.last_lat[s]), "lon": float(sh.last_lon[s]),
-                            "ts": iso(int(sh.last_pos_ts[s]))}
-            temp = float(sh.last_temp_c[s])
-            shipments[name] = {
-                "status": info.status,
-                "last_position": position,
-                "last_temp_c": None if np.isnan(temp) else temp,
-                "profile": info.profile,
-                "open_alerts": open_by_shipment.get(name, []),
-                "eta": None if info.eta is None else iso(info.eta),
-            }
+        shipments = {name: self.shipment_view(s, open_by_shipment.get(name, []))
+                     for s, name in enumerate(self.state.shipments.names)}
         return {"shipments": shipments, "counters": dict(self.counters)}

@@ -90,6 +90,7 @@ class Order(msgspec.Struct, tag_field="type", tag="order"):
     mode: Literal["road", "rail", "sea", "air"] | None = None
     lot: Lot | None = None
     device_ids: list[Id] | None = None
+    corridor_id: Id | None = None  # extension: the corridor fence the shipment should keep to
     event_id: str | None = None
 
 

@@ -96,7 +96,9 @@ class State:
         index = self.devices.index
         ids = [index.get(name, -1) for name in names]
         if -1 in ids:
-            ids = [self.device_id(name) for name in names]
+            intern = self.devices.intern
+            ids = [i if i >= 0 else intern(name) for i, name in zip(ids, names, strict=True)]
+            self.device.ensure(len(self.devices))
         return np.fromiter(ids, np.int32, len(ids))
 
     def intern_shipments(self, names: list[str | None]) -> np.ndarray:
@@ -104,7 +106,8 @@ class State:
         index = self.shipments.index
         ids = [index.get(name, -2) for name in names]
         if -2 in ids:
-            ids = [-1 if name is None else self.shipment_id(name) for name in names]
+            ids = [i if i != -2 else -1 if name is None else self.shipment_id(name)
+                   for i, name in zip(ids, names, strict=True)]
         return np.fromiter(ids, np.int32, len(ids))
 
     def device_id(self, name: str) -> int:

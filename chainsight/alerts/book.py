@@ -1,93 +1,175 @@
-"""Alert bookkeeping: turns rule conditions into contract alert transitions with stable ids.
+"""Alert bookkeeping: turns rule conditions into contract alert transitions, and runs the lifecycle.
 
 Rules say "this condition opened / cleared at event time T"; the book knows which alerts are open,
 gives each alert a deterministic id (same input, same ids) and renders the transition records.
+
+Lifecycle (all times are event time, so a replay gives the same records):
+- `open` -> `acknowledged` (by a named user) -> `resolved` (when the condition clears, or by a
+  user with a comment). Every record says what happened in `details.transition`.
+- A condition that returns within `quiet_ms` of its alert's automatic resolution (measured to the
+  start of the new episode) continues that alert: same id, its acknowledgement and escalation kept,
+  `details.reopen_count` counting the flaps.
+- Severity starts at the rule's level and turns `critical` once the condition has lasted
+  `critical_ms`; an alert still unacknowledged `escalate_ms` after it opened is escalated (state
+  stays `open`, severity `critical`, `details.escalated: true`). Both fire as event time passes.
+  A timer due at T fires before any transition of its alert later than T, and not at all when the
+  alert is acknowledged or resolved at T or earlier, so batch boundaries change nothing.
+- Every transition goes to the hash-chained `audit` trail.
 """
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from hashlib import blake2b
+from itertools import count
 
-from chainsight.events import iso
+from chainsight.alerts.audit import AuditTrail
+from chainsight.config import MINUTE_MS, Settings
+from chainsight.events import iso, now_ms
 
 GEOFENCE_KINDS = frozenset({"geofence_enter", "geofence_exit", "dwell_exceeded", "route_deviation"})
+ESCALATE, CRITICAL = "escalate", "critical"
 
-AlertKey = tuple[str, str | None, str | None, str | None]  # kind, shipment, device, fence
+# kind, shipment, device, fence, rule (one rule's alerts are independent of another's)
+AlertKey = tuple[str, str | None, str | None, str | None, str]
 
 
-@dataclass
+@dataclass(slots=True)
 class Alert:
     alert_id: str
-    kind: str
-    shipment_id: str | None
-    device_id: str | None
-    fence_id: str | None
+    key: AlertKey
     opened_at: int
+    started_at: int  # start of the condition's current episode
     severity: str
+    details: dict  # the rule's details of the current episode
     state: str = "open"
-    details: dict = field(default_factory=dict)
+    lifecycle: dict = field(default_factory=dict)  # acknowledgement, escalation, flaps
+    last_at: int = 0  # time of the latest transition
+    resolved_at: int | None = None
+    held_state: str = "open"  # the state a flap returns to
+    due: dict[str, int] = field(default_factory=dict)  # timer -> event time it fires
 
-    def record(self, at: int) -> dict:
+    @property
+    def kind(self) -> str:
+        return self.key[0]
+
+    @property
+    def shipment_id(self) -> str | None:
+        return self.key[1]
+
+    def record(self, at: str, transition: str) -> dict:
         """The contract's alert transition object for this alert's current state."""
+        kind, shipment, device, fence, _ = self.key
         out = {
             "alert_id": self.alert_id,
-            "kind": self.kind,
+            "kind": kind,
             "state": self.state,
-            "shipment_id": self.shipment_id,
-            "device_id": self.device_id,
+            "shipment_id": shipment,
+            "device_id": device,
             "severity": self.severity,
-            "at": iso(at),
-            "details": self.details,
+            "at": at,
+            "details": {**self.details, **self.lifecycle, "transition": transition},
         }
-        if self.kind in GEOFENCE_KINDS:
-            out["fence_id"] = self.fence_id
+        if kind in GEOFENCE_KINDS:
+            out["fence_id"] = fence
         return out
 
 
-def alert_id(kind: str, shipment: str | None, device: str | None, fence: str | None,
-             opened_at: int) -> str:
+def alert_id(key: AlertKey, opened_at: int) -> str:
+    kind, shipment, device, fence, rule = key
     text = f"{kind}|{shipment or ''}|{device or ''}|{fence or ''}|{opened_at}"
+    if rule:
+        text += f"|{rule}"
     return blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 class AlertBook:
-    """Open alerts by (kind, shipment, device, fence), and the transitions emitted so far."""
+    """Open alerts by (kind, shipment, device, fence, rule), their lifecycle and transitions."""
 
-    def __init__(self) -> None:
-        self.open_alerts: dict[AlertKey, Alert] = {}
+    def __init__(self, quiet_ms: int = 0, escalate_ms: int | None = None,
+                 critical_ms: int | None = None) -> None:
+        self.quiet_ms = quiet_ms
+        self.escalate_ms = escalate_ms
+        self.critical_ms = critical_ms
+        self.open_alerts: dict[AlertKey, Alert] = {}  # not resolved (open or acknowledged)
+        self.alerts: dict[str, Alert] = {}  # every alert, by id
+        self.recent: dict[AlertKey, Alert] = {}  # last automatically resolved alert per key
         self.transitions: list[tuple[int, dict]] = []  # (at, record) not yet collected
+        self.audit = AuditTrail()
+        self._timers: list[tuple[int, int, str, str]] = []  # heap of (due, seq, id, timer)
+        self._seq = count()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlertBook:
+        def ms(minutes: float | None) -> int | None:
+            return None if minutes is None else int(minutes * MINUTE_MS)
+
+        return cls(int(settings.alert_quiet_min * MINUTE_MS), ms(settings.escalate_after_min),
+                   ms(settings.critical_after_min))
+
+    # --- what rules call -------------------------------------------------------------------
 
     def open(self, kind: str, shipment: str | None, device: str | None, fence: str | None,
-             at: int, severity: str, details: dict) -> Alert | None:
-        """Open an alert unless the same condition is already open."""
-        key = (kind, shipment, device, fence)
+             at: int, severity: str, details: dict, *, rule: str = "",
+             started: int | None = None) -> Alert | None:
+        """Open an alert unless the same condition is already open; a condition whose episode
+        starts (`started`, default `at`) within the quiet period after its alert resolved
+        continues that alert."""
+        key = (kind, shipment, device, fence, rule)
         if key in self.open_alerts:
             return None
-        alert = Alert(alert_id(kind, shipment, device, fence, at), kind, shipment, device, fence,
-                      at, severity, details=details)
+        started = at if started is None else started
+        alert = self.recent.pop(key, None)
+        if alert is not None and started - alert.resolved_at <= self.quiet_ms:
+            alert.state, alert.resolved_at = alert.held_state, None
+            alert.started_at, alert.details = started, details
+            alert.lifecycle = {**alert.lifecycle, "reopen_count":
+                               alert.lifecycle.get("reopen_count", 0) + 1,
+                               "first_opened_at": iso(alert.opened_at)}
+            transition = "reopened"
+        else:
+            alert = Alert(self._new_id(key, at), key, at, started, severity, details)
+            self.alerts[alert.alert_id] = alert
+            transition = "opened"
         self.open_alerts[key] = alert
-        self.transitions.append((at, alert.record(at)))
+        if self.critical_ms is not None and at - started > self.critical_ms:
+            alert.severity = "critical"
+        self._emit(alert, at, transition)
+        self._schedule(alert, at)
         return alert
 
     def resolve(self, kind: str, shipment: str | None, device: str | None, fence: str | None,
-                at: int, details: dict | None = None) -> Alert | None:
-        """Resolve the open alert of this condition, if there is one."""
-        alert = self.open_alerts.pop((kind, shipment, device, fence), None)
+                at: int, details: dict | None = None, *, rule: str = "") -> Alert | None:
+        """Resolve the open alert of this condition, if there is one (the condition cleared)."""
+        key = (kind, shipment, device, fence, rule)
+        alert = self.open_alerts.get(key)
         if alert is None:
             return None
-        alert.state = "resolved"
+        self._catch_up(alert, at)
+        del self.open_alerts[key]
+        alert.held_state, alert.state, alert.resolved_at = alert.state, "resolved", at
+        alert.due.clear()
         if details:
             alert.details = {**alert.details, **details}
-        self.transitions.append((at, alert.record(at)))
+        self.recent[key] = alert
+        self._emit(alert, at, "resolved")
         return alert
 
     def notice(self, kind: str, shipment: str | None, device: str | None, fence: str | None,
                at: int, severity: str, details: dict) -> None:
         """A single `open` notice that never stays open (geofence enter/exit)."""
-        alert = Alert(alert_id(kind, shipment, device, fence, at), kind, shipment, device, fence,
-                      at, severity, details=details)
-        self.transitions.append((at, alert.record(at)))
+        key = (kind, shipment, device, fence, "")
+        self._emit(Alert(alert_id(key, at), key, at, at, severity, details), at, "notice")
+
+    def on_clock(self, clock: int) -> None:
+        """Event time reached `clock`: fire the escalation and severity timers due before it."""
+        timers = self._timers
+        while timers and timers[0][0] < clock:
+            due, _, aid, timer = heapq.heappop(timers)
+            alert = self.alerts[aid]
+            if alert.due.get(timer) == due:
+                self._fire(alert, timer, due)
 
     def collect(self) -> list[dict]:
         """Transitions since the last call, in event-time order (stable for ties)."""
@@ -97,3 +179,98 @@ class AlertBook:
 
     def open_for(self, shipment: str) -> list[str]:
         return [a.alert_id for a in self.open_alerts.values() if a.shipment_id == shipment]
+
+    # --- what users call (through the engine) -----------------------------------------------
+
+    def acknowledge(self, aid: str, user: str, at: int, comment: str | None = None) -> dict:
+        """An open alert is being handled by `user`; stops its escalation."""
+        alert = self._for_user(aid, user, at)
+        if alert.state != "open":
+            raise ValueError(f"alert {aid} is {alert.state}: only an open alert can be "
+                             "acknowledged")
+        alert.state = "acknowledged"
+        alert.due.pop(ESCALATE, None)
+        alert.lifecycle = {**alert.lifecycle, "acknowledged_by": user,
+                           "acknowledged_at": iso(at)}
+        if comment:
+            alert.lifecycle["comment"] = comment
+        return self._emit(alert, at, "acknowledged", user, comment)
+
+    def resolve_manually(self, aid: str, user: str, comment: str, at: int) -> dict:
+        """`user` closes an alert whose condition may still hold; a comment says why. The
+        condition's return later opens a new alert."""
+        if not comment or not comment.strip():
+            raise ValueError("a manual resolution needs a comment")
+        alert = self._for_user(aid, user, at)
+        if alert.state == "resolved":
+            raise ValueError(f"alert {aid} is already resolved")
+        del self.open_alerts[alert.key]
+        alert.state, alert.resolved_at = "resolved", at
+        alert.due.clear()
+        alert.lifecycle = {**alert.lifecycle, "resolved_by": user, "comment": comment}
+        return self._emit(alert, at, "resolved_manually", user, comment)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _new_id(self, key: AlertKey, at: int) -> str:
+        aid = alert_id(key, at)
+        while aid in self.alerts:  # the same condition opening twice in one millisecond
+            aid = blake2b(aid.encode(), digest_size=8).hexdigest()
+        return aid
+
+    def _for_user(self, aid: str, user: str, at: int) -> Alert:
+        alert = self.alerts.get(aid)
+        if alert is None:
+            raise KeyError(f"unknown alert id {aid!r} (one-off notices cannot be handled)")
+        if not isinstance(user, str) or not user.strip():
+            raise ValueError("a named user is required")
+        if at < alert.last_at:
+            raise ValueError(f"alert {aid}: {iso(at)} is before its last transition at "
+                             f"{iso(alert.last_at)}")
+        self._catch_up(alert, at)
+        return alert
+
+    def _emit(self, alert: Alert, at: int, transition: str, who: str = "engine",
+              comment: str | None = None, at_iso: str | None = None) -> dict:
+        record = alert.record(at_iso or iso(at), transition)
+        alert.last_at = at
+        self.transitions.append((at, record))
+        entry = {"alert_id": alert.alert_id, "kind": alert.kind,
+                 "shipment_id": alert.shipment_id, "state": alert.state,
+                 "severity": alert.severity, "transition": transition, "who": who,
+                 "at": record["at"], "details": record["details"]}
+        if who != "engine":
+            entry["comment"] = comment
+            entry["recorded_at"] = iso(now_ms())  # wall clock of the user's action
+        self.audit.append(entry)
+        return record
+
+    def _schedule(self, alert: Alert, at: int) -> None:
+        alert.due.clear()
+        if self.escalate_ms is not None and alert.state == "open" \
+                and not alert.lifecycle.get("escalated"):
+            alert.due[ESCALATE] = at + self.escalate_ms
+        if self.critical_ms is not None and alert.severity != "critical":
+            alert.due[CRITICAL] = alert.started_at + self.critical_ms
+        for timer, due in alert.due.items():
+            heapq.heappush(self._timers, (due, next(self._seq), alert.alert_id, timer))
+
+    def _catch_up(self, alert: Alert, at: int) -> None:
+        """Fire this alert's timers due before `at`, ahead of a transition at `at`."""
+        if not alert.due or min(alert.due.values()) >= at:
+            return
+        for due, timer in sorted((d, t) for t, d in alert.due.items()):
+            if due < at and alert.due.get(timer) == due:
+                self._fire(alert, timer, due)
+
+    def _fire(self, alert: Alert, timer: str, due: int) -> None:
+        del alert.due[timer]
+        alert.due.pop(CRITICAL, None)  # either timer makes the alert critical
+        alert.severity = "critical"
+        when = iso(due)
+        if timer == ESCALATE:
+            alert.lifecycle = {**alert.lifecycle, "escalated": True, "escalated_at": when}
+            self._emit(alert, due, "escalated", at_iso=when)
+        else:
+            alert.lifecycle = {**alert.lifecycle, "severity_raised_at": when}
+            self._emit(alert, due, "severity_raised", at_iso=when)

@@ -1,13 +1,24 @@
-"""The interface every rule implements; the engine calls these hooks in event-time order."""
+"""The interface every rule implements, and what the cold-chain rules share.
+
+Every cold-chain condition is a contract `temperature_excursion` alert; `details.rule` says which
+rule raised it: `continuous` (the contract's rule), `cumulative`, `mkt`, `humidity` or
+`door_open`. Each rule has its own alert key, so its alerts open and resolve independently.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from chainsight.alerts.book import AlertBook
+from chainsight.config import MINUTE_MS, Profile
 from chainsight.events import Order, Scan
 from chainsight.ingest import Rows
 from chainsight.state import State
+
+if TYPE_CHECKING:
+    from chainsight.alerts.advisor import ColdStoreAdvisor
+
+TEMPERATURE = "temperature_excursion"
 
 
 class Rule(Protocol):
@@ -20,3 +31,31 @@ class Rule(Protocol):
 
     def on_clock(self, clock: int, state: State, book: AlertBook) -> None:
         """Event time has advanced to `clock`: fire time-driven conditions."""
+
+
+def profile_of(state: State, s: int, profiles: dict[str, Profile]) -> Profile | None:
+    """The shipment's product profile (set by its latest order), None when unknown."""
+    name = state.info[s].profile
+    return None if name is None else profiles.get(name)
+
+
+def minutes_ms(minutes: float | None) -> int:
+    """Minutes as milliseconds; -1 (rule off) for None."""
+    return -1 if minutes is None else int(minutes * MINUTE_MS)
+
+
+def open_excursion(book: AlertBook, state: State, advisor: ColdStoreAdvisor | None, rule: str,
+                   s: int, d: int, at: int, started: int, details: dict) -> None:
+    """Open (or continue) a cold-chain alert of `rule`, with the suggested action if any."""
+    details = {"rule": rule, "profile": state.info[s].profile, **details}
+    action = None if advisor is None else advisor.suggest(s, at)
+    if action is not None:
+        details["suggested_action"] = action
+    book.open(TEMPERATURE, state.shipments.names[s], state.devices.names[d], None, at,
+              "warning", details, rule=rule, started=started)
+
+
+def resolve_excursion(book: AlertBook, state: State, rule: str, s: int, d: int, at: int,
+                      details: dict) -> None:
+    book.resolve(TEMPERATURE, state.shipments.names[s], state.devices.names[d], None, at,
+                 details, rule=rule)

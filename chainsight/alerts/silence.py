@@ -2,7 +2,9 @@
 
 Silence is measured against the newest event time the engine has processed, so it fires without
 waiting for the silent device; `at` is the moment the silence reached the limit. The alert resolves
-at the sensor's next reading, or when the shipment is no longer in transit.
+at the sensor's next reading, or when the shipment is no longer in transit. A business event that
+ends the transit first fires the silences due before it, so a batch that holds both the silence
+and the delivery gives the alerts that smaller batches give.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ from chainsight.events import SENSOR, Order, Scan, iso
 from chainsight.ingest import Rows
 from chainsight.state import NO_TS, Columns, State
 
-RESUMED, GAP = 1, 2  # a silent sensor reports again / a gap seen only when the sensor resumed
+# a silent sensor reports again / a gap seen only when the sensor resumed / a sensor's readings
+# now belong to another shipment
+RESUMED, GAP, LINKED = 1, 2, 3
 
 
 @numba.njit(cache=True)
 def silence_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.ndarray,
                    in_transit: np.ndarray, limit_ms: int, last: np.ndarray, last_ship: np.ndarray,
                    silent: np.ndarray, out: np.ndarray) -> int:
-    """Track each sensor's last reading; write (row, RESUMED|GAP, last reading ts, its shipment)."""
+    """Track each sensor's last reading; write (row, RESUMED|GAP, last reading ts, its shipment)
+    and (row, LINKED, previous shipment, shipment)."""
     n = 0
     for i in range(len(ts)):
         if kind[i] != SENSOR:
@@ -38,7 +43,10 @@ def silence_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: n
             n += 1
         if ts[i] > last[d]:
             last[d] = ts[i]
-        last_ship[d] = ship[i]
+        if ship[i] != last_ship[d]:
+            out[n, 0], out[n, 1], out[n, 2], out[n, 3] = i, LINKED, last_ship[d], ship[i]
+            n += 1
+            last_ship[d] = ship[i]
     return n
 
 
@@ -49,7 +57,9 @@ class SilenceRule:
         self.limit_ms = limit_ms
         self.sensor = Columns(last=(np.int64, NO_TS), shipment=(np.int32, -1),
                               silent=(np.bool_, False))
+        self.on_road = Columns(in_transit=(np.bool_, False))  # as of the last business event
         self.silent_by_shipment: dict[int, set[int]] = {}
+        self.sensors_of: dict[int, set[int]] = {}
 
     def _open(self, d: int, s: int, last: int, state: State, book: AlertBook) -> None:
         details = {"last_reading_at": iso(last), "silent_min": self.limit_ms / 60_000}
@@ -69,6 +79,12 @@ class SilenceRule:
                                sensor.shipment, sensor.silent, out)
         for i, code, last, s in out[:count].tolist():
             d, at = int(rows.device[i]), int(rows.ts[i])
+            if code == LINKED:
+                if last >= 0:
+                    self.sensors_of[last].discard(d)
+                if s >= 0:
+                    self.sensors_of.setdefault(s, set()).add(d)
+                continue
             if code == RESUMED:
                 self.silent_by_shipment.get(s, set()).discard(d)
             else:
@@ -77,10 +93,19 @@ class SilenceRule:
 
     def on_business(self, event: Scan | Order, shipment: int, state: State,
                     book: AlertBook) -> None:
-        if state.shipment.in_transit[shipment]:
+        self.on_road.ensure(len(state.shipments))
+        self.sensor.ensure(len(state.devices))
+        was, now = self.on_road.in_transit[shipment], state.shipment.in_transit[shipment]
+        self.on_road.in_transit[shipment] = now
+        if now or not was:
             return
-        for d in self.silent_by_shipment.pop(shipment, ()):
-            self.sensor.silent[d] = False
+        sensor, silent = self.sensor, self.silent_by_shipment.pop(shipment, set())
+        for d in self.sensors_of.get(shipment, ()):
+            if not sensor.silent[d] and event.ts - sensor.last[d] > self.limit_ms:
+                self._open(d, shipment, int(sensor.last[d]), state, book)  # due before the event
+                silent.add(d)
+        for d in sorted(silent):
+            sensor.silent[d] = False
             self._resolve(d, shipment, event.ts, state, book)
 
     def on_clock(self, clock: int, state: State, book: AlertBook) -> None:

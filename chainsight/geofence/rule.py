@@ -1,8 +1,9 @@
 """Geofence detection in the pipeline: enter/exit notices, dwell and route deviation.
 
 GPS rows pass the configured quality filters, then the `FenceTracker` turns them into per-device,
-per-fence transitions. A shipment whose order names a corridor (`corridor_id`) raises
-`route_deviation` when its tracker leaves that corridor, resolved when it is back inside; a
+per-fence transitions. A shipment in transit whose order names a corridor (`corridor_id`) raises
+`route_deviation` when its tracker leaves that corridor (by `route_deviation_min_metres` for
+`route_deviation_min_fixes` fixes), resolved when it is back inside; a
 `dwell_exceeded` alert stays open until the device leaves the fence.
 """
 
@@ -28,6 +29,10 @@ class GeofenceRule:
                                     max_speed_kmh=settings.gps_max_speed_kmh,
                                     min_interval_s=settings.gps_min_interval_s,
                                     drop_zero=settings.gps_drop_zero)
+        # Route deviation has its own tracker with hysteresis, so that a truck parked at the
+        # end of its corridor does not flap in and out with GPS jitter.
+        self.route_tracker = FenceTracker(fences, settings.route_deviation_min_fixes,
+                                          0, settings.route_deviation_min_metres)
         self.corridor_of: dict[int, str] = {}  # shipment -> its assigned corridor fence id
 
     @property
@@ -37,6 +42,7 @@ class GeofenceRule:
     def replace_fences(self, fences: FenceSet) -> None:
         """New fences while running; unchanged fences keep their per-device state."""
         self.tracker.replace_fences(fences)
+        self.route_tracker.replace_fences(fences)
 
     def on_rows(self, rows: Rows, state: State, book: AlertBook) -> None:
         gps = np.flatnonzero(rows.kind == GPS)
@@ -45,9 +51,12 @@ class GeofenceRule:
         keep = self.gps_filter.apply(rows.device[gps], rows.ts[gps], rows.lon[gps],
                                      rows.lat[gps], rows.accuracy[gps])
         gps = gps[keep]
-        fixes = self.tracker.update(rows.device[gps], rows.ts[gps], rows.lon[gps], rows.lat[gps])
-        for tr in fixes:
+        device, ts, lon, lat = rows.device[gps], rows.ts[gps], rows.lon[gps], rows.lat[gps]
+        for tr in self.tracker.update(device, ts, lon, lat):
             self._apply(tr, int(rows.shipment[gps[tr.fix_index]]), state, book)
+        if self.corridor_of:
+            for tr in self.route_tracker.update(device, ts, lon, lat):
+                self._route(tr, int(rows.shipment[gps[tr.fix_index]]), state, book)
 
     def on_business(self, event: Scan | Order, shipment: int, state: State,
                     book: AlertBook) -> None:
@@ -68,12 +77,17 @@ class GeofenceRule:
         book.notice(tr.kind, shipment, device, fence, tr.ts_ms, "info", tr.details)
         if tr.kind == "geofence_exit":
             book.resolve("dwell_exceeded", shipment, device, fence, tr.ts_ms)
-        if s >= 0 and self.corridor_of.get(s) == fence:
-            if tr.kind == "geofence_exit":
-                book.open("route_deviation", shipment, device, fence, tr.ts_ms, "warning",
-                          {"corridor_id": fence})
-            else:
-                book.resolve("route_deviation", shipment, device, fence, tr.ts_ms)
+
+    def _route(self, tr: FenceTransition, s: int, state: State, book: AlertBook) -> None:
+        fence = tr.fence_id
+        if s < 0 or self.corridor_of.get(s) != fence or tr.kind == "dwell_exceeded":
+            return
+        shipment, device = state.shipments.names[s], state.devices.names[tr.device]
+        if tr.kind == "geofence_exit" and state.shipment.in_transit[s]:
+            book.open("route_deviation", shipment, device, fence, tr.ts_ms, "warning",
+                      {"corridor_id": fence})
+        elif tr.kind == "geofence_enter":
+            book.resolve("route_deviation", shipment, device, fence, tr.ts_ms)
 
     @property
     def gps_dropped(self) -> dict[str, int]:

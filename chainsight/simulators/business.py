@@ -59,6 +59,7 @@ def business_events(f: Fleet) -> tuple[list[dict[str, Any]], np.ndarray, np.ndar
             "weight_kg": weight[i], "mode": "road",
             "lot": {"lot_id": f"LOT-{num:0{w}d}-{lot_suffix[i]:06d}", "certificates": certs},
             "device_ids": [f.trk[num], f.rfr[num]],
+            "corridor_id": f.routes[i].corridor_id,
         }
         cancelled = cancelled_all[i]
         lat_i = latency[i]

@@ -1,7 +1,9 @@
-"""`temperature_excursion`: readings continuously outside the shipment's profile.
+"""Continuous excursion: readings continuously outside the shipment's profile (`continuous`).
 
 Opens at the first reading at which the readings have been outside the range for `excursion_min`
-of event time; resolves at the first reading back inside. One Numba pass per batch of readings.
+of event time; resolves at the first reading back inside (the contract's rule). Readings exactly
+at a limit are inside. One Numba pass per batch of readings. `HumidityRule` runs the same kernel
+over humidity.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from chainsight.alerts.advisor import ColdStoreAdvisor
 from chainsight.alerts.book import AlertBook
+from chainsight.alerts.rules import open_excursion, resolve_excursion
 from chainsight.events import Order, Scan, iso
 from chainsight.ingest import Rows
 from chainsight.state import NO_TS, Columns, State
@@ -18,7 +22,7 @@ OPENED, RESOLVED = 1, 2
 
 
 @numba.njit(cache=True)
-def excursion_kernel(ship: np.ndarray, ts: np.ndarray, temp: np.ndarray, lo: np.ndarray,
+def excursion_kernel(ship: np.ndarray, ts: np.ndarray, value: np.ndarray, lo: np.ndarray,
                      hi: np.ndarray, min_ms: np.ndarray, run_start: np.ndarray,
                      run_min: np.ndarray, run_max: np.ndarray, is_open: np.ndarray,
                      out: np.ndarray, out_start: np.ndarray, out_min: np.ndarray,
@@ -27,7 +31,7 @@ def excursion_kernel(ship: np.ndarray, ts: np.ndarray, temp: np.ndarray, lo: np.
     n = 0
     for i in range(len(ts)):
         s = ship[i]
-        t = temp[i]
+        t = value[i]
         if s < 0 or np.isnan(t) or min_ms[s] < 0:
             continue
         if t < lo[s] or t > hi[s]:
@@ -54,45 +58,54 @@ def excursion_kernel(ship: np.ndarray, ts: np.ndarray, temp: np.ndarray, lo: np.
 
 
 class ExcursionRule:
-    kind = "temperature_excursion"
+    """Continuous temperature excursion against the profile's min_c..max_c."""
 
-    def __init__(self) -> None:
+    rule = "continuous"
+    unit = "c"  # details: max_c / min_c / limit_c
+
+    def __init__(self, advisor: ColdStoreAdvisor | None = None) -> None:
+        self.advisor = advisor
         self.run = Columns(start=(np.int64, NO_TS), min=(np.float64, np.nan),
                            max=(np.float64, np.nan), open=(np.bool_, False),
                            device=(np.int32, -1))
 
+    def _inputs(self, rows: Rows, state: State) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The readings and the per-shipment range they must stay in."""
+        return rows.temp_c, state.shipment.min_c, state.shipment.max_c
+
     def on_rows(self, rows: Rows, state: State, book: AlertBook) -> None:
         self.run.ensure(len(state.shipments))
-        sh, run = state.shipment, self.run
+        run = self.run
+        values, lo, hi = self._inputs(rows, state)
         n = len(rows)
         out = np.empty((n, 2), dtype=np.int64)
-        start, tmin, tmax = np.empty(n, np.int64), np.empty(n), np.empty(n)
-        count = excursion_kernel(rows.shipment, rows.ts, rows.temp_c, sh.min_c, sh.max_c,
-                                 sh.excursion_ms, run.start, run.min, run.max, run.open,
-                                 out, start, tmin, tmax)
-        for j in range(count):
-            i, code = out[j]
-            s = int(rows.shipment[i])
-            at = int(rows.ts[i])
-            details = self._details(state, s, int(start[j]), float(tmin[j]), float(tmax[j]), at)
-            shipment = state.shipments.names[s]
+        start, vmin, vmax = np.empty(n, np.int64), np.empty(n), np.empty(n)
+        count = excursion_kernel(rows.shipment, rows.ts, values, lo, hi,
+                                 state.shipment.excursion_ms, run.start, run.min, run.max,
+                                 run.open, out, start, vmin, vmax)
+        for (i, code), begun, low, high in zip(out[:count].tolist(), start[:count].tolist(),
+                                               vmin[:count].tolist(), vmax[:count].tolist(),
+                                               strict=True):
+            s, at = int(rows.shipment[i]), int(rows.ts[i])
+            details = self._details(float(lo[s]), float(hi[s]), begun, low, high, at)
             if code == OPENED:
                 run.device[s] = rows.device[i]
-                device = state.devices.names[run.device[s]]
-                book.open(self.kind, shipment, device, None, at, "warning", details)
+                details = {"started_at": iso(begun), **details}
+                open_excursion(book, state, self.advisor, self.rule, s, int(run.device[s]), at,
+                               begun, details)
             else:
-                device = state.devices.names[run.device[s]]
-                book.resolve(self.kind, shipment, device, None, at, details)
+                resolve_excursion(book, state, self.rule, s, int(run.device[s]), at, details)
 
-    @staticmethod
-    def _details(state: State, s: int, started: int, tmin: float, tmax: float, at: int) -> dict:
-        lo, hi = float(state.shipment.min_c[s]), float(state.shipment.max_c[s])
-        details: dict = {"started_at": iso(started), "profile": state.info[s].profile}
-        if tmax > hi:
-            details.update(max_c=tmax, limit_c=hi)
-        if tmin < lo:
-            details.update(min_c=tmin)
-            details.setdefault("limit_c", lo)
+    def _details(self, lo: float, hi: float, started: int, vmin: float, vmax: float,
+                 at: int) -> dict:
+        """Extremes, the limit passed and the duration (`started_at` is added on opening)."""
+        u = self.unit
+        details: dict = {}
+        if vmax > hi:
+            details.update({f"max_{u}": vmax, f"limit_{u}": hi})
+        if vmin < lo:
+            details[f"min_{u}"] = vmin
+            details.setdefault(f"limit_{u}", lo)
         details["duration_min"] = round((at - started) / 60_000, 3)
         return details
 

@@ -1,0 +1,88 @@
+"""Geofence rules inside the engine: enter/exit per contract, dwell, route deviation."""
+
+import subprocess
+import sys
+
+import orjson
+from helpers import at, fix, line, order
+
+from chainsight.core import Engine
+from chainsight.geofence import FenceSet
+
+# A hub circle at (52.0, 4.0) and a corridor running east from it along lat 52.0.
+FENCES = {"type": "FeatureCollection", "features": [
+    {"type": "Feature", "properties": {"fence_id": "HUB", "kind": "hub", "radius_m": 500,
+                                       "dwell_max_min": 10},
+     "geometry": {"type": "Point", "coordinates": [4.0, 52.0]}},
+    {"type": "Feature", "properties": {"fence_id": "ROUTE", "kind": "corridor", "width_m": 400},
+     "geometry": {"type": "LineString", "coordinates": [[4.0, 52.0], [4.5, 52.0]]}},
+]}
+DEG_PER_KM_LAT = 1 / 111.2
+
+
+def run(lines):
+    engine = Engine(fences=FenceSet.from_geojson(FENCES))
+    alerts = engine.process(lines).alerts + engine.flush().alerts
+    return alerts
+
+
+def events(alerts, *kinds):
+    """(kind, state, fence, at) of the transitions of `kinds`, escalations left out."""
+    return [(a["kind"], a["state"], a.get("fence_id"), a["at"]) for a in alerts
+            if a["kind"] in kinds and a["details"].get("transition") != "escalated"]
+
+
+def test_first_fix_inside_is_an_enter_and_leaving_is_an_exit():
+    lines = [order(corridor_id="ROUTE"), fix(0, 52.0, 4.0), fix(1, 52.0, 4.003),
+             fix(2, 52.0, 4.05), fix(3, 52.0, 4.1)]
+    got = events(run(lines), "geofence_enter", "geofence_exit")
+    assert got == [("geofence_enter", "open", "HUB", at(0)),
+                   ("geofence_enter", "open", "ROUTE", at(0)),
+                   ("geofence_exit", "open", "HUB", at(2))]
+
+
+def test_a_device_never_inside_gets_no_exit():
+    assert events(run([fix(i, 53.0, 5.0) for i in range(5)]), "geofence_exit") == []
+
+
+def test_dwell_fires_on_stream_time_once_per_visit_and_resolves_on_exit():
+    parked = [fix(i, 52.0, 4.0) for i in range(3)]  # then G1 goes quiet inside the hub
+    others = [fix(3 + i, 53.0, 5.0, device="G2") for i in range(20)]
+    leave = [fix(25, 52.0, 4.2)]
+    got = events(run(parked + others + leave), "dwell_exceeded")
+    assert got == [("dwell_exceeded", "open", "HUB", at(10)),
+                   ("dwell_exceeded", "resolved", "HUB", at(25))]
+
+
+def test_route_deviation_needs_distance_and_fixes_and_resolves_on_return():
+    off = 52.0 + 2 * DEG_PER_KM_LAT  # 2 km north of the corridor
+    inside = [fix(i, 52.0, 4.1 + 0.01 * i) for i in range(4)]
+    away = [fix(4 + i, off, 4.14 + 0.01 * i) for i in range(4)]
+    back = [fix(8 + i, 52.0, 4.18 + 0.01 * i) for i in range(4)]
+    got = events(run([order(corridor_id="ROUTE")] + inside + away + back), "route_deviation")
+    assert got == [("route_deviation", "open", "ROUTE", at(6)),
+                   ("route_deviation", "resolved", "ROUTE", at(10))]
+
+
+def test_jitter_at_the_corridor_edge_or_before_departure_is_no_deviation():
+    edge = 52.0 + 0.21 * DEG_PER_KM_LAT  # 10 m outside the 200 m half-width
+    jitter = [fix(i, edge if i % 2 else 52.0, 4.1) for i in range(10)]
+    assert events(run([order(corridor_id="ROUTE")] + jitter), "route_deviation") == []
+    away = [fix(i, 53.0, 4.1) for i in range(1, 6)]
+    waiting = [order(status="allocated", corridor_id="ROUTE"), fix(0, 52.0, 4.1)] + away
+    assert events(run(waiting), "route_deviation") == []
+
+
+def test_replay_rejects_an_invalid_fence_naming_it(tmp_path):
+    bad = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"fence_id": "bowtie"},
+         "geometry": {"type": "Polygon",
+                      "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}}]}
+    (tmp_path / "fences.geojson").write_bytes(orjson.dumps(bad))
+    (tmp_path / "events.jsonl").write_bytes(line(type="gps", device_id="G", ts=at(0), lat=0,
+                                                 lon=0) + b"\n")
+    proc = subprocess.run([sys.executable, "-m", "chainsight.cli", "replay",
+                           str(tmp_path / "events.jsonl"), "--fences",
+                           str(tmp_path / "fences.geojson")], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1 and "bowtie" in proc.stderr
