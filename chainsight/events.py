@@ -109,9 +109,9 @@ def to_ms(ts: int | datetime) -> int:
 
 def iso(ms: int) -> str:
     """ISO-8601 UTC with a `Z`, milliseconds only when there are any."""
-    dt = EPOCH + timedelta(milliseconds=int(ms))
-    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{text}.{dt.microsecond // 1000:03d}Z" if dt.microsecond else f"{text}Z"
+    seconds, millis = divmod(int(ms), 1000)
+    text = (EPOCH + timedelta(seconds=seconds)).isoformat()[:19]
+    return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
 
 
 def now_ms() -> int:
