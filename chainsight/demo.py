@@ -46,7 +46,8 @@ def describe(alert: dict) -> str:
     details = alert.get("details", {})
     extra = ", ".join(f"{k}={v}" for k, v in details.items()
                       if k in ("max_c", "min_c", "duration_min", "last_reading_at", "rule"))
-    return (f"{alert['at']}  {alert['state']:<12} {alert['kind']:<22} "
+    transition = details.get("transition", alert["state"])  # opened, escalated, resolved...
+    return (f"{alert['at']}  {transition:<12} {alert['kind']:<22} "
             f"{alert.get('shipment_id') or '-':<12} {alert.get('device_id') or '-':<12} {extra}")
 
 

@@ -112,15 +112,12 @@ class Deduplicator:
         keys = [i if e is None else e for e, i in zip(event_ids, ints, strict=True)]
         current, previous = self.current, self.previous
         batch = set(keys)
-        if len(batch) == len(keys) and current.isdisjoint(batch) and previous.isdisjoint(batch):
-            current |= batch
+        seen = (batch & current) | (batch & previous)  # set operations run in C
+        current |= batch
+        if len(batch) == len(keys) and not seen:
             return None
-        keep = []
-        for i, key in enumerate(keys):
-            if key not in current and key not in previous:
-                current.add(key)
-                keep.append(i)
-        return np.array(keep, dtype=np.int64)
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}  # earliest index wins
+        return np.array(sorted(i for k, i in first.items() if k not in seen), dtype=np.int64)
 
     def expire(self, newest_ts: int) -> None:
         if newest_ts - self.generation_start >= self.window_ms:
