@@ -167,7 +167,7 @@ def run_rules(eng: Engine, rows: Rows, chunk: int,
         for rule in eng.rules:
             rule.on_clock(st.clock, st, book)
         book.on_clock(st.clock)
-        records = book.collect()
+        records = sum(book.collect(), [])
         if out is not None:
             out(records)
 
@@ -372,7 +372,7 @@ def run_python(eng: Engine, rows: Rows, chunk: int,
             "shipment", "device", "ts", "temp_c", "humidity", "door")))
         eng.state.clock = max(eng.state.clock, int(rows.ts[min(hi, len(rows)) - 1]))
         py.on_clock(eng.state.clock)
-        records = eng.book.collect()
+        records = sum(eng.book.collect(), [])
         if out is not None:
             out(records)
 

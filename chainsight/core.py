@@ -33,7 +33,8 @@ STATUS_OF_SCAN = {"loaded": "in_transit", "delivered": "delivered"}
 class Output:
     """What one call into the engine produced."""
 
-    alerts: list[dict] = field(default_factory=list)
+    alerts: list[dict] = field(default_factory=list)  # the contract's alert transitions
+    notifications: list[dict] = field(default_factory=list)  # escalations, severity raises
     dead_letters: list[dict] = field(default_factory=list)
     late: Rows | None = None  # accepted but too late for rules: history only
     changed: set[int] = field(default_factory=set)  # shipment ids whose live state changed
@@ -166,7 +167,7 @@ class Engine:
     def _run(self, rows: Rows) -> Output:
         out = Output()
         if not len(rows):
-            out.alerts = self.book.collect()  # transitions made by users since the last output
+            out.alerts, out.notifications = self.book.collect()  # users' transitions
             return out
         self._grow()
         phase = business_phases(rows.kind >= SCAN, rows.shipment)
@@ -243,7 +244,9 @@ class Engine:
             rule.on_clock(st.clock, st, self.book)
         self.book.on_clock(st.clock)
         self.ingest.dedup.expire(st.clock)
-        out.alerts.extend(self.book.collect())
+        alerts, notifications = self.book.collect()
+        out.alerts.extend(alerts)
+        out.notifications.extend(notifications)
 
     def shipment_view(self, s: int, open_alerts: list[str] | None = None) -> dict:
         """One shipment's live state as in STATE.json (`s` is its dense id)."""

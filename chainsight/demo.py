@@ -59,7 +59,7 @@ def run_demo(sim: Simulation, speedup: float, duration_s: float | None,
     printed: queue.Queue[str] = queue.Queue()
 
     def on_output(out: Output) -> None:
-        for alert in out.alerts:
+        for alert in out.alerts + out.notifications:
             printed.put(describe(alert))
 
     runtime.subscribe(on_output)

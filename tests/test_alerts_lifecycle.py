@@ -1,5 +1,7 @@
 """The alert lifecycle: acknowledge, resolve, flapping, severity, escalation and the audit trail."""
 
+from datetime import datetime
+
 import pytest
 from helpers import at, fix, ms, order, series
 
@@ -17,8 +19,24 @@ def transitions(alerts, rule="continuous"):
 
 
 def feed(eng, lines):
-    """Alerts of processing `lines` to the end (nothing held back for lateness)."""
-    return eng.process(lines).alerts + eng.flush().alerts
+    """Alert transitions and notifications (escalations) of processing `lines` to the end,
+    in event-time order."""
+    outs = [eng.process(lines), eng.flush()]
+    def when(record):
+        return datetime.fromisoformat(record["at"].replace("Z", "+00:00"))
+
+    return [r for o in outs for r in sorted(o.alerts + o.notifications, key=when)]
+
+
+def test_escalations_are_notifications_beside_the_contract_alert_stream():
+    eng = Engine()
+    out = [eng.process(EXCURSION + series([9] * 10, start=17)), eng.flush()]
+    alerts = [a for o in out for a in o.alerts]
+    notes = [n for o in out for n in o.notifications]
+    assert [(a["state"], a["at"]) for a in alerts if a["details"]["rule"] == "continuous"] == [
+        ("open", at(16))]
+    assert [(n["details"]["transition"], n["severity"]) for n in notes] == [
+        ("escalated", "critical")]
 
 
 def opened(eng):
@@ -201,7 +219,8 @@ def test_lifecycle_records_do_not_depend_on_batch_boundaries():
         fix(110 + i) for i in range(30)]
     expected = feed(Engine(), lines)
     eng = Engine()
-    pieces = [a for raw in lines for a in eng.process([raw]).alerts] + eng.flush().alerts
+    outs = [eng.process([raw]) for raw in lines] + [eng.flush()]
+    pieces = [a for o in outs for a in o.alerts + o.notifications]
     assert sorted(map(str, pieces)) == sorted(map(str, expected))
     assert {a["details"]["transition"] for a in expected} >= {"opened", "escalated",
                                                               "reopened", "resolved"}
@@ -213,5 +232,5 @@ def test_the_book_on_its_own():
     assert book.open("sensor_silent", "S1", "T1", None, 11, "warning", {}) is None
     book.on_clock(10**9)  # no timers configured: nothing fires
     book.resolve("sensor_silent", "S1", "T1", None, 20)
-    assert [r["details"]["transition"] for r in book.collect()] == ["opened", "resolved"]
-    assert book.collect() == []
+    assert [r["details"]["transition"] for r in book.collect()[0]] == ["opened", "resolved"]
+    assert book.collect() == ([], [])

@@ -30,6 +30,7 @@ from chainsight.events import iso, now_ms
 
 GEOFENCE_KINDS = frozenset({"geofence_enter", "geofence_exit", "dwell_exceeded", "route_deviation"})
 ESCALATE, CRITICAL = "escalate", "critical"
+NOTIFICATIONS = frozenset({"escalated", "severity_raised"})
 
 # kind, shipment, device, fence, rule (one rule's alerts are independent of another's)
 AlertKey = tuple[str, str | None, str | None, str | None, str]
@@ -96,6 +97,9 @@ class AlertBook:
         self.alerts: dict[str, Alert] = {}  # every alert, by id
         self.recent: dict[AlertKey, Alert] = {}  # last automatically resolved alert per key
         self.transitions: list[tuple[int, dict]] = []  # (at, record) not yet collected
+        # Escalations and severity raises are notifications, not contract transitions: the
+        # alert stays open, so they go out beside the alert stream (live runtimes publish them).
+        self.notifications: list[tuple[int, dict]] = []
         self.audit = AuditTrail()
         self._timers: list[tuple[int, int, str, str]] = []  # heap of (due, seq, id, timer)
         self._seq = count()
@@ -171,11 +175,12 @@ class AlertBook:
             if alert.due.get(timer) == due:
                 self._fire(alert, timer, due)
 
-    def collect(self) -> list[dict]:
-        """Transitions since the last call, in event-time order (stable for ties)."""
+    def collect(self) -> tuple[list[dict], list[dict]]:
+        """Transitions and notifications since the last call, each in event-time order."""
         out = [record for _, record in sorted(self.transitions, key=lambda t: t[0])]
-        self.transitions = []
-        return out
+        notes = [record for _, record in sorted(self.notifications, key=lambda t: t[0])]
+        self.transitions, self.notifications = [], []
+        return out, notes
 
     def open_for(self, shipment: str) -> list[str]:
         return [a.alert_id for a in self.open_alerts.values() if a.shipment_id == shipment]
@@ -234,7 +239,8 @@ class AlertBook:
               comment: str | None = None, at_iso: str | None = None) -> dict:
         record = alert.record(at_iso or iso(at), transition)
         alert.last_at = at
-        self.transitions.append((at, record))
+        queue = self.notifications if transition in NOTIFICATIONS else self.transitions
+        queue.append((at, record))
         entry = {"alert_id": alert.alert_id, "kind": alert.kind,
                  "shipment_id": alert.shipment_id, "state": alert.state,
                  "severity": alert.severity, "transition": transition, "who": who,

@@ -7,6 +7,7 @@ rule raised it: `continuous` (the contract's rule), `cumulative`, `mkt`, `humidi
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Protocol
 
 from chainsight.alerts.book import AlertBook
@@ -48,6 +49,11 @@ def open_excursion(book: AlertBook, state: State, advisor: ColdStoreAdvisor | No
                    s: int, d: int, at: int, started: int, details: dict) -> None:
     """Open (or continue) a cold-chain alert of `rule`, with the suggested action if any."""
     details = {"rule": rule, "profile": state.info[s].profile, **details}
+    if "limit_c" not in details:  # the contract's temperature fields, for every rule
+        last = float(state.shipment.last_temp_c[s])
+        if not math.isnan(last):
+            details["min_c" if last < state.shipment.min_c[s] else "max_c"] = last
+        details["limit_c"] = float(state.shipment.max_c[s])
     action = None if advisor is None else advisor.suggest(s, at)
     if action is not None:
         details["suggested_action"] = action
