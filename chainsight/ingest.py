@@ -50,15 +50,14 @@ class Rows:
     temp_c: np.ndarray
     humidity: np.ndarray
     door: np.ndarray
-    speed: np.ndarray
     accuracy: np.ndarray
     obj: np.ndarray
     objs: dict[int, Scan | Order] = field(default_factory=dict)
 
     COLUMNS = ("kind", "ts", "seq", "key", "device", "shipment", "lat", "lon", "temp_c",
-               "humidity", "door", "speed", "accuracy", "obj")
+               "humidity", "door", "accuracy", "obj")
     DTYPES = (np.int8, np.int64, np.int64, np.int64, np.int32, np.int32, np.float64, np.float64,
-              np.float64, np.float64, np.int8, np.float64, np.float64, np.int64)
+              np.float64, np.float64, np.int8, np.float64, np.int64)
 
     @classmethod
     def from_lists(cls, lists: list[list], objs: dict[int, Scan | Order]) -> Rows:
@@ -157,7 +156,7 @@ class Ingest:
         seq = np.arange(self.seq, self.seq + n, dtype=np.int64)
         self.seq += n  # duplicates dropped below leave gaps: seq only orders arrivals
         shipment = st.intern_shipments([e.shipment_id for e in events])
-        lat, lon, temp, hum, speed, acc = (np.full(n, NAN) for _ in range(6))
+        lat, lon, temp, hum, acc = (np.full(n, NAN) for _ in range(5))
         door = np.full(n, -1, dtype=np.int8)
         device = np.full(n, -1, dtype=np.int32)
         obj = np.full(n, -1, dtype=np.int64)
@@ -169,7 +168,6 @@ class Ingest:
         gps = [e for e in events if type(e) is Gps]
         lat[at] = _floats([e.lat for e in gps])
         lon[at] = _floats([e.lon for e in gps])
-        speed[at] = _floats([e.speed_kmh for e in gps])
         acc[at] = _floats([e.accuracy_m for e in gps])
         at = np.flatnonzero(kind == SENSOR)
         sensors = [e for e in events if type(e) is Sensor]
@@ -182,7 +180,7 @@ class Ingest:
             obj[i] = seq[i]
             if type(e) is Scan and e.lat is not None and e.lon is not None:
                 lat[i], lon[i] = e.lat, e.lon
-        rows = Rows(kind, ts, seq, key, device, shipment, lat, lon, temp, hum, door, speed, acc,
+        rows = Rows(kind, ts, seq, key, device, shipment, lat, lon, temp, hum, door, acc,
                     obj, objs)
         keep = self.dedup.fresh([e.event_id for e in events], rows)
         if keep is not None:
