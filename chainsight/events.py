@@ -126,6 +126,13 @@ class EventDecoder:
         self.max_payload_bytes = max_payload_bytes
         self.future_tolerance_ms = future_tolerance_ms
 
+    def __getstate__(self) -> dict:  # msgspec decoders do not pickle: rebuild on load
+        return {"max_payload_bytes": self.max_payload_bytes,
+                "future_tolerance_ms": self.future_tolerance_ms}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
     def decode_many(self, lines: list[bytes], first_line: int = 1,
                     now: int | None = None) -> tuple[list[Event], list[dict]]:
         """Valid events, with `ts` and `promised_by` in epoch ms, and dead letters

@@ -14,11 +14,13 @@ def ensure_topics(
     *,
     replication_factor: int = 1,
     timeout: float = 30.0,
+    configs: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """Create each missing topic with the given partition count and wait until it is usable.
 
     Idempotent: topics that already exist are left as they are (whatever their partition
-    count). Returns once every topic has a leader for each partition; raises
+    count). ``configs`` gives topic-level settings per topic name, applied at creation
+    only. Returns once every topic has a leader for each partition; raises
     ``KafkaException`` on a creation error and ``TimeoutError`` past ``timeout`` seconds.
     """
     for name, partitions in topics.items():
@@ -30,7 +32,8 @@ def ensure_topics(
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = admin.list_topics(timeout=timeout).topics
     missing = [
-        NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+        NewTopic(name, num_partitions=partitions, replication_factor=replication_factor,
+                 config=(configs or {}).get(name, {}))
         for name, partitions in topics.items()
         if name not in existing
     ]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 
 from confluent_kafka import KafkaError, Message, Producer
 
 ConfigValue = str | int | float | bool
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
 
 
 class EventProducer:
@@ -48,15 +49,41 @@ class EventProducer:
             self.errors += 1
             self.last_error = err
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Queue one message; blocks briefly (serving callbacks) while the local queue is full."""
+    def _chained(self, then: DeliveryCallback) -> DeliveryCallback:
+        def callback(err: KafkaError | None, msg: Message) -> None:
+            self._on_delivery(err, msg)
+            then(err, msg)
+
+        return callback
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Serve delivery callbacks."""
+        self._producer.poll(timeout)
+
+    def send(self, topic: str, key: bytes | None, value: bytes | None, *,
+             partition: int | None = None, headers: list[tuple[str, bytes]] | None = None,
+             on_delivery: DeliveryCallback | None = None) -> None:
+        """Queue one message (to ``partition`` if given, else by key); blocks briefly (serving
+        callbacks) while the local queue is full. ``on_delivery`` is called after the counting."""
+        callback = self._on_delivery if on_delivery is None else self._chained(on_delivery)
+        extra: dict = {} if partition is None else {"partition": partition}
+        if headers:
+            extra["headers"] = headers
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                self._producer.produce(topic, value=value, key=key, on_delivery=callback,
+                                       **extra)
                 break
             except BufferError:
                 self._producer.poll(0.05)
         self._producer.poll(0)
+
+    def partitions(self, topic: str, timeout: float = 10.0) -> int:
+        """Number of partitions of ``topic`` (from broker metadata)."""
+        topics = self._producer.list_topics(topic, timeout=timeout).topics
+        if topic not in topics or topics[topic].error is not None:
+            raise KeyError(f"topic {topic!r} not found")
+        return len(topics[topic].partitions)
 
     def flush(self, timeout: float) -> int:
         """Wait up to ``timeout`` seconds for deliveries; return how many are still pending."""

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import defaultdict
 
 import redis
-from aiokafka import AIOKafkaConsumer
 from confluent_kafka import Consumer, KafkaError
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -120,34 +118,3 @@ def test_redis_round_trip_and_pubsub(redis_url, name_prefix):
     finally:
         client.delete(key)
         client.close()
-
-
-def test_aiokafka_consumer_reads_broker(kafka_bootstrap, topic_prefix):
-    topic, n = f"{topic_prefix}.faust", 300
-    ensure_topics(kafka_bootstrap, {topic: 4})
-    sent = _produce(kafka_bootstrap, topic, n, keys=11)
-
-    async def consume() -> list[tuple[bytes, bytes]]:
-        consumer = AIOKafkaConsumer(
-            topic,
-            bootstrap_servers=kafka_bootstrap,
-            group_id=f"{topic_prefix}.aiokafka",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        got: list[tuple[bytes, bytes]] = []
-        try:
-            deadline = time.monotonic() + 60
-            while len(got) < n and time.monotonic() < deadline:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=500)
-                for records in batches.values():
-                    got.extend((r.key, r.value) for r in records)
-            await consumer.commit()
-        finally:
-            await consumer.stop()
-        return got
-
-    received = asyncio.run(consume())
-    assert len(received) == n
-    assert sorted(received) == sorted(sent)

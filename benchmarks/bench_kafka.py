@@ -1,0 +1,259 @@
+"""The distributed runtime end to end: Kafka in, one `chainsight worker`, Redis out.
+
+Needs the local services (`scripts/services.sh start`). Two measurements, each on fresh topics:
+
+1. throughput: pre-produce a mixed simulated stream (GPS, reefer sensors, scans, orders, with
+   duplicates, skewed clocks and offline bursts), start one worker, and time it from the first
+   to the last record processed (the worker's progress in Redis). Also prints the time from
+   process start, and the worker's CPU use.
+2. latency: produce live events (event time = produce time) at a paced `--rate` for
+   `--seconds`, and time from produce to the matching state change (GPS position) or alert
+   (excursions with a fast bench profile) on the Redis pub/sub channel; p50/p99/max. The worker
+   runs with an allowed lateness of 0: with the default 5 minutes, the engine holds every event
+   for 5 minutes of event time before it changes state.
+
+    .venv/bin/python benchmarks/bench_kafka.py [--events 1000000] [--rate 10000] [--seconds 20]
+        [--profile]   (run the throughput worker under cProfile and print the top functions)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pstats
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import orjson
+import redis
+
+from chainsight.simulators import simulate
+from chainsight.streams.config import StreamsConfig, load_streams_config
+from chainsight.streams.kafka_admin import ensure_topics
+from chainsight.streams.producer import EventProducer
+from chainsight.streams.publish import KafkaSink, publish_file
+from chainsight.streams.snapshots import PartitionReader
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH_PROFILE = {"bench_fast": {"min_c": 2, "max_c": 8, "excursion_min": 0.02}}
+
+
+def worker(cfg: StreamsConfig, log: Path, *args: str, profile: Path | None = None,
+           **env: str) -> subprocess.Popen:
+    variables = {**os.environ, "CHAINSIGHT_KAFKA_BOOTSTRAP": cfg.bootstrap,
+                 "CHAINSIGHT_REDIS_URL": cfg.redis_url,
+                 "CHAINSIGHT_TOPIC_PREFIX": cfg.topic_prefix, **env}
+    python = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
+    return subprocess.Popen([*python, "-m", "chainsight.cli", "worker", *args], cwd=REPO,
+                            env=variables, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+
+
+def processed(client: redis.Redis, cfg: StreamsConfig) -> int:
+    return sum(orjson.loads(v)["offset"]
+               for v in client.hvals(f"{cfg.redis_prefix}partitions"))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cleanup(cfg: StreamsConfig, client: redis.Redis) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": cfg.bootstrap})
+    for future in admin.delete_topics(list(cfg.topics()), operation_timeout=30).values():
+        future.result()
+    keys = list(client.scan_iter(f"{cfg.redis_prefix}*"))
+    if keys:
+        client.delete(*keys)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def throughput(base: StreamsConfig, events: int, work: Path, profile: bool) -> None:
+    cfg = StreamsConfig(bootstrap=base.bootstrap, redis_url=base.redis_url,
+                        topic_prefix=f"bench-{uuid.uuid4().hex[:8]}")
+    client = redis.Redis.from_url(cfg.redis_url)
+    ensure_topics(cfg.bootstrap, cfg.topics(), configs=cfg.topic_configs())
+    sim = simulate("demo", shipments=max(1, events // 450), seed=5)
+    path = work / "events.jsonl"
+    n = sim.write_jsonl(path)
+    started = time.perf_counter()
+    publish_file(path, cfg)
+    produced = time.perf_counter() - started
+    reader = PartitionReader(cfg.bootstrap)
+    total = sum(reader.bounds(cfg.events_topic, p)[1] for p in range(cfg.partitions))
+    reader.close()
+    print(f"produced {n:,} events ({path.stat().st_size / 1e6:.0f} MB, {sim.counts()}) in "
+          f"{produced:.1f} s ({n / produced:,.0f}/s); {total:,} records on "
+          f"{cfg.partitions} partitions")
+
+    prof = work / "worker.prof" if profile else None
+    t0 = time.perf_counter()
+    proc = worker(cfg, work / "throughput-worker.log", profile=prof, CHAINSIGHT_TICK_S="0")
+    first = None
+    cpu = 0.0
+    while (done := processed(client, cfg)) < total:
+        if proc.poll() is not None:
+            sys.exit(f"worker exited: {(work / 'throughput-worker.log').read_text()[-2000:]}")
+        if done and first is None:
+            first, first_done, cpu = time.perf_counter(), done, cpu_seconds(proc.pid)
+        time.sleep(0.02)
+    end = time.perf_counter()
+    cpu = cpu_seconds(proc.pid) - cpu
+    stop(proc)
+    assert first is not None
+    span = end - first
+    print(f"throughput: {total - first_done:,} records in {span:.2f} s = "
+          f"{(total - first_done) / span:,.0f} events/s (first to last record); "
+          f"{total / (end - t0):,.0f} events/s including worker start-up ({end - t0:.1f} s); "
+          f"worker CPU {cpu:.1f} s = {cpu / span * 100:.0f}% of a core "
+          f"({cpu / max(1, total - first_done) * 1e6:.1f} us/event)")
+    if prof is not None:
+        pstats.Stats(str(prof)).sort_stats("tottime").print_stats(25)
+    cleanup(cfg, client)
+
+
+def latency(base: StreamsConfig, rate: float, seconds: float, work: Path) -> None:
+    cfg = StreamsConfig(bootstrap=base.bootstrap, redis_url=base.redis_url,
+                        topic_prefix=f"bench-{uuid.uuid4().hex[:8]}")
+    client = redis.Redis.from_url(cfg.redis_url)
+    ensure_topics(cfg.bootstrap, cfg.topics(), configs=cfg.topic_configs())
+    profiles = work / "bench-profiles.json"
+    profiles.write_text(json.dumps(BENCH_PROFILE))
+    proc = worker(cfg, work / "latency-worker.log", "--allowed-lateness", "0", "--profiles",
+                  str(profiles), CHAINSIGHT_TICK_S="1")
+    log = work / "latency-worker.log"
+    while "assigned" not in log.read_text():
+        if proc.poll() is not None:
+            sys.exit(f"worker exited: {log.read_text()[-2000:]}")
+        time.sleep(0.1)
+
+    state_at: list[tuple[float, str]] = []  # (received, event time): converted afterwards
+    alert_at: list[tuple[float, str]] = []
+    listening = threading.Event()
+    done = threading.Event()
+
+    def listen() -> None:
+        pubsub = client.pubsub()
+        pubsub.subscribe(f"{cfg.redis_prefix}changes")
+        listening.set()
+        while not done.is_set():
+            msg = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+            if msg is None:
+                continue
+            now = time.time() * 1000
+            for change in orjson.loads(msg["data"]):
+                if change["type"] == "state":
+                    position = change["state"]["last_position"]
+                    if position is not None:
+                        state_at.append((now, position["ts"]))
+                elif change["alert"]["details"].get("transition") == "opened":
+                    alert_at.append((now, change["alert"]["at"]))
+        pubsub.close()
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    listening.wait()
+    shipments = 5000
+    sink = KafkaSink(cfg, EventProducer(cfg.bootstrap, linger_ms=1))
+    orders = [orjson.dumps({"type": "order", "order_id": f"O{i}", "shipment_id": f"S{i}",
+                            "ts": int(time.time() * 1000), "status": "in_transit",
+                            "product_profile": "bench_fast" if i % 50 == 0 else "ambient",
+                            "device_ids": [f"G{i}", f"T{i}"]}) for i in range(shipments)]
+    sink.write(orders)
+    sink.close()
+    time.sleep(2)  # orders processed
+    state_at.clear()
+    alert_at.clear()
+    step = 0.01
+    per_step = max(1, round(rate * step))
+    sent, i = 0, 0
+    cpu = cpu_seconds(proc.pid)
+    start = time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        now = int(time.time() * 1000)
+        batch = []
+        for _ in range(per_step):
+            s = i % shipments
+            if i % 10 == 0:
+                hot = s % 50 == 0 and (now // 2000) % 2 == 0  # 2 s out of range, 2 s back
+                batch.append(orjson.dumps({"type": "sensor", "device_id": f"T{s}",
+                                           "shipment_id": f"S{s}", "ts": now,
+                                           "temp_c": 12.0 if hot else 5.0}))
+            else:
+                batch.append(orjson.dumps({"type": "gps", "device_id": f"G{s}",
+                                           "shipment_id": f"S{s}", "ts": now,
+                                           "lat": 52 + s / 1e4, "lon": 4 + i / 1e7}))
+            i += 1
+        sink.write(batch)
+        sink.producer.poll(0)
+        sent += len(batch)
+        pause = start + (sent / rate) - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+    stopped_ms = time.time() * 1000
+    sink.close()
+    produced_rate = sent / elapsed
+    cpu = cpu_seconds(proc.pid) - cpu
+    time.sleep(2)
+    done.set()
+    listener.join()
+    stop(proc)
+    # While events keep coming, each is released as soon as a newer one arrives; the last ones
+    # of a stream that stops wait for the next idle tick (tick_s = 1 s here): reported apart.
+    for name, samples in (("state change", state_at), ("alert", alert_at)):
+        steady = np.array([r - iso_ms(at) for r, at in samples if r <= stopped_ms])
+        drain = np.array([r - iso_ms(at) for r, at in samples if r > stopped_ms])
+        if not len(steady):
+            print(f"latency {name}: no samples")
+            continue
+        print(f"latency produce -> Redis pub/sub {name} at {produced_rate:,.0f} events/s "
+              f"({len(steady):,} samples while producing): p50 {np.percentile(steady, 50):.0f} "
+              f"ms, p99 {np.percentile(steady, 99):.0f} ms, max {steady.max():.0f} ms"
+              + (f"; {len(drain):,} after the stream stopped: max {drain.max():.0f} ms"
+                 if len(drain) else ""))
+    print(f"worker CPU while paced: {cpu / elapsed * 100:.0f}% of a core")
+    cleanup(cfg, client)
+
+
+def iso_ms(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--rate", type=float, default=10_000)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--skip", choices=("throughput", "latency"))
+    args = parser.parse_args()
+    base = load_streams_config()
+    work = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
+    print(f"work dir {work}")
+    if args.skip != "throughput":
+        throughput(base, args.events, work, args.profile)
+    if args.skip != "latency":
+        latency(base, args.rate, args.seconds, work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Configuration of the distributed runtime: `config/streams.json`, then environment variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, fields
+
+from chainsight.config import config_dir
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9093"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6390/0"
+# Compacted topics that hold the latest snapshot of each partition: roll segments often so the
+# log cleaner can drop superseded snapshots and tombstones within minutes.
+COMPACTED = {"cleanup.policy": "compact", "segment.ms": "300000",
+             "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": "300000"}
+
+ENV = {  # field -> environment variable
+    "bootstrap": "CHAINSIGHT_KAFKA_BOOTSTRAP",
+    "redis_url": "CHAINSIGHT_REDIS_URL",
+    "topic_prefix": "CHAINSIGHT_TOPIC_PREFIX",
+    "app_id": "CHAINSIGHT_APP_ID",
+    "worker_id": "CHAINSIGHT_WORKER_ID",
+    "partitions": "CHAINSIGHT_PARTITIONS",
+    "tick_s": "CHAINSIGHT_TICK_S",
+    "snapshot_s": "CHAINSIGHT_SNAPSHOT_S",
+    "history_len": "CHAINSIGHT_HISTORY_LEN",
+}
+
+
+@dataclass(frozen=True)
+class StreamsConfig:
+    """Where the worker reads and writes, and how often it ticks and snapshots."""
+
+    bootstrap: str = DEFAULT_BOOTSTRAP
+    redis_url: str = DEFAULT_REDIS_URL
+    topic_prefix: str = "chainsight"
+    app_id: str = ""  # consumer group; default "<topic_prefix>.worker"
+    worker_id: str = ""  # shown in logs and Redis; default "<host>-<pid>"
+    partitions: int = 8
+    replication_factor: int = 1
+    batch_max: int = 20_000  # records per poll
+    poll_ms: int = 50
+    tick_s: float = 5.0  # an idle partition gets a wall-clock tick this often; 0: never
+    snapshot_s: float = 10.0  # a partition that moved is snapshotted this often
+    snapshot_chunk_bytes: int = 512 * 1024
+    history_len: int = 100  # recent events kept per shipment in Redis; 0: none
+
+    def __post_init__(self) -> None:
+        if not self.app_id:
+            object.__setattr__(self, "app_id", f"{self.topic_prefix}.worker")
+        if not self.worker_id:
+            object.__setattr__(self, "worker_id", f"{socket.gethostname()}-{os.getpid()}")
+        if self.partitions < 1:
+            raise ValueError("partitions must be >= 1")
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.topic_prefix}.events"
+
+    @property
+    def alerts_topic(self) -> str:
+        return f"{self.topic_prefix}.alerts"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.topic_prefix}.dead-letter"
+
+    @property
+    def snapshots_topic(self) -> str:
+        return f"{self.topic_prefix}.snapshots"
+
+    @property
+    def checkpoints_topic(self) -> str:
+        return f"{self.topic_prefix}.checkpoints"
+
+    @property
+    def redis_prefix(self) -> str:
+        """Every Redis key and channel of this deployment starts with this."""
+        return f"cs:{self.topic_prefix}:"
+
+    def topics(self) -> dict[str, int]:
+        """Every topic of the runtime and its partition count."""
+        names = (self.events_topic, self.alerts_topic, self.dead_letter_topic,
+                 self.snapshots_topic, self.checkpoints_topic)
+        return dict.fromkeys(names, self.partitions)
+
+    def topic_configs(self) -> dict[str, dict[str, str]]:
+        return {self.snapshots_topic: COMPACTED, self.checkpoints_topic: COMPACTED}
+
+
+def load_streams_config(**overrides: object) -> StreamsConfig:
+    """`config/streams.json`, then CHAINSIGHT_* environment variables, then `overrides`."""
+    path = config_dir() / "streams.json"
+    values: dict[str, object] = {}
+    if path.is_file():
+        try:
+            values = {k: v for k, v in json.loads(path.read_text()).items()
+                      if not k.startswith("_")}
+        except ValueError as exc:
+            raise ValueError(f"cannot read {path}: {exc}") from exc
+    types = {f.name: f.type for f in fields(StreamsConfig)}
+    unknown = set(values) - set(types)
+    if unknown:
+        raise ValueError(f"{path}: unknown keys: {', '.join(sorted(unknown))}")
+    for name, var in ENV.items():
+        if os.environ.get(var):
+            values[name] = _parse(os.environ[var], types[name], var)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return StreamsConfig(**values)  # type: ignore[arg-type]
+
+
+def _parse(text: str, kind: object, var: str) -> object:
+    try:
+        return int(text) if kind == "int" else float(text) if kind == "float" else text
+    except ValueError:
+        raise ValueError(f"{var}={text!r}: expected a number") from None

@@ -1,0 +1,193 @@
+"""One input partition's processing: its own Engine, fed the partition's records in offset order.
+
+A `Partition` turns a run of Kafka records into engine calls (events in batches, control records
+one by one) and collects what the worker must write: alert transitions, dead letters, changed
+shipments and raw events for history. After a restore it suppresses the alert transitions and
+dead letters that the previous owner had already written past the snapshot, so that
+reprocessing (deterministic: same records, same results) neither loses nor duplicates any.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import msgspec
+import orjson
+from confluent_kafka import Message
+
+from chainsight.core import Engine, Output
+from chainsight.streams import control
+
+
+@dataclass
+class PartitionState:
+    """What a snapshot holds: the engine and the partition's open alerts (latest records)."""
+
+    engine: Engine
+    open_alerts: dict[str, dict] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    """What processing some records produced, for Kafka and Redis."""
+
+    alerts: list[tuple[dict, bytes, bool]] = field(default_factory=list)  # record, JSON, emit?
+    notifications: list[dict] = field(default_factory=list)  # escalations, severity raises
+    open_alerts: dict[str, dict | None] = field(default_factory=dict)  # id -> record; None: closed
+    dead: list[tuple[int, bytes]] = field(default_factory=list)  # input offset, JSON
+    changed: set[int] = field(default_factory=set)  # dense shipment ids
+    history: dict[str, list[bytes]] = field(default_factory=dict)
+
+
+class _Route(msgspec.Struct):
+    shipment_id: str | None = None
+    device_id: str | None = None
+
+
+_route = msgspec.json.Decoder(_Route).decode
+
+
+class Partition:
+    """An input partition owned by this worker."""
+
+    def __init__(self, topic: str, number: int, state: PartitionState, offset: int,
+                 suppress_alerts: Counter[bytes] | None = None,
+                 suppress_dead: set[int] | None = None, history: bool = True) -> None:
+        self.topic = topic
+        self.number = number
+        self.state = state
+        self.engine = state.engine
+        self.next_offset = offset
+        self.snapshot_offset = offset  # input offset of the newest durable snapshot
+        self.suppress_alerts = suppress_alerts or Counter()
+        self.suppress_dead = suppress_dead or set()
+        self.keep_history = history
+        self.last_input = 0.0  # monotonic time of the newest record seen
+        self.tick_pending = False  # a tick was written and has not come back yet
+        self.snapshot_due = 0.0  # monotonic time of the next periodic snapshot
+
+    def process(self, records: list[Message]) -> Batch:
+        """Process records (one partition, ascending offsets); skips those already reflected."""
+        batch = Batch()
+        run: list[Message] = []
+        for record in records:
+            if record.offset() < self.next_offset:
+                continue
+            headers = record.headers()
+            kind = control.kind(headers) if headers else None
+            if kind is None:
+                run.append(record)
+                continue
+            self._events(run, batch)
+            run = []
+            if kind == control.TICK:
+                self.tick_pending = False
+            self._collect(control.apply(self.engine, kind, record.value() or b"{}"), batch)
+        self._events(run, batch)
+        if records:
+            self.next_offset = max(self.next_offset, records[-1].offset() + 1)
+        return batch
+
+    def moved_since_snapshot(self) -> bool:
+        """True when records were processed since the last snapshot."""
+        return self.next_offset != self.snapshot_offset
+
+    def _events(self, run: list[Message], batch: Batch) -> None:
+        if not run:
+            return
+        values = [r.value() or b"" for r in run]
+        now = max(r.timestamp()[1] for r in run)
+        out = self.engine.process(values, first_line=0, now=now if now > 0 else None)
+        rejected = {d["line"] for d in out.dead_letters}
+        for dead in out.dead_letters:
+            self._dead(run[dead["line"]], dead["reason"], dead["payload"], batch)
+        for i, value in enumerate(values):  # the engine skips blank lines; they are malformed
+            if not value.strip():
+                rejected.add(i)
+                self._dead(run[i], "empty message", value.decode(errors="replace"), batch)
+        self._collect(out, batch)
+        if self.keep_history:
+            self._history(run, values, rejected, batch)
+
+    def _dead(self, record: Message, reason: str, payload: str, batch: Batch) -> None:
+        offset, key = record.offset(), record.key()
+        if offset in self.suppress_dead:
+            self.suppress_dead.discard(offset)
+            return
+        batch.dead.append((offset, orjson.dumps(
+            {"reason": reason, "payload": payload, "topic": self.topic, "partition": self.number,
+             "offset": offset, "key": None if key is None else key.decode(errors="replace")})))
+
+    def _collect(self, out: Output, batch: Batch) -> None:
+        batch.changed |= out.changed
+        index = self.engine.state.shipments.index
+        open_alerts = self.state.open_alerts
+        suppress = self.suppress_alerts
+        touched = []
+        for record in out.alerts:
+            value = orjson.dumps(record)
+            emit = True
+            if suppress and suppress[value] > 0:
+                suppress[value] -= 1
+                emit = False
+            batch.alerts.append((record, value, emit))
+            aid = record["alert_id"]
+            if record["details"].get("transition") != "notice":  # notices never stay open
+                if record["state"] == "resolved":
+                    open_alerts.pop(aid, None)
+                else:
+                    open_alerts[aid] = record
+                touched.append(aid)
+            s = index.get(record["shipment_id"])
+            if s is not None:
+                batch.changed.add(s)
+        batch.notifications += out.notifications
+        for note in out.notifications:  # the latest record of an alert still open (a later
+            if note["alert_id"] in open_alerts:  # transition of it would have resolved it)
+                open_alerts[note["alert_id"]] = note
+                touched.append(note["alert_id"])
+        for aid in touched:
+            batch.open_alerts[aid] = open_alerts.get(aid)
+
+    def _history(self, run: list[Message], values: list[bytes], rejected: set[int],
+                 batch: Batch) -> None:
+        """Valid events by shipment: the record's key when it names a shipment (the producer
+        path keys so), else the shipment the event names or its device is linked to."""
+        index = self.engine.state.shipments.index
+        by_key: dict[bytes | None, str | None] = {}
+        history = batch.history
+        for i, record in enumerate(run):
+            if i in rejected:
+                continue
+            key = record.key()
+            if key not in by_key:
+                name = None if key is None else key.decode(errors="replace")
+                by_key[key] = name if name in index else None
+            shipment = by_key[key] or self._shipment_of(values[i])
+            if shipment is not None:
+                history.setdefault(shipment, []).append(values[i])
+
+    def _shipment_of(self, value: bytes) -> str | None:
+        try:
+            route = _route(value)
+        except msgspec.DecodeError:
+            return None
+        if route.shipment_id is not None or route.device_id is None:
+            return route.shipment_id
+        st = self.engine.state
+        d = st.devices.index.get(route.device_id)
+        s = -1 if d is None or d >= len(st.device.shipment) else int(st.device.shipment[d])
+        return st.shipments.names[s] if s >= 0 else None
+
+    def views(self, changed: set[int]) -> dict[str, dict]:
+        """STATE.json entries of the given shipments, by shipment id."""
+        names = self.engine.state.shipments.names
+        return {names[s]: self.engine.shipment_view(s) for s in changed}
+
+    def all_views(self) -> dict[str, dict]:
+        return self.views(set(range(len(self.engine.state.shipments))))
+
+    def progress(self, worker: str, now_ms: int) -> dict:
+        return {"offset": self.next_offset, "counters": dict(self.engine.counters),
+                "worker": worker, "at": now_ms}
