@@ -104,6 +104,14 @@ class Lit:
     text: bytes
 
 
+def _fitting(values: np.ndarray, col: str, digits: int) -> np.ndarray:
+    """`values` as int64, checked to be non-negative and at most `digits` digits long."""
+    v = np.asarray(values, dtype=np.int64)
+    if v.size and (v.min() < 0 or v.max() >= 10**digits):
+        raise ValueError(f"{col}: value does not fit {digits} digits")
+    return v
+
+
 @dataclass(frozen=True)
 class ZInt:
     """Zero-padded non-negative integer of fixed width."""
@@ -119,9 +127,7 @@ class ZInt:
 
     def write(self, m: _Views, rows: Rows, off: int, cols: Mapping[str, np.ndarray]) -> None:
         """Store the field's words at byte offset ``off`` of ``rows``."""
-        v = np.asarray(cols[self.col], dtype=np.int64)
-        if v.size and (v.min() < 0 or v.max() >= 10**self.digits):
-            raise ValueError(f"{self.col}: value does not fit {self.digits} digits")
+        v = _fitting(cols[self.col], self.col, self.digits)
         sizes = _chunks4(self.digits)
         for j, (w, c) in enumerate(zip(sizes, _split(v, sizes), strict=True)):
             m.u32[rows, off // 4 + j] = _digit_table(w, "full")[c]
@@ -142,9 +148,7 @@ class Int:
 
     def write(self, m: _Views, rows: Rows, off: int, cols: Mapping[str, np.ndarray]) -> None:
         """Store the field's words at byte offset ``off`` of ``rows``."""
-        v = np.asarray(cols[self.col], dtype=np.int64)
-        if v.size and (v.min() < 0 or v.max() >= 10**self.digits):
-            raise ValueError(f"{self.col}: value does not fit {self.digits} digits")
+        v = _fitting(cols[self.col], self.col, self.digits)
         sizes = _chunks4(self.digits)
         vals = _split(v, sizes)
         higher_zero = np.ones(v.shape, dtype=bool)
