@@ -135,9 +135,10 @@ class ConditionLog:
     def on_clock(self, clock) -> None:
         pass
 
-    def collect(self) -> list:
+    def collect(self) -> tuple[list, list]:
+        """(conditions, no notifications): the shape of AlertBook.collect."""
         calls, self.calls = self.calls, []
-        return calls
+        return calls, []
 
 
 def start_trips(names, book=None) -> Engine:
