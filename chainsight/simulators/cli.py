@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from .scenario import load_scenario, parse_duration
 from .simulation import simulate
-from .sinks import JsonlFileSink, run
+from .sinks import JsonlFileSink, Sink, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", help="window start, ISO-8601 with offset")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--out", default="-", help="events JSON Lines file ('-' = stdout)")
+    p.add_argument("--kafka", action="store_true",
+                   help="send the events to the distributed runtime's events topic instead "
+                        "(CHAINSIGHT_KAFKA_BOOTSTRAP, CHAINSIGHT_TOPIC_PREFIX)")
     p.add_argument("--ground-truth", help="write the ground truth JSON here")
     p.add_argument("--fences-out", help="write the world's geofences GeoJSON here")
     p.add_argument("--ts-format", choices=("iso", "ms"), help="timestamps as ISO or epoch ms")
@@ -41,6 +44,13 @@ def _progress_printer() -> Callable[[int, float, float], None]:
         sys.stderr.write(f"\rsent {sent:>12,}  rate {rate:>12,.0f} ev/s  lag {lag:7.2f} s ")
         sys.stderr.flush()
     return show
+
+
+def _kafka_sink() -> Sink:
+    from chainsight.streams.config import load_streams_config
+    from chainsight.streams.publish import KafkaSink
+
+    return KafkaSink(load_streams_config())
 
 
 def simulate_main(argv: list[str] | None = None) -> int:
@@ -63,12 +73,16 @@ def simulate_main(argv: list[str] | None = None) -> int:
     if args.ground_truth:
         sim.write_ground_truth(args.ground_truth)
     try:
-        sink = JsonlFileSink(args.out)
-    except OSError as exc:
-        print(f"chainsight simulate: cannot write {args.out}: {exc}", file=sys.stderr)
+        sink = _kafka_sink() if args.kafka else JsonlFileSink(args.out)
+    except (OSError, RuntimeError) as exc:
+        target = "Kafka" if args.kafka else args.out
+        print(f"chainsight simulate: cannot write {target}: {exc}", file=sys.stderr)
         return 2
     stats = run(sim, sink, rate=args.rate, speedup=args.speedup,
-                progress=_progress_printer() if args.progress else None)
+                progress=_progress_printer() if args.progress else None, close=False)
+    if args.kafka:
+        sink.end_of_stream()  # workers flush their reordering buffers: a complete recording
+    sink.close()
     if args.progress:
         sys.stderr.write("\n")
     c = sim.counts()

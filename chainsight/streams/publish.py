@@ -18,6 +18,7 @@ import orjson
 from chainsight.events import Event, EventDecoder
 from chainsight.streams import control
 from chainsight.streams.config import StreamsConfig
+from chainsight.streams.kafka_admin import ensure_topics
 from chainsight.streams.producer import EventProducer
 
 
@@ -68,6 +69,10 @@ class KafkaSink:
 
     def __init__(self, config: StreamsConfig, producer: EventProducer | None = None) -> None:
         self.topic = config.events_topic
+        # Create the topics first: auto-created ones would get the broker's partition count.
+        ensure_topics(config.bootstrap, config.topics(),
+                      replication_factor=config.replication_factor,
+                      configs=config.topic_configs())
         self.producer = producer or EventProducer(config.bootstrap, linger_ms=20)
         self.router = Router()
         self.sent = 0
