@@ -7,8 +7,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
+from chainsight.geofence.geodesy import geodesic_m
 from chainsight.simulators import PROFILES, parse_time, simulate
-from chainsight.simulators.geo import haversine_m
 
 MIN = 60_000
 
@@ -181,7 +181,7 @@ def test_gps_outliers_are_displaced(truth, by_device):
         rows = [e for _, e in by_device[f["device_id"]]]
         k = next(i for i, e in enumerate(rows) if e["event_id"] == f["event_id"])
         nb = rows[k - 1] if k > 0 else rows[k + 1]
-        d = float(haversine_m(rows[k]["lat"], rows[k]["lon"], nb["lat"], nb["lon"]))
+        d = float(geodesic_m(rows[k]["lon"], rows[k]["lat"], nb["lon"], nb["lat"]))
         assert d > 200 and abs(d - f["offset_m"]) < 400
 
 
@@ -212,9 +212,9 @@ def test_trip_truth_matches_fixes_and_scans(truth, events, sim):
         before = [e for e in fx if ms(e["ts"]) - s < arr]
         assert after and before
         radius = site["properties"]["radius_m"]
-        assert all(haversine_m(e["lat"], e["lon"], lat, lon) < radius for e in after)
+        assert all(geodesic_m(e["lon"], e["lat"], lon, lat) < radius for e in after)
         assert after[-1] is fx[-1]  # the last fixes are at the destination
-        assert haversine_m(before[0]["lat"], before[0]["lon"], lat, lon) > radius
+        assert geodesic_m(before[0]["lon"], before[0]["lat"], lon, lat) > radius
         assert ms(t["fence_entered_at"]) <= arr
         sc = scans[t["shipment_id"]]
         assert sc["loaded"] < ms(t["departed_at"]) < arr < sc["unloaded"] < sc["delivered"]

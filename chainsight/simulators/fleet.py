@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geo import haversine_m
+from chainsight.geofence.geodesy import geodesic_m
+
 from .scenario import Scenario
 from .trucks import Drives, fleet_drive, time_at_distance
 from .world import Route, Site, World, build_world
@@ -55,7 +56,7 @@ def fence_entry_m(route: Route, site: Site) -> float:
     dd = np.linspace(max(0.0, route.length_m - 4 * site.radius_m), route.length_m, 400)
     la = np.interp(dd, route.cum_m, route.lat)
     lo = np.interp(dd, route.cum_m, route.lon)
-    inside = np.flatnonzero(haversine_m(la, lo, site.lat, site.lon) <= site.radius_m)
+    inside = np.flatnonzero(geodesic_m(lo, la, site.lon, site.lat) <= site.radius_m)
     return float(dd[inside[0]]) if inside.size else route.length_m
 
 

@@ -1,4 +1,5 @@
-"""Small geodesy helpers on a sphere (well within 0.5% of WGS-84 at route scales)."""
+"""Small geodesy helpers on a sphere (well within 0.5% of WGS-84 at route scales); distances
+come from the geofence engine's `geodesic_m`, so the simulator measures as the engine does."""
 
 from __future__ import annotations
 
@@ -6,16 +7,6 @@ import numpy as np
 
 EARTH_R_M = 6_371_008.8
 M_PER_DEG = EARTH_R_M * np.pi / 180.0
-
-
-def haversine_m(lat1: np.ndarray | float, lon1: np.ndarray | float,
-                lat2: np.ndarray | float, lon2: np.ndarray | float) -> np.ndarray:
-    """Great-circle distance in metres (vectorised)."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dp = p2 - p1
-    dl = np.radians(np.asarray(lon2) - np.asarray(lon1))
-    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 2 * EARTH_R_M * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
 
 
 def bearing_deg(lat1: np.ndarray | float, lon1: np.ndarray | float,

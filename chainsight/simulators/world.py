@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from .geo import M_PER_DEG, bearing_deg, haversine_m, offset
+from chainsight.geofence.geodesy import geodesic_m
+
+from .geo import M_PER_DEG, bearing_deg, offset
 from .scenario import Scenario
 
 # Real logistics locations around the Netherlands / Belgium / western Germany (lat, lon).
@@ -108,7 +110,7 @@ def road_polyline(lat_a: float, lon_a: float, lat_b: float, lon_b: float,
                   rng: np.random.Generator, spacing_m: float = 600.0
                   ) -> tuple[np.ndarray, np.ndarray]:
     """A road-like polyline from A to B: smooth random bends plus small wiggles, exact ends."""
-    dist = float(haversine_m(lat_a, lon_a, lat_b, lon_b))
+    dist = float(geodesic_m(lon_a, lat_a, lon_b, lat_b))
     n = max(8, int(dist / spacing_m)) + 1
     s = np.linspace(0.0, 1.0, n)
     lat0 = (lat_a + lat_b) / 2
@@ -130,7 +132,7 @@ def road_polyline(lat_a: float, lon_a: float, lat_b: float, lon_b: float,
 
 def _make_route(route_id: str, corridor_id: str, o: int, d: int,
                 lat: np.ndarray, lon: np.ndarray, rng: np.random.Generator) -> Route:
-    seg = haversine_m(lat[:-1], lon[:-1], lat[1:], lon[1:])
+    seg = geodesic_m(lon[:-1], lat[:-1], lon[1:], lat[1:])
     cum = np.concatenate([[0.0], np.cumsum(seg)])
     brg = bearing_deg(lat[:-1], lon[:-1], lat[1:], lon[1:])
     length = cum[-1]
@@ -160,14 +162,14 @@ def build_world(scn: Scenario, rng: np.random.Generator) -> World:
             name = f"Hub {i + 1}"
             for _ in range(200):
                 lat, lon = rng.uniform(50.75, 52.3), rng.uniform(4.0, 7.2)
-                if all(haversine_m(lat, lon, s.lat, s.lon) > 15_000 for s in sites):
+                if all(geodesic_m(lon, lat, s.lon, s.lat) > 15_000 for s in sites):
                     break
         sites.append(Site(f"HUB-{i + 1:02d}", f"Hub {name}", "hub", float(lat), float(lon),
                           scn.hub_radius_m, i))
     hubs = list(range(scn.hubs))
     hlat = np.array([s.lat for s in sites])
     hlon = np.array([s.lon for s in sites])
-    hub_dist = haversine_m(hlat[:, None], hlon[:, None], hlat[None, :], hlon[None, :])
+    hub_dist = geodesic_m(hlon[:, None], hlat[:, None], hlon[None, :], hlat[None, :])
     np.fill_diagonal(hub_dist, np.inf)
     nearest = np.argsort(hub_dist, axis=1)
 
