@@ -20,13 +20,14 @@ def _engine(args: argparse.Namespace):  # noqa: ANN202 - imports kept lazy for a
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from chainsight.replay import replay
+    from chainsight.replay import default_workers, replay
 
     if not args.events.is_file():
         print(f"chainsight replay: cannot read {args.events}: no such file", file=sys.stderr)
         return 2
     engine = _engine(args)
-    result = replay(args.events, engine, args.alerts_out, args.dead_letter_out, args.state_out)
+    result = replay(args.events, engine, args.alerts_out, args.dead_letter_out, args.state_out,
+                    workers=default_workers() if args.workers is None else args.workers)
     print(f"replayed {result.events:,} events in {result.seconds:.2f} s "
           f"({result.events_per_s:,.0f} events/s): {result.alerts:,} alert transitions, "
           f"{result.rejected:,} rejected", file=sys.stderr)
@@ -80,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dead-letter-out", type=Path)
     p.add_argument("--state-out", type=Path)
     p.add_argument("--eta-out", type=Path)
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes that decode ahead of the engine (default: 2 on a machine "
+                        "with 2 or more cores, else 0)")
     engine_options(p)
     p.set_defaults(func=cmd_replay)
 

@@ -22,7 +22,7 @@ from chainsight.config import Profile, Settings, load_profiles, load_settings
 from chainsight.events import GPS, SCAN, SENSOR, EventDecoder, Order, Scan, iso
 from chainsight.geofence import FenceSet
 from chainsight.geofence.rule import GeofenceRule
-from chainsight.ingest import Deduplicator, Ingest, Reorder, Rows
+from chainsight.ingest import Decoded, Deduplicator, Extracted, Ingest, Reorder, Rows
 from chainsight.state import NO_TS, State
 
 IN_TRANSIT = frozenset({"shipped", "in_transit"})
@@ -112,7 +112,13 @@ class Engine:
     def process(self, lines: Iterable[bytes], first_line: int = 1,
                 now: int | None = None) -> Output:
         """Ingest raw JSON lines (arrival order) and process whatever became safe to process."""
-        decoded = self.ingest.decode(lines, first_line, now)
+        return self._admit(self.ingest.decode(lines, first_line, now))
+
+    def process_extracted(self, batch: Extracted) -> Output:
+        """`process` for lines already decoded and extracted (possibly in another process)."""
+        return self._admit(self.ingest.columns(batch))
+
+    def _admit(self, decoded: Decoded) -> Output:
         self.counters["events"] += decoded.valid
         self.counters["rejected"] += len(decoded.dead_letters)
         self.counters["duplicates"] += decoded.duplicates

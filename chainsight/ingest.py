@@ -115,13 +115,71 @@ class Deduplicator:
         current |= batch
         if len(batch) == len(keys) and not seen:
             return None
-        first = {k: i for i, k in reversed(list(enumerate(keys)))}  # earliest index wins
-        return np.array(sorted(i for k, i in first.items() if k not in seen), dtype=np.int64)
+        # Duplicates are few: find candidates by hash with NumPy, confirm them by key.
+        hashes = np.fromiter(map(hash, keys), np.int64, len(keys))
+        drop = set()
+        if seen:
+            again = np.isin(hashes, np.fromiter(map(hash, seen), np.int64, len(seen)))
+            drop.update(i for i in np.flatnonzero(again).tolist() if keys[i] in seen)
+        if len(batch) < len(keys):
+            _, first, group = np.unique(hashes, return_index=True, return_inverse=True)
+            repeats = np.flatnonzero(first[group] != np.arange(len(keys)))
+            drop.update(i for i, f in zip(repeats.tolist(), first[group[repeats]].tolist(),
+                                          strict=True) if keys[i] == keys[f])
+        return np.setdiff1d(np.arange(len(keys)), np.fromiter(drop, np.int64, len(drop)))
 
     def expire(self, newest_ts: int) -> None:
         if newest_ts - self.generation_start >= self.window_ms:
             self.previous, self.current = self.current, set()
             self.generation_start = newest_ts
+
+
+@dataclass
+class Extracted:
+    """A decoded batch as columns, ids still as names: the stateless part of ingest, which can
+    run in another process (`replay` does)."""
+
+    kind: np.ndarray
+    ts: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    temp_c: np.ndarray
+    humidity: np.ndarray
+    door: np.ndarray
+    accuracy: np.ndarray
+    devices: list[str]  # device_id of each gps/sensor row, in order
+    shipments: list[str | None]  # shipment_id of every row
+    event_ids: list[str | None]
+    business: dict[int, Scan | Order]  # row -> scan/order event
+    dead_letters: list[dict]
+
+
+def extract(events: list[Event], dead_letters: list[dict]) -> Extracted:
+    """Columns of validated events in arrival order."""
+    n = len(events)
+    kind = np.fromiter([KIND_OF[type(e)] for e in events], np.int8, n)
+    ts = np.fromiter([e.ts for e in events], np.int64, n)
+    lat, lon, temp, hum, acc = (np.full(n, NAN) for _ in range(5))
+    door = np.full(n, -1, dtype=np.int8)
+    at = np.flatnonzero(kind == GPS)
+    gps = [e for e in events if type(e) is Gps]
+    lat[at] = _floats([e.lat for e in gps])
+    lon[at] = _floats([e.lon for e in gps])
+    acc[at] = _floats([e.accuracy_m for e in gps])
+    at = np.flatnonzero(kind == SENSOR)
+    sensors = [e for e in events if type(e) is Sensor]
+    temp[at] = _floats([e.temp_c for e in sensors])
+    hum[at] = _floats([e.humidity_pct for e in sensors])
+    door[at] = np.nan_to_num(_floats([e.door_open for e in sensors]), nan=-1)
+    business: dict[int, Scan | Order] = {}
+    for i in np.flatnonzero(kind >= SCAN).tolist():
+        e = business[i] = events[i]
+        if type(e) is Scan and e.lat is not None and e.lon is not None:
+            lat[i], lon[i] = e.lat, e.lon
+    return Extracted(kind, ts, lat, lon, temp, hum, door, acc,
+                     [e.device_id for e in events if type(e) in DEVICE_EVENTS],
+                     [e.shipment_id for e in events], [e.event_id for e in events], business,
+                     dead_letters)
 
 
 @dataclass
@@ -144,48 +202,28 @@ class Ingest:
     def decode(self, lines: Iterable[bytes], first_line: int = 1,
                now: int | None = None) -> Decoded:
         lines = lines if isinstance(lines, list) else list(lines)
-        events, dead = self.decoder.decode_many(lines, first_line, now)
-        return self.columns(events, dead)
+        return self.columns(extract(*self.decoder.decode_many(lines, first_line, now)))
 
-    def columns(self, events: list[Event], dead: list[dict] | None = None) -> Decoded:
-        """Columnar rows of validated events in arrival order, duplicates removed."""
-        n = len(events)
+    def columns(self, x: Extracted) -> Decoded:
+        """Rows with dense ids and arrival sequence numbers, duplicates removed."""
+        n = len(x.ts)
         st = self.state
-        kind = np.fromiter([KIND_OF[type(e)] for e in events], np.int8, n)
-        ts = np.fromiter([e.ts for e in events], np.int64, n)
         seq = np.arange(self.seq, self.seq + n, dtype=np.int64)
         self.seq += n  # duplicates dropped below leave gaps: seq only orders arrivals
-        shipment = st.intern_shipments([e.shipment_id for e in events])
-        lat, lon, temp, hum, acc = (np.full(n, NAN) for _ in range(5))
-        door = np.full(n, -1, dtype=np.int8)
+        shipment = st.intern_shipments(x.shipments)
         device = np.full(n, -1, dtype=np.int32)
+        device[x.kind <= SENSOR] = st.intern_devices(x.devices)
+        key = np.where(x.kind <= SENSOR, 2 * device.astype(np.int64), 2 * shipment + 1)
         obj = np.full(n, -1, dtype=np.int64)
-
-        at = np.flatnonzero(kind <= SENSOR)
-        device[at] = st.intern_devices([e.device_id for e in events if type(e) in DEVICE_EVENTS])
-        key = np.where(kind <= SENSOR, 2 * device.astype(np.int64), 2 * shipment + 1)
-        at = np.flatnonzero(kind == GPS)
-        gps = [e for e in events if type(e) is Gps]
-        lat[at] = _floats([e.lat for e in gps])
-        lon[at] = _floats([e.lon for e in gps])
-        acc[at] = _floats([e.accuracy_m for e in gps])
-        at = np.flatnonzero(kind == SENSOR)
-        sensors = [e for e in events if type(e) is Sensor]
-        temp[at] = _floats([e.temp_c for e in sensors])
-        hum[at] = _floats([e.humidity_pct for e in sensors])
-        door[at] = np.nan_to_num(_floats([e.door_open for e in sensors]), nan=-1)
-        objs: dict[int, Scan | Order] = {}
-        for i in np.flatnonzero(kind >= SCAN).tolist():
-            e = objs[int(seq[i])] = events[i]
-            obj[i] = seq[i]
-            if type(e) is Scan and e.lat is not None and e.lon is not None:
-                lat[i], lon[i] = e.lat, e.lon
-        rows = Rows(kind, ts, seq, key, device, shipment, lat, lon, temp, hum, door, acc,
-                    obj, objs)
-        keep = self.dedup.fresh([e.event_id for e in events], rows)
+        rows_of = np.fromiter(x.business, np.int64, len(x.business))
+        obj[rows_of] = seq[rows_of]
+        objs = {int(seq[i]): e for i, e in x.business.items()}
+        rows = Rows(x.kind, x.ts, seq, key, device, shipment, x.lat, x.lon, x.temp_c,
+                    x.humidity, x.door, x.accuracy, obj, objs)
+        keep = self.dedup.fresh(x.event_ids, rows)
         if keep is not None:
             rows = rows.take(keep)
-        return Decoded(rows, dead or [], n, n - len(rows))
+        return Decoded(rows, x.dead_letters, n, n - len(rows))
 
 
 def _floats(values: list) -> np.ndarray:

@@ -33,15 +33,16 @@ class Columns:
 
     def __init__(self, **spec: tuple[type, object]) -> None:
         self._spec = spec
+        self._size = 0
         for name, (dtype, fill) in spec.items():
             setattr(self, name, np.full(0, fill, dtype=dtype))
 
     def __len__(self) -> int:
-        return len(getattr(self, next(iter(self._spec))))
+        return self._size
 
     def ensure(self, n: int) -> None:
         """Grow every column (geometrically) to hold at least `n` entities."""
-        size = len(self)
+        size = self._size
         if n <= size:
             return
         new_size = max(n, 2 * size, 64)
@@ -49,6 +50,7 @@ class Columns:
             grown = np.full(new_size, fill, dtype=dtype)
             grown[:size] = getattr(self, name)
             setattr(self, name, grown)
+        self._size = new_size
 
 
 class ShipmentInfo:

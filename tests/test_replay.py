@@ -51,3 +51,29 @@ def test_unreadable_input_fails_with_one_line(tmp_path):
     proc, _ = replay(tmp_path)
     assert proc.returncode != 0
     assert proc.stderr.count("\n") == 1 and "events.jsonl" in proc.stderr
+
+
+def test_decode_workers_give_the_same_outputs_as_one_process(tmp_path, monkeypatch):
+    import chainsight.replay as replay_module
+    from chainsight.core import Engine
+    from chainsight.geofence import FenceSet
+    from chainsight.simulators import simulate
+
+    sim = simulate("smoke")
+    events = tmp_path / "events.jsonl"
+    sim.write_jsonl(events)
+    with open(events, "ab") as f:
+        f.write(b'{"type":"gps","device_id":"X"}\nnot json\n')
+    monkeypatch.setattr(replay_module, "CHUNK_LINES", 4_000)  # many chunks, in order
+    outputs = []
+    for workers in (0, 2):
+        out = tmp_path / str(workers)
+        out.mkdir()
+        result = replay_module.replay(
+            events, Engine(fences=FenceSet.from_geojson(sim.fences())), out / "alerts.jsonl",
+            out / "dlq.jsonl", out / "state.json", workers=workers)
+        outputs.append([(out / name).read_bytes()
+                        for name in ("alerts.jsonl", "dlq.jsonl", "state.json")])
+        assert result.rejected == 2
+    assert outputs[0] == outputs[1]
+    assert outputs[0][0].count(b"\n") > 100

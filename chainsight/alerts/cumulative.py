@@ -15,7 +15,12 @@ import numpy as np
 
 from chainsight.alerts.advisor import ColdStoreAdvisor
 from chainsight.alerts.book import AlertBook
-from chainsight.alerts.rules import minutes_ms, open_excursion, profile_of
+from chainsight.alerts.rules import (
+    minutes_ms,
+    open_excursion,
+    profile_changed,
+    profile_of,
+)
 from chainsight.config import Profile
 from chainsight.events import Order, Scan, iso
 from chainsight.ingest import Rows
@@ -96,6 +101,8 @@ class CumulativeRule:
 
     def on_business(self, event: Scan | Order, shipment: int, state: State,
                     book: AlertBook) -> None:
+        if not profile_changed(event):
+            return
         profile = profile_of(state, shipment, self.profiles)
         self.trip.ensure(len(state.shipments))
         self.trip.budget[shipment] = minutes_ms(profile and profile.cumulative_budget_min)

@@ -9,7 +9,7 @@ import numpy as np
 from chainsight.alerts.advisor import ColdStoreAdvisor
 from chainsight.alerts.book import AlertBook
 from chainsight.alerts.excursion import ExcursionRule
-from chainsight.alerts.rules import profile_of
+from chainsight.alerts.rules import profile_changed, profile_of
 from chainsight.config import Profile
 from chainsight.events import Order, Scan
 from chainsight.ingest import Rows
@@ -32,6 +32,8 @@ class HumidityRule(ExcursionRule):
 
     def on_business(self, event: Scan | Order, shipment: int, state: State,
                     book: AlertBook) -> None:
+        if not profile_changed(event):
+            return
         profile = profile_of(state, shipment, self.profiles)
         self.limits.ensure(len(state.shipments))
         has = profile is not None and profile.humidity_min is not None

@@ -23,7 +23,13 @@ import numpy as np
 
 from chainsight.alerts.advisor import ColdStoreAdvisor
 from chainsight.alerts.book import AlertBook
-from chainsight.alerts.rules import minutes_ms, open_excursion, profile_of, resolve_excursion
+from chainsight.alerts.rules import (
+    minutes_ms,
+    open_excursion,
+    profile_changed,
+    profile_of,
+    resolve_excursion,
+)
 from chainsight.config import Profile
 from chainsight.events import Order, Scan, iso
 from chainsight.ingest import Rows
@@ -120,6 +126,8 @@ class MktRule:
 
     def on_business(self, event: Scan | Order, shipment: int, state: State,
                     book: AlertBook) -> None:
+        if not profile_changed(event):
+            return
         profile = profile_of(state, shipment, self.profiles)
         self.sums.ensure(len(state.shipments))
         hours = None if profile is None or profile.mkt_min_h is None else profile.mkt_min_h * 60

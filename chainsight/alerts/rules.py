@@ -34,6 +34,11 @@ class Rule(Protocol):
         """Event time has advanced to `clock`: fire time-driven conditions."""
 
 
+def profile_changed(event: Scan | Order) -> bool:
+    """Whether a business event may set its shipment's profile (only orders naming one do)."""
+    return type(event) is Order and event.product_profile is not None
+
+
 def profile_of(state: State, s: int, profiles: dict[str, Profile]) -> Profile | None:
     """The shipment's product profile (set by its latest order), None when unknown."""
     name = state.info[s].profile
