@@ -113,27 +113,6 @@ def _fitting(values: np.ndarray, col: str, digits: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ZInt:
-    """Zero-padded non-negative integer of fixed width."""
-
-    col: str
-    digits: int
-    align = 4
-
-    @property
-    def width(self) -> int:
-        """Bytes reserved in the row."""
-        return 4 * len(_chunks4(self.digits))
-
-    def write(self, m: _Views, rows: Rows, off: int, cols: Mapping[str, np.ndarray]) -> None:
-        """Store the field's words at byte offset ``off`` of ``rows``."""
-        v = _fitting(cols[self.col], self.col, self.digits)
-        sizes = _chunks4(self.digits)
-        for j, (w, c) in enumerate(zip(sizes, _split(v, sizes), strict=True)):
-            m.u32[rows, off // 4 + j] = _digit_table(w, "full")[c]
-
-
-@dataclass(frozen=True)
 class Int:
     """Non-negative integer without padding in the output (at most ``digits`` digits)."""
 
@@ -157,6 +136,18 @@ class Int:
             strip = _digit_table(w, "lead1" if last else "lead")
             m.u32[rows, off // 4 + j] = np.where(higher_zero, strip[c], _digit_table(w, "full")[c])
             higher_zero &= c == 0
+
+
+@dataclass(frozen=True)
+class ZInt(Int):
+    """Zero-padded non-negative integer of fixed width."""
+
+    def write(self, m: _Views, rows: Rows, off: int, cols: Mapping[str, np.ndarray]) -> None:
+        """Store the field's words at byte offset ``off`` of ``rows``."""
+        v = _fitting(cols[self.col], self.col, self.digits)
+        sizes = _chunks4(self.digits)
+        for j, (w, c) in enumerate(zip(sizes, _split(v, sizes), strict=True)):
+            m.u32[rows, off // 4 + j] = _digit_table(w, "full")[c]
 
 
 @dataclass(frozen=True)
@@ -279,7 +270,7 @@ class Iso:
         m.u32[rows, off // 4 + 6] = msz[milli]
 
 
-Field = ZInt | Int | Dec | Bool | Iso
+Field = Int | Dec | Bool | Iso  # ZInt is an Int
 Part = Lit | Field
 
 
