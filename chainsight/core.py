@@ -198,7 +198,8 @@ class Engine:
                      sh.last_temp_c, sh.last_temp_ts)
         for rule in self.rules:
             rule.on_rows(seg, st, self.book)
-        out.changed.update(np.unique(seg.shipment[seg.shipment >= 0]).tolist())
+        touched = np.bincount(seg.shipment[seg.shipment >= 0], minlength=1)
+        out.changed.update(np.flatnonzero(touched).tolist())
         st.clock = max(st.clock, int(seg.ts[-1]))
 
     def _business(self, event: Scan | Order, s: int, out: Output) -> None:

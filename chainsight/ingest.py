@@ -109,24 +109,15 @@ class Deduplicator:
             for k, c, t in zip(rows.key.tolist(), rows.kind.tolist(), rows.ts.tolist(),
                                strict=True)]
         keys = [i if e is None else e for e, i in zip(event_ids, ints, strict=True)]
-        current, previous = self.current, self.previous
-        batch = set(keys)
-        seen = (batch & current) | (batch & previous)  # set operations run in C
-        current |= batch
-        if len(batch) == len(keys) and not seen:
+        n = len(keys)
+        first = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))  # key -> 1st row
+        seen = (first.keys() & self.current) | (first.keys() & self.previous)
+        self.current.update(first)
+        if len(first) == n and not seen:
             return None
-        # Duplicates are few: find candidates by hash with NumPy, confirm them by key.
-        hashes = np.fromiter(map(hash, keys), np.int64, len(keys))
-        drop = set()
-        if seen:
-            again = np.isin(hashes, np.fromiter(map(hash, seen), np.int64, len(seen)))
-            drop.update(i for i in np.flatnonzero(again).tolist() if keys[i] in seen)
-        if len(batch) < len(keys):
-            _, first, group = np.unique(hashes, return_index=True, return_inverse=True)
-            repeats = np.flatnonzero(first[group] != np.arange(len(keys)))
-            drop.update(i for i, f in zip(repeats.tolist(), first[group[repeats]].tolist(),
-                                          strict=True) if keys[i] == keys[f])
-        return np.setdiff1d(np.arange(len(keys)), np.fromiter(drop, np.int64, len(drop)))
+        for key in seen:
+            del first[key]
+        return np.sort(np.fromiter(first.values(), np.int64, len(first)))
 
     def expire(self, newest_ts: int) -> None:
         if newest_ts - self.generation_start >= self.window_ms:
@@ -147,8 +138,8 @@ class Extracted:
     humidity: np.ndarray
     door: np.ndarray
     accuracy: np.ndarray
-    devices: list[str]  # device_id of each gps/sensor row, in order
-    shipments: list[str | None]  # shipment_id of every row
+    devices: tuple[list[str], np.ndarray]  # gps/sensor rows' device ids, factorized
+    shipments: tuple[list[str | None], np.ndarray]  # every row's shipment_id, factorized
     event_ids: list[str | None]
     business: dict[int, Scan | Order]  # row -> scan/order event
     dead_letters: list[dict]
@@ -177,9 +168,16 @@ def extract(events: list[Event], dead_letters: list[dict]) -> Extracted:
         if type(e) is Scan and e.lat is not None and e.lon is not None:
             lat[i], lon[i] = e.lat, e.lon
     return Extracted(kind, ts, lat, lon, temp, hum, door, acc,
-                     [e.device_id for e in events if type(e) in DEVICE_EVENTS],
-                     [e.shipment_id for e in events], [e.event_id for e in events], business,
-                     dead_letters)
+                     factorize([e.device_id for e in events if type(e) in DEVICE_EVENTS]),
+                     factorize([e.shipment_id for e in events]),
+                     [e.event_id for e in events], business, dead_letters)
+
+
+def factorize(names: list) -> tuple[list, np.ndarray]:
+    """The distinct names in first-seen order, and each name's position among them (so only
+    the distinct names need interning into the engine's registries)."""
+    index = {name: i for i, name in enumerate(dict.fromkeys(names))}
+    return list(index), np.fromiter(map(index.__getitem__, names), np.int32, len(names))
 
 
 @dataclass
@@ -210,9 +208,11 @@ class Ingest:
         st = self.state
         seq = np.arange(self.seq, self.seq + n, dtype=np.int64)
         self.seq += n  # duplicates dropped below leave gaps: seq only orders arrivals
-        shipment = st.intern_shipments(x.shipments)
+        names, codes = x.shipments
+        shipment = st.intern_shipments(names)[codes]
         device = np.full(n, -1, dtype=np.int32)
-        device[x.kind <= SENSOR] = st.intern_devices(x.devices)
+        names, codes = x.devices
+        device[x.kind <= SENSOR] = st.intern_devices(names)[codes]
         key = np.where(x.kind <= SENSOR, 2 * device.astype(np.int64), 2 * shipment + 1)
         obj = np.full(n, -1, dtype=np.int64)
         rows_of = np.fromiter(x.business, np.int64, len(x.business))

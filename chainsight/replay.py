@@ -1,8 +1,8 @@
 """`chainsight replay`: run the live pipeline over a recorded JSON Lines file, as fast as it can.
 
-Decoding and column extraction are stateless, so with `workers` > 0 they run in worker processes
-while this process interns ids, reorders and runs the rules; chunks are consumed in file order,
-so the output is the same as in one process.
+Reading, decoding and column extraction are stateless, so with `workers` > 0 they run in worker
+processes, each on a byte range of the file, while this process interns ids, reorders and runs
+the rules. Ranges are consumed in file order, so the output is the same as in one process.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from chainsight.core import Engine, Output
 from chainsight.events import EventDecoder, now_ms
 from chainsight.ingest import Extracted, extract
 
-CHUNK_LINES = 65_536
-_worker_decoder: tuple[EventDecoder, int] | None = None  # set in each worker process
+CHUNK_LINES = 65_536  # lines per engine call in one process
+CHUNK_BYTES = 16 << 20  # bytes per worker task
+_worker: tuple[BinaryIO, EventDecoder, int]  # each worker's file, decoder and "now"
 
 
 @dataclass
@@ -62,11 +63,13 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
             _write(dead, out.dead_letters)
 
         if workers > 0:
-            for batch in _extract_in_workers(_chunks(source), engine.ingest.decoder, workers):
+            for batch in _extract_in_workers(events, engine.ingest.decoder, workers):
                 emit(engine.process_extracted(batch))
         else:
-            for chunk, first_line in _chunks(source):
-                emit(engine.process(chunk, first_line=first_line))
+            line_no = 1
+            while chunk := list(islice(source, CHUNK_LINES)):
+                emit(engine.process(chunk, first_line=line_no))
+                line_no += len(chunk)
         emit(engine.flush())
     if state_out is not None:
         state_out.write_bytes(orjson.dumps(engine.snapshot(), option=orjson.OPT_INDENT_2))
@@ -75,35 +78,57 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
                         time.perf_counter() - started)
 
 
-def _chunks(source: BinaryIO) -> Iterator[tuple[list[bytes], int]]:
-    line_no = 1
-    while chunk := list(islice(source, CHUNK_LINES)):
-        yield chunk, line_no
-        line_no += len(chunk)
-
-
-def _extract_in_workers(chunks: Iterator[tuple[list[bytes], int]], decoder: EventDecoder,
-                        workers: int) -> Iterator[Extracted]:
-    """Extracted chunks in file order, decoded by `workers` processes a few chunks ahead."""
+def _extract_in_workers(path: Path, decoder: EventDecoder, workers: int) -> Iterator[Extracted]:
+    """The file's ranges in order, read and decoded by `workers` processes a few ranges ahead;
+    this process only numbers the dead letters' lines."""
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    with context.Pool(workers, initializer=_start_worker, initargs=(decoder, now_ms())) as pool:
+    with context.Pool(workers, initializer=_start_worker,
+                      initargs=(path, decoder, now_ms())) as pool:
         ahead: deque[AsyncResult] = deque()
-        for chunk in chunks:
-            ahead.append(pool.apply_async(_extract_chunk, chunk))
+        lines_before = 0
+
+        def next_batch() -> Extracted:
+            nonlocal lines_before
+            batch, n_lines = ahead.popleft().get()
+            for dead in batch.dead_letters:
+                dead["line"] += lines_before
+            lines_before += n_lines
+            return batch
+
+        for byte_range in _byte_ranges(path):
+            ahead.append(pool.apply_async(_extract_range, byte_range))
             if len(ahead) > 2 * workers:
-                yield ahead.popleft().get()
+                yield next_batch()
         while ahead:
-            yield ahead.popleft().get()
+            yield next_batch()
 
 
-def _start_worker(decoder: EventDecoder, now: int) -> None:
-    global _worker_decoder
-    _worker_decoder = (decoder, now)
+def _byte_ranges(path: Path) -> Iterator[tuple[int, int]]:
+    """(start, end) byte ranges of about CHUNK_BYTES, each ending at a line break."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        start = 0
+        while start < size:
+            f.seek(min(start + CHUNK_BYTES, size))
+            f.readline()  # on to the end of the line the range would cut
+            end = min(f.tell(), size)
+            yield start, end
+            start = end
 
 
-def _extract_chunk(lines: list[bytes], first_line: int) -> Extracted:
-    decoder, now = _worker_decoder
-    return extract(*decoder.decode_many(lines, first_line, now))
+def _start_worker(path: Path, decoder: EventDecoder, now: int) -> None:
+    global _worker
+    _worker = (open(path, "rb"), decoder, now)  # noqa: SIM115 - open for the worker's life
+
+
+def _extract_range(start: int, end: int) -> tuple[Extracted, int]:
+    """Decode the lines in bytes [start, end); dead letters are numbered from 1 in the range."""
+    source, decoder, now = _worker
+    source.seek(start)
+    lines = source.read(end - start).split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the range's final line break
+    return extract(*decoder.decode_many(lines, 1, now)), len(lines)
 
 
 def _write(sink: BinaryIO | None, records: list[dict]) -> None:
