@@ -26,6 +26,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"chainsight replay: cannot read {args.events}: no such file", file=sys.stderr)
         return 2
     engine = _engine(args)
+    if args.eta_out:  # the engine publishes no ETA yet (no ETA model): an empty ETA.jsonl
+        args.eta_out.write_bytes(b"")
     result = replay(args.events, engine, args.alerts_out, args.dead_letter_out, args.state_out,
                     workers=default_workers() if args.workers is None else args.workers)
     print(f"replayed {result.events:,} events in {result.seconds:.2f} s "
