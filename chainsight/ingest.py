@@ -101,14 +101,7 @@ class Deduplicator:
 
     def fresh(self, event_ids: list[str | None], rows: Rows) -> np.ndarray | None:
         """Indices of rows not seen before, or None when every row is new."""
-        derived = ((rows.key * 4 + rows.kind) << 44) | (rows.ts - TS_BASE)
-        exact = (rows.key.max(initial=0) < 1 << 17 and rows.ts.min(initial=TS_BASE) >= TS_BASE
-                 and rows.ts.max(initial=TS_BASE) < TS_BASE + (1 << 44))
-        ints = derived.tolist() if exact else [
-            ((k * 4 + c) << 44) | (t - TS_BASE)
-            for k, c, t in zip(rows.key.tolist(), rows.kind.tolist(), rows.ts.tolist(),
-                               strict=True)]
-        keys = [i if e is None else e for e, i in zip(event_ids, ints, strict=True)]
+        keys = event_ids if None not in event_ids else self._with_derived(event_ids, rows)
         n = len(keys)
         first = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))  # key -> 1st row
         seen = (first.keys() & self.current) | (first.keys() & self.previous)
@@ -118,6 +111,18 @@ class Deduplicator:
         for key in seen:
             del first[key]
         return np.sort(np.fromiter(first.values(), np.int64, len(first)))
+
+    @staticmethod
+    def _with_derived(event_ids: list[str | None], rows: Rows) -> list[str | int]:
+        """Event ids, with the derived id as one exact integer where there is none."""
+        derived = ((rows.key * 4 + rows.kind) << 44) | (rows.ts - TS_BASE)
+        exact = (rows.key.max(initial=0) < 1 << 17 and rows.ts.min(initial=TS_BASE) >= TS_BASE
+                 and rows.ts.max(initial=TS_BASE) < TS_BASE + (1 << 44))
+        ints = derived.tolist() if exact else [
+            ((k * 4 + c) << 44) | (t - TS_BASE)
+            for k, c, t in zip(rows.key.tolist(), rows.kind.tolist(), rows.ts.tolist(),
+                               strict=True)]
+        return [i if e is None else e for e, i in zip(event_ids, ints, strict=True)]
 
     def expire(self, newest_ts: int) -> None:
         if newest_ts - self.generation_start >= self.window_ms:
