@@ -9,6 +9,7 @@ reprocessing (deterministic: same records, same results) neither loses nor dupli
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ class _Route(msgspec.Struct):
 
 
 _route = msgspec.json.Decoder(_Route).decode
+log = logging.getLogger("chainsight.worker")
 
 
 class Partition:
@@ -98,7 +100,15 @@ class Partition:
             return
         values = [r.value() or b"" for r in run]
         now = max(r.timestamp()[1] for r in run)
-        out = self.engine.process(values, first_line=0, now=now if now > 0 else None)
+        try:
+            out = self.engine.process(values, first_line=0, now=now if now > 0 else None)
+        except Exception as exc:  # an engine bug must not stop the partition: keep the records
+            log.exception("partition %d: engine failed on offsets %d..%d", self.number,
+                          run[0].offset(), run[-1].offset())
+            for record, value in zip(run, values, strict=True):
+                self._dead(record, f"engine error: {type(exc).__name__}: {exc}",
+                           value.decode(errors="replace"), batch)
+            return
         rejected = {d["line"] for d in out.dead_letters}
         for dead in out.dead_letters:
             self._dead(run[dead["line"]], dead["reason"], dead["payload"], batch)
