@@ -139,6 +139,11 @@ class Engine:
         """End of stream: process everything still held for reordering."""
         return self._run(self.reorder.release(everything=True))
 
+    def gps_dropped(self) -> dict[str, int]:
+        """GPS fixes dropped by each quality filter so far (empty without fences)."""
+        rule = next((r for r in self.rules if isinstance(r, GeofenceRule)), None)
+        return {} if rule is None else rule.gps_dropped
+
     def replace_fences(self, fences: FenceSet) -> None:
         """Swap the geofences while running; state of unchanged fences carries over."""
         self.advisor.fences = fences

@@ -86,3 +86,12 @@ def test_replay_rejects_an_invalid_fence_naming_it(tmp_path):
                            str(tmp_path / "fences.geojson")], capture_output=True, text=True)
     assert proc.returncode != 0
     assert proc.stderr.count("\n") == 1 and "bowtie" in proc.stderr
+
+
+def test_gps_quality_filters_drop_and_count_impossible_fixes():
+    engine = Engine(fences=FenceSet.from_geojson(FENCES))
+    jump = [fix(0, 52.0, 4.0), fix(1, 52.0, 4.003), fix(2, 10.0, 4.003), fix(3, 52.0, 4.006),
+            fix(4, 0.0, 0.0)]
+    alerts = engine.process(jump).alerts + engine.flush().alerts
+    assert engine.gps_dropped()["speed"] == 1 and engine.gps_dropped()["zero"] == 1
+    assert events(alerts, "geofence_exit") == []  # the outliers never left the hub

@@ -92,7 +92,6 @@ class _Views:
     """Word views of a row matrix."""
 
     def __init__(self, mat: np.ndarray) -> None:
-        self.u8 = mat
         self.u32 = mat.view("<u4")
         self.u64 = mat.view("<u8")
 

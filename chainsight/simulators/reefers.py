@@ -16,11 +16,10 @@ MIN_OUTSIDE_C = 0.3  # excursion readings are at least ~this far beyond the limi
 class Reefer(NamedTuple):
     """Reported reefer values (scaled integers ready for encoding) and the raw temperature."""
 
-    temp_e2: np.ndarray
     humidity_e1: np.ndarray
     door_open: np.ndarray
     battery_e1: np.ndarray
-    temp_c: np.ndarray  # unrounded temperature (overlays start from it)
+    temp_c: np.ndarray  # unrounded temperature (overlays start from it; encoded later)
 
 
 class Doors(NamedTuple):
@@ -94,7 +93,6 @@ def fleet_reefers(profiles: list[str], owner: np.ndarray, t_ms: np.ndarray, door
     temp = np.clip(temp, rng_lo[owner], rng_hi[owner])
     batt = batt0[owner] - drain[owner] * tmin / 60.0
     return Reefer(
-        np.rint(temp * 100).astype(np.int64),
         np.rint(np.clip(hum, 5, 99) * 10).astype(np.int64),
         door,
         np.rint(np.clip(batt, 0, 100) * 10).astype(np.int64),

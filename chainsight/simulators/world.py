@@ -81,10 +81,6 @@ class World:
     corridor_width_m: float = 300.0
     hub_dwell_max_min: float = 120.0
 
-    def destinations(self, hub: int, kind: str) -> list[int]:
-        """Sites of ``kind`` reachable by a route from ``hub``."""
-        return [d for (o, d) in self.routes if o == hub and self.sites[d].kind == kind]
-
     def fences(self) -> dict[str, Any]:
         """GeoJSON FeatureCollection in the contract's geofence format."""
         feats: list[dict[str, Any]] = []
