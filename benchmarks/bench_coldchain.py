@@ -116,7 +116,7 @@ def to_rows(ship, ts, temp, humid, door) -> Rows:
     nan, zeros = np.full(n, np.nan), np.zeros(n, np.int64)
     return Rows(kind=np.full(n, SENSOR, np.int8), ts=ts, seq=zeros, key=zeros, device=ship,
                 shipment=ship, lat=nan, lon=nan, temp_c=temp, humidity=humid, door=door,
-                accuracy=nan, obj=zeros)
+                accuracy=nan)
 
 
 class ConditionLog:

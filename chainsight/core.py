@@ -22,7 +22,8 @@ from chainsight.config import Profile, Settings, load_profiles, load_settings
 from chainsight.events import GPS, SCAN, SENSOR, EventDecoder, Order, Scan, iso
 from chainsight.geofence import FenceSet
 from chainsight.geofence.rule import GeofenceRule
-from chainsight.ingest import Decoded, Deduplicator, Extracted, Ingest, Reorder, Rows
+from chainsight.idset import IdWindow
+from chainsight.ingest import Decoded, Extracted, Ingest, Reorder, Rows
 from chainsight.state import NO_TS, State
 
 IN_TRANSIT = frozenset({"shipped", "in_transit"})
@@ -101,8 +102,9 @@ class Engine:
         self.ingest = Ingest(self.state,
                              EventDecoder(self.settings.max_payload_bytes,
                                           int(self.settings.future_tolerance_h * 3_600_000)),
-                             Deduplicator(int(self.settings.dedup_window_min * 60_000)))
+                             IdWindow(int(self.settings.dedup_window_min * 60_000)))
         self.reorder = Reorder(self.settings.allowed_lateness_ms)
+        self.business: dict[int, Scan | Order] = {}  # seq -> scan/order held for reordering
         self.rules: list[Rule] = rules if rules is not None else default_rules(
             self.settings, self.profiles, self.advisor)
         if fences is not None and rules is None:
@@ -122,7 +124,10 @@ class Engine:
         self.counters["events"] += decoded.valid
         self.counters["rejected"] += len(decoded.dead_letters)
         self.counters["duplicates"] += decoded.duplicates
+        self.business.update(decoded.business)
         late = self.reorder.admit(decoded.rows)
+        for seq in late.seq[late.kind >= SCAN].tolist():
+            del self.business[seq]
         self.counters["late_dropped"] = self.reorder.late_dropped
         out = self._run(self.reorder.release())
         out.dead_letters = decoded.dead_letters
@@ -188,7 +193,7 @@ class Engine:
             if len(take):
                 self._device_rows(rows.take(take), out)
             for b in np.flatnonzero(~device_rows & (phase == k + 1)).tolist():
-                self._business(rows.objs[int(rows.obj[b])], int(rows.shipment[b]), out)
+                self._business(self.business.pop(int(rows.seq[b])), int(rows.shipment[b]), out)
         self._tick(int(rows.ts[-1]), out)
         return out
 

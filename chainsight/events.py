@@ -7,6 +7,7 @@ milliseconds, or raises `InvalidEvent` with a one-line reason for the dead-lette
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -21,7 +22,6 @@ Lon = Annotated[float, msgspec.Meta(ge=-180, le=180)]
 Id = Annotated[str, msgspec.Meta(min_length=1)]
 
 GPS, SENSOR, SCAN, ORDER = 0, 1, 2, 3
-FAST_CHUNK = 4096  # lines decoded together; a bad line sends only its chunk down the slow path
 SCAN_STEPS = ("received", "put_away", "picked", "packed", "loaded", "unloaded", "delivered")
 ORDER_STATUSES = ("created", "allocated", "shipped", "in_transit", "delivered", "cancelled")
 
@@ -137,43 +137,39 @@ class EventDecoder:
                     now: int | None = None) -> tuple[list[Event], list[dict]]:
         """Valid events, with `ts` and `promised_by` in epoch ms, and dead letters
         `{"reason", "payload", "line"}` for the rest; blank lines are skipped."""
-        events: list[Event] = []
-        dead: list[dict] = []
-        numbers: list[int] = []
-        decode = self._decode
-        for lo in range(0, len(lines), FAST_CHUNK):
-            part = lines[lo:lo + FAST_CHUNK]
-            try:  # fast path: a clean run of lines decodes without a Python loop
-                if max(map(len, part)) > self.max_payload_bytes:
-                    raise ValueError
-                decoded = [decode(line) for line in part]
-                numbers.extend(range(first_line + lo, first_line + lo + len(part)))
-            except (ValueError, msgspec.DecodeError):
-                decoded = self._decode_slowly(part, first_line + lo, numbers, dead)
-            events.extend(decoded)
-        return self._check(events, numbers, lines, first_line, dead, now)
+        events, _, dead = self.decode_numbered(
+            lines, range(first_line, first_line + len(lines)), now)
+        return events, dead
 
-    def _decode_slowly(self, lines: list[bytes], first_line: int, numbers: list[int],
-                       dead: list[dict]) -> list[Event]:
-        events = []
-        for n, line in enumerate(lines, first_line):
+    def decode_numbered(self, lines: list[bytes], numbers: Iterable[int],
+                        now: int | None = None) -> tuple[list[Event], list[int], list[dict]]:
+        """`decode_many` for lines with the given line numbers; also returns the numbers of
+        the valid events' lines."""
+        events: list[Event] = []
+        kept: list[int] = []
+        payloads: list[bytes] = []
+        dead: list[dict] = []
+        decode = self._decode
+        for n, line in zip(numbers, lines, strict=True):
             if len(line) > self.max_payload_bytes:
                 dead.append(_dead(f"payload of {len(line)} bytes exceeds "
                                   f"{self.max_payload_bytes}", line, n))
                 continue
             try:
-                events.append(self._decode(line))
-                numbers.append(n)
+                events.append(decode(line))
             except msgspec.ValidationError as exc:
                 dead.append(_dead(f"invalid event: {exc}", line, n))
+                continue
             except msgspec.DecodeError as exc:
                 if line.strip():
                     dead.append(_dead(f"malformed JSON: {exc}", line, n))
-        return events
+                continue
+            kept.append(n)
+            payloads.append(line)
+        return self._check(events, kept, payloads, dead, now)
 
-    def _check(self, events: list[Event], numbers: list[int], lines: list[bytes],
-               first_line: int, dead: list[dict],
-               now: int | None) -> tuple[list[Event], list[dict]]:
+    def _check(self, events: list[Event], numbers: list[int], payloads: list[bytes],
+               dead: list[dict], now: int | None) -> tuple[list[Event], list[int], list[dict]]:
         """Normalise timestamps and apply the checks a schema cannot express."""
         ms = [t if type(t) is int else (t - EPOCH) // _MS for t in (e.ts for e in events)]
         for e, t in zip(events, ms, strict=True):
@@ -191,10 +187,11 @@ class EventDecoder:
                 e.promised_by = to_ms(e.promised_by)
         if bad:
             for i, reason in bad.items():
-                dead.append(_dead(reason, lines[numbers[i] - first_line], numbers[i]))
+                dead.append(_dead(reason, payloads[i], numbers[i]))
             dead.sort(key=lambda d: d["line"])
             events = [e for i, e in enumerate(events) if i not in bad]
-        return events, dead
+            numbers = [n for i, n in enumerate(numbers) if i not in bad]
+        return events, numbers, dead
 
     def decode(self, line: bytes, now: int | None = None) -> Event:
         """One validated event; raises InvalidEvent with the dead-letter reason."""

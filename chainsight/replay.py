@@ -1,8 +1,9 @@
 """`chainsight replay`: run the live pipeline over a recorded JSON Lines file, as fast as it can.
 
-Reading, decoding and column extraction are stateless, so with `workers` > 0 they run in worker
-processes, each on a byte range of the file, while this process interns ids, reorders and runs
-the rules. Ranges are consumed in file order, so the output is the same as in one process.
+The file is read in byte ranges of whole lines. Decoding a range into columns is stateless, so
+with `workers` > 0 it runs in worker processes a few ranges ahead, while this process interns
+ids, drops duplicates, reorders and runs the rules. Ranges are consumed in file order, so the
+output is the same as in one process.
 """
 
 from __future__ import annotations
@@ -14,19 +15,17 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
-from itertools import islice
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import BinaryIO
 
 import orjson
 
+from chainsight.columnar import Extracted, decode_jsonl
 from chainsight.core import Engine, Output
 from chainsight.events import EventDecoder, now_ms
-from chainsight.ingest import Extracted, extract
 
-CHUNK_LINES = 65_536  # lines per engine call in one process
-CHUNK_BYTES = 16 << 20  # bytes per worker task
+CHUNK_BYTES = 16 << 20  # bytes per engine call (and per worker task)
 _worker: tuple[BinaryIO, EventDecoder, int]  # each worker's file, decoder and "now"
 
 
@@ -53,8 +52,7 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
     """Replay `events` through `engine`, writing the contract's output files."""
     started = time.perf_counter()
     n_alerts = 0
-    with open(events, "rb") as source, \
-            _open(alerts_out) as alerts, _open(dead_letter_out) as dead:
+    with _open(alerts_out) as alerts, _open(dead_letter_out) as dead:
 
         def emit(out: Output) -> None:
             nonlocal n_alerts
@@ -62,14 +60,8 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
             _write(alerts, out.alerts)
             _write(dead, out.dead_letters)
 
-        if workers > 0:
-            for batch in _extract_in_workers(events, engine.ingest.decoder, workers):
-                emit(engine.process_extracted(batch))
-        else:
-            line_no = 1
-            while chunk := list(islice(source, CHUNK_LINES)):
-                emit(engine.process(chunk, first_line=line_no))
-                line_no += len(chunk)
+        for batch in _extract(events, engine.ingest.decoder, workers):
+            emit(engine.process_extracted(batch))
         emit(engine.flush())
     if state_out is not None:
         state_out.write_bytes(orjson.dumps(engine.snapshot(), option=orjson.OPT_INDENT_2))
@@ -78,29 +70,33 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
                         time.perf_counter() - started)
 
 
-def _extract_in_workers(path: Path, decoder: EventDecoder, workers: int) -> Iterator[Extracted]:
-    """The file's ranges in order, read and decoded by `workers` processes a few ranges ahead;
-    this process only numbers the dead letters' lines."""
+def _extract(path: Path, decoder: EventDecoder, workers: int) -> Iterator[Extracted]:
+    """The file's ranges in order, decoded here or by `workers` processes a few ranges ahead,
+    with the dead letters' lines numbered from the start of the file."""
+    lines_before = 0
+    for batch, n_lines in _decoded_ranges(path, decoder, workers):
+        for dead in batch.dead_letters:
+            dead["line"] += lines_before
+        lines_before += n_lines
+        yield batch
+
+
+def _decoded_ranges(path: Path, decoder: EventDecoder,
+                    workers: int) -> Iterator[tuple[Extracted, int]]:
+    if workers == 0:
+        _start_worker(path, decoder, now_ms())
+        yield from (_extract_range(*byte_range) for byte_range in _byte_ranges(path))
+        return
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     with context.Pool(workers, initializer=_start_worker,
                       initargs=(path, decoder, now_ms())) as pool:
         ahead: deque[AsyncResult] = deque()
-        lines_before = 0
-
-        def next_batch() -> Extracted:
-            nonlocal lines_before
-            batch, n_lines = ahead.popleft().get()
-            for dead in batch.dead_letters:
-                dead["line"] += lines_before
-            lines_before += n_lines
-            return batch
-
         for byte_range in _byte_ranges(path):
             ahead.append(pool.apply_async(_extract_range, byte_range))
             if len(ahead) > 2 * workers:
-                yield next_batch()
+                yield ahead.popleft().get()
         while ahead:
-            yield next_batch()
+            yield ahead.popleft().get()
 
 
 def _byte_ranges(path: Path) -> Iterator[tuple[int, int]]:
@@ -125,10 +121,7 @@ def _extract_range(start: int, end: int) -> tuple[Extracted, int]:
     """Decode the lines in bytes [start, end); dead letters are numbered from 1 in the range."""
     source, decoder, now = _worker
     source.seek(start)
-    lines = source.read(end - start).split(b"\n")
-    if lines and not lines[-1]:
-        lines.pop()  # the range's final line break
-    return extract(*decoder.decode_many(lines, 1, now)), len(lines)
+    return decode_jsonl(decoder, source.read(end - start), 1, now)
 
 
 def _write(sink: BinaryIO | None, records: list[dict]) -> None:

@@ -64,8 +64,7 @@ def test_decode_workers_give_the_same_outputs_as_one_process(tmp_path, monkeypat
     sim.write_jsonl(events)
     with open(events, "ab") as f:
         f.write(b'{"type":"gps","device_id":"X"}\nnot json\n')
-    monkeypatch.setattr(replay_module, "CHUNK_LINES", 4_000)  # many chunks, in order
-    monkeypatch.setattr(replay_module, "CHUNK_BYTES", 500_000)
+    monkeypatch.setattr(replay_module, "CHUNK_BYTES", 500_000)  # many ranges, in order
     outputs = []
     for workers in (0, 2):
         out = tmp_path / str(workers)
