@@ -19,7 +19,7 @@ from chainsight.alerts.book import AlertBook
 from chainsight.alerts.mkt import MktRule
 from chainsight.alerts.rules import Rule
 from chainsight.config import Profile, Settings, load_profiles, load_settings
-from chainsight.events import GPS, SCAN, SENSOR, EventDecoder, Order, Scan, iso
+from chainsight.events import GPS, SCAN, SENSOR, EventDecoder, Order, Scan, iso, iso_many
 from chainsight.geofence import FenceSet
 from chainsight.geofence.rule import GeofenceRule
 from chainsight.idset import IdWindow
@@ -265,37 +265,34 @@ class Engine:
         out.alerts.extend(alerts)
         out.notifications.extend(notifications)
 
-    def shipment_view(self, s: int, open_alerts: list[str] | None = None) -> dict:
-        """One shipment's live state as in STATE.json (`s` is its dense id)."""
-        sh, info = self.state.shipment, self.state.info[s]
-        position = None
-        if sh.last_pos_ts[s] != NO_TS:
-            position = {"lat": float(sh.last_lat[s]), "lon": float(sh.last_lon[s]),
-                        "ts": iso(int(sh.last_pos_ts[s]))}
-        temp = float(sh.last_temp_c[s])
-        if open_alerts is None:
-            open_alerts = self.book.open_for(self.state.shipments.names[s])
-        return {
-            "status": info.status,
-            "last_position": position,
-            "last_temp_c": None if np.isnan(temp) else temp,
-            "profile": info.profile,
-            "open_alerts": open_alerts,
-            "eta": None if info.eta is None else iso(info.eta),
-            "mkt_c": self._mkt_c(s),
-        }
-
-    def _mkt_c(self, s: int) -> float | None:
-        """The shipment's Mean Kinetic Temperature so far (°C, 3 decimals), if known."""
+    def shipment_views(self, ids: Iterable[int]) -> dict[str, dict]:
+        """The live state of the shipments `ids` (dense ids) as in STATE.json, by shipment id."""
+        ids = np.fromiter(ids, np.int64)
+        st, sh = self.state, self.state.shipment
+        open_alerts: dict[str | None, list[str]] = {}
+        for alert in self.book.open_alerts.values():
+            open_alerts.setdefault(alert.shipment_id, []).append(alert.alert_id)
+        has_position = (sh.last_pos_ts[ids] != NO_TS).tolist()
+        position_ts = iso_many(np.where(sh.last_pos_ts[ids] != NO_TS, sh.last_pos_ts[ids], 0))
         mkt = next((r for r in self.rules if isinstance(r, MktRule)), None)
-        value = None if mkt is None else mkt.mkt_c(s)
-        return None if value is None else round(value, 3)
+        mkt_c = [None] * len(ids) if mkt is None else mkt.mkt_c_many(ids)
+        views = {}
+        for s, lat, lon, at, has, temp, mkt_s in zip(
+                ids.tolist(), sh.last_lat[ids].tolist(), sh.last_lon[ids].tolist(), position_ts,
+                has_position, sh.last_temp_c[ids].tolist(), mkt_c, strict=True):
+            info, name = st.info[s], st.shipments.names[s]
+            views[name] = {
+                "status": info.status,
+                "last_position": {"lat": lat, "lon": lon, "ts": at} if has else None,
+                "last_temp_c": None if temp != temp else temp,  # NaN: no reading yet
+                "profile": info.profile,
+                "open_alerts": open_alerts.get(name, []),
+                "eta": None if info.eta is None else iso(info.eta),
+                "mkt_c": None if mkt_s is None else round(mkt_s, 3),
+            }
+        return views
 
     def snapshot(self) -> dict:
         """The contract's STATE.json: every shipment's live state and the counters."""
-        open_by_shipment: dict[str | None, list[str]] = {}
-        for alert in self.book.open_alerts.values():
-            open_by_shipment.setdefault(alert.shipment_id, []).append(alert.alert_id)
-        shipments = {name: self.shipment_view(s, open_by_shipment.get(name, []))
-                     for s, name in enumerate(self.state.shipments.names)}
+        shipments = self.shipment_views(range(len(self.state.shipments)))
         return {"shipments": shipments, "counters": dict(self.counters)}

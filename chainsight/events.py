@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 import msgspec
+import numpy as np
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -112,6 +113,12 @@ def iso(ms: int) -> str:
     seconds, millis = divmod(int(ms), 1000)
     text = (EPOCH + timedelta(seconds=seconds)).isoformat()[:19]
     return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
+
+
+def iso_many(ms: np.ndarray) -> list[str]:
+    """`iso` of many epoch-ms times at once."""
+    text = np.datetime_as_string(np.asarray(ms, dtype="datetime64[ms]"), unit="ms").tolist()
+    return [t[:-4] + "Z" if t.endswith(".000") else t + "Z" for t in text]
 
 
 def now_ms() -> int:

@@ -57,13 +57,19 @@ class Rows:
     def take(self, index: np.ndarray) -> Rows:
         return Rows(*(getattr(self, c)[index] for c in self.COLUMNS))
 
-    def concat(self, other: Rows) -> Rows:
-        if not len(self):
-            return other
-        if not len(other):
-            return self
-        return Rows(*(np.concatenate((getattr(self, c), getattr(other, c)))
-                      for c in self.COLUMNS))
+    def slice(self, start: int, stop: int | None = None) -> Rows:
+        """Rows start..stop, as views."""
+        return Rows(*(getattr(self, c)[start:stop] for c in self.COLUMNS))
+
+    def in_time_order(self) -> Rows:
+        """These rows sorted by (ts, seq): event time, then arrival."""
+        return self.take(np.lexsort((self.seq, self.ts)))
+
+    @classmethod
+    def join(cls, parts: list[Rows]) -> Rows:
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate([getattr(p, c) for p in parts]) for c in cls.COLUMNS))
 
 
 @dataclass
@@ -137,15 +143,23 @@ def _admit(key: np.ndarray, ts: np.ndarray, newest: np.ndarray, floor: np.ndarra
 
 
 class Reorder:
-    """Per-key event-time reordering buffer with a bounded lateness."""
+    """Per-key event-time reordering buffer with a bounded lateness.
+
+    Pending events are kept in a few runs, each sorted by (ts, seq), so a release takes a prefix
+    of each run (views, no copying of what stays); new runs merge with smaller ones before them,
+    which keeps the number of runs logarithmic in the number of pending events.
+    """
 
     def __init__(self, lateness_ms: int) -> None:
         self.lateness_ms = lateness_ms
-        self.pending = Rows.empty()
+        self.runs: list[Rows] = []
         self.newest = np.full(0, NO_TS, dtype=np.int64)  # per key: newest ts admitted
         self.floor = np.full(0, NO_TS, dtype=np.int64)  # per key: newest ts released
         self.stream_newest = NO_TS
         self.late_dropped = 0
+
+    def __len__(self) -> int:
+        return sum(map(len, self.runs))
 
     def _grow(self, n_keys: int) -> None:
         if n_keys > len(self.newest):
@@ -163,28 +177,42 @@ class Reorder:
         n_late = int(late.sum())
         if n_late:
             self.late_dropped += n_late
-            self.pending = self.pending.concat(rows.take(~late))
+            self._add(rows.take(~late))
             return rows.take(late)
-        self.pending = self.pending.concat(rows)
+        self._add(rows)
         return Rows.empty()
 
-    def release(self, upto: int | None = None, everything: bool = False) -> Rows:
-        """Events safe to process, in (ts, arrival) order.
+    def _add(self, rows: Rows) -> None:
+        if not len(rows):
+            return
+        runs = self.runs
+        runs.append(rows.in_time_order())
+        while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
+            last = runs.pop()
+            runs[-1] = Rows.join([runs[-1], last]).in_time_order()
 
-        An event is released once its key or the stream has seen an event `lateness` newer; `upto`
-        (a wall-clock advance) releases every event older than `upto - lateness`.
-        """
-        p = self.pending
-        if not len(p):
-            return p
+    def release(self, upto: int | None = None, everything: bool = False) -> Rows:
+        """Events safe to process, in (ts, arrival) order: those `lateness` older than the
+        newest event of the stream, or than `upto` (a wall-clock advance); or all of them.
+        (A key's newest event is never newer than the stream's, so once the stream has moved
+        `lateness` past an event, so has its key.)"""
         if everything:
-            ready = np.ones(len(p), dtype=np.bool_)
+            parts, self.runs = self.runs, []
         else:
-            stream = max(self.stream_newest, NO_TS if upto is None else upto)
-            ready = p.ts < np.maximum(self.newest[p.key], stream) - self.lateness_ms
-        if not ready.any():
+            threshold = max(self.stream_newest, NO_TS if upto is None else upto)
+            threshold -= self.lateness_ms
+            parts, kept = [], []
+            for run in self.runs:
+                k = int(np.searchsorted(run.ts, threshold))  # the events with ts < threshold
+                if k:
+                    parts.append(run.slice(0, k))
+                if k < len(run):
+                    kept.append(run.slice(k))
+            self.runs = kept
+        if not parts:
             return Rows.empty()
-        released = p.take(np.flatnonzero(ready))
-        self.pending = p.take(np.flatnonzero(~ready))
+        released = Rows.join(parts)
+        if len(parts) > 1:
+            released = released.in_time_order()
         np.maximum.at(self.floor, released.key, released.ts)
-        return released.take(np.lexsort((released.seq, released.ts)))
+        return released

@@ -1,5 +1,6 @@
 """Decoding and validation against the contract: every dead-letter case, both ts forms."""
 
+import numpy as np
 import orjson
 import pytest
 from helpers import T0, at, line, ms
@@ -83,3 +84,9 @@ def test_batch_decoding_keeps_line_numbers_and_payloads_of_rejects():
     assert [d["line"] for d in dead] == [11, 13, 14]
     assert dead[0]["payload"] == "{oops"
     assert orjson.loads(dead[1]["payload"])["lat"] == 99
+
+
+def test_iso_many_formats_as_iso():
+    from chainsight.events import iso_many
+    times = [0, 1, 999, 1_000, -1, -1_001, ms(0), ms(0) + 7, ms(0) + 120, 253_402_300_799_999]
+    assert iso_many(np.array(times)) == [iso(t) for t in times]

@@ -94,12 +94,12 @@ class MktRule:
                             min=(np.float64, np.nan), max=(np.float64, np.nan),
                             out=(np.bool_, False), device=(np.int32, -1))
 
-    def mkt_c(self, s: int) -> float | None:
-        """The shipment's MKT so far in °C, None before it has two readings."""
-        if s >= len(self.sums) or self.sums.weight[s] <= 0:
-            return None
-        ratio = self.sums.weighted[s] / self.sums.weight[s]
-        return H_OVER_R / -math.log(ratio) - KELVIN
+    def mkt_c_many(self, ids: np.ndarray) -> list[float | None]:
+        """Each shipment's MKT so far in °C, None before it has two readings."""
+        self.sums.ensure(int(ids.max(initial=-1)) + 1)
+        return [H_OVER_R / -math.log(weighted / weight) - KELVIN if weight > 0 else None
+                for weight, weighted in zip(self.sums.weight[ids].tolist(),
+                                            self.sums.weighted[ids].tolist(), strict=True)]
 
     def on_rows(self, rows: Rows, state: State, book: AlertBook) -> None:
         self.sums.ensure(len(state.shipments))

@@ -192,8 +192,7 @@ class Partition:
 
     def views(self, changed: set[int]) -> dict[str, dict]:
         """STATE.json entries of the given shipments, by shipment id."""
-        names = self.engine.state.shipments.names
-        return {names[s]: self.engine.shipment_view(s) for s in changed}
+        return self.engine.shipment_views(changed)
 
     def all_views(self) -> dict[str, dict]:
         return self.views(set(range(len(self.engine.state.shipments))))
