@@ -124,8 +124,9 @@ class LiveState:
     def _apply(self, changes: Changes, full: bool = False) -> None:
         pipe = self.client.pipeline(transaction=False)
         dumps = orjson.dumps
-        if changes.states:
-            pipe.hset(self.shipments_key, mapping={k: dumps(v) for k, v in changes.states.items()})
+        states = {k: dumps(v) for k, v in changes.states.items()}
+        if states:
+            pipe.hset(self.shipments_key, mapping=states)
         opened = {aid: dumps(r) for aid, r in changes.open_alerts.items() if r is not None}
         closed = [aid for aid, r in changes.open_alerts.items() if r is None]
         if opened:
@@ -144,14 +145,14 @@ class LiveState:
         if changes.partitions:
             pipe.hset(self.partitions_key,
                       mapping={str(p): dumps(v) for p, v in changes.partitions.items()})
-        messages = [{"type": "state", "shipment_id": shipment, "state": view}
-                    for shipment, view in changes.states.items()]
-        messages += [{"type": "alert", "alert": record}
+        messages = [b'{"type":"state","shipment_id":%b,"state":%b}' % (dumps(shipment), view)
+                    for shipment, view in states.items()]  # each view serialized once
+        messages += [dumps({"type": "alert", "alert": record})
                      for record, publish in changes.alerts if publish]
-        messages += [{"type": "notification", "notification": note}
+        messages += [dumps({"type": "notification", "notification": note})
                      for note in changes.notifications]
         for i in range(0, len(messages), PUBLISH_CHUNK):
-            pipe.publish(self.channel, dumps(messages[i:i + PUBLISH_CHUNK]))
+            pipe.publish(self.channel, b"[%b]" % b",".join(messages[i:i + PUBLISH_CHUNK]))
         pipe.execute()
 
     def _drop_stale_alerts(self, changes: Changes, still_open: set[str],
