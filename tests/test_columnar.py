@@ -203,3 +203,9 @@ def test_names_are_numbered_by_first_appearance_across_both_paths():
     names, codes = x.shipments
     assert names == ["SHP-1", "SHP-9"]
     assert [names[c] for c in codes] == ["SHP-1", "SHP-9", "SHP-9", "SHP-9", "SHP-1"]
+
+
+def test_a_message_may_span_lines():
+    pretty = orjson.dumps(orjson.loads(GPS_LINE), option=orjson.OPT_INDENT_2)
+    assert b"\n" in pretty and fast([pretty]).all()
+    assert_same([pretty, SENSOR_LINE])
