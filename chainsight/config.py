@@ -52,6 +52,7 @@ class Settings:
     alert_quiet_min: float = 10  # a resolved alert whose condition returns this soon continues
     escalate_after_min: float | None = 5  # unacknowledged this long: escalation; None: never
     critical_after_min: float | None = 60  # a condition lasting this long becomes critical
+    alert_retention_h: float | None = 24  # resolved alerts and audit entries kept in memory
     geofence_min_fixes: int = 1  # hysteresis, off by default: fixes needed to confirm a crossing
     geofence_min_seconds: float = 0  # ... and seconds spanned by them
     geofence_min_metres: float = 0  # ... and metres inside/outside the boundary

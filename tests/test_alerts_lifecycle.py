@@ -179,7 +179,7 @@ def test_every_transition_is_in_a_verifiable_audit_trail():
 def test_the_audit_trail_detects_rewritten_removed_and_reordered_entries():
     trail = AuditTrail()
     for i in range(5):
-        trail.append({"alert_id": f"a{i}", "who": "engine", "at": i})
+        trail.append({"alert_id": f"a{i}", "who": "engine", "at": i}, i)
     assert trail.verify()
     copy = trail[2]
     copy["who"] = "mallory"  # reads are copies: the trail is unchanged
@@ -188,7 +188,7 @@ def test_the_audit_trail_detects_rewritten_removed_and_reordered_entries():
     def tampered(change):
         t = AuditTrail()
         for i in range(5):
-            t.append({"alert_id": f"a{i}", "who": "engine", "at": i})
+            t.append({"alert_id": f"a{i}", "who": "engine", "at": i}, i)
         change(t)
         return t.verify()
 
@@ -210,8 +210,39 @@ def test_the_audit_trail_detects_rewritten_removed_and_reordered_entries():
     for change in (rewrite, rewrite_and_rehash, remove, swap):
         assert not tampered(change), change.__name__
     head = trail.head
-    trail.append({"alert_id": "a5", "who": "engine", "at": 5})
+    trail.append({"alert_id": "a5", "who": "engine", "at": 5}, 5)
     assert trail.head != head and trail.verify()
+
+
+def test_the_audit_trail_forgets_old_entries_and_still_chains():
+    trail = AuditTrail()
+    for i in range(6):
+        trail.append({"alert_id": f"a{i}", "who": "engine"}, [0, 1, 2, 9, 3, 10][i])
+    hashes = [e["hash"] for e in trail]
+    trail.forget_before(5)  # stops at the first entry not older: time order is not required
+    assert [e["seq"] for e in trail] == [3, 4, 5]
+    assert trail.anchor == hashes[2] and trail.verify()
+    trail.append({"alert_id": "a6", "who": "engine"}, 11)
+    assert trail.verify() and trail[-1]["seq"] == 6
+    trail._entries[0] = trail._entries[0].replace(b'"engine"', b'"mallory"')
+    assert not trail.verify()
+
+
+def test_resolved_alerts_are_forgotten_after_the_retention():
+    eng = Engine()
+    aid = opened(eng)
+    feed(eng, series([5] * 3, start=17))  # resolved at minute 17
+    hours = load_settings().alert_retention_h
+    late = hours * 60  # a second excursion, still open when the first is forgotten
+    alerts = feed(eng, [order("S2", devices=("T2",), minutes=late)]
+                  + series([9] * 17, start=late, device="T2"))
+    still_open = next(a["alert_id"] for a in alerts if a["shipment_id"] == "S2")
+    assert aid in eng.book.alerts
+    eng.advance(ms(late + hours * 60 / 8 + 30))  # forgetting runs every eighth of it
+    assert aid not in eng.book.alerts and still_open in eng.book.alerts
+    assert all(e["alert_id"] != aid for e in eng.audit) and eng.audit.verify()
+    with pytest.raises(KeyError):
+        eng.acknowledge(aid, "alice")
 
 
 def test_lifecycle_records_do_not_depend_on_batch_boundaries():

@@ -5,6 +5,10 @@ of the entry before it; its own hash is sha256(previous hash + canonical JSON). 
 removing or reordering a stored entry breaks the chain, which `verify` detects; cutting entries
 off the end is detected by comparing `head` with a copy kept elsewhere (21 CFR 11.10(e): changes
 must not obscure what was recorded before).
+
+Memory holds the recent part of the chain: `forget_before` drops the oldest entries (their records
+are in the alert output, which is the durable copy), keeping the hash of the last one dropped as
+the anchor the kept entries chain from.
 """
 
 from __future__ import annotations
@@ -27,22 +31,36 @@ class AuditTrail:
     def __init__(self) -> None:
         self._entries: list[bytes] = []
         self._hashes: list[str] = []
+        self._times: list[int] = []  # event time of each entry, for forgetting
+        self.first_seq = 0  # seq of the oldest entry kept
+        self.anchor = GENESIS  # hash of the entry before it
 
-    def append(self, entry: dict) -> str:
-        """Record `entry` (JSON-serialisable; `seq` and `prev` are added to it) and return its
-        hash."""
+    def append(self, entry: dict, at: int) -> str:
+        """Record `entry` (JSON-serialisable; `seq` and `prev` are added to it) of event time
+        `at` and return its hash."""
         prev = entry["prev"] = self.head
-        entry["seq"] = len(self._entries)
+        entry["seq"] = self.first_seq + len(self._entries)
         canonical = orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
         digest = _digest(prev, canonical)
         self._entries.append(canonical)
         self._hashes.append(digest)
+        self._times.append(at)
         return digest
+
+    def forget_before(self, cutoff: int) -> None:
+        """Drop the oldest entries, as long as their event time is before `cutoff`."""
+        n = 0
+        while n < len(self._times) and self._times[n] < cutoff:
+            n += 1
+        if n:
+            self.anchor = self._hashes[n - 1]
+            self.first_seq += n
+            del self._entries[:n], self._hashes[:n], self._times[:n]
 
     @property
     def head(self) -> str:
         """Hash of the newest entry (keep a copy elsewhere to detect truncation)."""
-        return self._hashes[-1] if self._hashes else GENESIS
+        return self._hashes[-1] if self._hashes else self.anchor
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -58,9 +76,10 @@ class AuditTrail:
         return [e for e in self if e["alert_id"] == alert_id]
 
     def verify(self) -> bool:
-        """True when every stored entry is exactly what was appended, in order."""
-        prev = GENESIS
-        for i, (canonical, digest) in enumerate(zip(self._entries, self._hashes, strict=True)):
+        """True when every entry kept is exactly what was appended, in order, from the anchor."""
+        prev = self.anchor
+        for i, (canonical, digest) in enumerate(zip(self._entries, self._hashes, strict=True),
+                                                self.first_seq):
             entry = orjson.loads(canonical)
             if entry.get("seq") != i or entry.get("prev") != prev:
                 return False

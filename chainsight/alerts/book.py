@@ -15,6 +15,8 @@ Lifecycle (all times are event time, so a replay gives the same records):
   A timer due at T fires before any transition of its alert later than T, and not at all when the
   alert is acknowledged or resolved at T or earlier, so batch boundaries change nothing.
 - Every transition goes to the hash-chained `audit` trail.
+- Memory is bounded: alerts resolved more than `retention_ms` ago (event time) are forgotten, with
+  their audit entries (the alert output is the durable record).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from itertools import count
 from chainsight.alerts.audit import AuditTrail
 from chainsight.config import MINUTE_MS, Settings
 from chainsight.events import iso, now_ms
+from chainsight.state import NO_TS
 
 GEOFENCE_KINDS = frozenset({"geofence_enter", "geofence_exit", "dwell_exceeded", "route_deviation"})
 ESCALATE, CRITICAL = "escalate", "critical"
@@ -89,10 +92,12 @@ class AlertBook:
     """Open alerts by (kind, shipment, device, fence, rule), their lifecycle and transitions."""
 
     def __init__(self, quiet_ms: int = 0, escalate_ms: int | None = None,
-                 critical_ms: int | None = None) -> None:
+                 critical_ms: int | None = None, retention_ms: int | None = None) -> None:
         self.quiet_ms = quiet_ms
         self.escalate_ms = escalate_ms
         self.critical_ms = critical_ms
+        self.retention_ms = retention_ms
+        self.forgotten_until = NO_TS  # alerts resolved before this are forgotten
         self.open_alerts: dict[AlertKey, Alert] = {}  # not resolved (open or acknowledged)
         self.alerts: dict[str, Alert] = {}  # every alert, by id
         self.recent: dict[AlertKey, Alert] = {}  # last automatically resolved alert per key
@@ -109,8 +114,9 @@ class AlertBook:
         def ms(minutes: float | None) -> int | None:
             return None if minutes is None else int(minutes * MINUTE_MS)
 
+        hours = settings.alert_retention_h
         return cls(int(settings.alert_quiet_min * MINUTE_MS), ms(settings.escalate_after_min),
-                   ms(settings.critical_after_min))
+                   ms(settings.critical_after_min), ms(None if hours is None else hours * 60))
 
     # --- what rules call -------------------------------------------------------------------
 
@@ -171,9 +177,23 @@ class AlertBook:
         timers = self._timers
         while timers and timers[0][0] < clock:
             due, _, aid, timer = heapq.heappop(timers)
-            alert = self.alerts[aid]
-            if alert.due.get(timer) == due:
+            alert = self.alerts.get(aid)  # None: resolved long ago and forgotten
+            if alert is not None and alert.due.get(timer) == due:
                 self._fire(alert, timer, due)
+        if self.retention_ms is not None \
+                and clock - self.retention_ms - self.forgotten_until > self.retention_ms // 8:
+            # every eighth of the retention: alerts live at most 9/8 of it
+            self._forget_before(clock - self.retention_ms)
+
+    def _forget_before(self, cutoff: int) -> None:
+        """Forget alerts resolved before `cutoff` and the audit entries before it."""
+        for aid in [a.alert_id for a in self.alerts.values()
+                    if a.state == "resolved" and a.resolved_at < cutoff]:
+            alert = self.alerts.pop(aid)
+            if self.recent.get(alert.key) is alert:
+                del self.recent[alert.key]
+        self.audit.forget_before(cutoff)
+        self.forgotten_until = cutoff
 
     def collect(self) -> tuple[list[dict], list[dict]]:
         """Transitions and notifications since the last call, each in event-time order."""
@@ -248,7 +268,7 @@ class AlertBook:
         if who != "engine":
             entry["comment"] = comment
             entry["recorded_at"] = iso(now_ms())  # wall clock of the user's action
-        self.audit.append(entry)
+        self.audit.append(entry, at)
         return record
 
     def _schedule(self, alert: Alert, at: int) -> None:
