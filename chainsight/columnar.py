@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
 import numba
 import numpy as np
 
@@ -51,6 +52,8 @@ POW10 = np.array([10.0**k for k in range(23)])  # exact doubles
 MAX_DIGITS = 15  # below 2**53: mantissa exact, so one IEEE division rounds correctly
 DAYS_BEFORE_MONTH = np.array([0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334])
 DAY_MS = 86_400_000
+_BUSINESS = msgspec.msgpack.Encoder()
+_BUSINESS_EVENTS = msgspec.msgpack.Decoder(list[Scan | Order])
 
 
 @dataclass
@@ -71,6 +74,18 @@ class Extracted:
     id_hash: tuple[np.ndarray, np.ndarray]  # 128-bit hash of the event_id (0, 0 without)
     business: dict[int, Scan | Order]  # row -> scan/order event
     dead_letters: list[dict]
+
+    def __getstate__(self) -> dict:
+        """Pickled with the business events as MessagePack: several times cheaper both ways
+        (batches go from decode processes to the engine's)."""
+        state = self.__dict__.copy()
+        state["business"] = (list(self.business), _BUSINESS.encode(list(self.business.values())))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        rows, blob = state["business"]
+        state["business"] = dict(zip(rows, _BUSINESS_EVENTS.decode(blob), strict=True))
+        self.__dict__.update(state)
 
 
 def decode_lines(decoder: EventDecoder, lines: list[bytes], first_line: int = 1,

@@ -26,6 +26,8 @@ from chainsight.core import Engine, Output
 from chainsight.events import EventDecoder, now_ms
 
 CHUNK_BYTES = 16 << 20  # bytes per engine call (and per worker task)
+FIRST_CHUNK_BYTES = 1 << 20
+DECODE_NICENESS = 10
 _worker: tuple[BinaryIO, EventDecoder, int]  # each worker's file, decoder and "now"
 
 
@@ -88,7 +90,7 @@ def _decoded_ranges(path: Path, decoder: EventDecoder,
         yield from (_extract_range(*byte_range) for byte_range in _byte_ranges(path))
         return
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    with context.Pool(workers, initializer=_start_worker,
+    with context.Pool(workers, initializer=_start_decode_process,
                       initargs=(path, decoder, now_ms())) as pool:
         ahead: deque[AsyncResult] = deque()
         for byte_range in _byte_ranges(path):
@@ -100,16 +102,27 @@ def _decoded_ranges(path: Path, decoder: EventDecoder,
 
 
 def _byte_ranges(path: Path) -> Iterator[tuple[int, int]]:
-    """(start, end) byte ranges of about CHUNK_BYTES, each ending at a line break."""
+    """(start, end) byte ranges, each ending at a line break: small at first, so the engine
+    starts early, then doubling up to about CHUNK_BYTES."""
     size = path.stat().st_size
+    step = FIRST_CHUNK_BYTES
     with open(path, "rb") as f:
         start = 0
         while start < size:
-            f.seek(min(start + CHUNK_BYTES, size))
+            step = min(step, CHUNK_BYTES)
+            f.seek(min(start + step, size))
+            step *= 2
             f.readline()  # on to the end of the line the range would cut
             end = min(f.tell(), size)
             yield start, end
             start = end
+
+
+def _start_decode_process(path: Path, decoder: EventDecoder, now: int) -> None:
+    """Decode processes yield the CPU to the engine's process, the pipeline's bottleneck, when
+    both want it (they only run ahead of it)."""
+    os.nice(DECODE_NICENESS)
+    _start_worker(path, decoder, now)
 
 
 def _start_worker(path: Path, decoder: EventDecoder, now: int) -> None:

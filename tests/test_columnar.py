@@ -209,3 +209,18 @@ def test_a_message_may_span_lines():
     pretty = orjson.dumps(orjson.loads(GPS_LINE), option=orjson.OPT_INDENT_2)
     assert b"\n" in pretty and fast([pretty]).all()
     assert_same([pretty, SENSOR_LINE])
+
+
+def test_a_batch_pickles_to_an_equal_batch():
+    import pickle
+
+    scan = (b'{"type":"scan","shipment_id":"SHP-9","ts":"2026-11-20T07:00:00Z","site_id":"W",'
+            b'"step":"loaded","lat":50.1,"lon":4.2}')
+    order = (b'{"type":"order","order_id":"O","shipment_id":"SHP-9","ts":1763622000000,'
+             b'"status":"created","promised_by":"2026-11-20T09:00:00Z","device_ids":["T"],'
+             b'"lot":{"lot_id":"L","certificates":[{"kind":"k","issuer":"i","id":"c"}]}}')
+    x = decode_lines(decoder, [GPS_LINE, scan, b"bad", order, SENSOR_LINE], 1, NOW)
+    y = pickle.loads(pickle.dumps(x))
+    assert y.business == x.business and list(y.business) == [1, 2]
+    assert y.dead_letters == x.dead_letters and y.devices[0] == x.devices[0]
+    assert all((getattr(y, c) == getattr(x, c)).all() for c in ("kind", "ts", "door", "has_id"))
