@@ -202,9 +202,6 @@ class AlertBook:
         self.transitions, self.notifications = [], []
         return out, notes
 
-    def open_for(self, shipment: str) -> list[str]:
-        return [a.alert_id for a in self.open_alerts.values() if a.shipment_id == shipment]
-
     # --- what users call (through the engine) -----------------------------------------------
 
     def acknowledge(self, aid: str, user: str, at: int, comment: str | None = None) -> dict:
