@@ -55,13 +55,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import logging
 
     from chainsight.streams.config import load_streams_config
+    from chainsight.streams.snapshots import SnapshotError
     from chainsight.streams.worker import run_worker
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_streams_config()
     _engine(args)  # fail fast on bad settings or profiles, before joining the group
-    run_worker(config, lambda: _engine(args))
+    try:
+        run_worker(config, lambda: _engine(args))
+    except SnapshotError as exc:
+        print(f"chainsight worker: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

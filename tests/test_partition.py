@@ -1,10 +1,16 @@
-"""A worker partition keeps going when the engine fails on a record (no broker needed)."""
+"""A worker partition keeps going when the engine fails on a record, and refuses snapshots it
+cannot read (no broker needed)."""
+
+import pickle
+import zlib
 
 import orjson
+import pytest
 from confluent_kafka import Message
 from helpers import fix, series
 
 from chainsight.core import Engine
+from chainsight.streams import snapshots
 from chainsight.streams.partition import Partition, PartitionState
 
 
@@ -38,3 +44,12 @@ def test_an_engine_failure_dead_letters_the_run_and_the_partition_goes_on():
     assert dead[3]["payload"] == bad[3].decode()
     good = part.process(records(series([5] * 3, start=30, device="T2"), 5))
     assert good.dead == [] and part.next_offset == 8
+
+
+def test_a_snapshot_of_another_engine_version_is_refused_with_a_clear_error():
+    assert isinstance(snapshots.load(snapshots.dump(Engine())), Engine)
+    for blob in (zlib.compress(pickle.dumps(Engine())),  # written before versions
+                 zlib.compress(pickle.dumps((snapshots.FORMAT - 1, Engine()))),
+                 zlib.compress(b"\x80\x05garbage")):
+        with pytest.raises(snapshots.SnapshotError, match="incompatible engine version"):
+            snapshots.load(blob)

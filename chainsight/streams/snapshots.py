@@ -45,6 +45,11 @@ class Checkpoint:
 
 
 READ_TIMEOUT_S = 60.0
+FORMAT = 2  # engine state layout; bump when a pickled class changes incompatibly
+
+
+class SnapshotError(RuntimeError):
+    """A snapshot this worker cannot restore."""
 
 
 def chunk_key(partition: int, offset: int, index: int) -> bytes:
@@ -53,11 +58,20 @@ def chunk_key(partition: int, offset: int, index: int) -> bytes:
 
 def dump(state: object) -> bytes:
     """Pickle and compress a partition's state (an Engine and what goes with it)."""
-    return zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    return zlib.compress(pickle.dumps((FORMAT, state), protocol=pickle.HIGHEST_PROTOCOL), 1)
 
 
 def load(blob: bytes) -> object:
-    return pickle.loads(zlib.decompress(blob))
+    """The state in a `dump`; SnapshotError when another version of the engine wrote it."""
+    try:
+        version, state = pickle.loads(zlib.decompress(blob))
+    except (AttributeError, ImportError, TypeError, ValueError, pickle.UnpicklingError) as exc:
+        version, state = None, exc
+    if version != FORMAT:
+        raise SnapshotError(
+            f"snapshot written by an incompatible engine version ({version or state}); run "
+            "this version under a new app id or topic prefix, which rebuilds state from the input")
+    return state
 
 
 def split(blob: bytes, size: int) -> list[bytes]:
