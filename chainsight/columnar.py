@@ -134,15 +134,7 @@ def decode_buffer(decoder: EventDecoder, text: bytes, starts: np.ndarray, ends: 
                      [e.device_id if type(e) in DEVICE_EVENTS else None for e in events])
     shipments = _names(data, spans[:, 2], spans[:, 3], fast_rows, slow, np.flatnonzero(valid),
                        [e.shipment_id for e in events])
-    has_id = spans[:, 4] >= 0
-    h1, h2 = hash_spans(data, spans[:, 4], spans[:, 5])
-    slow_ids = [(i, e.event_id) for i, e in zip(slow.tolist(), events, strict=True)
-                if e.event_id is not None]
-    if slow_ids:
-        at = np.array([i for i, _ in slow_ids], dtype=np.int64)
-        h1[at], h2[at] = hash_strings([e for _, e in slow_ids])
-        has_id[at] = True
-    h1[~has_id] = h2[~has_id] = 0
+    has_id, (h1, h2) = _id_hashes(data, spans[:, 4], spans[:, 5], slow, events)
     keep = np.flatnonzero(valid)
     row_of = np.cumsum(valid) - 1  # line -> row among the valid lines
     business = {int(row_of[i]): e for i, e in zip(slow.tolist(), events, strict=True)
@@ -150,6 +142,22 @@ def decode_buffer(decoder: EventDecoder, text: bytes, starts: np.ndarray, ends: 
     return Extracted(c.kind[keep], c.ts[keep], c.lat[keep], c.lon[keep], c.temp_c[keep],
                      c.humidity[keep], c.door[keep], c.accuracy[keep], devices, shipments,
                      has_id[keep], (h1[keep], h2[keep]), business, dead)
+
+
+def _id_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, slow_rows: np.ndarray,
+               events: list[Event]) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Whether each line has an event_id, and the id's 128-bit hash ((0, 0) without one):
+    hashed from the bytes for fast lines, from the decoded string for slow ones."""
+    has_id = starts >= 0
+    h1, h2 = hash_spans(data, starts, ends)
+    ids = [(i, e.event_id) for i, e in zip(slow_rows.tolist(), events, strict=True)
+           if e.event_id is not None]
+    if ids:
+        at = np.array([i for i, _ in ids], dtype=np.int64)
+        h1[at], h2[at] = hash_strings([event_id for _, event_id in ids])
+        has_id[at] = True
+    h1[~has_id] = h2[~has_id] = 0
+    return has_id, (h1, h2)
 
 
 class _Columns:
