@@ -228,9 +228,7 @@ class Engine:
             if event.destination is not None:
                 info.destination = (event.destination.lat, event.destination.lon)
             if event.lot is not None:
-                info.lot = {"lot_id": event.lot.lot_id, "certificates": [
-                    {"kind": c.kind, "issuer": c.issuer, "id": c.id}
-                    for c in event.lot.certificates]}
+                info.lot = event.lot
             if event.product_profile is not None:
                 self._set_profile(s, event.product_profile)
             for device in event.device_ids or ():

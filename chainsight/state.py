@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from chainsight.events import Lot
+
 NO_TS = -(2**62)  # "never"; far from int64 min so that NO_TS - lateness cannot overflow
 
 
@@ -68,7 +70,7 @@ class ShipmentInfo:
         self.destination: tuple[float, float] | None = None
         self.weight_kg: float | None = None
         self.mode: str | None = None
-        self.lot: dict | None = None
+        self.lot: Lot | None = None  # origin certificates, for traceability
         self.customer_id: str | None = None
         self.eta: int | None = None
 
