@@ -28,16 +28,6 @@ MODES = {"road", "rail", "sea", "air"}
 
 
 @pytest.fixture(scope="module")
-def sim():
-    return simulate("smoke")
-
-
-@pytest.fixture(scope="module")
-def events(sim):
-    return list(sim)
-
-
-@pytest.fixture(scope="module")
 def lines(sim):
     return b"".join(sim.iter_byte_blocks(4096))
 

@@ -14,16 +14,6 @@ MIN = 60_000
 
 
 @pytest.fixture(scope="module")
-def sim():
-    return simulate("smoke")
-
-
-@pytest.fixture(scope="module")
-def events(sim):
-    return list(sim)
-
-
-@pytest.fixture(scope="module")
 def truth(sim):
     return sim.ground_truth()
 
