@@ -270,14 +270,15 @@ class Engine:
         open_alerts: dict[str | None, list[str]] = {}
         for alert in self.book.open_alerts.values():
             open_alerts.setdefault(alert.shipment_id, []).append(alert.alert_id)
-        has_position = (sh.last_pos_ts[ids] != NO_TS).tolist()
-        position_ts = iso_many(np.where(sh.last_pos_ts[ids] != NO_TS, sh.last_pos_ts[ids], 0))
+        pos_ts = sh.last_pos_ts[ids]
+        has_position = pos_ts != NO_TS
+        position_ts = iso_many(np.where(has_position, pos_ts, 0))
         mkt = next((r for r in self.rules if isinstance(r, MktRule)), None)
         mkt_c = [None] * len(ids) if mkt is None else mkt.mkt_c_many(ids)
         views = {}
         for s, lat, lon, at, has, temp, mkt_s in zip(
                 ids.tolist(), sh.last_lat[ids].tolist(), sh.last_lon[ids].tolist(), position_ts,
-                has_position, sh.last_temp_c[ids].tolist(), mkt_c, strict=True):
+                has_position.tolist(), sh.last_temp_c[ids].tolist(), mkt_c, strict=True):
             info, name = st.info[s], st.shipments.names[s]
             views[name] = {
                 "status": info.status,
