@@ -33,7 +33,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"replayed {result.events:,} events in {result.seconds:.2f} s "
           f"({result.events_per_s:,.0f} events/s): {result.alerts:,} alert transitions, "
           f"{result.rejected:,} rejected", file=sys.stderr)
-    dropped = {reason: n for reason, n in engine.gps_dropped().items() if n}
+    dropped = {name.removeprefix("gps_dropped."): n for name, n in engine.metrics().items()
+               if name.startswith("gps_dropped.") and n}
     if dropped:
         print("GPS fixes dropped by quality filters: "
               + ", ".join(f"{reason} {n:,}" for reason, n in dropped.items()), file=sys.stderr)

@@ -14,13 +14,12 @@ import numpy as np
 
 from chainsight.alerts import default_rules
 from chainsight.alerts.advisor import ColdStoreAdvisor
-from chainsight.alerts.audit import AuditTrail
 from chainsight.alerts.book import AlertBook
-from chainsight.alerts.mkt import MktRule
 from chainsight.alerts.rules import Rule
+from chainsight.commands import Acknowledge, Command, CommandRefused, ReplaceFences, Resolve
 from chainsight.config import Profile, Settings, load_profiles, load_settings
 from chainsight.events import GPS, SCAN, SENSOR, EventDecoder, Order, Scan, iso, iso_many
-from chainsight.geofence import FenceSet
+from chainsight.geofence import FenceError, FenceSet
 from chainsight.geofence.rule import GeofenceRule
 from chainsight.idset import IdWindow
 from chainsight.ingest import Decoded, Extracted, Ingest, Reorder, Rows
@@ -36,9 +35,19 @@ class Output:
 
     alerts: list[dict] = field(default_factory=list)  # the contract's alert transitions
     notifications: list[dict] = field(default_factory=list)  # escalations, severity raises
+    audit: list[dict] = field(default_factory=list)  # audit-trail entries appended, with hash
     dead_letters: list[dict] = field(default_factory=list)
     late: Rows | None = None  # accepted but too late for rules: history only
-    changed: set[int] = field(default_factory=set)  # shipment ids whose live state changed
+    changed: set[int] = field(default_factory=set)  # shipments whose live state changed
+
+    def extend(self, other: Output) -> Output:
+        """This output followed by `other` (what two engine calls produced together)."""
+        self.alerts += other.alerts
+        self.notifications += other.notifications
+        self.audit += other.audit
+        self.dead_letters += other.dead_letters
+        self.changed |= other.changed
+        return self
 
 
 @numba.njit(cache=True)
@@ -109,7 +118,7 @@ class Engine:
             self.settings, self.profiles, self.advisor)
         if fences is not None and rules is None:
             self.rules.append(GeofenceRule(fences, self.settings))
-        self.counters = {"events": 0, "rejected": 0, "duplicates": 0, "late_dropped": 0}
+        self._counters = {"events": 0, "rejected": 0, "duplicates": 0, "late_dropped": 0}
 
     def process(self, lines: Iterable[bytes], first_line: int = 1,
                 now: int | None = None) -> Output:
@@ -121,14 +130,15 @@ class Engine:
         return self._admit(self.ingest.columns(batch))
 
     def _admit(self, decoded: Decoded) -> Output:
-        self.counters["events"] += decoded.valid
-        self.counters["rejected"] += len(decoded.dead_letters)
-        self.counters["duplicates"] += decoded.duplicates
+        counters = self._counters
+        counters["events"] += decoded.valid
+        counters["rejected"] += len(decoded.dead_letters)
+        counters["duplicates"] += decoded.duplicates
         self.business.update(decoded.business)
         late = self.reorder.admit(decoded.rows)
         for seq in late.seq[late.kind >= SCAN].tolist():
             del self.business[seq]
-        self.counters["late_dropped"] = self.reorder.late_dropped
+        counters["late_dropped"] = self.reorder.late_dropped
         out = self._run(self.reorder.release())
         out.dead_letters = decoded.dead_letters
         out.late = late
@@ -144,10 +154,27 @@ class Engine:
         """End of stream: process everything still held for reordering."""
         return self._run(self.reorder.release(everything=True))
 
-    def gps_dropped(self) -> dict[str, int]:
-        """GPS fixes dropped by each quality filter so far (empty without fences)."""
-        rule = next((r for r in self.rules if isinstance(r, GeofenceRule)), None)
-        return {} if rule is None else rule.gps_dropped
+    def apply(self, command: Command) -> Output:
+        """Carry out a user command; returns the transitions it made. CommandRefused (one line,
+        nothing changed) for a command the engine cannot carry out, UnknownAlert (a subclass)
+        for an alert it does not know. Callers on other threads hold the runtime's lock."""
+        if type(command) is ReplaceFences:
+            try:
+                fences = FenceSet.from_geojson(command.geojson)
+            except FenceError as exc:
+                raise CommandRefused(str(exc)) from None
+            self.replace_fences(fences)
+            return self._collect(Output())
+        at = self.state.clock if command.at is None else command.at
+        if type(command) is Acknowledge:
+            self.book.acknowledge(command.alert_id, command.user, at, command.comment,
+                                  command.recorded_at)
+        elif type(command) is Resolve:
+            self.book.resolve_manually(command.alert_id, command.user, command.comment, at,
+                                       command.recorded_at)
+        else:
+            raise CommandRefused(f"unknown command {type(command).__name__}")
+        return self._collect(Output())
 
     def replace_fences(self, fences: FenceSet) -> None:
         """Swap the geofences while running; state of unchanged fences carries over."""
@@ -158,33 +185,69 @@ class Engine:
         else:
             rule.replace_fences(fences)
 
-    def acknowledge(self, alert_id: str, user: str, at_ms: int | None = None,
-                    comment: str | None = None) -> dict:
-        """`user` takes charge of an open alert (stops its escalation). Returns the transition
-        record, also emitted with the next output; KeyError for an unknown id, ValueError for a
-        transition the alert's state does not allow. `at_ms` defaults to the engine's event time.
-        Callers on other threads hold the runtime's lock."""
-        return self.book.acknowledge(alert_id, user, self._user_time(at_ms), comment)
-
-    def resolve_manually(self, alert_id: str, user: str, comment: str,
-                         at_ms: int | None = None) -> dict:
-        """`user` closes an open or acknowledged alert, saying why in `comment`; as
-        `acknowledge` otherwise."""
-        return self.book.resolve_manually(alert_id, user, comment, self._user_time(at_ms))
-
-    def _user_time(self, at_ms: int | None) -> int:
-        return self.state.clock if at_ms is None else int(at_ms)
+    # --- queries (read-only; callers on other threads hold the runtime's lock) --------------
 
     @property
-    def audit(self) -> AuditTrail:
-        """Every alert transition, hash-chained (`audit.verify()`)."""
-        return self.book.audit
+    def decoder(self) -> EventDecoder:
+        """The decoder `process` uses (replay runs it in other processes)."""
+        return self.ingest.decoder
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """The contract's counters: events, rejected, duplicates, late_dropped."""
+        return dict(self._counters)
+
+    def metrics(self) -> dict[str, int]:
+        """Counters, open alerts by kind (`open_alerts.KIND`) and the rules' own counts."""
+        out = dict(self._counters)
+        out["shipments"] = len(self.state.shipments)
+        for alert in self.book.open_alerts.values():
+            name = f"open_alerts.{alert.kind}"
+            out[name] = out.get(name, 0) + 1
+        for rule in self.rules:
+            out.update(rule.metrics())
+        return out
+
+    def alerts(self, state: str | None = None, kind: str | None = None,
+               shipment_id: str | None = None, severity: str | None = None) -> list[dict]:
+        """The current record of every alert remembered, newest first, filtered."""
+        found = [a for a in self.book.alerts.values()
+                 if (state is None or a.state == state) and (kind is None or a.kind == kind)
+                 and (shipment_id is None or a.shipment_id == shipment_id)
+                 and (severity is None or a.severity == severity)]
+        found.sort(key=lambda a: (a.last_at, a.alert_id), reverse=True)
+        return [a.current for a in found]
+
+    def alert(self, alert_id: str) -> dict | None:
+        """The current record of one alert, None when unknown."""
+        alert = self.book.alerts.get(alert_id)
+        return None if alert is None else alert.current
+
+    def audit_trail(self, alert_id: str) -> list[dict]:
+        """Every audit entry of one alert, oldest first."""
+        return self.book.audit.history(alert_id)
+
+    def verify_audit(self) -> bool:
+        """Whether the audit trail kept in memory is intact (see `alerts.audit`)."""
+        return self.book.audit.verify()
+
+    def shipment_count(self) -> int:
+        return len(self.state.shipments)
+
+    def has_shipment(self, shipment_id: str) -> bool:
+        return shipment_id in self.state.shipments.index
+
+    def linked_shipment(self, device_id: str) -> str | None:
+        """The shipment a device is linked to now, None when it is not."""
+        st = self.state
+        d = st.devices.index.get(device_id)
+        s = -1 if d is None or d >= len(st.device.shipment) else int(st.device.shipment[d])
+        return st.shipments.names[s] if s >= 0 else None
 
     def _run(self, rows: Rows) -> Output:
         out = Output()
         if not len(rows):
-            out.alerts, out.notifications = self.book.collect()  # users' transitions
-            return out
+            return self._collect(out)
         self._grow()
         phase = business_phases(rows.kind >= SCAN, rows.shipment)
         device_rows = rows.kind < SCAN
@@ -259,9 +322,21 @@ class Engine:
             rule.on_clock(st.clock, st, self.book)
         self.book.on_clock(st.clock)
         self.ingest.dedup.expire(st.clock)
-        alerts, notifications = self.book.collect()
-        out.alerts.extend(alerts)
-        out.notifications.extend(notifications)
+        self._collect(out)
+
+    def _collect(self, out: Output) -> Output:
+        """Move the book's new transitions, notifications and audit entries into `out`; the
+        shipments they concern count as changed."""
+        alerts, notifications, audit = self.book.collect()
+        out.alerts += alerts
+        out.notifications += notifications
+        out.audit += audit
+        index = self.state.shipments.index
+        for record in alerts + notifications:
+            s = index.get(record["shipment_id"])
+            if s is not None:
+                out.changed.add(s)
+        return out
 
     def shipment_views(self, ids: Iterable[int]) -> dict[str, dict]:
         """The live state of the shipments `ids` (dense ids) as in STATE.json, by shipment id."""
@@ -273,25 +348,33 @@ class Engine:
         pos_ts = sh.last_pos_ts[ids]
         has_position = pos_ts != NO_TS
         position_ts = iso_many(np.where(has_position, pos_ts, 0))
-        mkt = next((r for r in self.rules if isinstance(r, MktRule)), None)
-        mkt_c = [None] * len(ids) if mkt is None else mkt.mkt_c_many(ids)
+        extra = [rule.view(ids) for rule in self.rules]
+        extra = [(name, values) for columns in extra for name, values in columns.items()]
         views = {}
-        for s, lat, lon, at, has, temp, mkt_s in zip(
+        for j, (s, lat, lon, at, has, temp) in enumerate(zip(
                 ids.tolist(), sh.last_lat[ids].tolist(), sh.last_lon[ids].tolist(), position_ts,
-                has_position.tolist(), sh.last_temp_c[ids].tolist(), mkt_c, strict=True):
+                has_position.tolist(), sh.last_temp_c[ids].tolist(), strict=True)):
             info, name = st.info[s], st.shipments.names[s]
-            views[name] = {
+            view = views[name] = {
                 "status": info.status,
                 "last_position": {"lat": lat, "lon": lon, "ts": at} if has else None,
                 "last_temp_c": None if temp != temp else temp,  # NaN: no reading yet
                 "profile": info.profile,
                 "open_alerts": open_alerts.get(name, []),
                 "eta": None if info.eta is None else iso(info.eta),
-                "mkt_c": None if mkt_s is None else round(mkt_s, 3),
             }
+            for column, values in extra:
+                view[column] = values[j]
         return views
+
+    def shipments(self, names: Iterable[str] | None = None) -> dict[str, dict]:
+        """Live state of the named shipments (all when None; unknown names are left out)."""
+        if names is None:
+            return self.shipment_views(range(len(self.state.shipments)))
+        index = self.state.shipments.index
+        return self.shipment_views(index[n] for n in names if n in index)
 
     def snapshot(self) -> dict:
         """The contract's STATE.json: every shipment's live state and the counters."""
         shipments = self.shipment_views(range(len(self.state.shipments)))
-        return {"shipments": shipments, "counters": dict(self.counters)}
+        return {"shipments": shipments, "counters": self.counters}

@@ -78,8 +78,9 @@ def run_demo(sim: Simulation, speedup: float, duration_s: float | None,
             while not printed.empty():
                 print(printed.get())
             with runtime.lock:
-                shipments = len(engine.state.shipments)
-                open_alerts = len(engine.book.open_alerts)
+                metrics = engine.metrics()
+            shipments = metrics["shipments"]
+            open_alerts = sum(n for name, n in metrics.items() if name.startswith("open_alerts."))
             print(f"[{iso(clock())}] {runtime.stats.events_per_s:>9,.0f} events/s  "
                   f"{runtime.stats.events:>10,} events  {shipments:>5} shipments  "
                   f"{open_alerts:>4} open alerts", file=sys.stderr, flush=True)

@@ -62,7 +62,7 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
             _write(alerts, out.alerts)
             _write(dead, out.dead_letters)
 
-        for batch in _extract(events, engine.ingest.decoder, workers):
+        for batch in _extract(events, engine.decoder, workers):
             emit(engine.process_extracted(batch))
         emit(engine.flush())
     if state_out is not None:

@@ -7,6 +7,7 @@ from helpers import at, fix, ms, order, series
 
 from chainsight.alerts.audit import AuditTrail
 from chainsight.alerts.book import AlertBook
+from chainsight.commands import Acknowledge, CommandRefused, Resolve, UnknownAlert
 from chainsight.config import load_settings
 from chainsight.core import Engine
 
@@ -39,28 +40,47 @@ def test_escalations_are_notifications_beside_the_contract_alert_stream():
         ("escalated", "critical")]
 
 
+def ack(eng, aid, user, at_ms=None, comment=None):
+    """Acknowledge through the engine API; the transition record it returns."""
+    (record,) = eng.apply(Acknowledge(aid, user, comment, at_ms)).alerts
+    return record
+
+
+def acked(eng, aid, user, at_ms):
+    """What acknowledging produces at once (timers due before it fire first), in time order."""
+    out = eng.apply(Acknowledge(aid, user, at=at_ms))
+    return sorted(out.notifications, key=lambda r: r["at"]) + out.alerts
+
+
+def resolve(eng, aid, user, comment, at_ms=None):
+    (record,) = eng.apply(Resolve(aid, user, comment, at_ms)).alerts
+    return record
+
+
 def opened(eng):
     """Process EXCURSION; the id of the continuous excursion it opens (engine clock: 16)."""
     alerts = feed(eng, EXCURSION)
     return next(a["alert_id"] for a in alerts if a["details"].get("rule") == "continuous")
 
 
-def test_acknowledge_returns_the_transition_and_emits_it_with_the_next_output():
+def test_acknowledge_returns_the_transition_at_once_and_only_once():
     eng = Engine()
     aid = opened(eng)
-    record = eng.acknowledge(aid, "alice", at_ms=ms(17), comment="calling the driver")
+    out = eng.apply(Acknowledge(aid, "alice", "calling the driver", ms(17)))
+    (record,) = out.alerts
     assert record["state"] == "acknowledged" and record["alert_id"] == aid
     assert record["at"] == at(17) and record["details"]["acknowledged_by"] == "alice"
     assert record["details"]["transition"] == "acknowledged"
-    assert eng.process([]).alerts == [record]
+    assert [e["transition"] for e in out.audit] == ["acknowledged"]
+    assert eng.alert(aid) == record and eng.alerts(state="acknowledged") == [record]
+    assert eng.process([]).alerts == []
     assert aid in eng.snapshot()["shipments"]["S1"]["open_alerts"]  # still not resolved
 
 
 def test_an_acknowledged_alert_resolves_automatically_when_the_condition_clears():
     eng = Engine()
     aid = opened(eng)
-    eng.acknowledge(aid, "alice", at_ms=ms(17))
-    alerts = feed(eng, series([9, 9, 5], start=17))
+    alerts = acked(eng, aid, "alice", ms(17)) + feed(eng, series([9, 9, 5], start=17))
     assert transitions(alerts) == [("acknowledged", "acknowledged", "warning", at(17)),
                                    ("resolved", "resolved", "warning", at(19))]
     assert eng.snapshot()["shipments"]["S1"]["open_alerts"] == []
@@ -79,13 +99,11 @@ def test_an_unacknowledged_alert_escalates_after_five_minutes_of_event_time():
 def test_acknowledging_at_the_deadline_prevents_the_escalation_and_later_does_not():
     eng = Engine()
     aid = opened(eng)
-    eng.acknowledge(aid, "bob", at_ms=ms(21))
-    alerts = feed(eng, series([9] * 10, start=17))
+    alerts = acked(eng, aid, "bob", ms(21)) + feed(eng, series([9] * 10, start=17))
     assert [t[0] for t in transitions(alerts)] == ["acknowledged"]
     eng = Engine()
     aid = opened(eng)
-    eng.acknowledge(aid, "bob", at_ms=ms(21) + 1)
-    alerts = feed(eng, series([9] * 10, start=17))
+    alerts = acked(eng, aid, "bob", ms(21) + 1) + feed(eng, series([9] * 10, start=17))
     assert [t[:2] for t in transitions(alerts)] == [("escalated", "open"),
                                                    ("acknowledged", "acknowledged")]
 
@@ -94,8 +112,7 @@ def test_severity_rises_with_duration_for_an_acknowledged_alert():
     # critical once the condition has lasted 60 minutes: started at minute 1, so at minute 61
     eng = Engine()
     aid = opened(eng)
-    eng.acknowledge(aid, "alice", at_ms=ms(17))
-    alerts = feed(eng, series([9] * 60, start=17))
+    alerts = acked(eng, aid, "alice", ms(17)) + feed(eng, series([9] * 60, start=17))
     assert transitions(alerts)[1:] == [("severity_raised", "acknowledged", "critical", at(61))]
 
 
@@ -104,9 +121,8 @@ def test_a_flapping_condition_continues_the_same_alert_within_the_quiet_period()
     # resolution (quiet period 10): same alert, its acknowledgement kept, no new escalation
     eng = Engine()
     aid = opened(eng)
-    eng.acknowledge(aid, "alice", at_ms=ms(17))
     flaps = series([5] * 3 + [9] * 16 + [5], start=17)
-    alerts = feed(eng, flaps)
+    alerts = acked(eng, aid, "alice", ms(17)) + feed(eng, flaps)
     assert transitions(alerts) == [
         ("acknowledged", "acknowledged", "warning", at(17)),
         ("resolved", "resolved", "warning", at(17)),
@@ -130,50 +146,48 @@ def test_a_condition_returning_after_the_quiet_period_is_a_new_alert():
 def test_manual_resolution_needs_a_comment_and_closes_for_good():
     eng = Engine()
     aid = opened(eng)
-    with pytest.raises(ValueError, match="comment"):
-        eng.resolve_manually(aid, "carol", "  ")
-    record = eng.resolve_manually(aid, "carol", "product moved to a backup reefer")
+    with pytest.raises(CommandRefused, match="comment"):
+        resolve(eng, aid, "carol", "  ")
+    record = resolve(eng, aid, "carol", "product moved to a backup reefer")
     assert record["state"] == "resolved" and record["at"] == at(16)  # the engine's clock
     assert record["details"]["resolved_by"] == "carol"
     assert record["details"]["comment"] == "product moved to a backup reefer"
     # the excursion goes on, clears, and returns quickly: a new alert, not the closed one
     alerts = feed(eng, series([9] * 4 + [5] + [9] * 16, start=17))
     assert [(a["details"]["transition"], a["alert_id"] == aid)
-            for a in alerts if a["details"].get("rule") == "continuous"] == [
-        ("resolved_manually", True), ("opened", False)]
+            for a in alerts if a["details"].get("rule") == "continuous"] == [("opened", False)]
 
 
 def test_invalid_transitions_and_unknown_ids_raise_clear_errors():
     eng = Engine()
     aid = opened(eng)
-    with pytest.raises(KeyError, match="unknown alert id 'nope'"):
-        eng.acknowledge("nope", "alice")
-    with pytest.raises(ValueError, match="named user"):
-        eng.acknowledge(aid, " ")
-    eng.acknowledge(aid, "alice")
-    with pytest.raises(ValueError, match="only an open alert"):
-        eng.acknowledge(aid, "bob")
-    with pytest.raises(ValueError, match="before its last transition"):
-        eng.resolve_manually(aid, "bob", "done", at_ms=ms(3))
-    eng.resolve_manually(aid, "bob", "done")
-    with pytest.raises(ValueError, match="already resolved"):
-        eng.resolve_manually(aid, "bob", "again")
-    with pytest.raises(ValueError, match="is resolved"):
-        eng.acknowledge(aid, "bob")
+    with pytest.raises(UnknownAlert, match="unknown alert id 'nope'"):
+        ack(eng, "nope", "alice")
+    with pytest.raises(CommandRefused, match="named user"):
+        ack(eng, aid, " ")
+    ack(eng, aid, "alice")
+    with pytest.raises(CommandRefused, match="only an open alert"):
+        ack(eng, aid, "bob")
+    with pytest.raises(CommandRefused, match="before its last transition"):
+        resolve(eng, aid, "bob", "done", at_ms=ms(3))
+    resolve(eng, aid, "bob", "done")
+    with pytest.raises(CommandRefused, match="already resolved"):
+        resolve(eng, aid, "bob", "again")
+    with pytest.raises(CommandRefused, match="is resolved"):
+        ack(eng, aid, "bob")
 
 
 def test_every_transition_is_in_a_verifiable_audit_trail():
     eng = Engine()
     aid = opened(eng)
-    eng.acknowledge(aid, "alice", at_ms=ms(17), comment="on it")
+    ack(eng, aid, "alice", at_ms=ms(17), comment="on it")
     feed(eng, series([9, 5], start=17))
-    history = eng.audit.history(aid)
+    history = eng.audit_trail(aid)
     assert [(e["transition"], e["who"], e["at"]) for e in history] == [
         ("opened", "engine", at(16)), ("acknowledged", "alice", at(17)),
         ("resolved", "engine", at(18))]
     assert history[1]["comment"] == "on it" and history[1]["recorded_at"]
-    assert eng.audit.verify()
-    assert [e["seq"] for e in eng.audit] == list(range(len(eng.audit)))
+    assert eng.verify_audit()
 
 
 def test_the_audit_trail_detects_rewritten_removed_and_reordered_entries():
@@ -237,12 +251,12 @@ def test_resolved_alerts_are_forgotten_after_the_retention():
     alerts = feed(eng, [order("S2", devices=("T2",), minutes=late)]
                   + series([9] * 17, start=late, device="T2"))
     still_open = next(a["alert_id"] for a in alerts if a["shipment_id"] == "S2")
-    assert aid in eng.book.alerts
+    assert eng.alert(aid) is not None
     eng.advance(ms(late + hours * 60 / 8 + 30))  # forgetting runs every eighth of it
-    assert aid not in eng.book.alerts and still_open in eng.book.alerts
-    assert all(e["alert_id"] != aid for e in eng.audit) and eng.audit.verify()
+    assert eng.alert(aid) is None and eng.alert(still_open) is not None
+    assert eng.audit_trail(aid) == [] and eng.verify_audit()
     with pytest.raises(KeyError):
-        eng.acknowledge(aid, "alice")
+        ack(eng, aid, "alice")
 
 
 def test_lifecycle_records_do_not_depend_on_batch_boundaries():
@@ -264,4 +278,4 @@ def test_the_book_on_its_own():
     book.on_clock(10**9)  # no timers configured: nothing fires
     book.resolve("sensor_silent", "S1", "T1", None, 20)
     assert [r["details"]["transition"] for r in book.collect()[0]] == ["opened", "resolved"]
-    assert book.collect() == ([], [])
+    assert book.collect() == ([], [], [])

@@ -93,5 +93,6 @@ def test_gps_quality_filters_drop_and_count_impossible_fixes():
     jump = [fix(0, 52.0, 4.0), fix(1, 52.0, 4.003), fix(2, 10.0, 4.003), fix(3, 52.0, 4.006),
             fix(4, 0.0, 0.0)]
     alerts = engine.process(jump).alerts + engine.flush().alerts
-    assert engine.gps_dropped()["speed"] == 1 and engine.gps_dropped()["zero"] == 1
+    metrics = engine.metrics()
+    assert metrics["gps_dropped.speed"] == 1 and metrics["gps_dropped.zero"] == 1
     assert events(alerts, "geofence_exit") == []  # the outliers never left the hub

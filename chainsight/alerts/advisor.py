@@ -13,6 +13,7 @@ import numba
 import numpy as np
 
 from chainsight.alerts.book import AlertBook
+from chainsight.alerts.rules import Rule
 from chainsight.events import GPS, Order, Scan
 from chainsight.ingest import Rows
 from chainsight.state import NO_TS, Columns, State
@@ -37,7 +38,7 @@ def fold_positions(kind: np.ndarray, ship: np.ndarray, ts: np.ndarray, lat: np.n
             p_lat[s], p_lon[s], p_ts[s] = lat[i], lon[i], ts[i]
 
 
-class ColdStoreAdvisor:
+class ColdStoreAdvisor(Rule):
     """Finds the nearest cold store to a shipment; `fences` may be set (or replaced) any time."""
 
     def __init__(self, fences: NearestFence | None = None) -> None:

@@ -13,7 +13,7 @@ the anchor the kept entries chain from.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from hashlib import sha256
 
 import orjson
@@ -77,13 +77,22 @@ class AuditTrail:
 
     def verify(self) -> bool:
         """True when every entry kept is exactly what was appended, in order, from the anchor."""
-        prev = self.anchor
-        for i, (canonical, digest) in enumerate(zip(self._entries, self._hashes, strict=True),
-                                                self.first_seq):
-            entry = orjson.loads(canonical)
-            if entry.get("seq") != i or entry.get("prev") != prev:
-                return False
-            if _digest(prev, canonical) != digest:
-                return False
-            prev = digest
-        return True
+        return first_broken(self, self.anchor) is None
+
+
+def first_broken(entries: Iterable[dict], anchor: str = GENESIS) -> int | None:
+    """Verify a written trail (entries as `AuditTrail` yields them, with `hash`, oldest first,
+    starting after the entry whose hash is `anchor`): the position of the first entry that was
+    modified, removed, inserted or moved, None when the chain is intact."""
+    prev, first_seq = anchor, None
+    for i, written in enumerate(entries):
+        entry = dict(written)
+        digest = entry.pop("hash", None)
+        if first_seq is None:
+            first_seq = entry.get("seq")
+        canonical = orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+        if (entry.get("seq") != first_seq + i or entry.get("prev") != prev
+                or _digest(prev, canonical) != digest):
+            return i
+        prev = digest
+    return None

@@ -27,6 +27,7 @@ from hashlib import blake2b
 from itertools import count
 
 from chainsight.alerts.audit import AuditTrail
+from chainsight.commands import CommandRefused, UnknownAlert
 from chainsight.config import MINUTE_MS, Settings
 from chainsight.events import iso, now_ms
 from chainsight.state import NO_TS
@@ -53,6 +54,7 @@ class Alert:
     resolved_at: int | None = None
     held_state: str = "open"  # the state a flap returns to
     due: dict[str, int] = field(default_factory=dict)  # timer -> event time it fires
+    current: dict | None = None  # the latest record (transition or notification)
 
     @property
     def kind(self) -> str:
@@ -106,6 +108,7 @@ class AlertBook:
         # alert stays open, so they go out beside the alert stream (live runtimes publish them).
         self.notifications: list[tuple[int, dict]] = []
         self.audit = AuditTrail()
+        self.audit_out: list[dict] = []  # entries appended, not yet collected
         self._timers: list[tuple[int, int, str, str]] = []  # heap of (due, seq, id, timer)
         self._seq = count()
 
@@ -195,42 +198,47 @@ class AlertBook:
         self.audit.forget_before(cutoff)
         self.forgotten_until = cutoff
 
-    def collect(self) -> tuple[list[dict], list[dict]]:
-        """Transitions and notifications since the last call, each in event-time order."""
+    def collect(self) -> tuple[list[dict], list[dict], list[dict]]:
+        """Transitions and notifications since the last call, each in event-time order, and
+        the audit entries appended since (with their hashes), in chain order."""
         out = [record for _, record in sorted(self.transitions, key=lambda t: t[0])]
         notes = [record for _, record in sorted(self.notifications, key=lambda t: t[0])]
+        audit, self.audit_out = self.audit_out, []
         self.transitions, self.notifications = [], []
-        return out, notes
+        return out, notes, audit
 
     # --- what users call (through the engine) -----------------------------------------------
 
-    def acknowledge(self, aid: str, user: str, at: int, comment: str | None = None) -> dict:
+    def acknowledge(self, aid: str, user: str, at: int, comment: str | None = None,
+                    recorded_at: int | None = None) -> dict:
         """An open alert is being handled by `user`; stops its escalation."""
         alert = self._for_user(aid, user, at)
         if alert.state != "open":
-            raise ValueError(f"alert {aid} is {alert.state}: only an open alert can be "
-                             "acknowledged")
+            raise CommandRefused(f"alert {aid} is {alert.state}: only an open alert can be "
+                                 "acknowledged")
         alert.state = "acknowledged"
         alert.due.pop(ESCALATE, None)
         alert.lifecycle = {**alert.lifecycle, "acknowledged_by": user,
                            "acknowledged_at": iso(at)}
         if comment:
             alert.lifecycle["comment"] = comment
-        return self._emit(alert, at, "acknowledged", user, comment)
+        return self._emit(alert, at, "acknowledged", user, comment, recorded_at=recorded_at)
 
-    def resolve_manually(self, aid: str, user: str, comment: str, at: int) -> dict:
+    def resolve_manually(self, aid: str, user: str, comment: str, at: int,
+                         recorded_at: int | None = None) -> dict:
         """`user` closes an alert whose condition may still hold; a comment says why. The
         condition's return later opens a new alert."""
         if not comment or not comment.strip():
-            raise ValueError("a manual resolution needs a comment")
+            raise CommandRefused("a manual resolution needs a comment")
         alert = self._for_user(aid, user, at)
         if alert.state == "resolved":
-            raise ValueError(f"alert {aid} is already resolved")
+            raise CommandRefused(f"alert {aid} is already resolved")
         del self.open_alerts[alert.key]
         alert.state, alert.resolved_at = "resolved", at
         alert.due.clear()
         alert.lifecycle = {**alert.lifecycle, "resolved_by": user, "comment": comment}
-        return self._emit(alert, at, "resolved_manually", user, comment)
+        return self._emit(alert, at, "resolved_manually", user, comment,
+                          recorded_at=recorded_at)
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -243,18 +251,19 @@ class AlertBook:
     def _for_user(self, aid: str, user: str, at: int) -> Alert:
         alert = self.alerts.get(aid)
         if alert is None:
-            raise KeyError(f"unknown alert id {aid!r} (one-off notices cannot be handled)")
+            raise UnknownAlert(f"unknown alert id {aid!r} (one-off notices cannot be handled)")
         if not isinstance(user, str) or not user.strip():
-            raise ValueError("a named user is required")
+            raise CommandRefused("a named user is required")
         if at < alert.last_at:
-            raise ValueError(f"alert {aid}: {iso(at)} is before its last transition at "
-                             f"{iso(alert.last_at)}")
+            raise CommandRefused(f"alert {aid}: {iso(at)} is before its last transition at "
+                                 f"{iso(alert.last_at)}")
         self._catch_up(alert, at)
         return alert
 
     def _emit(self, alert: Alert, at: int, transition: str, who: str = "engine",
-              comment: str | None = None, at_iso: str | None = None) -> dict:
-        record = alert.record(at_iso or iso(at), transition)
+              comment: str | None = None, at_iso: str | None = None,
+              recorded_at: int | None = None) -> dict:
+        record = alert.current = alert.record(at_iso or iso(at), transition)
         alert.last_at = at
         queue = self.notifications if transition in NOTIFICATIONS else self.transitions
         queue.append((at, record))
@@ -264,8 +273,10 @@ class AlertBook:
                  "at": record["at"], "details": record["details"]}
         if who != "engine":
             entry["comment"] = comment
-            entry["recorded_at"] = iso(now_ms())  # wall clock of the user's action
-        self.audit.append(entry, at)
+            # wall clock of the user's action, as the runtime received it
+            entry["recorded_at"] = iso(now_ms() if recorded_at is None else recorded_at)
+        entry["hash"] = self.audit.append(entry, at)
+        self.audit_out.append(entry)
         return record
 
     def _schedule(self, alert: Alert, at: int) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from chainsight.alerts.advisor import ColdStoreAdvisor
 from chainsight.alerts.book import AlertBook
 from chainsight.alerts.rules import (
+    Rule,
     minutes_ms,
     open_excursion,
     profile_changed,
@@ -64,7 +65,7 @@ def cumulative_kernel(ship: np.ndarray, ts: np.ndarray, temp: np.ndarray, lo: np
     return n
 
 
-class CumulativeRule:
+class CumulativeRule(Rule):
     rule = "cumulative"
 
     def __init__(self, profiles: dict[str, Profile],

@@ -15,7 +15,7 @@ import numpy as np
 
 from chainsight.alerts.advisor import ColdStoreAdvisor
 from chainsight.alerts.book import AlertBook
-from chainsight.alerts.rules import minutes_ms, open_excursion, profile_of, resolve_excursion
+from chainsight.alerts.rules import Rule, minutes_ms, open_excursion, profile_of, resolve_excursion
 from chainsight.config import Profile
 from chainsight.events import SENSOR, Order, Scan, iso
 from chainsight.ingest import Rows
@@ -70,7 +70,7 @@ def door_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.n
     return n
 
 
-class DoorRule:
+class DoorRule(Rule):
     rule = "door_open"
 
     def __init__(self, profiles: dict[str, Profile],

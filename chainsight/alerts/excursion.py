@@ -13,7 +13,7 @@ import numpy as np
 
 from chainsight.alerts.advisor import ColdStoreAdvisor
 from chainsight.alerts.book import AlertBook
-from chainsight.alerts.rules import open_excursion, resolve_excursion
+from chainsight.alerts.rules import Rule, open_excursion, resolve_excursion
 from chainsight.events import Order, Scan, iso
 from chainsight.ingest import Rows
 from chainsight.state import NO_TS, Columns, State
@@ -57,7 +57,7 @@ def excursion_kernel(ship: np.ndarray, ts: np.ndarray, value: np.ndarray, lo: np
     return n
 
 
-class ExcursionRule:
+class ExcursionRule(Rule):
     """Continuous temperature excursion against the profile's min_c..max_c."""
 
     rule = "continuous"

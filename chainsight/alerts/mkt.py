@@ -24,6 +24,7 @@ import numpy as np
 from chainsight.alerts.advisor import ColdStoreAdvisor
 from chainsight.alerts.book import AlertBook
 from chainsight.alerts.rules import (
+    Rule,
     minutes_ms,
     open_excursion,
     profile_changed,
@@ -81,7 +82,7 @@ def mkt_kernel(ship: np.ndarray, ts: np.ndarray, temp: np.ndarray, lo: np.ndarra
     return n
 
 
-class MktRule:
+class MktRule(Rule):
     rule = "mkt"
 
     def __init__(self, profiles: dict[str, Profile],
@@ -94,12 +95,13 @@ class MktRule:
                             min=(np.float64, np.nan), max=(np.float64, np.nan),
                             out=(np.bool_, False), device=(np.int32, -1))
 
-    def mkt_c_many(self, ids: np.ndarray) -> list[float | None]:
-        """Each shipment's MKT so far in °C, None before it has two readings."""
-        self.sums.ensure(int(ids.max(initial=-1)) + 1)
-        return [H_OVER_R / -math.log(weighted / weight) - KELVIN if weight > 0 else None
-                for weight, weighted in zip(self.sums.weight[ids].tolist(),
-                                            self.sums.weighted[ids].tolist(), strict=True)]
+    def view(self, shipments: np.ndarray) -> dict[str, list]:
+        """Each shipment's MKT so far in °C (`mkt_c`), None before it has two readings."""
+        self.sums.ensure(int(shipments.max(initial=-1)) + 1)
+        return {"mkt_c": [
+            round(H_OVER_R / -math.log(weighted / weight) - KELVIN, 3) if weight > 0 else None
+            for weight, weighted in zip(self.sums.weight[shipments].tolist(),
+                                        self.sums.weighted[shipments].tolist(), strict=True)]}
 
     def on_rows(self, rows: Rows, state: State, book: AlertBook) -> None:
         self.sums.ensure(len(state.shipments))

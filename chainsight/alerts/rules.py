@@ -8,7 +8,9 @@ rule raised it: `continuous` (the contract's rule), `cumulative`, `mkt`, `humidi
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from chainsight.alerts.book import AlertBook
 from chainsight.config import MINUTE_MS, Profile
@@ -22,7 +24,9 @@ if TYPE_CHECKING:
 TEMPERATURE = "temperature_excursion"
 
 
-class Rule(Protocol):
+class Rule:
+    """What the engine asks of every rule; the defaults do nothing."""
+
     def on_rows(self, rows: Rows, state: State, book: AlertBook) -> None:
         """A run of gps/sensor rows in event-time order, shipments already resolved."""
 
@@ -32,6 +36,14 @@ class Rule(Protocol):
 
     def on_clock(self, clock: int, state: State, book: AlertBook) -> None:
         """Event time has advanced to `clock`: fire time-driven conditions."""
+
+    def view(self, shipments: np.ndarray) -> dict[str, list]:
+        """Extra fields of the live state of `shipments` (dense ids): name -> one value each."""
+        return {}
+
+    def metrics(self) -> dict[str, int]:
+        """The rule's own counters, by metric name."""
+        return {}
 
 
 def profile_changed(event: Scan | Order) -> bool:

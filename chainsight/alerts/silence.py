@@ -13,6 +13,7 @@ import numba
 import numpy as np
 
 from chainsight.alerts.book import AlertBook
+from chainsight.alerts.rules import Rule
 from chainsight.events import SENSOR, Order, Scan, iso
 from chainsight.ingest import Rows
 from chainsight.state import NO_TS, Columns, State
@@ -50,7 +51,7 @@ def silence_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: n
     return n
 
 
-class SilenceRule:
+class SilenceRule(Rule):
     kind = "sensor_silent"
 
     def __init__(self, limit_ms: int) -> None:

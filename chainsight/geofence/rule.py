@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from chainsight.alerts.book import AlertBook
+from chainsight.alerts.rules import Rule
 from chainsight.config import Settings
 from chainsight.events import GPS, Order, Scan
 from chainsight.geofence.fences import FenceSet
@@ -21,7 +22,7 @@ from chainsight.ingest import Rows
 from chainsight.state import State
 
 
-class GeofenceRule:
+class GeofenceRule(Rule):
     def __init__(self, fences: FenceSet, settings: Settings) -> None:
         self.tracker = FenceTracker(fences, settings.geofence_min_fixes,
                                     settings.geofence_min_seconds, settings.geofence_min_metres)
@@ -89,7 +90,6 @@ class GeofenceRule:
         elif tr.kind == "geofence_enter":
             book.resolve("route_deviation", shipment, device, fence, tr.ts_ms)
 
-    @property
-    def gps_dropped(self) -> dict[str, int]:
-        """Fixes dropped by each GPS quality filter so far."""
-        return dict(self.gps_filter.counts)
+    def metrics(self) -> dict[str, int]:
+        """Fixes dropped by each GPS quality filter so far (`gps_dropped.REASON`)."""
+        return {f"gps_dropped.{reason}": n for reason, n in self.gps_filter.counts.items()}

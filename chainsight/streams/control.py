@@ -49,8 +49,5 @@ def apply(engine: Engine, control: bytes, value: bytes) -> Output:
         return engine.advance(int(body["now"]))
     if control == FLUSH:
         out = engine.flush()
-        late = engine.advance(int(body["clock"]) + engine.settings.allowed_lateness_ms)
-        out.alerts.extend(late.alerts)
-        out.changed |= late.changed
-        return out
+        return out.extend(engine.advance(int(body["clock"]) + engine.settings.allowed_lateness_ms))
     return Output()

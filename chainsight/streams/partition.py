@@ -131,7 +131,6 @@ class Partition:
 
     def _collect(self, out: Output, batch: Batch) -> None:
         batch.changed |= out.changed
-        index = self.engine.state.shipments.index
         open_alerts = self.state.open_alerts
         suppress = self.suppress_alerts
         touched = []
@@ -149,9 +148,6 @@ class Partition:
                 else:
                     open_alerts[aid] = record
                 touched.append(aid)
-            s = index.get(record["shipment_id"])
-            if s is not None:
-                batch.changed.add(s)
         batch.notifications += out.notifications
         for note in out.notifications:  # the latest record of an alert still open (a later
             if note["alert_id"] in open_alerts:  # transition of it would have resolved it)
@@ -164,7 +160,6 @@ class Partition:
                  batch: Batch) -> None:
         """Valid events by shipment: the record's key when it names a shipment (the producer
         path keys so), else the shipment the event names or its device is linked to."""
-        index = self.engine.state.shipments.index
         by_key: dict[bytes | None, str | None] = {}
         history = batch.history
         for i, record in enumerate(run):
@@ -173,7 +168,8 @@ class Partition:
             key = record.key()
             if key not in by_key:
                 name = None if key is None else key.decode(errors="replace")
-                by_key[key] = name if name in index else None
+                by_key[key] = name if name is not None and self.engine.has_shipment(name) \
+                    else None
             shipment = by_key[key] or self._shipment_of(values[i])
             if shipment is not None:
                 history.setdefault(shipment, []).append(values[i])
@@ -185,17 +181,14 @@ class Partition:
             return None
         if route.shipment_id is not None or route.device_id is None:
             return route.shipment_id
-        st = self.engine.state
-        d = st.devices.index.get(route.device_id)
-        s = -1 if d is None or d >= len(st.device.shipment) else int(st.device.shipment[d])
-        return st.shipments.names[s] if s >= 0 else None
+        return self.engine.linked_shipment(route.device_id)
 
     def views(self, changed: set[int]) -> dict[str, dict]:
         """STATE.json entries of the given shipments, by shipment id."""
         return self.engine.shipment_views(changed)
 
     def all_views(self) -> dict[str, dict]:
-        return self.views(set(range(len(self.engine.state.shipments))))
+        return self.engine.shipments()
 
     def progress(self, worker: str, now_ms: int) -> dict:
         return {"offset": self.next_offset, "counters": dict(self.engine.counters),
