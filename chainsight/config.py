@@ -1,6 +1,11 @@
-"""Engine settings and product profiles, read from the repository's `config/` directory.
+"""Configuration, in one place: engine settings, product profiles, the distributed runtime's
+settings and the simulator's presets.
 
-`CHAINSIGHT_CONFIG_DIR` points elsewhere; files passed explicitly override the defaults.
+Each value comes from, in order of precedence: keyword overrides (command-line options), an
+environment variable `CHAINSIGHT_<NAME>` (e.g. `CHAINSIGHT_ALLOWED_LATENESS_MIN=2`), the user's
+config directory (`CHAINSIGHT_CONFIG_DIR`: `settings.json`, `streams.json`, `profiles.json`,
+`scenarios/`), and the defaults: the dataclass fields below and the files shipped in the package
+(`chainsight/defaults/`), so an installed wheel works with no files of its own.
 """
 
 from __future__ import annotations
@@ -8,15 +13,26 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, fields
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import TypeVar
 
 MINUTE_MS = 60_000
+CONFIG_DIR_ENV = "CHAINSIGHT_CONFIG_DIR"
+ENV_PREFIX = "CHAINSIGHT_"
 
 
-def config_dir() -> Path:
-    """The directory holding settings.json, profiles.json and example fences."""
-    env = os.environ.get("CHAINSIGHT_CONFIG_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "config"
+def defaults() -> Traversable:
+    """The defaults shipped inside the package: profiles.json, scenarios/, example fences."""
+    return resources.files("chainsight") / "defaults"
+
+
+def config_dir() -> Path | None:
+    """The user's config directory (`CHAINSIGHT_CONFIG_DIR`), whose `settings.json`,
+    `streams.json`, `profiles.json` and `scenarios/` override the defaults; None when unset."""
+    env = os.environ.get(CONFIG_DIR_ENV)
+    return Path(env) if env else None
 
 
 @dataclass(frozen=True)
@@ -60,7 +76,7 @@ class Settings:
     route_deviation_min_fixes: int = 3  # ... for this many fixes in a row
     gps_drop_zero: bool = True  # GPS quality filters (None: off); dropped fixes are counted
     gps_max_accuracy_m: float | None = None
-    gps_max_speed_kmh: float | None = None
+    gps_max_speed_kmh: float | None = 250  # implied speed between fixes
     gps_min_interval_s: float | None = None
 
     @property
@@ -72,34 +88,100 @@ class Settings:
         return int(self.sensor_silent_min * MINUTE_MS)
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path | Traversable) -> dict:
+    """A JSON object from a file, without `_`-prefixed (comment) keys; ValueError naming the
+    file otherwise."""
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
-def load_settings(path: Path | None = None, **overrides: float) -> Settings:
-    """Settings from `config/settings.json` (or `path`), then keyword overrides."""
-    known = {f.name for f in fields(Settings)}
-    values = _read_json(path or config_dir() / "settings.json")
-    unknown = set(values) - known
+T = TypeVar("T")
+
+
+def layered(cls: type[T], file_name: str, env_names: dict[str, str] | None = None,
+            **overrides: object) -> T:
+    """A settings dataclass from its defaults, then `file_name` in the config directory, then
+    `CHAINSIGHT_<FIELD>` environment variables (or the names in `env_names`), then
+    `overrides` (None values ignored)."""
+    names = [f.name for f in fields(cls)]
+    directory = config_dir()
+    path = None if directory is None else directory / file_name
+    values = read_json(path) if path is not None and path.is_file() else {}
+    unknown = set(values) - set(names)
     if unknown:
-        raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+        raise ValueError(f"{path}: unknown settings: {', '.join(sorted(unknown))}")
+    env_names = env_names or {}
+    for name in names:
+        var = env_names.get(name, ENV_PREFIX + name.upper())
+        text = os.environ.get(var)
+        if text:
+            values[name] = _env_value(text, cls, name, var)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**values)
+    types = {f.name: str(f.type) for f in fields(cls)}
+    for name, value in values.items():
+        if not _is_a(value, types[name]):
+            raise ValueError(f"bad {file_name.removesuffix('.json')} setting: {name} must be "
+                             f"{types[name]}, not {json.dumps(value)[:60]}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"bad {file_name.removesuffix('.json')} setting: {exc}") from None
+
+
+_KINDS = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,),
+          "None": (type(None),)}
+
+
+def _is_a(value: object, annotation: str) -> bool:
+    """Whether a JSON value fits a field annotated `float | None`, `int`, `bool`, `str`..."""
+    kinds = [_KINDS[part.strip()] for part in annotation.split("|")]
+    if isinstance(value, bool):
+        return (bool,) in kinds
+    return any(isinstance(value, kind) for kind in kinds)
+
+
+def _env_value(text: str, cls: type, name: str, var: str) -> object:
+    """An environment variable's value: JSON (numbers, true/false, null), else the text for a
+    string setting."""
+    if isinstance(getattr(cls, name, None), str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ValueError(f"{var}={text!r}: expected a number, true, false or null") from None
+
+
+def load_settings(**overrides: float | None) -> Settings:
+    """The engine's settings (see `layered`; `settings.json` in the config directory)."""
+    return layered(Settings, "settings.json", **overrides)
 
 
 def load_profiles(*paths: Path) -> dict[str, Profile]:
-    """Built-in profiles from `config/profiles.json`, extended or overridden by `paths`."""
+    """The shipped profiles, extended or overridden by the config directory's `profiles.json`,
+    then by `paths`."""
+    directory = config_dir()
+    sources: list[Path | Traversable] = [defaults() / "profiles.json"]
+    if directory is not None and (directory / "profiles.json").is_file():
+        sources.append(directory / "profiles.json")
     profiles: dict[str, Profile] = {}
-    for path in (config_dir() / "profiles.json", *paths):
-        for name, spec in _read_json(path).items():
+    for path in (*sources, *paths):
+        for name, spec in read_json(path).items():
             try:
                 profiles[name] = Profile(name=name, **spec)
             except (TypeError, ValueError) as exc:
-                raise ValueError(f"{path}: profile {name!r}: {exc}") from exc
+                raise ValueError(f"{path}: profile {name!r}: {exc}") from None
     return profiles
+
+
+def scenario_dirs() -> list[Path | Traversable]:
+    """Where simulator presets (`<name>.json`) are looked up, in order."""
+    directory = config_dir()
+    dirs: list[Path | Traversable] = []
+    if directory is not None:
+        dirs.append(directory / "scenarios")
+    return [*dirs, defaults() / "scenarios"]

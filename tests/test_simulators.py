@@ -245,7 +245,7 @@ def test_world_and_fences(sim):
 
 
 def test_example_fences_file_matches_default_world():
-    data = json.loads((ROOT / "config" / "fences.example.geojson").read_text())
+    data = json.loads((ROOT / "chainsight" / "defaults" / "fences.example.geojson").read_text())
     default = load_scenario("default")
     world = build_world(default, rng_for(default.seed, 1))
     assert data == json.loads(json.dumps(world.fences()))
@@ -256,7 +256,8 @@ def test_scenarios_and_overrides():
     assert 100 <= demo.shipments <= 1000 and demo.silence_count == 1 and demo.excursion_count >= 3
     d = load_scenario("default", shipments=5, duration="30m")
     assert d.shipments == 5 and d.duration_ms == 30 * 60_000
-    assert load_scenario(ROOT / "config" / "scenarios" / "demo.json").name == "demo"
+    demo = ROOT / "chainsight" / "defaults" / "scenarios" / "demo.json"
+    assert load_scenario(demo).name == "demo"
     with pytest.raises(ValueError, match="unknown scenario field"):
         load_scenario("default", nonsense=1)
     with pytest.raises(ValueError):

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property, lru_cache
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from chainsight.config import Profile, load_profiles
+from chainsight.config import Profile, load_profiles, scenario_dirs
 
-#: Product profiles, from the engine's own `config/profiles.json` (the contract's built-ins).
+#: Product profiles, as the engine loads them.
 PROFILES: dict[str, Profile] = load_profiles()
 
-SCENARIO_DIR_ENV = "CHAINSIGHT_SCENARIOS"
-_REPO_SCENARIOS = Path(__file__).resolve().parents[2] / "config" / "scenarios"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -147,18 +145,9 @@ def _validate(s: Scenario) -> None:
     parse_time(s.start)
 
 
-def scenario_dirs() -> list[Path]:
-    """Directories searched for ``<name>.json`` presets, in order."""
-    dirs = []
-    env = os.environ.get(SCENARIO_DIR_ENV)
-    if env:
-        dirs.append(Path(env))
-    dirs += [Path.cwd() / "config" / "scenarios", _REPO_SCENARIOS]
-    return dirs
-
-
 def load_scenario(name_or_path: str | Path | None = None, **overrides: Any) -> Scenario:
-    """Load a preset by name (``config/scenarios/<name>.json``) or path; kwargs override fields.
+    """Load a preset by name (``<name>.json`` in the config directory's ``scenarios/`` or the
+    shipped ones) or path; kwargs override fields.
 
     Overrides that are None are ignored (handy for optional CLI flags; use
     ``Scenario.replace`` to set a field to None). ``None`` or ``"default"`` without a preset
@@ -166,16 +155,16 @@ def load_scenario(name_or_path: str | Path | None = None, **overrides: Any) -> S
     """
     values: dict[str, Any] = {}
     if name_or_path is not None:
-        p = Path(name_or_path)
-        if p.suffix != ".json" or not p.exists():
+        p: Path | Traversable = Path(name_or_path)
+        if p.suffix != ".json" or not p.is_file():
             p = next(
                 (d / f"{name_or_path}.json" for d in scenario_dirs()
-                 if (d / f"{name_or_path}.json").exists()),
+                 if (d / f"{name_or_path}.json").is_file()),
                 p,
             )
-        if p.exists():
+        if p.is_file():
             values = json.loads(p.read_text())
-            values.setdefault("name", p.stem)
+            values.setdefault("name", p.name.removesuffix(".json"))
         elif str(name_or_path) != "default":
             raise FileNotFoundError(f"scenario {name_or_path!r} not found (tried {p})")
     values.update({k: v for k, v in overrides.items() if v is not None})

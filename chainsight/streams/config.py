@@ -1,13 +1,12 @@
-"""Configuration of the distributed runtime: `config/streams.json`, then environment variables."""
+"""Configuration of the distributed runtime (loaded like every setting: see `chainsight.config`)."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from chainsight.config import config_dir
+from chainsight.config import layered
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9093"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6390/0"
@@ -16,17 +15,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6390/0"
 COMPACTED = {"cleanup.policy": "compact", "segment.ms": "300000",
              "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": "300000"}
 
-ENV = {  # field -> environment variable
-    "bootstrap": "CHAINSIGHT_KAFKA_BOOTSTRAP",
-    "redis_url": "CHAINSIGHT_REDIS_URL",
-    "topic_prefix": "CHAINSIGHT_TOPIC_PREFIX",
-    "app_id": "CHAINSIGHT_APP_ID",
-    "worker_id": "CHAINSIGHT_WORKER_ID",
-    "partitions": "CHAINSIGHT_PARTITIONS",
-    "tick_s": "CHAINSIGHT_TICK_S",
-    "snapshot_s": "CHAINSIGHT_SNAPSHOT_S",
-    "history_len": "CHAINSIGHT_HISTORY_LEN",
-}
+ENV = {"bootstrap": "CHAINSIGHT_KAFKA_BOOTSTRAP"}  # other fields: CHAINSIGHT_<FIELD>
 
 
 @dataclass(frozen=True)
@@ -91,28 +80,6 @@ class StreamsConfig:
 
 
 def load_streams_config(**overrides: object) -> StreamsConfig:
-    """`config/streams.json`, then CHAINSIGHT_* environment variables, then `overrides`."""
-    path = config_dir() / "streams.json"
-    values: dict[str, object] = {}
-    if path.is_file():
-        try:
-            values = {k: v for k, v in json.loads(path.read_text()).items()
-                      if not k.startswith("_")}
-        except ValueError as exc:
-            raise ValueError(f"cannot read {path}: {exc}") from exc
-    types = {f.name: f.type for f in fields(StreamsConfig)}
-    unknown = set(values) - set(types)
-    if unknown:
-        raise ValueError(f"{path}: unknown keys: {', '.join(sorted(unknown))}")
-    for name, var in ENV.items():
-        if os.environ.get(var):
-            values[name] = _parse(os.environ[var], types[name], var)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return StreamsConfig(**values)  # type: ignore[arg-type]
-
-
-def _parse(text: str, kind: object, var: str) -> object:
-    try:
-        return int(text) if kind == "int" else float(text) if kind == "float" else text
-    except ValueError:
-        raise ValueError(f"{var}={text!r}: expected a number") from None
+    """The distributed runtime's settings: defaults, the config directory's `streams.json`,
+    `CHAINSIGHT_*` environment variables, then `overrides` (see `chainsight.config`)."""
+    return layered(StreamsConfig, "streams.json", ENV, **overrides)
