@@ -71,6 +71,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_put_fences(args: argparse.Namespace) -> int:
+    import orjson
+
+    from chainsight.events import now_ms
+    from chainsight.streams.config import load_streams_config
+    from chainsight.streams.publish import publish_fences
+
+    publish_fences(load_streams_config(), orjson.loads(args.fences.read_bytes()), now_ms())
+    print(f"published {args.fences} to every partition", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:  # the simulator owns its options
@@ -115,8 +127,15 @@ def main(argv: list[str] | None = None) -> int:
                                       "Redis live state (configured by CHAINSIGHT_* variables "
                                       "and config/streams.json)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--fences", type=Path, help="geofences (GeoJSON) to start with, until a set "
+                                               "is published with `chainsight put-fences`")
     engine_options(p)
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("put-fences", help="distributed runtime: replace the geofences of every "
+                                          "worker and partition, live")
+    p.add_argument("fences", type=Path, help="geofences (GeoJSON FeatureCollection)")
+    p.set_defaults(func=cmd_put_fences)
 
     args = parser.parse_args(argv)
     try:

@@ -65,18 +65,33 @@ class StreamsConfig:
         return f"{self.topic_prefix}.checkpoints"
 
     @property
+    def audit_topic(self) -> str:
+        """Audit-trail entries of each partition's engine, keyed `<partition>:<seq>`."""
+        return f"{self.topic_prefix}.audit"
+
+    @property
+    def fences_topic(self) -> str:
+        """The latest fence set (one partition, compacted): what a new engine starts with."""
+        return f"{self.topic_prefix}.fences"
+
+    @property
     def redis_prefix(self) -> str:
         """Every Redis key and channel of this deployment starts with this."""
         return f"cs:{self.topic_prefix}:"
 
+    def partitioned_topics(self) -> tuple[str, ...]:
+        """The topics whose partition p belongs to input partition p."""
+        return (self.events_topic, self.alerts_topic, self.dead_letter_topic,
+                self.snapshots_topic, self.checkpoints_topic, self.audit_topic)
+
     def topics(self) -> dict[str, int]:
         """Every topic of the runtime and its partition count."""
-        names = (self.events_topic, self.alerts_topic, self.dead_letter_topic,
-                 self.snapshots_topic, self.checkpoints_topic)
-        return dict.fromkeys(names, self.partitions)
+        return {**dict.fromkeys(self.partitioned_topics(), self.partitions),
+                self.fences_topic: 1}
 
     def topic_configs(self) -> dict[str, dict[str, str]]:
-        return {self.snapshots_topic: COMPACTED, self.checkpoints_topic: COMPACTED}
+        return {self.snapshots_topic: COMPACTED, self.checkpoints_topic: COMPACTED,
+                self.audit_topic: COMPACTED, self.fences_topic: COMPACTED}
 
 
 def load_streams_config(**overrides: object) -> StreamsConfig:

@@ -17,6 +17,7 @@ import msgspec
 import orjson
 from confluent_kafka import Message
 
+from chainsight.commands import CommandRefused
 from chainsight.core import Engine, Output
 from chainsight.streams import control
 
@@ -35,6 +36,7 @@ class Batch:
 
     alerts: list[tuple[dict, bytes, bool]] = field(default_factory=list)  # record, JSON, emit?
     notifications: list[dict] = field(default_factory=list)  # escalations, severity raises
+    audit: list[dict] = field(default_factory=list)  # audit-trail entries, in chain order
     open_alerts: dict[str, dict | None] = field(default_factory=dict)  # id -> record; None: closed
     dead: list[tuple[int, bytes]] = field(default_factory=list)  # input offset, JSON
     changed: set[int] = field(default_factory=set)  # dense shipment ids
@@ -85,11 +87,24 @@ class Partition:
             run = []
             if kind == control.TICK:
                 self.tick_pending = False
-            self._collect(control.apply(self.engine, kind, record.value() or b"{}"), batch)
+            self._control(record, kind, batch)
         self._events(run, batch)
         if records:
             self.next_offset = max(self.next_offset, records[-1].offset() + 1)
         return batch
+
+    def _control(self, record: Message, kind: bytes, batch: Batch) -> None:
+        """Apply a control record; a refused or malformed one is dead-lettered with the reason
+        (the partition goes on)."""
+        value = record.value() or b""
+        try:
+            out = control.apply(self.engine, kind, value)
+        except CommandRefused as exc:
+            log.info("partition %d offset %d: %s", self.number, record.offset(), exc)
+            self._dead(record, f"control record refused: {exc}",
+                       value.decode(errors="replace"), batch)
+            return
+        self._collect(out, batch)
 
     def moved_since_snapshot(self) -> bool:
         """True when records were processed since the last snapshot."""
@@ -149,6 +164,7 @@ class Partition:
                     open_alerts[aid] = record
                 touched.append(aid)
         batch.notifications += out.notifications
+        batch.audit += out.audit
         for note in out.notifications:  # the latest record of an alert still open (a later
             if note["alert_id"] in open_alerts:  # transition of it would have resolved it)
                 open_alerts[note["alert_id"]] = note

@@ -13,13 +13,18 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
+from chainsight.commands import Command, ReplaceFences
 from chainsight.events import Event, EventDecoder
+from chainsight.geofence import FenceSet
 from chainsight.streams import control
 from chainsight.streams.config import StreamsConfig
 from chainsight.streams.kafka_admin import ensure_topics
 from chainsight.streams.producer import EventProducer
+
+FENCES_KEY = b"fences"
 
 
 class Router:
@@ -116,3 +121,25 @@ def publish_file(path: Path, config: StreamsConfig, end_of_stream: bool = True) 
         sink.end_of_stream()
     sink.close()
     return sink.sent
+
+
+def send_command(sink: KafkaSink, command: Command, key: str) -> None:
+    """Send a user command in band, keyed like its shipment's events (`key`: the shipment id,
+    or the device id for a device's own alert), so it reaches the partition that owns it."""
+    headers, value = control.command(command)
+    sink.producer.send(sink.topic, key.encode(), value, headers=headers)
+
+
+def publish_fences(config: StreamsConfig, geojson: dict, version: int) -> None:
+    """Replace the fences of the whole deployment: the set goes to the compacted fences topic
+    (what new engines start with) and, as a command, into every input partition (where each
+    engine applies it in order with the events, so reprocessing gives the same results)."""
+    FenceSet.from_geojson(geojson)  # refuse an invalid set before anything is written
+    command = ReplaceFences(geojson, version)
+    sink = KafkaSink(config)
+    sink.producer.send(config.fences_topic, FENCES_KEY, msgspec.json.encode(command),
+                       partition=0)
+    headers, value = control.command(command)
+    for partition in range(sink.producer.partitions(sink.topic)):
+        sink.producer.send(sink.topic, None, value, partition=partition, headers=headers)
+    sink.close()

@@ -23,6 +23,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from chainsight.commands import decode_command
 from chainsight.core import Engine
 from chainsight.events import now_ms
 from chainsight.streams import control, snapshots
@@ -31,6 +32,7 @@ from chainsight.streams.kafka_admin import ensure_topics
 from chainsight.streams.live_state import Changes, LiveState
 from chainsight.streams.partition import Batch, Partition, PartitionState
 from chainsight.streams.producer import EventProducer
+from chainsight.streams.publish import FENCES_KEY
 from chainsight.streams.snapshots import Checkpoint, PartitionReader
 
 log = logging.getLogger("chainsight.worker")
@@ -98,7 +100,8 @@ class Worker:
         ensure_topics(cfg.bootstrap, cfg.topics(), replication_factor=cfg.replication_factor,
                       configs=cfg.topic_configs())
         metadata = AdminClient({"bootstrap.servers": cfg.bootstrap}).list_topics(timeout=30)
-        counts = {name: len(metadata.topics[name].partitions) for name in cfg.topics()}
+        counts = {name: len(metadata.topics[name].partitions)
+                  for name in cfg.partitioned_topics()}
         if len(set(counts.values())) > 1:
             raise ValueError(f"topics must have equal partition counts, got {counts}")
 
@@ -174,6 +177,9 @@ class Worker:
         changes.open_alerts.update(batch.open_alerts)
         for _, value in batch.dead:
             send(cfg.dead_letter_topic, None, value, partition=p, on_delivery=self._delivered)
+        for entry in batch.audit:
+            send(cfg.audit_topic, f"{p}:{entry['seq']}".encode(), orjson.dumps(entry),
+                 partition=p, on_delivery=self._delivered)
         if batch.changed:
             changes.states.update(part.views(batch.changed))
         for shipment, lines in batch.history.items():
@@ -289,11 +295,21 @@ class Worker:
         log.info("partitions %s assigned; now owning %s", sorted(tp.partition for tp in assigned),
                  sorted(self.parts))
 
+    def _new_engine(self) -> Engine:
+        """An engine from the configuration, with the deployment's latest fence set when one
+        was published (see `publish_fences`)."""
+        engine = self.engine_factory()
+        records, _ = self.reader.read(self.config.fences_topic, 0)
+        latest = [r.value for r in records if r.key == FENCES_KEY]
+        if latest and latest[-1]:
+            engine.apply(decode_command(latest[-1]))
+        return engine
+
     def _restore(self, p: int) -> Partition:
         cfg, reader = self.config, self.reader
         checkpoint = reader.latest_checkpoint(cfg.checkpoints_topic, p)
         if checkpoint is None:
-            state = PartitionState(self.engine_factory())
+            state = PartitionState(self._new_engine())
             offset = reader.bounds(cfg.events_topic, p)[0]
             alerts_from = dead_from = None
         else:
