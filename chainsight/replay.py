@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import stat
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -46,6 +47,60 @@ class ReplayResult:
 def default_workers() -> int:
     """Decode workers worth starting on this machine (0: decode in this process)."""
     return 2 if (os.cpu_count() or 1) >= 2 else 0
+
+
+def check_paths(inputs: dict[str, Path], outputs: dict[str, Path]) -> None:
+    """Refuse, with a one-line ValueError and before anything is written, an input that cannot
+    be read, an output that cannot be created, or an output that is an input or another output.
+    Keys name the paths in messages (e.g. "the input", "--alerts-out")."""
+    for path in inputs.values():
+        _check_readable(path)
+    named = [*inputs.items(), *outputs.items()]
+    for i in range(len(inputs), len(named)):
+        name, path = named[i]
+        for other_name, other in named[:i]:
+            if _same_file(path, other):
+                raise ValueError(f"{name} {path} is the same file as {other_name} {other}")
+    for path in outputs.values():
+        _check_writable(path)
+
+
+def _check_readable(path: Path) -> None:
+    """Refuse (ValueError) a path that is not a readable regular file."""
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise ValueError(f"cannot read {path}: is a directory")
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"cannot read {path}: not a regular file")
+        open(path, "rb").close()  # whether it opens (permissions)
+    except OSError as exc:
+        raise ValueError(_read_error(path, exc)) from None
+
+
+def _check_writable(path: Path) -> None:
+    if path.is_dir():
+        raise ValueError(f"cannot write {path}: is a directory")
+    parent = path.parent
+    if not parent.is_dir():
+        raise ValueError(f"cannot write {path}: no such directory {parent}")
+    if not os.access(path if path.exists() else parent, os.W_OK):
+        raise ValueError(f"cannot write {path}: permission denied")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.resolve() == b.resolve():
+            return True
+    except (OSError, RuntimeError):  # a symlink loop: compare what can be compared
+        if a.absolute() == b.absolute():
+            return True
+    return a.exists() and b.exists() and os.path.samefile(a, b)
+
+
+def _read_error(path: Path, exc: OSError) -> str:
+    reason = exc.strerror.lower() if exc.strerror else str(exc)
+    return f"cannot read {path}: {reason}"
 
 
 def replay(events: Path, engine: Engine, alerts_out: Path | None = None,

@@ -1,0 +1,119 @@
+"""Bad command lines and bad files: one line on stderr, exit code 2, nothing written."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import fix, order
+
+from chainsight.cli import main
+
+CLI = [sys.executable, "-m", "chainsight.cli"]
+EVENTS = b"\n".join([order(), fix(0), fix(1)]) + b"\n"
+
+
+@pytest.fixture
+def events(tmp_path, monkeypatch):
+    """A small valid input, in the current directory so relative paths can be tried."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(EVENTS)
+    return path
+
+
+def refused(capsys, *argv):
+    """Run `chainsight replay ARGV` in-process; return its one stderr line, checking exit 2."""
+    code = main(["replay", *argv, "--workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("chainsight replay: "), err
+    return err
+
+
+def files(directory):
+    return sorted(p.name for p in Path(directory).iterdir())
+
+
+@pytest.mark.parametrize("argv", [
+    ["events.jsonl", "--alerts-out", "events.jsonl"],
+    ["events.jsonl", "--dead-letter-out", "./events.jsonl"],
+    ["events.jsonl", "--alerts-out", "a.jsonl", "--state-out", "sub/../events.jsonl"],
+    ["./events.jsonl", "--eta-out", "events.jsonl"],
+])
+def test_an_output_that_is_the_input_is_refused_before_reading_it(events, capsys, argv):
+    (events.parent / "sub").mkdir()
+    err = refused(capsys, *argv)
+    assert "is the same file as the input" in err
+    assert events.read_bytes() == EVENTS
+    assert files(events.parent) == ["events.jsonl", "sub"]
+
+
+def test_an_output_through_a_symlink_to_the_input_is_refused(events, capsys):
+    (events.parent / "link.jsonl").symlink_to(events)
+    err = refused(capsys, str(events), "--alerts-out", "a.jsonl", "--state-out", "link.jsonl")
+    assert "--state-out link.jsonl is the same file as the input" in err
+    assert events.read_bytes() == EVENTS
+    assert files(events.parent) == ["events.jsonl", "link.jsonl"]
+
+
+def test_two_outputs_naming_one_file_are_refused(events, capsys):
+    err = refused(capsys, "events.jsonl", "--alerts-out", "out.jsonl",
+                  "--dead-letter-out", str(events.parent / "out.jsonl"))
+    assert "--dead-letter-out" in err and "--alerts-out" in err
+    assert files(events.parent) == ["events.jsonl"]
+
+
+def test_an_output_that_is_the_fences_file_is_refused(events, capsys):
+    fences = events.parent / "fences.geojson"
+    fences.write_text('{"type": "FeatureCollection", "features": []}')
+    err = refused(capsys, "events.jsonl", "--fences", "fences.geojson",
+                  "--alerts-out", "fences.geojson")
+    assert "same file as --fences" in err
+    assert fences.read_text() == '{"type": "FeatureCollection", "features": []}'
+
+
+@pytest.mark.parametrize("state_out, reason", [
+    ("missing/state.json", "no such directory missing"),
+    (".", "is a directory"),
+])
+def test_an_output_that_cannot_be_created_is_refused_before_the_replay(events, capsys,
+                                                                       state_out, reason):
+    err = refused(capsys, "events.jsonl", "--alerts-out", "a.jsonl", "--dead-letter-out",
+                  "d.jsonl", "--state-out", state_out, "--eta-out", "eta.jsonl")
+    assert f"cannot write {Path(state_out)}: {reason}" in err
+    assert files(events.parent) == ["events.jsonl"]  # no empty alerts or dead-letter file
+
+
+def test_an_output_inside_a_file_is_refused(events, capsys):
+    err = refused(capsys, "events.jsonl", "--alerts-out", "events.jsonl/a.jsonl")
+    assert "cannot write events.jsonl/a.jsonl: no such directory events.jsonl" in err
+    assert events.read_bytes() == EVENTS
+
+
+@pytest.mark.parametrize("option", [[], ["--fences"], ["--profiles"]])
+def test_a_missing_or_directory_input_says_which_and_why(events, capsys, option):
+    (events.parent / "adir").mkdir()
+    inputs = ["events.jsonl", *option] if option else []
+    err = refused(capsys, *inputs, "nothere.json", "--alerts-out", "a.jsonl")
+    assert err == "chainsight replay: cannot read nothere.json: no such file or directory\n"
+    err = refused(capsys, *inputs, "adir", "--alerts-out", "a.jsonl")
+    assert err == "chainsight replay: cannot read adir: is a directory\n"
+    assert files(events.parent) == ["adir", "events.jsonl"]
+
+
+def test_a_malformed_profiles_file_is_one_line(events, capsys):
+    (events.parent / "profiles.json").write_text('{"cold": {"min_c": 2,')
+    err = refused(capsys, "events.jsonl", "--profiles", "profiles.json", "--alerts-out", "a.jsonl")
+    assert "cannot read profiles.json" in err
+    assert files(events.parent) == ["events.jsonl", "profiles.json"]
+
+
+def test_a_directory_input_in_a_subprocess_prints_no_traceback(events):
+    (events.parent / "adir").mkdir()
+    proc = subprocess.run([*CLI, "replay", "adir", "--alerts-out", "a.jsonl", "--workers", "2"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 2
+    assert proc.stderr == "chainsight replay: cannot read adir: is a directory\n"
