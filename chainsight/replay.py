@@ -29,7 +29,7 @@ from chainsight.events import EventDecoder, now_ms
 CHUNK_BYTES = 16 << 20  # bytes per engine call (and per worker task)
 FIRST_CHUNK_BYTES = 1 << 20
 DECODE_NICENESS = 10
-_worker: tuple[BinaryIO, EventDecoder, int]  # each worker's file, decoder and "now"
+_worker: tuple[Path, EventDecoder, int]  # each worker's file, decoder and "now"
 
 
 @dataclass
@@ -159,18 +159,21 @@ def _decoded_ranges(path: Path, decoder: EventDecoder,
 def _byte_ranges(path: Path) -> Iterator[tuple[int, int]]:
     """(start, end) byte ranges, each ending at a line break: small at first, so the engine
     starts early, then doubling up to about CHUNK_BYTES."""
-    size = path.stat().st_size
-    step = FIRST_CHUNK_BYTES
-    with open(path, "rb") as f:
-        start = 0
-        while start < size:
-            step = min(step, CHUNK_BYTES)
-            f.seek(min(start + step, size))
-            step *= 2
-            f.readline()  # on to the end of the line the range would cut
-            end = min(f.tell(), size)
-            yield start, end
-            start = end
+    try:
+        size = path.stat().st_size
+        step = FIRST_CHUNK_BYTES
+        with open(path, "rb") as f:
+            start = 0
+            while start < size:
+                step = min(step, CHUNK_BYTES)
+                f.seek(min(start + step, size))
+                step *= 2
+                f.readline()  # on to the end of the line the range would cut
+                end = min(f.tell(), size)
+                yield start, end
+                start = end
+    except OSError as exc:
+        raise OSError(_read_error(path, exc)) from None
 
 
 def _start_decode_process(path: Path, decoder: EventDecoder, now: int) -> None:
@@ -181,15 +184,22 @@ def _start_decode_process(path: Path, decoder: EventDecoder, now: int) -> None:
 
 
 def _start_worker(path: Path, decoder: EventDecoder, now: int) -> None:
+    """Nothing here may fail: a pool whose initializer raises prints tracebacks and restarts
+    its workers for ever. The file is opened by each task, whose error reaches the caller."""
     global _worker
-    _worker = (open(path, "rb"), decoder, now)  # noqa: SIM115 - open for the worker's life
+    _worker = (path, decoder, now)
 
 
 def _extract_range(start: int, end: int) -> tuple[Extracted, int]:
     """Decode the lines in bytes [start, end); dead letters are numbered from 1 in the range."""
-    source, decoder, now = _worker
-    source.seek(start)
-    return decode_jsonl(decoder, source.read(end - start), 1, now)
+    path, decoder, now = _worker
+    try:
+        with open(path, "rb") as source:
+            source.seek(start)
+            data = source.read(end - start)
+    except OSError as exc:
+        raise OSError(_read_error(path, exc)) from None
+    return decode_jsonl(decoder, data, 1, now)
 
 
 def _write(sink: BinaryIO | None, records: list[dict]) -> None:

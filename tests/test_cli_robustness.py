@@ -1,5 +1,6 @@
 """Bad command lines and bad files: one line on stderr, exit code 2, nothing written."""
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -8,7 +9,9 @@ from pathlib import Path
 import pytest
 from helpers import fix, order
 
+import chainsight.replay as replay_module
 from chainsight.cli import main
+from chainsight.core import Engine
 
 CLI = [sys.executable, "-m", "chainsight.cli"]
 EVENTS = b"\n".join([order(), fix(0), fix(1)]) + b"\n"
@@ -117,3 +120,19 @@ def test_a_directory_input_in_a_subprocess_prints_no_traceback(events):
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert proc.returncode == 2
     assert proc.stderr == "chainsight replay: cannot read adir: is a directory\n"
+
+
+def test_a_read_error_in_a_decode_process_is_one_line_naming_the_path(tmp_path, capfd):
+    """Workers open the file per task: an error reaches the caller, not the worker's stderr
+    (a failing pool initializer would print tracebacks and restart its workers for ever)."""
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with context.Pool(1, initializer=replay_module._start_decode_process,
+                      initargs=(tmp_path, Engine().ingest.decoder, 0)) as pool:
+        with pytest.raises(OSError, match=f"^cannot read {tmp_path}: is a directory$"):
+            pool.apply_async(replay_module._extract_range, (0, 10)).get(timeout=30)
+    assert capfd.readouterr().err == ""
+
+
+def test_a_read_error_in_the_replay_names_the_path(tmp_path):
+    with pytest.raises(OSError, match=f"^cannot read {tmp_path}: is a directory$"):
+        replay_module.replay(tmp_path, Engine(), workers=0)
