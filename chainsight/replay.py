@@ -8,6 +8,7 @@ output is the same as in one process.
 
 from __future__ import annotations
 
+import codecs
 import multiprocessing
 import os
 import stat
@@ -158,12 +159,14 @@ def _decoded_ranges(path: Path, decoder: EventDecoder,
 
 def _byte_ranges(path: Path) -> Iterator[tuple[int, int]]:
     """(start, end) byte ranges, each ending at a line break: small at first, so the engine
-    starts early, then doubling up to about CHUNK_BYTES."""
+    starts early, then doubling up to about CHUNK_BYTES. A UTF-8 byte-order mark at the start
+    of the file is left out (it is not part of line 1's event)."""
     try:
         size = path.stat().st_size
         step = FIRST_CHUNK_BYTES
         with open(path, "rb") as f:
-            start = 0
+            bom = codecs.BOM_UTF8
+            start = len(bom) if f.read(len(bom)) == bom else 0
             while start < size:
                 step = min(step, CHUNK_BYTES)
                 f.seek(min(start + step, size))

@@ -136,3 +136,14 @@ def test_a_read_error_in_a_decode_process_is_one_line_naming_the_path(tmp_path, 
 def test_a_read_error_in_the_replay_names_the_path(tmp_path):
     with pytest.raises(OSError, match=f"^cannot read {tmp_path}: is a directory$"):
         replay_module.replay(tmp_path, Engine(), workers=0)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_byte_order_mark_at_the_start_is_ignored(tmp_path, workers):
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\xef\xbb\xbf" + EVENTS + b"{bad\n")
+    dead = tmp_path / "dlq.jsonl"
+    result = replay_module.replay(events, Engine(), dead_letter_out=dead, workers=workers)
+    assert result.events == 3 and result.rejected == 1
+    assert dead.read_text().count("\n") == 1
+    assert '"line":4' in dead.read_text()  # lines are still counted from the first one
