@@ -75,8 +75,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:  # the simulator owns its options
-        from chainsight.simulators.cli import simulate_main
-
+        try:
+            from chainsight.simulators.cli import simulate_main
+        except (OSError, ValueError) as exc:  # the simulator reads the profiles on import
+            print(f"chainsight simulate: {exc}", file=sys.stderr)
+            return 2
         return simulate_main(argv[1:])
     parser = argparse.ArgumentParser(prog="chainsight", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

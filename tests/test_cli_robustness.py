@@ -147,3 +147,64 @@ def test_a_byte_order_mark_at_the_start_is_ignored(tmp_path, workers):
     assert result.events == 3 and result.rejected == 1
     assert dead.read_text().count("\n") == 1
     assert '"line":4' in dead.read_text()  # lines are still counted from the first one
+
+
+def simulate_refused(capsys, *argv):
+    """Run `chainsight simulate ARGV` in-process; return its one stderr line, checking exit 2."""
+    code = main(["simulate", *argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("chainsight simulate: "), err
+    return err
+
+
+def test_simulate_with_a_profile_beyond_the_builtins(tmp_path, capsys):
+    scenario = tmp_path / "gdp.json"
+    scenario.write_text('{"shipments": 8, "hubs": 3, "customers": 4, "duration": "40m",'
+                        ' "profile_mix": {"pharma_2_8_gdp": 1}}')
+    out = tmp_path / "events.jsonl"
+    assert main(["simulate", "--scenario", str(scenario), "--out", str(out)]) == 0
+    assert b'"product_profile":"pharma_2_8_gdp"' in out.read_bytes()
+    assert b'"type":"sensor"' in out.read_bytes()
+
+
+def test_simulate_refuses_a_profile_no_file_defines(tmp_path, capsys):
+    scenario = tmp_path / "s.json"
+    scenario.write_text('{"profile_mix": {"pharma_2_8": 1, "pharma_9_9": 1}}')
+    err = simulate_refused(capsys, "--scenario", str(scenario), "--out", str(tmp_path / "o"))
+    assert "unknown product profile 'pharma_9_9'" in err
+    assert files(tmp_path) == ["s.json"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"shipments": 3,', "cannot read"),
+    ("[1, 2]", "expected a JSON object"),
+    ('{"shipments": "ten"}', "'shipments' must be an integer"),
+    ('{"excursion_factor": [2]}', "'excursion_factor' must be a [low, high] pair"),
+    ('{"profile_mix": {"frozen": "x"}}', "'profile_mix' must be an object of weights"),
+    ('{"destination_mix": {}}', "'destination_mix' must be an object of weights"),
+])
+def test_simulate_refuses_a_malformed_scenario(tmp_path, capsys, text, message):
+    scenario = tmp_path / "s.json"
+    scenario.write_text(text)
+    err = simulate_refused(capsys, "--scenario", str(scenario), "--out", str(tmp_path / "o"))
+    assert message in err
+    assert files(tmp_path) == ["s.json"]
+
+
+def test_simulate_refuses_an_output_it_cannot_write(tmp_path, capsys):
+    err = simulate_refused(capsys, "--scenario", "smoke", "--shipments", "3", "--out",
+                           str(tmp_path / "o.jsonl"), "--ground-truth", str(tmp_path / "no/t.json"))
+    assert f"cannot write {tmp_path / 'no/t.json'}" in err
+
+
+def test_simulate_with_malformed_profiles_is_one_line(tmp_path):
+    (tmp_path / "profiles.json").write_text('{"frozen": {"min_c": -30,')
+    proc = subprocess.run([*CLI, "simulate", "--scenario", "smoke", "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path),
+                               "CHAINSIGHT_CONFIG_DIR": str(tmp_path)})
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"chainsight simulate: cannot read {tmp_path / 'profiles.json'}")
+    assert files(tmp_path) == ["profiles.json"]
