@@ -20,16 +20,18 @@ def _engine(args: argparse.Namespace):  # noqa: ANN202 - imports kept lazy for a
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from chainsight.replay import default_workers, replay
+    from chainsight.replay import check_paths, default_workers, replay
 
-    if not args.events.is_file():
-        print(f"chainsight replay: cannot read {args.events}: no such file", file=sys.stderr)
-        return 2
+    inputs = {"the input": args.events, "--fences": args.fences, "--profiles": args.profiles}
+    outputs = {"--alerts-out": args.alerts_out, "--dead-letter-out": args.dead_letter_out,
+               "--state-out": args.state_out, "--eta-out": args.eta_out}
+    check_paths({k: v for k, v in inputs.items() if v is not None},
+                {k: v for k, v in outputs.items() if v is not None})
     engine = _engine(args)
-    if args.eta_out:  # the engine publishes no ETA yet (no ETA model): an empty ETA.jsonl
-        args.eta_out.write_bytes(b"")
     result = replay(args.events, engine, args.alerts_out, args.dead_letter_out, args.state_out,
                     workers=default_workers() if args.workers is None else args.workers)
+    if args.eta_out:  # the engine publishes no ETA yet (no ETA model): an empty ETA.jsonl
+        args.eta_out.write_bytes(b"")
     print(f"replayed {result.events:,} events in {result.seconds:.2f} s "
           f"({result.events_per_s:,.0f} events/s): {result.alerts:,} alert transitions, "
           f"{result.rejected:,} rejected", file=sys.stderr)
@@ -86,8 +88,11 @@ def cmd_put_fences(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:  # the simulator owns its options
-        from chainsight.simulators.cli import simulate_main
-
+        try:
+            from chainsight.simulators.cli import simulate_main
+        except (OSError, ValueError) as exc:  # the simulator reads the profiles on import
+            print(f"chainsight simulate: {exc}", file=sys.stderr)
+            return 2
         return simulate_main(argv[1:])
     parser = argparse.ArgumentParser(prog="chainsight", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

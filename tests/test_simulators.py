@@ -307,3 +307,27 @@ def test_iso_strings_match_python():
 
 def _ms(v):
     return parse_time(v)
+
+
+def test_profiles_beyond_the_builtins_get_readings_inside_their_limits():
+    """Any profile of config/profiles.json can be in profile_mix: its reefers hold a set point
+    inside its temperature range and, when it has one, inside its humidity range."""
+    mix = {"pharma_2_8_gdp": 1.0, "fresh_produce": 1.0, "frozen_gdp": 1.0}
+    sim = simulate("smoke", shipments=40, duration="90m", destination_mix={"customer": 1.0},
+                   excursion_count=0, short_excursion_count=0, profile_mix=mix)
+    events = list(sim)
+    profile = {e["shipment_id"]: e["product_profile"] for e in events if e["type"] == "order"}
+    assert set(profile.values()) == set(mix)
+    readings = [(PROFILES[profile[e["shipment_id"]]], e) for e in events if e["type"] == "sensor"]
+    assert {p.name for p, _ in readings} == set(mix)
+    for p, e in readings:
+        assert p.min_c < e["temp_c"] < p.max_c, e
+        if p.humidity_min is not None:
+            assert p.humidity_min < e["humidity_pct"] < p.humidity_max, e
+    produce = [e["temp_c"] for p, e in readings if p.name == "fresh_produce"]
+    assert 1.0 < np.median(produce) < 3.0  # about the middle of 0..4 °C
+
+
+def test_a_profile_no_file_defines_is_refused():
+    with pytest.raises(ValueError, match="unknown product profile 'pharma_9_9' in profile_mix"):
+        load_scenario("smoke", profile_mix={"pharma_9_9": 1.0})

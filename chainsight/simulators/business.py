@@ -19,6 +19,7 @@ CERTS = {
     "chilled_food": (("HACCP", "Bureau Veritas"), ("BRCGS", "DNV")),
     "ambient": (("ISO 9001", "Lloyd's Register"),),
 }
+OTHER_CERTS = (("ISO 9001", "Lloyd's Register"),)  # profiles other than the built-ins
 
 
 def business_events(f: Fleet) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray,
@@ -49,7 +50,7 @@ def business_events(f: Fleet) -> tuple[list[dict[str, Any]], np.ndarray, np.ndar
         o_site, d_site = world.sites[o], world.sites[d]
         prof = f.profiles[i]
         certs = [{"kind": k, "issuer": iss, "id": f"{k.split()[0].upper()}-{cert_id[i][j]}"}
-                 for j, (k, iss) in enumerate(CERTS[prof])]
+                 for j, (k, iss) in enumerate(CERTS.get(prof, OTHER_CERTS))]
         order = {
             "order_id": f"ORD-{num:0{w}d}", "shipment_id": sid,
             "customer_id": d_site.site_id, "product_profile": prof,

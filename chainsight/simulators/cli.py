@@ -68,15 +68,16 @@ def simulate_main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     sim = simulate(scn)
     gen_s = time.perf_counter() - t0
-    if args.fences_out:
-        sim.write_fences(args.fences_out)
-    if args.ground_truth:
-        sim.write_ground_truth(args.ground_truth)
     try:
+        if args.fences_out:
+            sim.write_fences(args.fences_out)
+        if args.ground_truth:
+            sim.write_ground_truth(args.ground_truth)
         sink = _kafka_sink() if args.kafka else JsonlFileSink(args.out)
     except (OSError, RuntimeError) as exc:
-        target = "Kafka" if args.kafka else args.out
-        print(f"chainsight simulate: cannot write {target}: {exc}", file=sys.stderr)
+        target = getattr(exc, "filename", None) or ("Kafka" if args.kafka else args.out)
+        reason = getattr(exc, "strerror", None) or exc
+        print(f"chainsight simulate: cannot write {target}: {reason}", file=sys.stderr)
         return 2
     stats = run(sim, sink, rate=args.rate, speedup=args.speedup,
                 progress=_progress_printer() if args.progress else None, close=False)

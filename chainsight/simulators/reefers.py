@@ -8,8 +8,10 @@ import numpy as np
 
 from .scenario import PROFILES, Profile
 
+# the built-ins' set points and humidity; other profiles' come from their limits
 SETPOINT_C = {"pharma_2_8": 5.0, "frozen": -22.0, "chilled_food": 2.5, "ambient": 20.0}
 HUMIDITY_PCT = {"pharma_2_8": 55.0, "frozen": 70.0, "chilled_food": 85.0, "ambient": 45.0}
+DEFAULT_HUMIDITY_PCT = 60.0
 MIN_OUTSIDE_C = 0.3  # excursion readings are at least ~this far beyond the limit
 
 
@@ -41,6 +43,29 @@ def inner_range(p: Profile) -> tuple[float, float]:
     return p.min_c + m, p.max_c - m
 
 
+def setpoint_c(name: str) -> float:
+    """Reefer set point for a profile: the middle of its range unless a built-in's is given
+    (either way `fleet_reefers` keeps it a quarter of the normal band inside)."""
+    p = PROFILES[name]
+    return SETPOINT_C.get(name, (p.min_c + p.max_c) / 2)
+
+
+def humidity_range(p: Profile) -> tuple[float, float]:
+    """Band that humidity readings are clipped to: inside the profile's limits when it has any."""
+    if p.humidity_min is None or p.humidity_max is None:
+        return 5.0, 99.0
+    m = max(0.4, 0.08 * (p.humidity_max - p.humidity_min))
+    return p.humidity_min + m, p.humidity_max - m
+
+
+def humidity_pct(name: str) -> float:
+    """Typical relative humidity in a profile's reefer: the middle of its limits if any."""
+    p = PROFILES[name]
+    if p.humidity_min is not None and p.humidity_max is not None:
+        return (p.humidity_min + p.humidity_max) / 2
+    return HUMIDITY_PCT.get(name, DEFAULT_HUMIDITY_PCT)
+
+
 def fleet_reefers(profiles: list[str], owner: np.ndarray, t_ms: np.ndarray, doors: Doors,
                   rng: np.random.Generator) -> Reefer:
     """Readings of many reefers at once (reefer j: ``owner == j``, profile ``profiles[j]``).
@@ -52,12 +77,13 @@ def fleet_reefers(profiles: list[str], owner: np.ndarray, t_ms: np.ndarray, door
     rng_lo = np.array([inner_range(PROFILES[p])[0] for p in profiles])
     rng_hi = np.array([inner_range(PROFILES[p])[1] for p in profiles])
     band = rng_hi - rng_lo
-    sp = np.array([SETPOINT_C[p] for p in profiles]) + rng.normal(0, 0.12, m) * band
+    sp = np.array([setpoint_c(p) for p in profiles]) + rng.normal(0, 0.12, m) * band
     sp = np.clip(sp, rng_lo + 0.25 * band, rng_hi - 0.25 * band)
     amp = rng.uniform(0, 0.1, (m, 3)) * band[:, None]
     period = rng.uniform(20, 180, (m, 3))
     phase = rng.uniform(0, 2 * np.pi, (m, 3))
-    hum0 = np.array([HUMIDITY_PCT[p] for p in profiles]) + rng.normal(0, 4, m)
+    hum_lo, hum_hi = np.array([humidity_range(PROFILES[p]) for p in profiles]).T
+    hum0 = np.array([humidity_pct(p) for p in profiles]) + rng.normal(0, 4, m)
     batt0 = rng.uniform(35, 100, m)
     drain = rng.uniform(0.3, 1.0, m)  # % per hour
 
@@ -93,7 +119,7 @@ def fleet_reefers(profiles: list[str], owner: np.ndarray, t_ms: np.ndarray, door
     temp = np.clip(temp, rng_lo[owner], rng_hi[owner])
     batt = batt0[owner] - drain[owner] * tmin / 60.0
     return Reefer(
-        np.rint(np.clip(hum, 5, 99) * 10).astype(np.int64),
+        np.rint(np.clip(hum, hum_lo[owner], hum_hi[owner]) * 10).astype(np.int64),
         door,
         np.rint(np.clip(batt, 0, 100) * 10).astype(np.int64),
         temp,

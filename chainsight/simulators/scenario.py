@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -12,7 +11,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from chainsight.config import Profile, load_profiles, scenario_dirs
+from chainsight.config import Profile, load_profiles, read_json, scenario_dirs
 
 #: Product profiles, as the engine loads them.
 PROFILES: dict[str, Profile] = load_profiles()
@@ -110,15 +109,43 @@ def _build(values: dict[str, Any]) -> Scenario:
     if unknown:
         raise ValueError(f"unknown scenario field(s): {', '.join(unknown)}")
     clean: dict[str, Any] = {}
+    defaults = Scenario()
     for k, v in values.items():
         if k not in known:
             continue
         if isinstance(v, list):
             v = tuple(v)
+        _check_type(k, v, getattr(defaults, k))
         clean[k] = v
     scn = Scenario(**clean)
     _validate(scn)
     return scn
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _check_type(name: str, value: Any, default: Any) -> None:
+    """Refuse a field whose value is not of its default's kind (ints may stand for floats;
+    the optional ``*_count`` fields take an int or null)."""
+    if default is None or isinstance(default, int):
+        ok = (value is None and default is None) or (
+            isinstance(value, int) and not isinstance(value, bool))
+        kind = "an integer or null" if default is None else "an integer"
+    elif isinstance(default, float):
+        ok, kind = _is_number(value), "a number"
+    elif isinstance(default, str):  # times and durations may also be numbers
+        ok, kind = isinstance(value, str) or _is_number(value), "a string"
+    elif isinstance(default, tuple):
+        ok = isinstance(value, tuple) and len(value) == 2 and all(map(_is_number, value))
+        kind = "a [low, high] pair of numbers"
+    else:  # the mixes: name -> weight
+        weights = list(value.values()) if isinstance(value, dict) else [None]
+        ok = all(_is_number(w) and w >= 0 for w in weights) and sum(weights) > 0
+        kind = "an object of weights (numbers >= 0, not all 0)"
+    if not ok:
+        raise ValueError(f"scenario field {name!r} must be {kind}, not {value!r}")
 
 
 def _validate(s: Scenario) -> None:
@@ -130,7 +157,8 @@ def _validate(s: Scenario) -> None:
         raise ValueError("duration and intervals must be positive")
     for p in s.profile_mix:
         if p not in PROFILES:
-            raise ValueError(f"unknown product profile {p!r} in profile_mix")
+            raise ValueError(f"unknown product profile {p!r} in profile_mix (add it to "
+                             "profiles.json in the config directory, CHAINSIGHT_CONFIG_DIR)")
     for k in s.destination_mix:
         if k not in ("customer", "cold_store", "hub"):
             raise ValueError(f"unknown destination kind {k!r}")
@@ -163,7 +191,7 @@ def load_scenario(name_or_path: str | Path | None = None, **overrides: Any) -> S
                 p,
             )
         if p.is_file():
-            values = json.loads(p.read_text())
+            values = read_json(p)
             values.setdefault("name", p.name.removesuffix(".json"))
         elif str(name_or_path) != "default":
             raise FileNotFoundError(f"scenario {name_or_path!r} not found (tried {p})")
