@@ -23,6 +23,14 @@ TEMPERATURE = "temperature_excursion"
 
 
 class Rule(Protocol):
+    name: str  # names the rule's state in snapshots
+
+    def dump_state(self) -> dict:
+        """What the rule remembers between batches (plain data and NumPy arrays)."""
+
+    def load_state(self, data: dict) -> None:
+        """Take over what `dump_state` gave (of a rule built from the same configuration)."""
+
     def on_rows(self, rows: Rows, state: State, book: AlertBook) -> None:
         """A run of gps/sensor rows in event-time order, shipments already resolved."""
 
@@ -32,6 +40,15 @@ class Rule(Protocol):
 
     def on_clock(self, clock: int, state: State, book: AlertBook) -> None:
         """Event time has advanced to `clock`: fire time-driven conditions."""
+
+
+def dump_sets(sets: dict[int, set[int]]) -> list[list]:
+    """A dict of sets as [key, members] pairs (snapshots hold no sets); order kept."""
+    return [[key, list(members)] for key, members in sets.items()]
+
+
+def load_sets(pairs: list[list]) -> dict[int, set[int]]:
+    return {key: set(members) for key, members in pairs}
 
 
 def profile_changed(event: Scan | Order) -> bool:
