@@ -85,6 +85,19 @@ def cmd_put_fences(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate_snapshots(args: argparse.Namespace) -> int:
+    if not args.trust_pickle:
+        print("chainsight migrate-snapshots: reading pickled snapshots runs code named in them; "
+              "run with --trust-pickle if you trust the snapshots topic", file=sys.stderr)
+        return 2
+    from chainsight.streams.config import load_streams_config
+    from chainsight.streams.migrate import migrate_snapshots
+
+    n = migrate_snapshots(load_streams_config(), lambda text: print(text, file=sys.stderr))
+    print(f"{n} snapshot(s) converted to version 3", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:  # the simulator owns its options
@@ -141,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
                                           "worker and partition, live")
     p.add_argument("fences", type=Path, help="geofences (GeoJSON FeatureCollection)")
     p.set_defaults(func=cmd_put_fences)
+
+    p = sub.add_parser("migrate-snapshots",
+                       help="convert the workers' pickled (version 2) snapshots to version 3, "
+                            "with the workers stopped (configured like `worker`)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="required: the old snapshots are pickles, and unpickling runs code")
+    p.set_defaults(func=cmd_migrate_snapshots)
 
     args = parser.parse_args(argv)
     try:

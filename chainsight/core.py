@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import msgspec
 import numba
 import numpy as np
 
@@ -373,6 +374,31 @@ class Engine:
             return self.shipment_views(range(len(self.state.shipments)))
         index = self.state.shipments.index
         return self.shipment_views(index[n] for n in names if n in index)
+
+    def dump_state(self) -> dict:
+        """Everything the engine remembers between batches, as plain data and NumPy arrays
+        (configuration excluded: `load_state` goes into an engine built from it)."""
+        return {"state": self.state.dump_state(), "book": self.book.dump_state(),
+                "ingest": self.ingest.dump_state(), "reorder": self.reorder.dump_state(),
+                "business": [[seq, msgspec.to_builtins(event)]
+                             for seq, event in self.business.items()],
+                "counters": self.counters,
+                "rules": {rule.name: rule.dump_state() for rule in self.rules}}
+
+    def load_state(self, data: dict) -> None:
+        """Continue from `dump_state` of an engine of the same configuration. A rule without
+        state in `data` (one added to the configuration since) starts empty."""
+        self.state.load_state(data["state"])
+        self.book.load_state(data["book"])
+        self.ingest.load_state(data["ingest"])
+        self.reorder.load_state(data["reorder"])
+        self.business = {seq: msgspec.convert(event, Scan | Order)
+                         for seq, event in data["business"]}
+        self._counters = {name: int(data["counters"].get(name, 0)) for name in self._counters}
+        rules = data["rules"]
+        for rule in self.rules:
+            if rule.name in rules:
+                rule.load_state(rules[rule.name])
 
     def snapshot(self) -> dict:
         """The contract's STATE.json: every shipment's live state and the counters."""

@@ -3,7 +3,8 @@
 `span_hash` hashes a byte span to two int64 (h1, h2); `IdWindow` remembers such pairs for one to
 two windows of event time: the memory behind duplicate suppression (`chainsight.ingest`).
 
-Pickled `IdWindow`s hold hashes, so the hash is part of the snapshot format: do not change it.
+Snapshots of an `IdWindow` hold hashes, so the hash is part of the snapshot format: do not
+change it.
 """
 
 from __future__ import annotations
@@ -252,21 +253,32 @@ class IdWindow:
         """Distinct ids remembered, over both generations."""
         return self._current.count + self._previous.count - self._overlap
 
-    def __getstate__(self) -> dict:
-        """Only the ids, as little-endian int64 (h1, h2) pairs; previous-generation ids that are
-        also in the current one are left out (lookups and rotation do not tell the difference)."""
+    def dump_state(self) -> dict:
+        """Only the ids, as (n, 2) int64 (h1, h2) pairs; previous-generation ids that are also
+        in the current one are left out (lookups and rotation do not tell the difference)."""
         cur = self._current
         previous = self._previous.pairs()
         previous = previous[~_member(previous, cur.keys, cur.used, cur.shift)]
-        return {"window_ms": self.window_ms, "generation_start": self.generation_start,
-                "current": cur.pairs().astype("<i8").tobytes(),
-                "previous": previous.astype("<i8").tobytes()}
+        return {"generation_start": self.generation_start, "current": cur.pairs(),
+                "previous": previous}
 
-    def __setstate__(self, state: dict) -> None:
-        self.window_ms = state["window_ms"]
-        self.generation_start = state["generation_start"]
+    def load_state(self, data: dict) -> None:
+        self.generation_start = data["generation_start"]
         self._current, self._previous = (
-            _Table.of(np.frombuffer(state[g], "<i8").reshape(-1, 2).astype(np.int64))
+            _Table.of(np.asarray(data[g], dtype=np.int64).reshape(-1, 2))
             for g in ("current", "previous"))
         self._overlap = 0
-        self._out = np.empty(0, np.int64)
+
+    # The pickled (version 2) snapshots held IdWindows in this form; only the operator command
+    # `chainsight migrate-snapshots --trust-pickle` still reads them (and its tests write them).
+
+    def __getstate__(self) -> dict:
+        state = self.dump_state()
+        return {"window_ms": self.window_ms, "generation_start": state["generation_start"],
+                "current": state["current"].astype("<i8").tobytes(),
+                "previous": state["previous"].astype("<i8").tobytes()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["window_ms"])
+        pairs = {g: np.frombuffer(state[g], "<i8").reshape(-1, 2) for g in ("current", "previous")}
+        self.load_state({"generation_start": state["generation_start"], **pairs})

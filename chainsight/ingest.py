@@ -66,6 +66,17 @@ class Rows:
         ts keeps arrival order among equal times, and finds sorted runs in linear time."""
         return self.take(np.argsort(self.ts, kind="stable"))
 
+    def dump_state(self) -> dict:
+        return {c: getattr(self, c) for c in self.COLUMNS}
+
+    @classmethod
+    def from_state(cls, data: dict) -> Rows:
+        rows = cls(*(np.asarray(data[c], dtype=t)
+                     for c, t in zip(cls.COLUMNS, cls.DTYPES, strict=True)))
+        if len({len(getattr(rows, c)) for c in cls.COLUMNS}) > 1:
+            raise ValueError("row columns of different lengths")
+        return rows
+
     @classmethod
     def join(cls, parts: list[Rows]) -> Rows:
         if len(parts) == 1:
@@ -95,6 +106,13 @@ class Ingest:
         self.decoder = decoder
         self.dedup = dedup
         self.seq = 0
+
+    def dump_state(self) -> dict:
+        return {"seq": self.seq, "dedup": self.dedup.dump_state()}
+
+    def load_state(self, data: dict) -> None:
+        self.seq = data["seq"]
+        self.dedup.load_state(data["dedup"])
 
     def decode(self, lines: Iterable[bytes], first_line: int = 1,
                now: int | None = None) -> Decoded:
@@ -162,6 +180,20 @@ class Reorder:
 
     def __len__(self) -> int:
         return sum(map(len, self.runs))
+
+    def dump_state(self) -> dict:
+        return {"runs": [run.dump_state() for run in self.runs], "newest": self.newest,
+                "floor": self.floor, "stream_newest": self.stream_newest,
+                "late_dropped": self.late_dropped}
+
+    def load_state(self, data: dict) -> None:
+        self.runs = [Rows.from_state(run) for run in data["runs"]]
+        self.newest = np.asarray(data["newest"], dtype=np.int64)
+        self.floor = np.asarray(data["floor"], dtype=np.int64)
+        if len(self.newest) != len(self.floor):
+            raise ValueError("reorder newest and floor differ in length")
+        self.stream_newest = data["stream_newest"]
+        self.late_dropped = data["late_dropped"]
 
     def _grow(self, n_keys: int) -> None:
         if n_keys > len(self.newest):

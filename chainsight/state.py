@@ -5,6 +5,7 @@ Kernels index NumPy columns by these ids, so a rule's state is a handful of arra
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 
 from chainsight.events import Lot
@@ -54,6 +55,18 @@ class Columns:
             setattr(self, name, grown)
         self._size = new_size
 
+    def dump_state(self) -> dict:
+        return {name: getattr(self, name)[:self._size] for name in self._spec}
+
+    def load_state(self, data: dict) -> None:
+        """Columns as `dump_state` gave them (every column, one length)."""
+        sizes = {len(data[name]) for name in self._spec}
+        if len(sizes) > 1:
+            raise ValueError(f"columns of different lengths: {sorted(sizes)}")
+        for name, (dtype, _) in self._spec.items():
+            setattr(self, name, np.asarray(data[name], dtype=dtype))
+        self._size = sizes.pop() if sizes else 0
+
 
 class ShipmentInfo:
     """The slow-changing, string-valued part of a shipment's state, set by business events."""
@@ -95,6 +108,31 @@ class State:
             last_temp_ts=(np.int64, NO_TS),
         )
         self.clock = NO_TS  # newest event time processed
+
+    def dump_state(self) -> dict:
+        info = {slot: [getattr(i, slot) for i in self.info] for slot in ShipmentInfo.__slots__}
+        info["lot"] = [None if lot is None else msgspec.to_builtins(lot) for lot in info["lot"]]
+        return {"devices": self.devices.names, "shipments": self.shipments.names, "info": info,
+                "device": self.device.dump_state(), "shipment": self.shipment.dump_state(),
+                "clock": self.clock}
+
+    def load_state(self, data: dict) -> None:
+        for registry, names in ((self.devices, data["devices"]),
+                                (self.shipments, data["shipments"])):
+            registry.names = list(names)
+            registry.index = {name: i for i, name in enumerate(names)}
+        columns = data["info"]
+        columns["lot"] = [None if lot is None else msgspec.convert(lot, Lot)
+                          for lot in columns["lot"]]
+        for pair in ("origin", "destination"):
+            columns[pair] = [None if p is None else tuple(p) for p in columns[pair]]
+        self.info = [ShipmentInfo() for _ in self.shipments.names]
+        for slot in ShipmentInfo.__slots__:
+            for info, value in zip(self.info, columns[slot], strict=True):
+                setattr(info, slot, value)
+        self.device.load_state(data["device"])
+        self.shipment.load_state(data["shipment"])
+        self.clock = data["clock"]
 
     def intern_devices(self, names: list[str]) -> np.ndarray:
         index = self.devices.index

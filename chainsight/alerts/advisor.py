@@ -41,12 +41,24 @@ def fold_positions(kind: np.ndarray, ship: np.ndarray, ts: np.ndarray, lat: np.n
 class ColdStoreAdvisor(Rule):
     """Finds the nearest cold store to a shipment; `fences` may be set (or replaced) any time."""
 
+    name = "advisor"  # names the rule's state in snapshots
+
     def __init__(self, fences: NearestFence | None = None) -> None:
         self.fences = fences
         self.pos = Columns(lat=(np.float64, np.nan), lon=(np.float64, np.nan),
                            ts=(np.int64, NO_TS))  # as of the end of the previous batch
         self._rows: Rows | None = None
         self._fixes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def dump_state(self) -> dict:
+        """Positions, and the previous batch's rows (folded into them lazily)."""
+        return {"pos": self.pos.dump_state(),
+                "rows": None if self._rows is None else self._rows.dump_state()}
+
+    def load_state(self, data: dict) -> None:
+        self.pos.load_state(data["pos"])
+        self._rows = None if data["rows"] is None else Rows.from_state(data["rows"])
+        self._fixes = None
 
     def on_rows(self, rows: Rows, state: State, book: AlertBook) -> None:
         self.pos.ensure(len(state.shipments))

@@ -57,6 +57,20 @@ class AuditTrail:
             self.first_seq += n
             del self._entries[:n], self._hashes[:n], self._times[:n]
 
+    def dump_state(self) -> dict:
+        return {"entries": self._entries, "hashes": self._hashes, "times": self._times,
+                "first_seq": self.first_seq, "anchor": self.anchor}
+
+    def load_state(self, data: dict) -> None:
+        """The entries exactly as stored (the hashes are over these bytes)."""
+        self._entries = [bytes(e) for e in data["entries"]]
+        self._hashes = list(data["hashes"])
+        self._times = list(data["times"])
+        if not len(self._entries) == len(self._hashes) == len(self._times):
+            raise ValueError("audit entries, hashes and times differ in number")
+        self.first_seq = data["first_seq"]
+        self.anchor = data["anchor"]
+
     @property
     def head(self) -> str:
         """Hash of the newest entry (keep a copy elsewhere to detect truncation)."""

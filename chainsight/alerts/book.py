@@ -82,6 +82,15 @@ class Alert:
         return out
 
 
+def _dump_alert(alert: Alert) -> dict:
+    return {name: getattr(alert, name) for name in Alert.__slots__}
+
+
+def _load_alert(data: dict) -> Alert:
+    kind, shipment, device, fence, rule = data["key"]
+    return Alert(**{**data, "key": (kind, shipment, device, fence, rule)})
+
+
 def alert_id(key: AlertKey, opened_at: int) -> str:
     kind, shipment, device, fence, rule = key
     text = f"{kind}|{shipment or ''}|{device or ''}|{fence or ''}|{opened_at}"
@@ -206,6 +215,33 @@ class AlertBook:
         audit, self.audit_out = self.audit_out, []
         self.transitions, self.notifications = [], []
         return out, notes, audit
+
+    # --- snapshots ---------------------------------------------------------------------------
+
+    def dump_state(self) -> dict:
+        """Alerts once each (open and recent ones by id), timers, pending records, audit."""
+        seq = next(self._seq)  # reading a counter advances it: restart it where it was
+        self._seq = count(seq)
+        return {"alerts": [_dump_alert(a) for a in self.alerts.values()],
+                "open": [a.alert_id for a in self.open_alerts.values()],
+                "recent": [a.alert_id for a in self.recent.values()],
+                "transitions": self.transitions, "notifications": self.notifications,
+                "audit_out": self.audit_out, "timers": self._timers, "seq": seq,
+                "forgotten_until": self.forgotten_until,
+                "audit": self.audit.dump_state()}
+
+    def load_state(self, data: dict) -> None:
+        self.alerts = {a.alert_id: a for a in map(_load_alert, data["alerts"])}
+        self.open_alerts = {(a := self.alerts[aid]).key: a for aid in data["open"]}
+        self.recent = {(a := self.alerts[aid]).key: a for aid in data["recent"]}
+        self.transitions = [(at, record) for at, record in data["transitions"]]
+        self.notifications = [(at, record) for at, record in data["notifications"]]
+        self.audit_out = data["audit_out"]
+        self._timers = [(due, seq, aid, timer) for due, seq, aid, timer in data["timers"]]
+        heapq.heapify(self._timers)
+        self._seq = count(data["seq"])
+        self.forgotten_until = data["forgotten_until"]
+        self.audit.load_state(data["audit"])
 
     # --- what users call (through the engine) -----------------------------------------------
 

@@ -66,6 +66,7 @@ def cumulative_kernel(ship: np.ndarray, ts: np.ndarray, temp: np.ndarray, lo: np
 
 
 class CumulativeRule(Rule):
+    name = "cumulative"  # names the rule's state in snapshots
     rule = "cumulative"
 
     def __init__(self, profiles: dict[str, Profile],
@@ -76,6 +77,12 @@ class CumulativeRule(Rule):
                             spent=(np.int64, 0), first=(np.int64, NO_TS),
                             min=(np.float64, np.nan), max=(np.float64, np.nan),
                             alerted=(np.bool_, False))
+
+    def dump_state(self) -> dict:
+        return {"trip": self.trip.dump_state()}
+
+    def load_state(self, data: dict) -> None:
+        self.trip.load_state(data["trip"])
 
     def on_rows(self, rows: Rows, state: State, book: AlertBook) -> None:
         self.trip.ensure(len(state.shipments))

@@ -15,7 +15,15 @@ import numpy as np
 
 from chainsight.alerts.advisor import ColdStoreAdvisor
 from chainsight.alerts.book import AlertBook
-from chainsight.alerts.rules import Rule, minutes_ms, open_excursion, profile_of, resolve_excursion
+from chainsight.alerts.rules import (
+    Rule,
+    dump_sets,
+    load_sets,
+    minutes_ms,
+    open_excursion,
+    profile_of,
+    resolve_excursion,
+)
 from chainsight.config import Profile
 from chainsight.events import SENSOR, Order, Scan, iso
 from chainsight.ingest import Rows
@@ -71,6 +79,7 @@ def door_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.n
 
 
 class DoorRule(Rule):
+    name = "door"  # names the rule's state in snapshots
     rule = "door_open"
 
     def __init__(self, profiles: dict[str, Profile],
@@ -83,6 +92,17 @@ class DoorRule(Rule):
                               alarmed=(np.bool_, False), tmax=(np.float64, np.nan))
         self.alarmed_by_shipment: dict[int, set[int]] = {}
         self.sensors_of: dict[int, set[int]] = {}
+
+    def dump_state(self) -> dict:
+        return {"road": self.road.dump_state(), "sensor": self.sensor.dump_state(),
+                "alarmed_by_shipment": dump_sets(self.alarmed_by_shipment),
+                "sensors_of": dump_sets(self.sensors_of)}
+
+    def load_state(self, data: dict) -> None:
+        self.road.load_state(data["road"])
+        self.sensor.load_state(data["sensor"])
+        self.alarmed_by_shipment = load_sets(data["alarmed_by_shipment"])
+        self.sensors_of = load_sets(data["sensors_of"])
 
     def _open(self, d: int, s: int, start: int, tmax: float, state: State,
               book: AlertBook) -> None:

@@ -60,6 +60,7 @@ def excursion_kernel(ship: np.ndarray, ts: np.ndarray, value: np.ndarray, lo: np
 class ExcursionRule(Rule):
     """Continuous temperature excursion against the profile's min_c..max_c."""
 
+    name = "continuous"  # names the rule's state in snapshots
     rule = "continuous"
     unit = "c"  # details: max_c / min_c / limit_c
 
@@ -68,6 +69,12 @@ class ExcursionRule(Rule):
         self.run = Columns(start=(np.int64, NO_TS), min=(np.float64, np.nan),
                            max=(np.float64, np.nan), open=(np.bool_, False),
                            device=(np.int32, -1))
+
+    def dump_state(self) -> dict:
+        return {"run": self.run.dump_state()}
+
+    def load_state(self, data: dict) -> None:
+        self.run.load_state(data["run"])
 
     def _inputs(self, rows: Rows, state: State) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The readings and the per-shipment range they must stay in."""

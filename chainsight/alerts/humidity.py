@@ -17,6 +17,7 @@ from chainsight.state import Columns, State
 
 
 class HumidityRule(ExcursionRule):
+    name = "humidity"
     rule = "humidity"
     unit = "pct"  # details: max_pct / min_pct / limit_pct
 
@@ -25,6 +26,13 @@ class HumidityRule(ExcursionRule):
         super().__init__(advisor)
         self.profiles = profiles
         self.limits = Columns(lo=(np.float64, np.nan), hi=(np.float64, np.nan))
+
+    def dump_state(self) -> dict:
+        return {**super().dump_state(), "limits": self.limits.dump_state()}
+
+    def load_state(self, data: dict) -> None:
+        super().load_state(data)
+        self.limits.load_state(data["limits"])
 
     def _inputs(self, rows: Rows, state: State) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self.limits.ensure(len(state.shipments))

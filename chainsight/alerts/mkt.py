@@ -83,6 +83,7 @@ def mkt_kernel(ship: np.ndarray, ts: np.ndarray, temp: np.ndarray, lo: np.ndarra
 
 
 class MktRule(Rule):
+    name = "mkt"  # names the rule's state in snapshots
     rule = "mkt"
 
     def __init__(self, profiles: dict[str, Profile],
@@ -94,6 +95,12 @@ class MktRule(Rule):
                             weighted=(np.float64, 0.0), first=(np.int64, NO_TS),
                             min=(np.float64, np.nan), max=(np.float64, np.nan),
                             out=(np.bool_, False), device=(np.int32, -1))
+
+    def dump_state(self) -> dict:
+        return {"sums": self.sums.dump_state()}
+
+    def load_state(self, data: dict) -> None:
+        self.sums.load_state(data["sums"])
 
     def view(self, shipments: np.ndarray) -> dict[str, list]:
         """Each shipment's MKT so far in °C (`mkt_c`), None before it has two readings."""

@@ -25,7 +25,17 @@ TEMPERATURE = "temperature_excursion"
 
 
 class Rule:
-    """What the engine asks of every rule; the defaults do nothing."""
+    """What the engine asks of every rule; the defaults do nothing (but for the state)."""
+
+    name: str  # names the rule's state in snapshots
+
+    def dump_state(self) -> dict:
+        """What the rule remembers between batches (plain data and NumPy arrays)."""
+        raise NotImplementedError
+
+    def load_state(self, data: dict) -> None:
+        """Take over what `dump_state` gave (of a rule built from the same configuration)."""
+        raise NotImplementedError
 
     def on_rows(self, rows: Rows, state: State, book: AlertBook) -> None:
         """A run of gps/sensor rows in event-time order, shipments already resolved."""
@@ -44,6 +54,15 @@ class Rule:
     def metrics(self) -> dict[str, int]:
         """The rule's own counters, by metric name."""
         return {}
+
+
+def dump_sets(sets: dict[int, set[int]]) -> list[list]:
+    """A dict of sets as [key, members] pairs (snapshots hold no sets); order kept."""
+    return [[key, list(members)] for key, members in sets.items()]
+
+
+def load_sets(pairs: list[list]) -> dict[int, set[int]]:
+    return {key: set(members) for key, members in pairs}
 
 
 def profile_changed(event: Scan | Order) -> bool:

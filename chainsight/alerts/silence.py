@@ -13,7 +13,7 @@ import numba
 import numpy as np
 
 from chainsight.alerts.book import AlertBook
-from chainsight.alerts.rules import Rule
+from chainsight.alerts.rules import Rule, dump_sets, load_sets
 from chainsight.events import SENSOR, Order, Scan, iso
 from chainsight.ingest import Rows
 from chainsight.state import NO_TS, Columns, State
@@ -52,6 +52,7 @@ def silence_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: n
 
 
 class SilenceRule(Rule):
+    name = "silence"  # names the rule's state in snapshots
     kind = "sensor_silent"
 
     def __init__(self, limit_ms: int) -> None:
@@ -61,6 +62,17 @@ class SilenceRule(Rule):
         self.on_road = Columns(in_transit=(np.bool_, False))  # as of the last business event
         self.silent_by_shipment: dict[int, set[int]] = {}
         self.sensors_of: dict[int, set[int]] = {}
+
+    def dump_state(self) -> dict:
+        return {"sensor": self.sensor.dump_state(), "on_road": self.on_road.dump_state(),
+                "silent_by_shipment": dump_sets(self.silent_by_shipment),
+                "sensors_of": dump_sets(self.sensors_of)}
+
+    def load_state(self, data: dict) -> None:
+        self.sensor.load_state(data["sensor"])
+        self.on_road.load_state(data["on_road"])
+        self.silent_by_shipment = load_sets(data["silent_by_shipment"])
+        self.sensors_of = load_sets(data["sensors_of"])
 
     def _open(self, d: int, s: int, last: int, state: State, book: AlertBook) -> None:
         details = {"last_reading_at": iso(last), "silent_min": self.limit_ms / 60_000}

@@ -71,6 +71,17 @@ class GpsFilter:
             self.counts[REASONS[code]] += int(count)
         return reason == KEEP
 
+    def dump_state(self) -> dict:
+        return {"counts": self.counts, "ts": self._ts, "lon": self._lon, "lat": self._lat}
+
+    def load_state(self, data: dict) -> None:
+        self.counts = {reason: int(data["counts"].get(reason, 0)) for reason in REASONS}
+        self._ts = np.asarray(data["ts"], dtype=np.int64)
+        self._lon = np.asarray(data["lon"], dtype=np.float64)
+        self._lat = np.asarray(data["lat"], dtype=np.float64)
+        if not self._ts.size == self._lon.size == self._lat.size:
+            raise ValueError("GPS filter state arrays differ in length")
+
 
 @njit(cache=True)
 def _filter(device: np.ndarray, ts: np.ndarray, lon: np.ndarray, lat: np.ndarray,

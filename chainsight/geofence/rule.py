@@ -23,6 +23,8 @@ from chainsight.state import State
 
 
 class GeofenceRule(Rule):
+    name = "geofence"  # names the rule's state in snapshots
+
     def __init__(self, fences: FenceSet, settings: Settings) -> None:
         self.tracker = FenceTracker(fences, settings.geofence_min_fixes,
                                     settings.geofence_min_seconds, settings.geofence_min_metres)
@@ -35,6 +37,17 @@ class GeofenceRule(Rule):
         self.route_tracker = FenceTracker(fences, settings.route_deviation_min_fixes,
                                           0, settings.route_deviation_min_metres)
         self.corridor_of: dict[int, str] = {}  # shipment -> its assigned corridor fence id
+
+    def dump_state(self) -> dict:
+        return {"tracker": self.tracker.dump_state(), "gps_filter": self.gps_filter.dump_state(),
+                "route_tracker": self.route_tracker.dump_state(),
+                "corridor_of": list(self.corridor_of.items())}
+
+    def load_state(self, data: dict) -> None:
+        self.tracker.load_state(data["tracker"])
+        self.gps_filter.load_state(data["gps_filter"])
+        self.route_tracker.load_state(data["route_tracker"])
+        self.corridor_of = dict(data["corridor_of"])
 
     @property
     def fences(self) -> FenceSet:

@@ -8,6 +8,7 @@ as event time passes, with or without a new fix from that device.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -129,6 +130,23 @@ class FenceTracker:
         self._heap[:len(heap)] = heap
         self._meta[:] = [-1, n, len(heap), self._meta[VISITS]]
 
+    def dump_state(self) -> dict:
+        """The state arrays, and the fences their fence numbers refer to."""
+        return {"fences": self.fences.ids, "geometry": self.fences.geometry_keys,
+                "slots": self._slots, "head": self._head, "heap": self._heap, "meta": self._meta}
+
+    def load_state(self, data: dict) -> None:
+        """State of a tracker with the same fences, or (when the fences differ) the state of
+        the fences left unchanged, as after `replace_fences`."""
+        self._slots = np.asarray(data["slots"], dtype=np.int64).reshape(-1, 9)
+        self._head = np.asarray(data["head"], dtype=np.int64)
+        self._heap = np.asarray(data["heap"], dtype=np.int64).reshape(-1, 3)
+        self._meta = np.asarray(data["meta"], dtype=np.int64).reshape(4)
+        fences = self.fences
+        if list(data["fences"]) != fences.ids or list(data["geometry"]) != fences.geometry_keys:
+            self.fences = _SavedFences(list(data["fences"]), list(data["geometry"]))
+            self.replace_fences(fences)
+
     def _reserve(self, n_devices: int, n_pairs: int) -> None:
         """Grow the state arrays so one update cannot overflow them."""
         if n_devices > self._head.size:
@@ -157,6 +175,17 @@ class FenceTracker:
             result.append(FenceTransition(KIND_NAMES[kind], int(fix), int(dev), fs.ids[f],
                                           int(ts), details))
         return result
+
+
+@dataclass(frozen=True)
+class _SavedFences:
+    """What `replace_fences` needs of the fences a snapshot was taken with."""
+
+    ids: list[str]
+    geometry_keys: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 def _dwell_ms(fences: FenceSet) -> np.ndarray:

@@ -29,6 +29,14 @@ class PartitionState:
     engine: Engine
     open_alerts: dict[str, dict] = field(default_factory=dict)
 
+    def dump_state(self) -> dict:
+        return {"engine": self.engine.dump_state(), "open_alerts": self.open_alerts}
+
+    def load_state(self, data: dict) -> None:
+        """Into a state whose engine was built from the configuration."""
+        self.engine.load_state(data["engine"])
+        self.open_alerts = dict(data["open_alerts"])
+
 
 @dataclass
 class Batch:

@@ -313,10 +313,8 @@ class Worker:
             offset = reader.bounds(cfg.events_topic, p)[0]
             alerts_from = dead_from = None
         else:
-            loaded = reader.load(cfg.snapshots_topic, p, checkpoint)
-            if not isinstance(loaded, PartitionState):
-                raise RuntimeError(f"snapshot of partition {p} is not a PartitionState")
-            state, offset = loaded, checkpoint.offset
+            state, offset = PartitionState(self.engine_factory()), checkpoint.offset
+            reader.load(cfg.snapshots_topic, p, checkpoint, state)
             alerts_from, dead_from = checkpoint.alerts_offset, checkpoint.dead_offset
             self.checkpoints[p] = checkpoint
             first = reader.bounds(cfg.events_topic, p)[0]

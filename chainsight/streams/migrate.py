@@ -1,0 +1,105 @@
+"""`chainsight migrate-snapshots --trust-pickle`: pickled (version 2) snapshots to version 3.
+
+Workers no longer read pickles: unpickling runs whatever code the bytes name, and snapshots are
+bytes read from a topic. An operator who trusts the snapshots topic converts the newest snapshot
+of each partition once, with the workers stopped: it is unpickled (with the engine classes of
+this version), dumped in the version-3 format and written back with a new checkpoint that keeps
+the input, alerts and dead-letter offsets, so the workers resume with their state and audit
+chains. Partitions without a checkpoint, or already at version 3, are left alone.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+from collections.abc import Callable
+
+from confluent_kafka import KafkaError, Message
+
+from chainsight.core import Engine
+from chainsight.events import now_ms
+from chainsight.streams import snapshots
+from chainsight.streams.config import StreamsConfig
+from chainsight.streams.partition import PartitionState
+from chainsight.streams.producer import EventProducer
+from chainsight.streams.snapshots import Checkpoint, PartitionReader
+
+FLUSH_TIMEOUT_S = 60.0
+
+
+def unpickle_v2(blob: bytes) -> PartitionState:
+    """The state in a pickled snapshot (version 2, or an unversioned Engine/PartitionState).
+    Runs the code the pickle names: only for snapshots the operator trusts."""
+    state = pickle.loads(zlib.decompress(blob))  # noqa: S301 - the operator trusts these bytes
+    if isinstance(state, tuple) and len(state) == 2 and state[0] == 2:
+        state = state[1]
+    if isinstance(state, Engine):
+        state = PartitionState(state)
+    if not isinstance(state, PartitionState):
+        raise ValueError(f"a pickled snapshot holds a {type(state).__name__}, not a "
+                         "PartitionState")
+    return state
+
+
+def migrate_snapshots(config: StreamsConfig, log: Callable[[str], None] = print) -> int:
+    """Convert the newest snapshot of every partition that is pickled; returns how many."""
+    reader = PartitionReader(config.bootstrap)
+    producer = EventProducer(config.bootstrap, config={"acks": "all", "log_level": 3})
+    topic = config.checkpoints_topic
+    try:
+        partitions = sorted(reader.consumer.list_topics(topic, timeout=30).topics[topic]
+                            .partitions)
+        migrated = 0
+        for p in partitions:
+            checkpoint = reader.latest_checkpoint(topic, p)
+            if checkpoint is None:
+                continue
+            blob = reader.blob(config.snapshots_topic, p, checkpoint)
+            try:
+                snapshots.decode(blob)
+                log(f"partition {p}: already version {snapshots.FORMAT}")
+                continue
+            except snapshots.SnapshotError:
+                state = unpickle_v2(blob)  # anything else than a pickle raises here
+            new = _write(producer, config, p, checkpoint, snapshots.dump(state))
+            log(f"partition {p}: snapshot at input offset {checkpoint.offset} converted "
+                f"({checkpoint.size:,} -> {new.size:,} bytes)")
+            migrated += 1
+        return migrated
+    finally:
+        reader.close()
+
+
+def _write(producer: EventProducer, config: StreamsConfig, p: int, old: Checkpoint,
+           blob: bytes) -> Checkpoint:
+    """Write the chunks of `blob` and its checkpoint (same offsets as `old`), then delete the
+    old chunks the new ones did not overwrite (same keys: same partition and input offset)."""
+    first: list[int] = []
+    failures: list[KafkaError] = []
+
+    def delivered(err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            first.append(msg.offset())
+        else:
+            failures.append(err)
+
+    chunks = snapshots.split(blob, config.snapshot_chunk_bytes)
+    for i, chunk in enumerate(chunks):
+        producer.send(config.snapshots_topic, snapshots.chunk_key(p, old.offset, i), chunk,
+                      partition=p, on_delivery=delivered)
+    _flush(producer, failures)
+    new = Checkpoint(offset=old.offset, alerts_offset=old.alerts_offset,
+                     dead_offset=old.dead_offset, chunk_offset=min(first), chunks=len(chunks),
+                     size=len(blob), worker="migrate-snapshots", taken_at=now_ms())
+    producer.send(config.checkpoints_topic, str(p).encode(), new.to_json(), partition=p,
+                  on_delivery=delivered)
+    _flush(producer, failures)
+    for key in old.chunk_keys(p)[len(chunks):]:
+        producer.send(config.snapshots_topic, key, None, partition=p, on_delivery=delivered)
+    _flush(producer, failures)
+    return new
+
+
+def _flush(producer: EventProducer, failures: list[KafkaError]) -> None:
+    if producer.flush(FLUSH_TIMEOUT_S) or failures:
+        raise RuntimeError(f"writing the converted snapshot failed: {failures or 'timed out'}")
