@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import msgspec
 import orjson
 
-from chainsight.commands import Command, CommandRefused, decode_command, encode_command
+from chainsight.commands import Command, CommandRefused, encode_command
 from chainsight.core import Engine, Output
 
 HEADER = "chainsight-control"
@@ -62,10 +62,8 @@ _timing = msgspec.json.Decoder(Timing).decode
 
 
 def apply(engine: Engine, control: bytes, value: bytes) -> Output:
-    """Run one control record through `engine`. CommandRefused (one line, nothing changed) for
-    a malformed record, an unknown kind or a command the engine refuses."""
-    if control == COMMAND:
-        return engine.apply(decode_command(value))
+    """Run a tick or flush record through `engine` (commands: see `Partition`). CommandRefused
+    (one line, nothing changed) for a malformed record or an unknown kind."""
     if control not in (TICK, FLUSH):
         raise CommandRefused(f"unknown control record kind {control[:40]!r}")
     try:

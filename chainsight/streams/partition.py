@@ -17,23 +17,37 @@ import msgspec
 import orjson
 from confluent_kafka import Message
 
-from chainsight.commands import CommandRefused
+from chainsight.commands import CommandRefused, ReplaceFences, decode_command
 from chainsight.core import Engine, Output
 from chainsight.streams import control
 
 
 @dataclass
 class PartitionState:
-    """What a snapshot holds: the engine and the partition's open alerts (latest records)."""
+    """What a snapshot holds: the engine, the partition's open alerts (latest records) and the
+    fence set published to the deployment that the engine runs with, if any."""
 
     engine: Engine
     open_alerts: dict[str, dict] = field(default_factory=dict)
+    fences: ReplaceFences | None = None
+
+    def replace_fences(self, command: ReplaceFences) -> Output:
+        """Apply a published fence set unless it is older than the one in force (a partition
+        read from its start meets the sets published before the one it started with)."""
+        if self.fences is not None and command.version <= self.fences.version:
+            return Output()
+        out = self.engine.apply(command)
+        self.fences = command
+        return out
 
     def dump_state(self) -> dict:
-        return {"engine": self.engine.dump_state(), "open_alerts": self.open_alerts}
+        return {"engine": self.engine.dump_state(), "open_alerts": self.open_alerts,
+                "fences": None if self.fences is None else msgspec.to_builtins(self.fences)}
 
     def load_state(self, data: dict) -> None:
         """Into a state whose engine was built from the configuration."""
+        if data["fences"] is not None:  # the fences the engine ran with, before its state
+            self.replace_fences(msgspec.convert(data["fences"], ReplaceFences))
         self.engine.load_state(data["engine"])
         self.open_alerts = dict(data["open_alerts"])
 
@@ -106,7 +120,12 @@ class Partition:
         (the partition goes on)."""
         value = record.value() or b""
         try:
-            out = control.apply(self.engine, kind, value)
+            if kind == control.COMMAND:
+                command = decode_command(value)
+                out = self.state.replace_fences(command) if isinstance(command, ReplaceFences) \
+                    else self.engine.apply(command)
+            else:
+                out = control.apply(self.engine, kind, value)
         except CommandRefused as exc:
             log.info("partition %d offset %d: %s", self.number, record.offset(), exc)
             self._dead(record, f"control record refused: {exc}",

@@ -23,7 +23,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from chainsight.commands import decode_command
+from chainsight.commands import ReplaceFences, decode_command
 from chainsight.core import Engine
 from chainsight.events import now_ms
 from chainsight.streams import control, snapshots
@@ -295,21 +295,23 @@ class Worker:
         log.info("partitions %s assigned; now owning %s", sorted(tp.partition for tp in assigned),
                  sorted(self.parts))
 
-    def _new_engine(self) -> Engine:
-        """An engine from the configuration, with the deployment's latest fence set when one
-        was published (see `publish_fences`)."""
-        engine = self.engine_factory()
+    def _new_state(self) -> PartitionState:
+        """A partition's first state: an engine from the configuration, with the deployment's
+        latest fence set when one was published (see `publish_fences`)."""
+        state = PartitionState(self.engine_factory())
         records, _ = self.reader.read(self.config.fences_topic, 0)
         latest = [r.value for r in records if r.key == FENCES_KEY]
         if latest and latest[-1]:
-            engine.apply(decode_command(latest[-1]))
-        return engine
+            command = decode_command(latest[-1])
+            if isinstance(command, ReplaceFences):
+                state.replace_fences(command)
+        return state
 
     def _restore(self, p: int) -> Partition:
         cfg, reader = self.config, self.reader
         checkpoint = reader.latest_checkpoint(cfg.checkpoints_topic, p)
         if checkpoint is None:
-            state = PartitionState(self._new_engine())
+            state = self._new_state()
             offset = reader.bounds(cfg.events_topic, p)[0]
             alerts_from = dead_from = None
         else:
