@@ -18,7 +18,7 @@ import numpy as np
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 MIN_MS, MAX_MS = -62_135_596_800_000, 253_402_300_799_999  # the years 1..9999 of `datetime`
-MAX_DEPTH = 64  # nesting depth beyond which a line's unknown members are dropped (contract: 4)
+MAX_DEPTH = 64  # in lines too deep for msgspec, deeper members are dropped (the contract needs 4)
 
 Ts = int | Annotated[datetime, msgspec.Meta(tz=True)]
 Lat = Annotated[float, msgspec.Meta(ge=-90, le=90)]
