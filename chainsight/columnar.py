@@ -500,8 +500,8 @@ def _scan_line(data: np.ndarray, p: int, end: int, horizon: int, kind: np.ndarra
             break
         if data[p] != 44:
             return False
-    if _skip_ws(data, p + 1, end) != end or ts[i] > horizon:
-        return False
+    if _skip_ws(data, p + 1, end) != end or ts[i] > horizon or ts[i] < 0:
+        return False  # trailing text, or a time msgspec's checks reject
     values = seen & ~nulls
     if line_kind == GPS:
         ok = seen & ~GPS_FIELDS == 0 and values & GPS_REQUIRED == GPS_REQUIRED

@@ -6,6 +6,7 @@ milliseconds, or raises `InvalidEvent` with a one-line reason for the dead-lette
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,8 @@ import numpy as np
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+MIN_MS, MAX_MS = -62_135_596_800_000, 253_402_300_799_999  # the years 1..9999 of `datetime`
+MAX_DEPTH = 64  # in lines too deep for msgspec, deeper members are dropped (the contract needs 4)
 
 Ts = int | Annotated[datetime, msgspec.Meta(tz=True)]
 Lat = Annotated[float, msgspec.Meta(ge=-90, le=90)]
@@ -97,6 +100,7 @@ class Order(msgspec.Struct, tag_field="type", tag="order"):
 
 Event = Gps | Sensor | Scan | Order
 KIND_OF = {Gps: GPS, Sensor: SENSOR, Scan: SCAN, Order: ORDER}
+CONTRACT_FIELDS = frozenset({"type"}.union(*(k.__struct_fields__ for k in KIND_OF)))
 
 
 class InvalidEvent(ValueError):
@@ -109,7 +113,10 @@ def to_ms(ts: int | datetime) -> int:
 
 
 def iso(ms: int) -> str:
-    """ISO-8601 UTC with a `Z`, milliseconds only when there are any."""
+    """ISO-8601 UTC with a `Z`, milliseconds only when there are any. Beyond the years
+    1..9999 that `datetime` holds, numpy's extended years; beyond int64, the number itself."""
+    if not MIN_MS <= ms <= MAX_MS:
+        return iso_many(np.array([ms]))[0] if -(2**63) < ms < 2**63 else str(ms)
     seconds, millis = divmod(int(ms), 1000)
     text = (EPOCH + timedelta(seconds=seconds)).isoformat()[:19]
     return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
@@ -162,36 +169,60 @@ class EventDecoder:
                 dead.append(_dead(f"payload of {len(line)} bytes exceeds "
                                   f"{self.max_payload_bytes}", line, n))
                 continue
+            if not line.isascii() and (reason := _utf8_error(line)):
+                dead.append(_dead(reason, line, n))
+                continue
             try:
-                events.append(decode(line))
-            except msgspec.ValidationError as exc:
-                dead.append(_dead(f"invalid event: {exc}", line, n))
+                event = decode(line)
+            except RecursionError:
+                event = self._decode_deep(line)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                event = _reason(exc, line)
+            if isinstance(event, str):
+                if line.strip(JSON_SPACE):
+                    dead.append(_dead(event, line, n))
                 continue
-            except msgspec.DecodeError as exc:
-                if line.strip():
-                    dead.append(_dead(f"malformed JSON: {exc}", line, n))
-                continue
+            events.append(event)
             kept.append(n)
             payloads.append(line)
         return self._check(events, kept, payloads, dead, now)
 
+    def _decode_deep(self, line: bytes) -> Event | str:
+        """Rare path for a line nested too deeply for msgspec: decoded without its unknown
+        members nested deeper than MAX_DEPTH, or the reason it cannot be."""
+        shallow = _without_deep_members(line)
+        if isinstance(shallow, str):
+            return shallow
+        try:
+            return self._decode(shallow)
+        except RecursionError:  # only when called with a deep stack already
+            return f"JSON nested deeper than {MAX_DEPTH} levels"
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            return _reason(exc, shallow)
+
     def _check(self, events: list[Event], numbers: list[int], payloads: list[bytes],
                dead: list[dict], now: int | None) -> tuple[list[Event], list[int], list[dict]]:
         """Normalise timestamps and apply the checks a schema cannot express."""
-        ms = [t if type(t) is int else (t - EPOCH) // _MS for t in (e.ts for e in events)]
+        sent = [e.ts for e in events]
+        ms = [t if type(t) is int else (t - EPOCH) // _MS for t in sent]
         for e, t in zip(events, ms, strict=True):
             e.ts = t
         horizon = (now_ms() if now is None else now) + self.future_tolerance_ms
         bad: dict[int, str] = {}
-        if ms and max(ms) > horizon:
-            bad.update((i, f"ts {iso(t)} is more than 24 h in the future")
-                       for i, t in enumerate(ms) if t > horizon)
+        if ms and (max(ms) > horizon or min(ms) < 0):
+            late = f"is more than {self.future_tolerance_ms / 3_600_000:g} h in the future"
+            bad.update((i, _time_error("ts", sent[i], t, late))
+                       for i, t in enumerate(ms) if t > horizon or t < 0)
         bad.update((i, "sensor event has no reading: temp_c or humidity_pct is required")
                    for i, e in enumerate(events)
                    if type(e) is Sensor and e.temp_c is None and e.humidity_pct is None)
-        for e in events:
+        for i, e in enumerate(events):
             if type(e) is Order and e.promised_by is not None:
-                e.promised_by = to_ms(e.promised_by)
+                promised = e.promised_by
+                e.promised_by = t = to_ms(promised)
+                if not 0 <= t <= MAX_MS:
+                    bad.setdefault(i, _time_error("promised_by", promised, t,
+                                                      "is after 9999-12-31"))
         if bad:
             for i, reason in bad.items():
                 dead.append(_dead(reason, payloads[i], numbers[i]))
@@ -210,6 +241,92 @@ class EventDecoder:
         return events[0]
 
 
+JSON_SPACE = b" \t\r\n"
+_UTF8_ERROR = "malformed JSON: invalid UTF-8 at byte {}"
+_NON_NUMBER = re.compile(rb"-?(NaN|Infinity)")
+_KEY_BEFORE = re.compile(rb'"((?:[^"\\]|\\.)*)"[ \t\r\n]*:[ \t\r\n]*$')
+_AT_BYTE = re.compile(r"\(byte (\d+)\)")
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[][{}:,"]', re.DOTALL)
+
+
+def _utf8_error(line: bytes) -> str | None:
+    """The contract's reason for a line that is not valid UTF-8 (msgspec does not check the
+    strings of unknown fields)."""
+    try:
+        line.decode()
+    except UnicodeDecodeError as exc:
+        return _UTF8_ERROR.format(exc.start)
+    return None
+
+
+def _reason(exc: msgspec.ValidationError | msgspec.DecodeError, line: bytes) -> str:
+    """The dead-letter reason for a msgspec error, naming NaN/Infinity and its field."""
+    if isinstance(exc, msgspec.ValidationError):
+        return f"invalid event: {exc}"
+    at = _AT_BYTE.search(str(exc))
+    if at and (token := _NON_NUMBER.match(line, max(int(at[1]) - 1, 0)) or _NON_NUMBER.match(
+            line, int(at[1]))):
+        key = _KEY_BEFORE.search(line, max(token.start() - 256, 0), token.start())
+        where = f" (field {key[1].decode(errors='replace')})" if key else ""
+        return f"malformed JSON: {token[0].decode()} is not allowed{where}"
+    return f"malformed JSON: {exc}"
+
+
+def _without_deep_members(line: bytes) -> bytes | str:
+    """`line` with its top-level members nested deeper than MAX_DEPTH replaced by null, or the
+    reason for rejecting it when such a member is a contract field. Plain Python: only lines
+    msgspec found too deeply nested come here."""
+    depth = deepest = 0
+    key, start = b"", -1  # the current top-level member's key, and where its value starts
+    members: list[tuple[bytes, int, int, int]] = []  # key, value start and end, depth reached
+    for token in _TOKEN.finditer(line):
+        t = token[0]
+        if t == b'"':
+            break  # an unterminated string: msgspec reports it
+        if t in (b"{", b"["):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif t in (b"}", b"]") or (t == b"," and depth == 1):
+            if depth == 1 and start >= 0:
+                members.append((key, start, token.start(), deepest))
+                start = -1
+            if t != b",":
+                depth -= 1
+                if depth <= 0:
+                    break
+        elif depth == 1 and t == b":":
+            start, deepest = token.end(), 1
+        elif depth == 1 and t[0] == ord('"'):
+            key = t
+    if start >= 0:
+        members.append((key, start, len(line), deepest))
+    deep = [m for m in members if m[3] > MAX_DEPTH]
+    for key, *_ in deep:
+        if (name := _key(key)) in CONTRACT_FIELDS:
+            return f"JSON nested deeper than {MAX_DEPTH} levels in field {name}"
+    for _, begin, end, _ in reversed(deep):
+        line = line[:begin] + b"null" + line[end:]
+    return line
+
+
+def _time_error(name: str, sent: int | datetime, ms: int, late: str) -> str:
+    """Why a time before 1970 or after the latest allowed is rejected, quoting it as sent."""
+    shown = sent if type(sent) is int else sent.isoformat()
+    if not -(2**63) <= ms < 2**63:
+        return f"{name} {shown} is out of range"
+    if ms < 0:
+        return f"{name} {shown} is before 1970-01-01" + (
+            " (device clock not set?)" if name == "ts" else "")
+    return f"{name} {shown} {late}"
+
+
+def _key(token: bytes) -> str:
+    try:
+        return msgspec.json.decode(token, type=str)
+    except msgspec.DecodeError:
+        return token.decode(errors="replace")
+
+
 def _dead(reason: str, line: bytes, n: int) -> dict:
-    return {"reason": reason, "payload": line.decode("utf-8", errors="replace").rstrip("\r\n"),
-            "line": n}
+    return {"reason": " ".join(reason.splitlines()),
+            "payload": line.decode("utf-8", errors="replace").rstrip("\r\n"), "line": n}

@@ -224,3 +224,29 @@ def test_a_batch_pickles_to_an_equal_batch():
     assert y.business == x.business and list(y.business) == [1, 2]
     assert y.dead_letters == x.dead_letters and y.devices[0] == x.devices[0]
     assert all((getattr(y, c) == getattr(x, c)).all() for c in ("kind", "ts", "door", "has_id"))
+
+
+def test_times_before_1970_or_far_ahead_are_left_to_msgspec_and_dead_lettered():
+    original = b'"2026-11-20T07:11:45.528Z"'
+    times = [b"-5000", b"-1", b'"1969-12-31T23:59:59.999Z"', b'"0001-01-01T00:00:00Z"',
+             b"1764057600000000", b"1764057600000000000", b"99999999999999999999999",
+             b'"9999-12-31T23:59:59-23:59"']
+    lines = [GPS_LINE.replace(original, ts) for ts in times]
+    assert not fast(lines).any()
+    x = decode_lines(decoder, lines, 1, NOW)
+    assert len(x.ts) == 0 and [d["line"] for d in x.dead_letters] == list(range(1, 9))
+    assert [d["reason"].split(" is ")[1][:6] for d in x.dead_letters] == (
+        ["before"] * 4 + ["more t"] * 2 + ["out of"] + ["more t"])
+    zero = GPS_LINE.replace(original, b'"1970-01-01T00:00:00Z"')
+    assert fast([zero]).all() and decode_lines(decoder, [zero], 1, NOW).ts.tolist() == [0]
+
+
+def test_non_ascii_lines_are_left_to_msgspec_which_checks_their_utf8():
+    bad = GPS_LINE.replace(b'"accuracy_m":3.6', b'"accuracy_m":3.6,"note":"\xff"')
+    good = GPS_LINE.replace(b'"accuracy_m":3.6', '"accuracy_m":3.6,"note":"冷"'.encode())
+    assert not fast([bad, good]).any()
+    x, n = decode_jsonl(decoder, b"\n".join([bad, good]), 1, NOW)
+    assert n == 2 and x.kind.tolist() == [GPS]
+    at = bad.index(b"\xff")
+    assert [(d["line"], d["reason"]) for d in x.dead_letters] == [
+        (1, f"malformed JSON: invalid UTF-8 at byte {at}")]
