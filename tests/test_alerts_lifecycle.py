@@ -71,6 +71,8 @@ def test_acknowledge_returns_the_transition_at_once_and_only_once():
     assert record["state"] == "acknowledged" and record["alert_id"] == aid
     assert record["at"] == at(17) and record["details"]["acknowledged_by"] == "alice"
     assert record["details"]["transition"] == "acknowledged"
+    assert record["details"]["user"] == "alice"
+    assert record["details"]["comment"] == "calling the driver"
     assert [e["transition"] for e in out.audit] == ["acknowledged"]
     assert eng.alert(aid) == record and eng.alerts(state="acknowledged") == [record]
     assert eng.process([]).alerts == []

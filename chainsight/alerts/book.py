@@ -300,6 +300,9 @@ class AlertBook:
               comment: str | None = None, at_iso: str | None = None,
               recorded_at: int | None = None) -> dict:
         record = alert.current = alert.record(at_iso or iso(at), transition)
+        if who != "engine":  # a user's action: who did it and why, on this record only
+            record["details"]["user"] = who
+            record["details"]["comment"] = comment
         alert.last_at = at
         queue = self.notifications if transition in NOTIFICATIONS else self.transitions
         queue.append((at, record))
