@@ -119,7 +119,8 @@ class Deployment:
         ensure_topics(bootstrap, cfg.topics(), configs=cfg.topic_configs())
         self.sink = KafkaSink(cfg)
 
-    def start_worker(self, **env: object) -> subprocess.Popen:
+    def start_worker(self, *args: str, **env: object) -> subprocess.Popen:
+        """A `chainsight worker` process with these options and environment variables."""
         cfg = self.config
         variables = {**os.environ, "CHAINSIGHT_KAFKA_BOOTSTRAP": cfg.bootstrap,
                      "CHAINSIGHT_REDIS_URL": cfg.redis_url,
@@ -129,7 +130,8 @@ class Deployment:
                      "CHAINSIGHT_WORKER_ID": f"w{len(self.workers)}",
                      **{k: str(v) for k, v in env.items()}}
         log = open(self.logs / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen([sys.executable, "-m", "chainsight.cli", "worker"], cwd=REPO,
+        proc = subprocess.Popen([sys.executable, "-m", "chainsight.cli", "worker", *args],
+                                cwd=REPO,
                                 env=variables, stdout=log, stderr=subprocess.STDOUT)
         self.workers.append(proc)
         return proc
