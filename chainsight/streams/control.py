@@ -8,6 +8,9 @@ same position and gives the same alerts. The value is a small JSON object:
 - `tick`  `{"now": ms}`: `Engine.advance(now)`, written by a worker for an idle partition;
 - `flush` `{"clock": ms}`: `Engine.flush()`, then event time moves to `clock` (the newest event
   time of the whole recorded stream), written by a producer at the end of a recorded stream.
+
+A control record of another kind, or whose value is not such an object, is refused
+(`InvalidControl`) without touching the engine: the worker dead-letters it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from chainsight.core import Engine, Output
 
 HEADER = "chainsight-control"
 TICK, FLUSH = b"tick", b"flush"
+MAX_MS = 2**53  # times beyond this are not epoch milliseconds the engine can hold
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -34,23 +38,40 @@ def flush(clock_ms: int) -> tuple[list[tuple[str, bytes]], bytes]:
     return [(HEADER, FLUSH)], orjson.dumps({"clock": clock_ms})
 
 
+class InvalidControl(ValueError):
+    """A control record that cannot be applied; the message is a one-line reason."""
+
+
 def kind(headers: Headers) -> bytes | None:
-    """The control kind of a record, None for an event."""
+    """The control kind of a record (b"" when the header has no value), None for an event."""
     for name, value in headers:
         if name == HEADER:
-            return value
+            return value or b""
     return None
 
 
-def apply(engine: Engine, control: bytes, value: bytes) -> Output:
-    """Run one control record through `engine`; unknown kinds change nothing."""
-    body = orjson.loads(value)
+def apply(engine: Engine, control: bytes, value: bytes | None) -> Output:
+    """Run one control record through `engine`; InvalidControl, the engine untouched, for an
+    unknown kind or a bad value."""
     if control == TICK:
-        return engine.advance(int(body["now"]))
+        return engine.advance(_time(value, "now"))
     if control == FLUSH:
+        clock = _time(value, "clock")
         out = engine.flush()
-        late = engine.advance(int(body["clock"]) + engine.settings.allowed_lateness_ms)
+        late = engine.advance(clock + engine.settings.allowed_lateness_ms)
         out.alerts.extend(late.alerts)
         out.changed |= late.changed
         return out
-    return Output()
+    raise InvalidControl(f"unknown control kind {control.decode(errors='replace')!r}")
+
+
+def _time(value: bytes | None, name: str) -> int:
+    """The epoch-ms field `name` of a control record's JSON object value."""
+    try:
+        body = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        raise InvalidControl(f"control record value is not JSON: {exc}") from None
+    ms = body.get(name) if isinstance(body, dict) else None
+    if type(ms) is not int or not 0 <= ms < MAX_MS:
+        raise InvalidControl(f"control record value needs {name!r}: epoch milliseconds")
+    return ms

@@ -48,6 +48,7 @@ class _Route(msgspec.Struct):
 
 _route = msgspec.json.Decoder(_Route).decode
 log = logging.getLogger("chainsight.worker")
+DEAD_MAX_BYTES = 256 << 10  # a dead letter must fit in one Kafka message (1 MB by default)
 
 
 class Partition:
@@ -85,7 +86,13 @@ class Partition:
             run = []
             if kind == control.TICK:
                 self.tick_pending = False
-            self._collect(control.apply(self.engine, kind, record.value() or b"{}"), batch)
+            try:
+                out = control.apply(self.engine, kind, record.value())
+            except control.InvalidControl as exc:
+                self._dead(record, str(exc), (record.value() or b"").decode(errors="replace"),
+                           batch)
+                continue
+            self._collect(out, batch)
         self._events(run, batch)
         if records:
             self.next_offset = max(self.next_offset, records[-1].offset() + 1)
@@ -115,7 +122,8 @@ class Partition:
         for i, value in enumerate(values):  # the engine skips blank lines; they are malformed
             if not value.strip():
                 rejected.add(i)
-                self._dead(run[i], "empty message", value.decode(errors="replace"), batch)
+                reason = "empty message" if run[i].value() is not None else "tombstone (no value)"
+                self._dead(run[i], reason, value.decode(errors="replace"), batch)
         self._collect(out, batch)
         if self.keep_history:
             self._history(run, values, rejected, batch)
@@ -125,9 +133,17 @@ class Partition:
         if offset in self.suppress_dead:
             self.suppress_dead.discard(offset)
             return
-        batch.dead.append((offset, orjson.dumps(
-            {"reason": reason, "payload": payload, "topic": self.topic, "partition": self.number,
-             "offset": offset, "key": None if key is None else key.decode(errors="replace")})))
+        name = None if key is None else key.decode(errors="replace")
+        dead = {"reason": reason, "payload": payload, "topic": self.topic,
+                "partition": self.number, "offset": offset, "key": name}
+        value = orjson.dumps(dead)
+        keep = max(len(payload), len(name or ""))
+        while len(value) > DEAD_MAX_BYTES:  # a huge record: keep the start of payload and key
+            keep //= 2
+            dead.update(payload=payload[:keep], key=name and name[:keep],
+                        reason=f"{reason} (payload and key cut to {keep} characters)")
+            value = orjson.dumps(dead)
+        batch.dead.append((offset, value))
 
     def _collect(self, out: Output, batch: Batch) -> None:
         batch.changed |= out.changed
