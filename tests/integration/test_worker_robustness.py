@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from confluent_kafka import KafkaError, KafkaException
 from helpers import at, line, ms, order, reading
 from test_worker import Deployment, assert_same_alerts, deployment, expected, scenario, wait_for
 
 from chainsight.streams import control
+from chainsight.streams.kafka_admin import retry_transient
 
 ROUNDS = 3
 __all__ = ["deployment"]  # the fixture, shared with test_worker.py
@@ -108,3 +111,29 @@ def test_poison_records_are_dead_lettered_with_their_offsets_and_the_partition_g
             assert text.startswith(d["payload"]) and 0 < len(d["payload"]) < 100_000
         else:
             assert d["payload"] == text
+
+
+def test_transient_kafka_errors_are_retried_and_others_raised(caplog):
+    """No broker needed: which errors `retry_transient` waits out."""
+    calls: list[int] = []
+
+    def settles_on_third_call() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
+        return "done"
+
+    def denied() -> None:
+        calls.append(1)
+        raise KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
+
+    assert retry_transient(settles_on_third_call, "reading") == "done" and len(calls) == 3
+    assert caplog.text.count("reading: NOT_LEADER_FOR_PARTITION") == 2
+    calls.clear()
+    with pytest.raises(KafkaException):
+        retry_transient(denied, "reading")
+    assert len(calls) == 1
+    calls.clear()
+    with pytest.raises(KafkaException):  # stopping: no more retries
+        retry_transient(settles_on_third_call, "reading", lambda: True)
+    assert len(calls) == 1
