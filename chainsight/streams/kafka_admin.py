@@ -1,11 +1,60 @@
-"""Kafka topic administration for the distributed runtime."""
+"""Kafka topic administration for the distributed runtime, and retrying transient errors."""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
+
+log = logging.getLogger("chainsight.worker")
+T = TypeVar("T")
+BACKOFF_S = (0.2, 5.0)  # first delay, cap
+# Errors a broker gives while it is still settling (new topics, leader moves, restarts): librdkafka
+# does not flag most of them retriable(), but they all pass.
+TRANSIENT = frozenset({
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN, KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC,
+})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a Kafka error worth retrying (and a timeout of our own waits on the broker)."""
+    if isinstance(exc, TimeoutError):
+        return True
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    return (isinstance(error, KafkaError) and not error.fatal()
+            and (error.retriable() or error.code() in TRANSIENT))
+
+
+def describe(exc: BaseException) -> str:
+    """A Kafka error (or any exception) in one line."""
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
+    if isinstance(error, KafkaError):
+        return f"{error.name()}: {error.str()}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def retry_transient(action: Callable[[], T], what: str,
+                    stopping: Callable[[], bool] = lambda: False) -> T:
+    """`action()`, retried with backoff (0.2 s doubling to 5 s) while it fails with a transient
+    error; other errors, and a transient one once `stopping()`, are raised."""
+    delay = BACKOFF_S[0]
+    while True:
+        try:
+            return action()
+        except (KafkaException, TimeoutError) as exc:
+            if not is_transient(exc) or stopping():
+                raise
+            log.warning("%s: %s; retrying in %.1f s", what, describe(exc), delay)
+        time.sleep(delay)
+        delay = min(delay * 2, BACKOFF_S[1])
 
 
 def ensure_topics(

@@ -72,6 +72,7 @@ class _Route(msgspec.Struct):
 
 _route = msgspec.json.Decoder(_Route).decode
 log = logging.getLogger("chainsight.worker")
+DEAD_MAX_BYTES = 256 << 10  # a dead letter must fit in one Kafka message (1 MB by default)
 
 
 class Partition:
@@ -157,7 +158,8 @@ class Partition:
         for i, value in enumerate(values):  # the engine skips blank lines; they are malformed
             if not value.strip():
                 rejected.add(i)
-                self._dead(run[i], "empty message", value.decode(errors="replace"), batch)
+                reason = "empty message" if run[i].value() is not None else "tombstone (no value)"
+                self._dead(run[i], reason, value.decode(errors="replace"), batch)
         self._collect(out, batch)
         if self.keep_history:
             self._history(run, values, rejected, batch)
@@ -167,9 +169,17 @@ class Partition:
         if offset in self.suppress_dead:
             self.suppress_dead.discard(offset)
             return
-        batch.dead.append((offset, orjson.dumps(
-            {"reason": reason, "payload": payload, "topic": self.topic, "partition": self.number,
-             "offset": offset, "key": None if key is None else key.decode(errors="replace")})))
+        name = None if key is None else key.decode(errors="replace")
+        dead = {"reason": reason, "payload": payload, "topic": self.topic,
+                "partition": self.number, "offset": offset, "key": name}
+        value = orjson.dumps(dead)
+        keep = max(len(payload), len(name or ""))
+        while len(value) > DEAD_MAX_BYTES:  # a huge record: keep the start of payload and key
+            keep //= 2
+            dead.update(payload=payload[:keep], key=name and name[:keep],
+                        reason=f"{reason} (payload and key cut to {keep} characters)")
+            value = orjson.dumps(dead)
+        batch.dead.append((offset, value))
 
     def _collect(self, out: Output, batch: Batch) -> None:
         batch.changed |= out.changed

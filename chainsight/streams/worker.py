@@ -18,6 +18,7 @@ import signal
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from functools import partial
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -28,7 +29,7 @@ from chainsight.core import Engine
 from chainsight.events import now_ms
 from chainsight.streams import control, snapshots
 from chainsight.streams.config import StreamsConfig
-from chainsight.streams.kafka_admin import ensure_topics
+from chainsight.streams.kafka_admin import describe, ensure_topics, retry_transient
 from chainsight.streams.live_state import Changes, LiveState
 from chainsight.streams.partition import Batch, Partition, PartitionState
 from chainsight.streams.producer import EventProducer
@@ -78,7 +79,7 @@ class Worker:
         cfg = self.config
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop())
-        self._ensure_topics()
+        retry_transient(self._ensure_topics, "creating topics", self._is_stopping)
         self.consumer.subscribe([cfg.events_topic], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("worker %s joining group %s on %s", cfg.worker_id, cfg.app_id,
@@ -93,6 +94,9 @@ class Worker:
 
     def stop(self) -> None:
         self.stopping = True
+
+    def _is_stopping(self) -> bool:
+        return self.stopping
 
     def _ensure_topics(self) -> None:
         """Create missing topics; all must have as many partitions as the events topic."""
@@ -287,8 +291,10 @@ class Worker:
     def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
         """Restore each new partition from its newest snapshot and start where it ends."""
         starts = []
-        for tp in assigned:
-            part = self.parts[tp.partition] = self._restore(tp.partition)
+        for tp in assigned:  # a new topic's partitions may not have a leader for a moment
+            part = self.parts[tp.partition] = retry_transient(
+                partial(self._restore, tp.partition), f"restoring partition {tp.partition}",
+                self._is_stopping)
             starts.append(TopicPartition(tp.topic, tp.partition, part.next_offset))
         consumer.incremental_assign(starts)
         self.live.resync = True
@@ -350,5 +356,9 @@ class Worker:
 
 
 def run_worker(config: StreamsConfig, engine_factory: EngineFactory) -> None:
-    """Run one worker until SIGTERM/SIGINT."""
-    Worker(config, engine_factory).run()
+    """Run one worker until SIGTERM/SIGINT; a Kafka error that does not pass stops it with a
+    one-line message (transient ones are retried where they occur)."""
+    try:
+        Worker(config, engine_factory).run()
+    except (KafkaException, DeliveryFailed) as exc:
+        raise SystemExit(f"chainsight worker: {describe(exc)}") from None

@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from functools import cached_property
 from pathlib import Path
 
 import orjson
@@ -109,15 +110,21 @@ def expected(tmp_path: Path, lines: list[bytes]) -> dict:
 class Deployment:
     """Topics, Redis keys and worker subprocesses of one test."""
 
-    def __init__(self, prefix: str, bootstrap: str, redis_url: str, logs: Path) -> None:
+    def __init__(self, prefix: str, bootstrap: str, redis_url: str, logs: Path,
+                 create_topics: bool = True) -> None:
+        """`create_topics=False`: a fresh deployment, whose workers create the topics."""
         self.config = StreamsConfig(bootstrap=bootstrap, redis_url=redis_url,
                                     topic_prefix=prefix, partitions=PARTITIONS)
         self.logs = logs
         self.workers: list[subprocess.Popen] = []
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=5)
         cfg = self.config
-        ensure_topics(bootstrap, cfg.topics(), configs=cfg.topic_configs())
-        self.sink = KafkaSink(cfg)
+        if create_topics:
+            ensure_topics(bootstrap, cfg.topics(), configs=cfg.topic_configs())
+
+    @cached_property
+    def sink(self) -> KafkaSink:
+        return KafkaSink(self.config)
 
     def start_worker(self, *args: str, **env: object) -> subprocess.Popen:
         """A `chainsight worker` process with these options and environment variables."""
