@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chainsight.commands import Command
 from chainsight.core import Engine, Output
 from chainsight.events import now_ms
 
@@ -48,6 +49,14 @@ class EmbeddedRuntime:
         """Queue raw JSON lines (blocks when the runtime is far behind: back-pressure)."""
         self._queue.put(lines)
 
+    def apply(self, command: Command) -> Output:
+        """Carry out a user command now (see `Engine.apply`; CommandRefused is raised to the
+        caller, nothing changed); its transitions go to the subscribers too."""
+        with self.lock:
+            out = self.engine.apply(command)
+            self._publish(out)
+        return out
+
     def start(self) -> EmbeddedRuntime:
         self._thread = threading.Thread(target=self._loop, name="chainsight-engine", daemon=True)
         self._thread.start()
@@ -67,11 +76,10 @@ class EmbeddedRuntime:
         while True:
             batch, done = self._drain()
             if batch:
-                with self.lock:
-                    out = self.engine.process(batch)
+                with self.lock:  # outputs go out in the engine's order, commands' included
+                    self._publish(self.engine.process(batch))
                 self.stats.events += len(batch)
                 window_events += len(batch)
-                self._publish(out)
             now = time.monotonic()
             if now - last_tick >= self.tick_s:
                 with self.lock:
