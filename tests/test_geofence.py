@@ -1,6 +1,7 @@
 """FenceSet: parsing, validation, every geometry type, distances, antimeridian and poles."""
 
 import json
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -275,6 +276,32 @@ def test_corridor_matches_vincenty(line, width):
     for i in np.flatnonzero(true > width / 2):
         got = fs.distance_m(lon[i], lat[i], "k") + width / 2
         assert abs(got - true[i]) <= 0.001 * true[i] + 0.01
+
+
+def zigzag_corridor(n=400):
+    """A corridor zig-zagging between latitudes -80 and 80: a few KB of GeoJSON whose line is
+    millions of kilometres long."""
+    lon = np.linspace(-170, 170, n)
+    lat = np.where(np.arange(n) % 2 == 0, -80.0, 80.0)
+    line = {"type": "LineString", "coordinates": np.column_stack([lon, lat]).tolist()}
+    return feature("zz", line, kind="corridor", width_m=5_000)
+
+
+def test_long_corridor_memory_follows_vertices_not_length():
+    fenceset(feature("warm", {"type": "LineString", "coordinates": [[0, 0], [1, 1]]},
+                     width_m=10))  # kernels compiled / loaded outside the measurement
+    tracemalloc.start()
+    try:
+        fs = fenceset(zigzag_corridor())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50e6
+    # the first segment runs from (-170, -80) to (-169.148, 80): its middle is inside, and so
+    # is a point 2 km east of it; 20 km east, or beyond the segment's end, is outside
+    x_mid = -170 + 170 / 399
+    assert inside_set(fs, [x_mid, x_mid + 0.018, x_mid + 0.18, -169.148],
+                      [0.0, 0.0, 0.0, 85.0]) == {(0, "zz"), (1, "zz")}
 
 
 def test_distance_and_nearest():

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from .geodesy import densify, ecef, geodesic_m, radii, wrap_lon
+from .geodesy import densify, ecef, geodesic_m, piece_counts, radii, wrap_lon
 from .index import (
     CIRCLE,
     CORRIDOR,
@@ -31,14 +31,14 @@ from .index import (
     build_index,
     choose_cell,
     contains_kernel,
-    corridor_pieces,
+    corridor_segments,
     grow_boxes,
     polygon_grids,
 )
 
 KINDS = ("hub", "customer", "restricted", "cold_store", "corridor")
 PIECE_M = 2000.0  # corridor lines and measured edges are cut into pieces of at most this length
-CHUNK = 16  # corridor pieces per index item
+CHUNK = 16  # corridor pieces per index item (a longer segment is an item of its own)
 
 
 class FenceError(ValueError):
@@ -54,7 +54,7 @@ class _Item:
     lat_hi: float
     size: float = 0.0  # circle radius / corridor half-width, metres
     rings: list[np.ndarray] | None = None  # polygon part: (n, 2) lon/lat in the frame, closed
-    line: np.ndarray | None = None  # corridor: (n, 2) densified, unwrapped
+    line: np.ndarray | None = None  # corridor: (n, 2) vertices, unwrapped
 
 
 @dataclass
@@ -206,7 +206,7 @@ class FenceSet:
                     if item.kind == POLYGON:
                         parts = [densify(r[:, 0], r[:, 1], PIECE_M) for r in item.rings]
                     elif item.kind == CORRIDOR:
-                        parts = [(item.line[:, 0], item.line[:, 1])]
+                        parts = [densify(item.line[:, 0], item.line[:, 1], PIECE_M)]
                     else:
                         parts = [(np.full(2, item.lon0), np.full(2, item.lat_lo))]
                     for x, y in parts:
@@ -346,10 +346,13 @@ def _corridor(coords: Any, width: Any, fail: Any) -> list[_Item]:
     if not (_number(width) and width > 0):
         raise fail("corridor (LineString) needs properties.width_m > 0")
     xy = _positions(coords, fail, "LineString", 2)
-    lon, lat = densify(_unwrap(xy[:, 0], seam=False), xy[:, 1], PIECE_M)
+    lon, lat = _unwrap(xy[:, 0], seam=False), xy[:, 1]
+    n = piece_counts(lon, lat, PIECE_M)
+    group = (np.cumsum(n) - n) // CHUNK  # items: runs of segments, CHUNK pieces or so
+    starts = np.flatnonzero(np.diff(group, prepend=-1))
     items = []
-    for s in range(0, lon.size - 1, CHUNK):
-        x, y = lon[s:s + CHUNK + 1], lat[s:s + CHUNK + 1]
+    for s, e in zip(starts, np.append(starts[1:], n.size), strict=True):
+        x, y = lon[s:e + 1], lat[s:e + 1]
         centre = (x.min() + x.max()) / 2
         shift = wrap_lon(centre) - centre
         items.append(_Item(CORRIDOR, centre + shift, (x.max() - x.min()) / 2, y.min(), y.max(),
@@ -363,14 +366,14 @@ def _compile(fences: list[_Fence]) -> tuple[Geometry, tuple[np.ndarray, ...]]:
     rings = [r for _, it in items if it.kind == POLYGON for r in it.rings]
     lines = [it.line for _, it in items if it.kind == CORRIDOR]
     first, last = np.zeros(len(items), np.int64), np.zeros(len(items), np.int64)
-    nr = npc = 0
+    nr = nseg = 0
     for j, (_, it) in enumerate(items):
         if it.kind == POLYGON:
             first[j], nr = nr, nr + len(it.rings)
             last[j] = nr
         elif it.kind == CORRIDOR:
-            first[j], npc = npc, npc + len(it.line) - 1
-            last[j] = npc
+            first[j], nseg = nseg, nseg + len(it.line) - 1
+            last[j] = nseg
 
     def col(name: str) -> np.ndarray:
         return np.array([getattr(it, name) for _, it in items], float)
@@ -400,8 +403,9 @@ def _compile(fences: list[_Fence]) -> tuple[Geometry, tuple[np.ndarray, ...]]:
         band_start=band_start,
         band_edge=band_edge,
         raster=raster,
-        piece=(np.concatenate([corridor_pieces(ln[:, 0], ln[:, 1]) for ln in lines])
-               if lines else np.zeros((0, 14))),
+        segment=(np.concatenate([corridor_segments(ln[:, 0], ln[:, 1],
+                                                   piece_counts(ln[:, 0], ln[:, 1], PIECE_M))
+                                 for ln in lines]) if lines else np.zeros((0, 9))),
     )
     box = grow_boxes(col("hw"), lat_lo, col("lat_hi"), size)
     return geo, box
