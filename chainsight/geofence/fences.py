@@ -117,6 +117,8 @@ class FenceSet:
             raise FenceError(f"{path}: cannot read: {e.strerror or e}") from e
         except (ValueError, UnicodeDecodeError) as e:
             raise FenceError(f"{path}: invalid JSON: {e}") from e
+        except RecursionError as e:
+            raise FenceError(f"{path}: invalid JSON: nested too deeply") from e
         try:
             return cls.from_geojson(obj)
         except FenceError as e:
@@ -233,7 +235,7 @@ def _parse_feature(i: int, feature: Any) -> _Fence:
     if name is not None and not isinstance(name, str):
         raise fail("name must be a string")
     if kind is not None and kind not in KINDS:
-        raise fail(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+        raise fail(f"unknown kind {_brief(kind)} (expected one of {', '.join(KINDS)})")
     if dwell is not None and not (_number(dwell) and dwell >= 0):
         raise fail("dwell_max_min must be a non-negative number")
     geom = feature.get("geometry")
@@ -252,10 +254,18 @@ def _parse_feature(i: int, feature: Any) -> _Fence:
     elif gtype == "LineString":
         items = _corridor(coords, props.get("width_m"), fail)
     else:
-        raise fail(f"unsupported geometry {gtype!r} (Polygon, MultiPolygon, Point with "
+        raise fail(f"unsupported geometry {_brief(gtype)} (Polygon, MultiPolygon, Point with "
                    "radius_m or LineString with width_m)")
     return _Fence(fid, name, kind, math.nan if dwell is None else float(dwell), _key(items),
                   items)
+
+
+def _brief(x: Any) -> str:
+    """A JSON value for a one-line message: short scalars as repr, containers by type."""
+    if isinstance(x, list | dict):
+        return "(a JSON array)" if isinstance(x, list) else "(a JSON object)"
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _key(items: list[_Item]) -> str:
@@ -269,21 +279,24 @@ def _key(items: list[_Item]) -> str:
 
 
 def _number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    """A finite JSON number (not a boolean, which Python counts as an int)."""
+    if isinstance(x, float):
+        return math.isfinite(x)
+    return isinstance(x, int) and not isinstance(x, bool) and abs(x) <= 1e300
 
 
 def _positions(coords: Any, fail: Any, what: str, at_least: int) -> np.ndarray:
-    """(n, 2) lon/lat array of checked positions."""
+    """(n, 2) lon/lat array of checked positions (element by element: numpy would take
+    booleans for numbers, and recurse into deeply nested lists)."""
     if not isinstance(coords, list | tuple) or len(coords) < at_least:
         raise fail(f"{what} needs at least {at_least} positions")
-    try:
-        xy = np.array(coords)
-    except ValueError:  # ragged
-        xy = np.zeros(0)
-    if xy.ndim != 2 or xy.shape[1] not in (2, 3) or xy.dtype.kind not in "iuf" or not (
-            np.isfinite(xy).all()):
-        raise fail(f"{what} has a position that is not [lon, lat] numbers")
-    xy = xy[:, :2].astype(np.float64)
+    for j, p in enumerate(coords):
+        if not isinstance(p, list | tuple) or len(p) not in (2, 3):
+            raise fail(f"{what} position {j} is not [lon, lat] (wrong nesting)")
+        if not all(_number(v) for v in p):
+            raise fail(f"coordinates must be numbers: {what} position {j} is not [lon, lat] "
+                       "numbers (no booleans, NaN or Infinity)")
+    xy = np.array([p[:2] for p in coords], np.float64)
     if np.any(np.abs(xy[:, 0]) > 180) or np.any(np.abs(xy[:, 1]) > 90):
         raise fail(f"{what} has a position outside lon [-180, 180] / lat [-90, 90]")
     return xy
