@@ -3,6 +3,8 @@
 Run: .venv/bin/python benchmarks/bench_geofence.py [--points N] [--fences N] [--seed S]
 Fences are random star-shaped polygons (20-200 vertices, 300 m to 20 km radius) over a
 country-sized box (10 x 10 degrees around Germany); points are uniform over the same box.
+Also prints the load time and peak memory of a long zig-zag corridor (400 vertices between
+latitudes -80 and 80): memory must follow the vertices, not the length of the line.
 """
 
 import os
@@ -10,7 +12,9 @@ import os
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import resource  # noqa: E402
 import time  # noqa: E402
+import tracemalloc  # noqa: E402
 
 import numpy as np  # noqa: E402
 import shapely  # noqa: E402
@@ -37,6 +41,26 @@ def random_fences(n: int, rng: np.random.Generator, spiky: bool) -> list[np.ndar
         lat = lat0 + r * np.sin(ang) / 110_574
         rings.append(np.column_stack([np.append(lon, lon[0]), np.append(lat, lat[0])]))
     return rings
+
+
+def zigzag_load() -> None:
+    """Load time, tracemalloc peak and max-RSS growth of the zig-zag corridor."""
+    n = 400
+    lon = np.linspace(-170, 170, n)
+    lat = np.where(np.arange(n) % 2 == 0, -80.0, 80.0)
+    fc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"fence_id": "zz", "kind": "corridor", "width_m": 5000},
+         "geometry": {"type": "LineString", "coordinates": np.column_stack([lon, lat]).tolist()}}]}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    t = time.perf_counter()
+    FenceSet.from_geojson(fc)
+    took = time.perf_counter() - t
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss  # KiB on Linux
+    print(f"zig-zag corridor ({n} vertices): loaded in {took:.3f} s, tracemalloc peak "
+          f"{peak / 1e6:.1f} MB, max RSS +{grew / 1024:.1f} MiB")
 
 
 def main() -> None:
@@ -80,6 +104,7 @@ def main() -> None:
     print(f"shapely STRtree:   {t_shapely:.3f} s = {args.points / t_shapely:,.0f} points/s "
           "(tree build + query, best of 5)")
     print(f"speed-up: {t_shapely / best:.1f}x")
+    zigzag_load()
     if not same:
         raise SystemExit("pair sets differ")
 

@@ -1,6 +1,7 @@
 """FenceSet: parsing, validation, every geometry type, distances, antimeridian and poles."""
 
 import json
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -135,6 +136,83 @@ def test_invalid_fence_one_line_error_naming_it(feat, words):
     assert "\n" not in msg and msg.startswith("fence ")
     for w in words:
         assert w in msg
+
+
+def deep(levels, inner="0"):
+    """JSON text of `inner` inside `levels` nested arrays."""
+    return "[" * levels + inner + "]" * levels
+
+
+@pytest.mark.parametrize("coords, words", [
+    ([True, False], ["Point position 0"]),
+    ([[0, 0], [1, 0], [True, 1], [0, 0]], ["outer ring position 2"]),  # numpy would take 1
+    ([[0, 0], [float("nan"), 1], [1, 1], [0, 0]], ["outer ring position 1"]),
+    ([[0, 0], [1, float("inf")], [1, 1], [0, 0]], ["outer ring position 1"]),
+    ([[0, 0], [10**400, 1], [1, 1], [0, 0]], ["outer ring position 1"]),
+    ([[0, 0], [None, 1], [1, 1], [0, 0]], ["outer ring position 1"]),
+])
+def test_coordinates_must_be_numbers(coords, words):
+    geometry = ({"type": "Point", "coordinates": coords} if len(coords) == 2
+                else {"type": "Polygon", "coordinates": [coords]})
+    with pytest.raises(FenceError) as e:
+        fenceset(feature("F", geometry, radius_m=10))
+    msg = str(e.value)
+    assert msg.startswith("fence 'F': coordinates must be numbers: ") and "\n" not in msg
+    for w in words:
+        assert w in msg
+
+
+@pytest.mark.parametrize("geometry, words", [
+    ({"type": "LineString", "coordinates": [[0, 0], [[1, 1]]]}, "LineString position 1"),
+    ({"type": "LineString", "coordinates": [[0, 0], [1, 1, 1, 1]]}, "LineString position 1"),
+    ({"type": "Polygon", "coordinates": box(0, 0, 1, 1)}, "outer ring needs at least 4"),
+    ({"type": "Polygon", "coordinates": [[box(0, 0, 1, 1)] * 4]}, "outer ring position 0"),
+    ({"type": "LineString", "coordinates": json.loads(deep(900))}, "LineString needs at least"),
+    ({"type": "LineString", "coordinates": [[0, 0], json.loads(deep(900))]},
+     "LineString position 1"),
+    ({"type": json.loads(deep(900))}, "unsupported geometry (a JSON array)"),
+])
+def test_wrong_nesting_is_one_line(geometry, words):
+    with pytest.raises(FenceError) as e:
+        fenceset(feature("F", geometry, width_m=10))
+    msg = str(e.value)
+    assert msg.startswith("fence 'F': ") and words in msg and "\n" not in msg and len(msg) < 200
+
+
+def test_deeply_nested_file_is_one_line_error(tmp_path):
+    head = '{"type": "FeatureCollection", "features": [{"type": "Feature", '
+    files = {
+        "coords": head + '"properties": {"fence_id": "d", "radius_m": 5}, "geometry": '
+                         '{"type": "Point", "coordinates": ' + deep(100_000) + "}}]}",
+        "props": head + '"properties": {"fence_id": "d", "radius_m": 5, "x": '
+                        + deep(100_000) + '}, "geometry": {"type": "Point", '
+                        '"coordinates": [0, 0]}}]}',
+    }
+    for name, text in files.items():
+        path = tmp_path / f"{name}.geojson"
+        path.write_text(text)
+        with pytest.raises(FenceError, match=rf"^.*{name}\.geojson: invalid JSON: nested too "
+                                             r"deeply$"):
+            FenceSet.from_file(path)
+
+
+def test_replay_exits_2_with_one_line_on_bad_fences(tmp_path, capsys):
+    from chainsight.cli import main
+
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"type": "gps", "device_id": "d", "ts": 0, "lat": 1, "lon": 1}\n')
+    bad = tmp_path / "bad.geojson"
+    for geometry in ('{"type": "Point", "coordinates": [true, false]}',
+                     '{"type": "Point", "coordinates": ' + deep(100_000) + "}"):
+        bad.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", '
+                       '"properties": {"fence_id": "F", "radius_m": 5}, "geometry": '
+                       + geometry + "}]}")
+        alerts = tmp_path / "alerts.jsonl"
+        assert main(["replay", str(events), "--fences", str(bad),
+                     "--alerts-out", str(alerts)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("chainsight replay: ") and err.count("\n") == 1
+        assert "bad.geojson" in err and not alerts.exists()
 
 
 def test_missing_and_duplicate_fence_id():
@@ -275,6 +353,32 @@ def test_corridor_matches_vincenty(line, width):
     for i in np.flatnonzero(true > width / 2):
         got = fs.distance_m(lon[i], lat[i], "k") + width / 2
         assert abs(got - true[i]) <= 0.001 * true[i] + 0.01
+
+
+def zigzag_corridor(n=400):
+    """A corridor zig-zagging between latitudes -80 and 80: a few KB of GeoJSON whose line is
+    millions of kilometres long."""
+    lon = np.linspace(-170, 170, n)
+    lat = np.where(np.arange(n) % 2 == 0, -80.0, 80.0)
+    line = {"type": "LineString", "coordinates": np.column_stack([lon, lat]).tolist()}
+    return feature("zz", line, kind="corridor", width_m=5_000)
+
+
+def test_long_corridor_memory_follows_vertices_not_length():
+    fenceset(feature("warm", {"type": "LineString", "coordinates": [[0, 0], [1, 1]]},
+                     width_m=10))  # kernels compiled / loaded outside the measurement
+    tracemalloc.start()
+    try:
+        fs = fenceset(zigzag_corridor())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50e6
+    # the first segment runs from (-170, -80) to (-169.148, 80): its middle is inside, and so
+    # is a point 2 km east of it; 20 km east, or beyond the segment's end, is outside
+    x_mid = -170 + 170 / 399
+    assert inside_set(fs, [x_mid, x_mid + 0.018, x_mid + 0.18, -169.148],
+                      [0.0, 0.0, 0.0, 85.0]) == {(0, "zz"), (1, "zz")}
 
 
 def test_distance_and_nearest():

@@ -66,3 +66,13 @@ def test_bad_input():
         f.apply(np.array([0, 1]), np.array([0]), np.array([0.0]), np.array([0.0]))
     with pytest.raises(ValueError):
         f.apply(np.array([-1]), np.array([0]), np.array([0.0]), np.array([0.0]))
+
+
+def test_interval_filter_off_keeps_fixes_out_of_order():
+    """With min_interval_s None, a fix older than the device's last one is still kept."""
+    f = GpsFilter()
+    keep = apply(f, [(0, 40_000, 4.0, 52.0, 0), (0, 20_000, 4.0, 52.001, 0),
+                     (0, 60_000, 4.0, 52.002, 0)])
+    assert keep == [True, True, True] and f.counts["interval"] == 0
+    on = GpsFilter(min_interval_s=0)  # on, even at 0: an earlier fix is too soon
+    assert apply(on, [(0, 40_000, 4.0, 52.0, 0), (0, 20_000, 4.0, 52.001, 0)]) == [True, False]

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import shapely
 
-from .geodesy import densify, ecef, geodesic_m, radii, wrap_lon
+from .geodesy import densify, ecef, geodesic_m, piece_counts, radii, wrap_lon
 from .index import (
     CIRCLE,
     CORRIDOR,
@@ -31,14 +31,14 @@ from .index import (
     build_index,
     choose_cell,
     contains_kernel,
-    corridor_pieces,
+    corridor_segments,
     grow_boxes,
     polygon_grids,
 )
 
 KINDS = ("hub", "customer", "restricted", "cold_store", "corridor")
 PIECE_M = 2000.0  # corridor lines and measured edges are cut into pieces of at most this length
-CHUNK = 16  # corridor pieces per index item
+CHUNK = 16  # corridor pieces per index item (a longer segment is an item of its own)
 
 
 class FenceError(ValueError):
@@ -54,7 +54,7 @@ class _Item:
     lat_hi: float
     size: float = 0.0  # circle radius / corridor half-width, metres
     rings: list[np.ndarray] | None = None  # polygon part: (n, 2) lon/lat in the frame, closed
-    line: np.ndarray | None = None  # corridor: (n, 2) densified, unwrapped
+    line: np.ndarray | None = None  # corridor: (n, 2) vertices, unwrapped
 
 
 @dataclass
@@ -117,6 +117,8 @@ class FenceSet:
             raise FenceError(f"{path}: cannot read: {e.strerror or e}") from e
         except (ValueError, UnicodeDecodeError) as e:
             raise FenceError(f"{path}: invalid JSON: {e}") from e
+        except RecursionError as e:
+            raise FenceError(f"{path}: invalid JSON: nested too deeply") from e
         try:
             return cls.from_geojson(obj)
         except FenceError as e:
@@ -206,7 +208,7 @@ class FenceSet:
                     if item.kind == POLYGON:
                         parts = [densify(r[:, 0], r[:, 1], PIECE_M) for r in item.rings]
                     elif item.kind == CORRIDOR:
-                        parts = [(item.line[:, 0], item.line[:, 1])]
+                        parts = [densify(item.line[:, 0], item.line[:, 1], PIECE_M)]
                     else:
                         parts = [(np.full(2, item.lon0), np.full(2, item.lat_lo))]
                     for x, y in parts:
@@ -233,7 +235,7 @@ def _parse_feature(i: int, feature: Any) -> _Fence:
     if name is not None and not isinstance(name, str):
         raise fail("name must be a string")
     if kind is not None and kind not in KINDS:
-        raise fail(f"unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+        raise fail(f"unknown kind {_brief(kind)} (expected one of {', '.join(KINDS)})")
     if dwell is not None and not (_number(dwell) and dwell >= 0):
         raise fail("dwell_max_min must be a non-negative number")
     geom = feature.get("geometry")
@@ -252,10 +254,18 @@ def _parse_feature(i: int, feature: Any) -> _Fence:
     elif gtype == "LineString":
         items = _corridor(coords, props.get("width_m"), fail)
     else:
-        raise fail(f"unsupported geometry {gtype!r} (Polygon, MultiPolygon, Point with "
+        raise fail(f"unsupported geometry {_brief(gtype)} (Polygon, MultiPolygon, Point with "
                    "radius_m or LineString with width_m)")
     return _Fence(fid, name, kind, math.nan if dwell is None else float(dwell), _key(items),
                   items)
+
+
+def _brief(x: Any) -> str:
+    """A JSON value for a one-line message: short scalars as repr, containers by type."""
+    if isinstance(x, list | dict):
+        return "(a JSON array)" if isinstance(x, list) else "(a JSON object)"
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _key(items: list[_Item]) -> str:
@@ -269,21 +279,24 @@ def _key(items: list[_Item]) -> str:
 
 
 def _number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+    """A finite JSON number (not a boolean, which Python counts as an int)."""
+    if isinstance(x, float):
+        return math.isfinite(x)
+    return isinstance(x, int) and not isinstance(x, bool) and abs(x) <= 1e300
 
 
 def _positions(coords: Any, fail: Any, what: str, at_least: int) -> np.ndarray:
-    """(n, 2) lon/lat array of checked positions."""
+    """(n, 2) lon/lat array of checked positions (element by element: numpy would take
+    booleans for numbers, and recurse into deeply nested lists)."""
     if not isinstance(coords, list | tuple) or len(coords) < at_least:
         raise fail(f"{what} needs at least {at_least} positions")
-    try:
-        xy = np.array(coords)
-    except ValueError:  # ragged
-        xy = np.zeros(0)
-    if xy.ndim != 2 or xy.shape[1] not in (2, 3) or xy.dtype.kind not in "iuf" or not (
-            np.isfinite(xy).all()):
-        raise fail(f"{what} has a position that is not [lon, lat] numbers")
-    xy = xy[:, :2].astype(np.float64)
+    for j, p in enumerate(coords):
+        if not isinstance(p, list | tuple) or len(p) not in (2, 3):
+            raise fail(f"{what} position {j} is not [lon, lat] (wrong nesting)")
+        if not all(_number(v) for v in p):
+            raise fail(f"coordinates must be numbers: {what} position {j} is not [lon, lat] "
+                       "numbers (no booleans, NaN or Infinity)")
+    xy = np.array([p[:2] for p in coords], np.float64)
     if np.any(np.abs(xy[:, 0]) > 180) or np.any(np.abs(xy[:, 1]) > 90):
         raise fail(f"{what} has a position outside lon [-180, 180] / lat [-90, 90]")
     return xy
@@ -346,10 +359,13 @@ def _corridor(coords: Any, width: Any, fail: Any) -> list[_Item]:
     if not (_number(width) and width > 0):
         raise fail("corridor (LineString) needs properties.width_m > 0")
     xy = _positions(coords, fail, "LineString", 2)
-    lon, lat = densify(_unwrap(xy[:, 0], seam=False), xy[:, 1], PIECE_M)
+    lon, lat = _unwrap(xy[:, 0], seam=False), xy[:, 1]
+    n = piece_counts(lon, lat, PIECE_M)
+    group = (np.cumsum(n) - n) // CHUNK  # items: runs of segments, CHUNK pieces or so
+    starts = np.flatnonzero(np.diff(group, prepend=-1))
     items = []
-    for s in range(0, lon.size - 1, CHUNK):
-        x, y = lon[s:s + CHUNK + 1], lat[s:s + CHUNK + 1]
+    for s, e in zip(starts, np.append(starts[1:], n.size), strict=True):
+        x, y = lon[s:e + 1], lat[s:e + 1]
         centre = (x.min() + x.max()) / 2
         shift = wrap_lon(centre) - centre
         items.append(_Item(CORRIDOR, centre + shift, (x.max() - x.min()) / 2, y.min(), y.max(),
@@ -363,14 +379,14 @@ def _compile(fences: list[_Fence]) -> tuple[Geometry, tuple[np.ndarray, ...]]:
     rings = [r for _, it in items if it.kind == POLYGON for r in it.rings]
     lines = [it.line for _, it in items if it.kind == CORRIDOR]
     first, last = np.zeros(len(items), np.int64), np.zeros(len(items), np.int64)
-    nr = npc = 0
+    nr = nseg = 0
     for j, (_, it) in enumerate(items):
         if it.kind == POLYGON:
             first[j], nr = nr, nr + len(it.rings)
             last[j] = nr
         elif it.kind == CORRIDOR:
-            first[j], npc = npc, npc + len(it.line) - 1
-            last[j] = npc
+            first[j], nseg = nseg, nseg + len(it.line) - 1
+            last[j] = nseg
 
     def col(name: str) -> np.ndarray:
         return np.array([getattr(it, name) for _, it in items], float)
@@ -400,8 +416,9 @@ def _compile(fences: list[_Fence]) -> tuple[Geometry, tuple[np.ndarray, ...]]:
         band_start=band_start,
         band_edge=band_edge,
         raster=raster,
-        piece=(np.concatenate([corridor_pieces(ln[:, 0], ln[:, 1]) for ln in lines])
-               if lines else np.zeros((0, 14))),
+        segment=(np.concatenate([corridor_segments(ln[:, 0], ln[:, 1],
+                                                   piece_counts(ln[:, 0], ln[:, 1], PIECE_M))
+                                 for ln in lines]) if lines else np.zeros((0, 9))),
     )
     box = grow_boxes(col("hw"), lat_lo, col("lat_hi"), size)
     return geo, box

@@ -62,13 +62,19 @@ def geodesic_m(lon1: Num, lat1: Num, lon2: Num, lat2: Num) -> Num:
     return A * (sigma - F / 2 * (x + y))
 
 
-def densify(lon: np.ndarray, lat: np.ndarray, max_m: float) -> tuple[np.ndarray, np.ndarray]:
-    """Insert vertices (linearly in lon/lat, as RFC 7946 lines are) so no piece is over max_m."""
+def piece_counts(lon: np.ndarray, lat: np.ndarray, max_m: float) -> np.ndarray:
+    """How many pieces `densify` cuts each segment of a lon/lat line into."""
     dlon, dlat = np.diff(lon), np.diff(lat)
     a, b = lat[:-1], lat[1:]
     equatorward = np.where(a * b <= 0, 0.0, np.minimum(np.abs(a), np.abs(b)))
     extent = np.maximum(np.abs(dlat), np.abs(dlon) * np.cos(equatorward * RAD)) * RAD * R_MAX
-    n = np.maximum(1, np.ceil(extent / max_m)).astype(np.int64)
+    return np.maximum(1, np.ceil(extent / max_m)).astype(np.int64)
+
+
+def densify(lon: np.ndarray, lat: np.ndarray, max_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Insert vertices (linearly in lon/lat, as RFC 7946 lines are) so no piece is over max_m."""
+    dlon, dlat = np.diff(lon), np.diff(lat)
+    n = piece_counts(lon, lat, max_m)
     seg = np.repeat(np.arange(n.size), n)
     t = (np.arange(seg.size) - np.repeat(np.cumsum(n) - n, n)) / n[seg]
     return (np.append(lon[:-1][seg] + t * dlon[seg], lon[-1]),

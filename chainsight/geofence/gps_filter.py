@@ -102,7 +102,7 @@ def _filter(device: np.ndarray, ts: np.ndarray, lon: np.ndarray, lat: np.ndarray
             reason[i] = ACCURACY
         elif seen and drop_dup and dt == 0 and x == prev_lon[d] and y == prev_lat[d]:
             reason[i] = DUPLICATE
-        elif seen and dt < min_interval:
+        elif seen and min_interval >= 0 and dt < min_interval:  # an earlier fix: dt < 0
             reason[i] = INTERVAL
         elif seen and max_speed < np.inf:
             dist = geodesic_m(prev_lon[d], prev_lat[d], x, y)

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .geodesy import R_MIN, RAD, chord_of_arc, ecef, radii, wrap_lon
+from .geodesy import R_MAX, R_MIN, RAD, chord_of_arc, ecef, radii, wrap_lon
 
 POLYGON, CIRCLE, CORRIDOR = 0, 1, 2
 OUTSIDE, INSIDE, BOUNDARY = 0, 1, 2  # polygon raster cells
@@ -33,13 +33,13 @@ _MULT = np.int64(-7046029254386353131)  # 2**64 / golden ratio, as int64 (Fibona
 
 
 class Geometry(NamedTuple):
-    """All fences as flat arrays (one row per item, ring, vertex, band or corridor piece)."""
+    """All fences as flat arrays (one row per item, ring, vertex, band or corridor segment)."""
 
     item_fence: np.ndarray  # int64: fence index of each item (non-decreasing)
     item_type: np.ndarray  # int64: POLYGON, CIRCLE or CORRIDOR
     item_lon0: np.ndarray  # float64: centre longitude of the item's frame
-    item_first: np.ndarray  # int64: first ring (polygon) or piece (corridor)
-    item_last: np.ndarray  # int64: one past the last ring / piece
+    item_first: np.ndarray  # int64: first ring (polygon) or segment (corridor)
+    item_last: np.ndarray  # int64: one past the last ring / segment
     item_size: np.ndarray  # float64: circle radius or corridor half-width, metres
     item_xyz: np.ndarray  # float64 (items, 3): circle centre, Earth-centred
     item_rho: np.ndarray  # float64: circle, Gaussian radius of curvature at the centre
@@ -52,7 +52,7 @@ class Geometry(NamedTuple):
     band_edge: np.ndarray  # float64 (entries, 5): y1, y2, x1, dx/dy, max(x1, x2) of the edges
     # overlapping a band, by decreasing max(x1, x2)
     raster: np.ndarray  # uint8, 4 cells a byte: OUTSIDE, INSIDE or BOUNDARY
-    piece: np.ndarray  # float64 (pieces, 14): corridor pieces, see corridor_pieces()
+    segment: np.ndarray  # float64 (segments, 9): corridor segments, see corridor_segments()
 
 
 class Index(NamedTuple):
@@ -78,20 +78,13 @@ ENTRY = np.dtype([("lon_lo", "f4"), ("lon_hi", "f4"), ("lat_lo", "f4"), ("lat_hi
 FULL = 99
 
 
-def corridor_pieces(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """Pieces of a densified line: origin O (Earth-centred), east and north unit vectors at O,
-    both ends projected on that tangent plane, and the reach of the piece from O (metres)."""
-    mlon, mlat = (lon[:-1] + lon[1:]) / 2, (lat[:-1] + lat[1:]) / 2
-    o = np.stack(ecef(mlon, mlat), axis=1)
-    sl, cl = np.sin(mlon * RAD), np.cos(mlon * RAD)
-    sp, cp = np.sin(mlat * RAD), np.cos(mlat * RAD)
-    east = np.stack([-sl, cl, np.zeros_like(sl)], axis=1)
-    north = np.stack([-sp * cl, -sp * sl, cp], axis=1)
-    a = np.stack(ecef(lon[:-1], lat[:-1]), axis=1) - o
-    b = np.stack(ecef(lon[1:], lat[1:]), axis=1) - o
-    reach = np.maximum(np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1))
-    plane = [(a * east).sum(1), (a * north).sum(1), (b * east).sum(1), (b * north).sum(1)]
-    return np.column_stack([o, east, north, *plane, reach])
+def corridor_segments(lon: np.ndarray, lat: np.ndarray, pieces: np.ndarray) -> np.ndarray:
+    """Segments of a corridor line: x0, y0, x1, y1, the number of pieces it is cut into, and a
+    bounding sphere (Earth-centred centre, radius in metres: no shorter than the segment)."""
+    x0, y0, x1, y1 = lon[:-1], lat[:-1], lon[1:], lat[1:]
+    centre = np.stack(ecef((x0 + x1) / 2, (y0 + y1) / 2), axis=1)
+    length = np.hypot(x1 - x0, y1 - y0) * RAD * R_MAX  # N cos(lat), M <= R_MAX
+    return np.column_stack([x0, y0, x1, y1, pieces, centre, length])
 
 
 def polygon_grids(ring_item: np.ndarray, ring_start: np.ndarray, vx: np.ndarray, vy: np.ndarray,
@@ -397,26 +390,76 @@ def _in_polygon(grid: np.ndarray, raster: np.ndarray, band_start: np.ndarray,
     return cell == INSIDE
 
 
+@njit(cache=True, inline="always")
+def _window(v0: float, dv: float, n: int, v: float, r: float, lo: int, hi: int
+            ) -> tuple[int, int]:
+    """Pieces k in lo..hi-1 whose middle, v0 + (k + 0.5) / n * dv, may lie within r of v
+    (one piece of slack each side against rounding)."""
+    if dv == 0.0:
+        return (lo, hi) if abs(v - v0) <= r else (lo, lo)
+    a, b = (v - r - v0) / dv * n - 0.5, (v + r - v0) / dv * n - 0.5
+    a, b = min(max(min(a, b), -1.0), n + 1.0), min(max(max(a, b), -1.0), n + 1.0)
+    return max(lo, int(np.floor(a)) - 1), min(hi, int(np.ceil(b)) + 2)
+
+
+@njit(cache=True)
+def _near_line(size: float, first: int, last: int, segment: np.ndarray, lon: float, lat: float
+               ) -> bool:
+    """Point within `size` metres of corridor segments first..last-1. Segment s is cut into
+    n pieces linearly in lon/lat (as geodesy.densify does); each piece is measured on the
+    tangent plane at its middle. Pieces are made on the fly, and only those that latitude and
+    longitude windows leave possible, so a long segment costs memory like a short one."""
+    px, py, pz = ecef(lon, lat)
+    for s in range(first, last):
+        q = segment[s]
+        if (px - q[5]) ** 2 + (py - q[6]) ** 2 + (pz - q[7]) ** 2 > (q[8] + size) ** 2:
+            continue
+        x0, y0, x1, y1, n = q[0], q[1], q[2], q[3], int(q[4])
+        dx, dy = x1 - x0, y1 - y0
+        # q[8] / n bounds the reach of every piece; a piece can only count if the point is
+        # within reach + size of its middle (chord), so `ang` degrees of latitude (arc < 2 chords)
+        ang = 2.0 * (q[8] / n + size) / R_MIN / RAD
+        k0, k1 = _window(y0, dy, n, lat, ang, 0, n)
+        top = abs(lat) + 2.0 * ang  # the arc stays below this latitude
+        if top < 89.0 and k0 < k1:
+            dlon = ang / np.cos(top * RAD)
+            if abs(dx) / 2 + dlon < 180.0:  # then the point's longitude near the segment is
+                xp = lon + 360.0 * np.round((x0 + dx / 2 - lon) / 360.0)  # unambiguous
+                k0, k1 = _window(x0, dx, n, xp, dlon, k0, k1)
+        for k in range(k0, k1):
+            ax, ay = x0 + k / n * dx, y0 + k / n * dy
+            bx, by = (x0 + (k + 1) / n * dx, y0 + (k + 1) / n * dy) if k + 1 < n else (x1, y1)
+            mx, my = (ax + bx) / 2, (ay + by) / 2
+            ox, oy, oz = ecef(mx, my)
+            sl, cl = np.sin(mx * RAD), np.cos(mx * RAD)
+            sp, cp = np.sin(my * RAD), np.cos(my * RAD)
+            ex, ey = -sl, cl  # east unit vector (no z part)
+            nx, ny, nz = -sp * cl, -sp * sl, cp  # north
+            a0, a1, a2 = ecef(ax, ay)
+            b0, b1, b2 = ecef(bx, by)
+            a0, a1, a2, b0, b1, b2 = a0 - ox, a1 - oy, a2 - oz, b0 - ox, b1 - oy, b2 - oz
+            r = max(np.sqrt(a0 * a0 + a1 * a1 + a2 * a2), np.sqrt(b0 * b0 + b1 * b1 + b2 * b2))
+            qx, qy, qz = px - ox, py - oy, pz - oz
+            if qx * qx + qy * qy + qz * qz > (r + size) ** 2:
+                continue
+            if _seg_d2(qx * ex + qy * ey, qx * nx + qy * ny + qz * nz,
+                       a0 * ex + a1 * ey, a0 * nx + a1 * ny + a2 * nz,
+                       b0 * ex + b1 * ey, b0 * nx + b1 * ny + b2 * nz) <= size * size:
+                return True
+    return False
+
+
 @njit(cache=True)
 def _in_round(kind: int, size: float, xyz: np.ndarray, rho: float, first: int, last: int,
-              piece: np.ndarray, lon: float, lat: float) -> bool:
-    """Point within `size` metres of a circle's centre or a corridor's pieces."""
+              segment: np.ndarray, lon: float, lat: float) -> bool:
+    """Point within `size` metres of a circle's centre or a corridor's segments."""
     if size <= 0.0:
         return False
+    if kind == CORRIDOR:
+        return _near_line(size, first, last, segment, lon, lat)
     px, py, pz = ecef(lon, lat)
-    if kind == CIRCLE:
-        d2 = (px - xyz[0]) ** 2 + (py - xyz[1]) ** 2 + (pz - xyz[2]) ** 2
-        return d2 <= chord_of_arc(size, rho) ** 2
-    for s in range(first, last):
-        q = piece[s]
-        dx, dy, dz = px - q[0], py - q[1], pz - q[2]
-        if dx * dx + dy * dy + dz * dz > (q[13] + size) ** 2:
-            continue
-        x = dx * q[3] + dy * q[4] + dz * q[5]
-        y = dx * q[6] + dy * q[7] + dz * q[8]
-        if _seg_d2(x, y, q[9], q[10], q[11], q[12]) <= size * size:
-            return True
-    return False
+    d2 = (px - xyz[0]) ** 2 + (py - xyz[1]) ** 2 + (pz - xyz[2]) ** 2
+    return d2 <= chord_of_arc(size, rho) ** 2
 
 
 @njit(cache=True)
@@ -432,7 +475,7 @@ def contains_kernel(lon: np.ndarray, lat: np.ndarray, margin: float, g: Geometry
     grid, raster, band_start, band_edge = g.item_grid, g.raster, g.band_start, g.band_edge
     item_lon0, item_first, item_last = g.item_lon0, g.item_first, g.item_last
     item_size, item_xyz, item_rho = g.item_size, g.item_xyz, g.item_rho
-    ring_start, vx, vy, piece = g.ring_start, g.vx, g.vy, g.piece
+    ring_start, vx, vy, segment = g.ring_start, g.vx, g.vy, g.segment
     pts = np.empty(cap, np.int64)
     fen = np.empty(cap, np.int64)
     n = 0
@@ -466,7 +509,7 @@ def contains_kernel(lon: np.ndarray, lat: np.ndarray, margin: float, g: Geometry
                                             x, y, abs(margin))
             else:
                 hit = _in_round(e.kind, item_size[it] + margin, item_xyz[it], item_rho[it],
-                                item_first[it], item_last[it], piece, lonp, y)
+                                item_first[it], item_last[it], segment, lonp, y)
             if hit:
                 last = e.fence
                 if n < cap:
