@@ -73,28 +73,48 @@ def track_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.
             last_temp[s], temp_ts[s] = temp[i], ts[i]
 
 
-def business_phases(business: np.ndarray, shipment: np.ndarray) -> np.ndarray:
+def business_phases(business: np.ndarray, shipment: np.ndarray,
+                    device: np.ndarray) -> np.ndarray:
     """Processing phase of each row of an event-time-ordered batch.
 
     A business event (scan/order) only changes its own shipment's state, so it must be applied
     after that shipment's earlier device rows and before its later ones; other shipments' rows
-    need not wait for it. A business row's phase is its ordinal among its shipment's business
-    rows (1, 2, ...); a device row's phase counts the business rows of its shipment before it.
-    The engine runs phase 0's device rows, then the phase-1 business rows, then phase 1's device
-    rows, and so on: a few kernel calls per batch instead of one per business event. Device rows
-    without an explicit shipment (linked by an order's `device_ids`) wait for every business row
-    before them.
+    need not wait for it. The engine runs phase 0's device rows, then the phase-1 business rows,
+    then phase 1's device rows, and so on: a few kernel calls per batch instead of one per
+    business event. So a business row's phase is above the phases of its shipment's earlier
+    rows; a device row's phase is at least that of its shipment's earlier business rows and of
+    its device's earlier rows (a device's rows stay in time order even when one of them names
+    another shipment); a device row without an explicit shipment (linked by an order's
+    `device_ids`) waits for every business row before it.
     """
-    order = np.lexsort((np.arange(len(shipment)), shipment))
-    counts = np.cumsum(business[order])
-    group_start = np.r_[True, shipment[order][1:] != shipment[order][:-1]]
-    before_group = (counts - business[order])[group_start]
-    phase = np.empty(len(shipment), dtype=np.int64)
-    phase[order] = counts - np.repeat(before_group, np.diff(np.r_[np.flatnonzero(group_start),
-                                                                   len(order)]))
-    unlinked = (shipment < 0) & ~business
-    if unlinked.any():
-        phase[unlinked] = np.maximum.accumulate(np.where(business, phase, 0))[unlinked]
+    _, ship = np.unique(shipment, return_inverse=True)
+    _, dev = np.unique(device, return_inverse=True)
+    return _phases(business, shipment >= 0, ship.astype(np.int64), dev.astype(np.int64))
+
+
+@numba.njit(cache=True)
+def _phases(business: np.ndarray, linked: np.ndarray, ship: np.ndarray,
+            dev: np.ndarray) -> np.ndarray:
+    """`business_phases` over batch-local shipment and device numbers (0..n-1)."""
+    n = len(ship)
+    phase = np.zeros(n, dtype=np.int64)
+    ship_phase = np.zeros(n, dtype=np.int64)  # highest phase of a shipment's rows so far
+    dev_phase = np.zeros(n, dtype=np.int64)
+    newest_business = 0
+    for i in range(n):
+        s = ship[i]
+        if business[i]:
+            p = ship_phase[s] + 1
+            newest_business = max(newest_business, p)
+        elif linked[i]:
+            p = max(ship_phase[s], dev_phase[dev[i]])
+        else:
+            p = max(newest_business, dev_phase[dev[i]])
+        if linked[i]:
+            ship_phase[s] = max(ship_phase[s], p)
+        if not business[i]:
+            dev_phase[dev[i]] = p
+        phase[i] = p
     return phase
 
 
@@ -250,7 +270,7 @@ class Engine:
         if not len(rows):
             return self._collect(out)
         self._grow()
-        phase = business_phases(rows.kind >= SCAN, rows.shipment)
+        phase = business_phases(rows.kind >= SCAN, rows.shipment, rows.device)
         device_rows = rows.kind < SCAN
         for k in range(int(phase.max()) + 1):
             take = np.flatnonzero(device_rows & (phase == k))

@@ -3,9 +3,12 @@
 import random
 from itertools import zip_longest
 
+import numpy as np
 from helpers import at, fix, line, order, reading, series
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from chainsight.core import Engine
+from chainsight.core import Engine, business_phases
 
 
 def run(lines, engine=None):
@@ -148,3 +151,26 @@ def test_results_do_not_depend_on_batch_boundaries():
         pieces += engine.process(lines[i:i + 7]).alerts
     pieces += engine.flush().alerts
     assert sorted(map(str, pieces)) == sorted(map(str, whole))
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(-1, 3), st.integers(0, 3)), max_size=60))
+@settings(max_examples=300, deadline=None)
+def test_business_phases_keep_every_order_that_matters(rows):
+    """Business rows run after their shipment's earlier rows and before its later ones; a
+    device's rows stay in time order; unlinked device rows wait for every business row."""
+    business = np.array([b and s >= 0 for b, s, _ in rows], dtype=bool)
+    shipment = np.array([s for _, s, _ in rows], dtype=np.int32)
+    device = np.array([-1 if b else d for b, d in zip(business, (d for *_, d in rows),
+                                                      strict=True)], dtype=np.int32)
+    phase = business_phases(business, shipment, device).tolist()
+    # the engine runs device rows of phase k, then business rows of phase k + 1
+    rank = [2 * p - 1 if b else 2 * p for p, b in zip(phase, business.tolist(), strict=True)]
+    for j in range(len(rows)):
+        for i in range(j):
+            same_shipment = shipment[i] == shipment[j] >= 0
+            if (business[i] or business[j]) and same_shipment:
+                assert rank[i] < rank[j] or (business[i] and business[j] and rank[i] == rank[j])
+            if not business[i] and not business[j] and device[i] == device[j]:
+                assert rank[i] <= rank[j]
+            if business[i] and not business[j] and shipment[j] < 0:
+                assert rank[i] < rank[j]
