@@ -473,7 +473,7 @@ def test_idle_partitions_get_logged_ticks_that_replay_the_same(deployment, tmp_p
         while len(records) < end:
             records += consumer.consume(end - len(records), timeout=5)
         ticks += sum(control.kind(r.headers() or []) == control.TICK for r in records)
-        engine = Engine(load_settings(config / "settings.json"))
+        engine = Engine(load_settings(sensor_silent_min=0.05, allowed_lateness_min=0))
         part = Partition(cfg.events_topic, p, PartitionState(engine), 0, history=False)
         reprocessed += [record for record, _, _ in part.process(records).alerts]
     consumer.close()
