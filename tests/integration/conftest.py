@@ -70,3 +70,13 @@ def topic_prefix(name_prefix: str, kafka_bootstrap: str) -> Iterator[str]:
     if ours:
         for future in admin.delete_topics(ours, operation_timeout=30).values():
             future.result()
+
+
+@pytest.fixture
+def deployment(topic_prefix: str, kafka_bootstrap: str, redis_url: str, tmp_path):
+    """Topics, Redis keys and worker processes of one test (see `test_worker.Deployment`)."""
+    from test_worker import Deployment
+
+    dep = Deployment(topic_prefix, kafka_bootstrap, redis_url, tmp_path)
+    yield dep
+    dep.close()

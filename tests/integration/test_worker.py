@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
@@ -248,13 +248,6 @@ def wait_for(condition: Callable[[], bool], timeout: float,
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s\n{context()}", pytrace=False)
         time.sleep(0.1)
-
-
-@pytest.fixture
-def deployment(topic_prefix, kafka_bootstrap, redis_url, tmp_path) -> Iterator[Deployment]:
-    dep = Deployment(topic_prefix, kafka_bootstrap, redis_url, tmp_path)
-    yield dep
-    dep.close()
 
 
 def canonical(alert: dict) -> bytes:

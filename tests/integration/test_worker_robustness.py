@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 from helpers import at, line, ms, order, reading
-from test_worker import Deployment, assert_same_alerts, deployment, expected, scenario, wait_for
+from test_worker import Deployment, assert_same_alerts, expected, scenario, wait_for
 
 from chainsight.streams import control
 from chainsight.streams.kafka_admin import retry_transient
 
 ROUNDS = 3
-__all__ = ["deployment"]  # the fixture, shared with test_worker.py
 
 
 def start_two_on_new_topics(prefix: str, bootstrap: str, redis_url: str, logs: Path,
