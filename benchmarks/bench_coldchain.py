@@ -38,15 +38,15 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
 from chainsight.alerts.book import AlertBook  # noqa: E402
-from chainsight.alerts.excursion import ExcursionRule  # noqa: E402
-from chainsight.alerts.humidity import HumidityRule  # noqa: E402
-from chainsight.alerts.mkt import H_OVER_R, KELVIN  # noqa: E402
-from chainsight.alerts.rules import open_excursion, resolve_excursion  # noqa: E402
 from chainsight.config import Profile, load_profiles  # noqa: E402
-from chainsight.core import Engine  # noqa: E402
-from chainsight.events import SENSOR, iso  # noqa: E402
-from chainsight.ingest import Rows  # noqa: E402
-from chainsight.state import NO_TS, State  # noqa: E402
+from chainsight.contract.events import SENSOR, iso  # noqa: E402
+from chainsight.engine.core import Engine  # noqa: E402
+from chainsight.engine.state import NO_TS, State  # noqa: E402
+from chainsight.ingest.rows import Rows  # noqa: E402
+from chainsight.rules.base import open_excursion, resolve_excursion  # noqa: E402
+from chainsight.rules.excursion import ExcursionRule  # noqa: E402
+from chainsight.rules.humidity import HumidityRule  # noqa: E402
+from chainsight.rules.mkt import H_OVER_R, KELVIN  # noqa: E402
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MIN = 60_000

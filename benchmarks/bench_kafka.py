@@ -35,12 +35,12 @@ import numpy as np
 import orjson
 import redis
 
-from chainsight.simulators import simulate
-from chainsight.streams.config import StreamsConfig, load_streams_config
-from chainsight.streams.kafka_admin import ensure_topics
-from chainsight.streams.producer import EventProducer
-from chainsight.streams.publish import KafkaSink, publish_file
-from chainsight.streams.snapshots import PartitionReader
+from chainsight.runtimes.kafka.admin import ensure_topics
+from chainsight.runtimes.kafka.config import StreamsConfig, load_streams_config
+from chainsight.runtimes.kafka.producer import EventProducer
+from chainsight.runtimes.kafka.publish import KafkaSink, publish_file
+from chainsight.runtimes.kafka.snapshots import PartitionReader
+from chainsight.sim import simulate
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_PROFILE = {"bench_fast": {"min_c": 2, "max_c": 8, "excursion_min": 0.02}}

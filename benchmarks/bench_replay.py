@@ -3,7 +3,7 @@
 Generates ~1,000,000 mixed events with the simulator (GPS, reefer sensors, RFID scans, orders,
 with duplicates, skewed clocks and offline bursts), then times, best of N runs:
   floor:  for line in file: orjson.loads(line)
-  replay: chainsight.replay.replay(file) with alerts, dead letters and state written to files
+  replay: chainsight.runtimes.replay.replay(file), alerts, dead letters and state to files
           (as `chainsight replay`: decode processes ahead of the engine on a multi-core machine)
 and prints events/s and the ratio replay/floor (target: <= 3x).
 
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import orjson
 
-from chainsight.core import Engine
-from chainsight.replay import default_workers, replay
-from chainsight.simulators import simulate
+from chainsight.engine.core import Engine
+from chainsight.runtimes.replay import default_workers, replay
+from chainsight.sim import simulate
 
 
 def parse_floor(path: Path) -> float:

@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 
-from chainsight.simulators import JsonlFileSink, load_scenario, run, simulate
+from chainsight.sim import JsonlFileSink, load_scenario, run, simulate
 
 
 def main() -> None:

@@ -12,11 +12,11 @@ import time
 import zlib
 from collections.abc import Callable
 
-from chainsight.core import Engine
+from chainsight.engine.core import Engine
 from chainsight.geofence import FenceSet
-from chainsight.simulators import simulate
-from chainsight.streams import snapshots
-from chainsight.streams.partition import PartitionState
+from chainsight.runtimes.kafka import snapshots
+from chainsight.runtimes.kafka.partition import PartitionState
+from chainsight.sim import simulate
 
 
 def best(runs: int, fn: Callable[[], object]) -> tuple[float, object]:

@@ -10,7 +10,7 @@ from chainsight.config import load_profiles, load_settings
 
 
 def _engine(args: argparse.Namespace):  # noqa: ANN202 - imports kept lazy for a fast --help
-    from chainsight.core import Engine
+    from chainsight.engine.core import Engine
     from chainsight.geofence import FenceSet
 
     settings = load_settings(allowed_lateness_min=args.allowed_lateness)
@@ -20,7 +20,7 @@ def _engine(args: argparse.Namespace):  # noqa: ANN202 - imports kept lazy for a
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from chainsight.replay import check_paths, default_workers, replay
+    from chainsight.runtimes.replay import check_paths, default_workers, replay
 
     inputs = {"the input": args.events, "--fences": args.fences, "--profiles": args.profiles}
     outputs = {"--alerts-out": args.alerts_out, "--dead-letter-out": args.dead_letter_out,
@@ -45,7 +45,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from chainsight.demo import run_demo
-    from chainsight.simulators.simulation import simulate
+    from chainsight.sim.simulation import simulate
 
     overrides = {k: v for k, v in (("shipments", args.shipments), ("seed", args.seed))
                  if v is not None}
@@ -57,9 +57,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
 
-    from chainsight.streams.config import load_streams_config
-    from chainsight.streams.snapshots import SnapshotError
-    from chainsight.streams.worker import run_worker
+    from chainsight.runtimes.kafka.config import load_streams_config
+    from chainsight.runtimes.kafka.snapshots import SnapshotError
+    from chainsight.runtimes.kafka.worker import run_worker
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -76,9 +76,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_put_fences(args: argparse.Namespace) -> int:
     import orjson
 
-    from chainsight.events import now_ms
-    from chainsight.streams.config import load_streams_config
-    from chainsight.streams.publish import publish_fences
+    from chainsight.contract.events import now_ms
+    from chainsight.runtimes.kafka.config import load_streams_config
+    from chainsight.runtimes.kafka.publish import publish_fences
 
     publish_fences(load_streams_config(), orjson.loads(args.fences.read_bytes()), now_ms())
     print(f"published {args.fences} to every partition", file=sys.stderr)
@@ -90,8 +90,8 @@ def cmd_migrate_snapshots(args: argparse.Namespace) -> int:
         print("chainsight migrate-snapshots: reading pickled snapshots runs code named in them; "
               "run with --trust-pickle if you trust the snapshots topic", file=sys.stderr)
         return 2
-    from chainsight.streams.config import load_streams_config
-    from chainsight.streams.migrate import migrate_snapshots
+    from chainsight.runtimes.kafka.config import load_streams_config
+    from chainsight.runtimes.kafka.migrate import migrate_snapshots
 
     n = migrate_snapshots(load_streams_config(), lambda text: print(text, file=sys.stderr))
     print(f"{n} snapshot(s) converted to version 3", file=sys.stderr)
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:  # the simulator owns its options
         try:
-            from chainsight.simulators.cli import simulate_main
+            from chainsight.sim.cli import simulate_main
         except (OSError, ValueError) as exc:  # the simulator reads the profiles on import
             print(f"chainsight simulate: {exc}", file=sys.stderr)
             return 2

@@ -8,10 +8,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from chainsight.core import Engine, Output
-from chainsight.events import iso
-from chainsight.runtime import EmbeddedRuntime
-from chainsight.simulators.simulation import Simulation
+from chainsight.contract.events import iso
+from chainsight.engine.core import Engine, Output
+from chainsight.runtimes.embedded import EmbeddedRuntime
+from chainsight.sim.simulation import Simulation
 
 BLOCK_LINES = 500
 

@@ -5,7 +5,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from chainsight.simulators import simulate  # noqa: E402
+from chainsight.sim import simulate  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from helpers import at, fix, ms, order, series
 
 from chainsight.alerts.audit import AuditTrail
 from chainsight.alerts.book import AlertBook
-from chainsight.commands import Acknowledge, CommandRefused, Resolve, UnknownAlert
 from chainsight.config import load_settings
-from chainsight.core import Engine
+from chainsight.contract.commands import Acknowledge, CommandRefused, Resolve, UnknownAlert
+from chainsight.engine.core import Engine
 
 EXCURSION = [order()] + series([5] + [9] * 16)  # continuous excursion opens at minute 16
 

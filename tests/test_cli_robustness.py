@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from helpers import fix, order
 
-import chainsight.replay as replay_module
+import chainsight.runtimes.replay as replay_module
 from chainsight.cli import main
-from chainsight.core import Engine
+from chainsight.engine.core import Engine
 
 CLI = [sys.executable, "-m", "chainsight.cli"]
 EVENTS = b"\n".join([order(), fix(0), fix(1)]) + b"\n"

@@ -9,7 +9,7 @@ from helpers import at, fix, line, ms, reading, series
 from helpers import order as contract_order
 
 from chainsight.config import Profile, load_profiles
-from chainsight.core import Engine
+from chainsight.engine.core import Engine
 from chainsight.geofence import FenceSet
 
 # The contract's built-ins carry only the continuous rule; the GDP variant has every option.

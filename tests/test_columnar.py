@@ -8,9 +8,9 @@ from helpers import ms
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainsight.columnar import decode_jsonl, decode_lines, scan_kernel
-from chainsight.events import GPS, KIND_OF, SENSOR, EventDecoder, Gps, Scan, Sensor
-from chainsight.idset import hash_strings
+from chainsight.contract.events import GPS, KIND_OF, SENSOR, EventDecoder, Gps, Scan, Sensor
+from chainsight.ingest.columnar import decode_jsonl, decode_lines, scan_kernel
+from chainsight.ingest.idset import hash_strings
 
 NOW = ms(0)
 decoder = EventDecoder()

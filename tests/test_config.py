@@ -5,7 +5,7 @@ import json
 import pytest
 
 from chainsight.config import Settings, load_profiles, load_settings, scenario_dirs
-from chainsight.streams.config import load_streams_config
+from chainsight.runtimes.kafka.config import load_streams_config
 
 
 def test_without_a_config_directory_the_defaults_are_the_dataclass_defaults(monkeypatch):

@@ -15,15 +15,23 @@ import orjson
 import pytest
 
 from chainsight.alerts import book as book_module
-from chainsight.alerts.rules import TEMPERATURE
-from chainsight.alerts.silence import SilenceRule
-from chainsight.commands import Acknowledge, ReplaceFences, Resolve, decode_command
 from chainsight.config import Settings, load_profiles, load_settings
-from chainsight.events import ORDER_STATUSES, SCAN_STEPS, EventDecoder, Gps, Order, Scan, Sensor
+from chainsight.contract.commands import Acknowledge, ReplaceFences, Resolve, decode_command
+from chainsight.contract.events import (
+    ORDER_STATUSES,
+    SCAN_STEPS,
+    EventDecoder,
+    Gps,
+    Order,
+    Scan,
+    Sensor,
+)
 from chainsight.geofence import FenceSet
 from chainsight.geofence.fences import KINDS as FENCE_KINDS
 from chainsight.geofence.tracker import KIND_NAMES
-from chainsight.streams import control, partition
+from chainsight.rules.base import TEMPERATURE
+from chainsight.rules.silence import SilenceRule
+from chainsight.runtimes.kafka import control, partition
 
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "contract.md"
 DOC = DOC_PATH.read_text(encoding="utf-8")

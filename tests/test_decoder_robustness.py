@@ -7,9 +7,9 @@ from helpers import at, ms
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chainsight.columnar import decode_jsonl, decode_lines
-from chainsight.core import Engine
-from chainsight.events import EventDecoder
+from chainsight.contract.events import EventDecoder
+from chainsight.engine.core import Engine
+from chainsight.ingest.columnar import decode_jsonl, decode_lines
 
 NOW = ms(0)
 decoder = EventDecoder()

@@ -8,7 +8,7 @@ from helpers import at, fix, line, order, reading, series
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainsight.core import Engine, business_phases
+from chainsight.engine.core import Engine, business_phases
 
 
 def run(lines, engine=None):

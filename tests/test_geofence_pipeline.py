@@ -8,7 +8,7 @@ import orjson
 from helpers import at, fix, line, order
 
 from chainsight.config import load_settings
-from chainsight.core import Engine
+from chainsight.engine.core import Engine
 from chainsight.geofence import FenceSet
 
 # A hub circle at (52.0, 4.0) and a corridor running east from it along lat 52.0.

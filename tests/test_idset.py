@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from chainsight.idset import IdWindow, hash_spans, hash_strings, span_hash
-from chainsight.state import NO_TS
-from chainsight.streams import snapshots
+from chainsight.engine.state import NO_TS
+from chainsight.ingest.idset import IdWindow, hash_spans, hash_strings, span_hash
+from chainsight.runtimes.kafka import snapshots
 
 M64 = (1 << 64) - 1
 STRINGS = ["TRK-000123-000045", "", "a", "é", "日本語", "🚚 pallet #7", "\x00", "\x00\x00",
@@ -112,7 +112,7 @@ def test_no_collisions_in_200k_ids():
 
 
 def test_stable_across_processes(tmp_path):
-    code = ("import json, sys; from chainsight.idset import hash_strings; "
+    code = ("import json, sys; from chainsight.ingest.idset import hash_strings; "
             "h1, h2 = hash_strings(json.loads(sys.argv[1])); "
             "print(json.dumps([h1.tolist(), h2.tolist()]))")
     env = {**os.environ, "PYTHONHASHSEED": "12345", "NUMBA_CACHE_DIR": str(tmp_path)}

@@ -10,9 +10,9 @@ import pytest
 from confluent_kafka import Message
 from helpers import fix, series
 
-from chainsight.core import Engine
-from chainsight.streams import snapshots
-from chainsight.streams.partition import Partition, PartitionState
+from chainsight.engine.core import Engine
+from chainsight.runtimes.kafka import snapshots
+from chainsight.runtimes.kafka.partition import Partition, PartitionState
 
 
 class FailsOnDevice:

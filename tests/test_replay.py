@@ -54,10 +54,10 @@ def test_unreadable_input_fails_with_one_line(tmp_path):
 
 
 def test_decode_workers_give_the_same_outputs_as_one_process(tmp_path, monkeypatch):
-    import chainsight.replay as replay_module
-    from chainsight.core import Engine
+    import chainsight.runtimes.replay as replay_module
+    from chainsight.engine.core import Engine
     from chainsight.geofence import FenceSet
-    from chainsight.simulators import simulate
+    from chainsight.sim import simulate
 
     sim = simulate("smoke")
     events = tmp_path / "events.jsonl"

@@ -4,10 +4,10 @@ from statistics import median
 
 import pytest
 
-from chainsight.core import Engine
+from chainsight.engine.core import Engine
 from chainsight.geofence import FenceSet
-from chainsight.simulators import simulate
-from chainsight.simulators.truth import score_alerts
+from chainsight.sim import simulate
+from chainsight.sim.truth import score_alerts
 
 
 @pytest.fixture(scope="module")

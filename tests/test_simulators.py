@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainsight.simulators import PROFILES, load_scenario, parse_duration, parse_time, simulate
-from chainsight.simulators.encode import Dec, Int, Iso, LineEncoder, Lit, ZInt, iso_strings
-from chainsight.simulators.generate import rng_for
-from chainsight.simulators.scenario import iso_ms
-from chainsight.simulators.world import build_world
+from chainsight.sim import PROFILES, load_scenario, parse_duration, parse_time, simulate
+from chainsight.sim.encode import Dec, Int, Iso, LineEncoder, Lit, ZInt, iso_strings
+from chainsight.sim.generate import rng_for
+from chainsight.sim.scenario import iso_ms
+from chainsight.sim.world import build_world
 
 ROOT = Path(__file__).resolve().parents[1]
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from chainsight.geofence.geodesy import geodesic_m
-from chainsight.simulators import PROFILES, parse_time, simulate
+from chainsight.sim import PROFILES, parse_time, simulate
 
 MIN = 60_000
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from chainsight.simulators import (
+from chainsight.sim import (
     CallableSink,
     JsonlFileSink,
     MemorySink,
@@ -17,8 +17,8 @@ from chainsight.simulators import (
     score_alerts,
     simulate,
 )
-from chainsight.simulators.cli import simulate_main
-from chainsight.simulators.scenario import iso_ms
+from chainsight.sim.cli import simulate_main
+from chainsight.sim.scenario import iso_ms
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ import orjson
 import pytest
 
 from chainsight.alerts import book
-from chainsight.commands import Acknowledge
-from chainsight.core import Engine
+from chainsight.contract.commands import Acknowledge
+from chainsight.engine.core import Engine
 from chainsight.geofence import FenceSet
-from chainsight.simulators import simulate
-from chainsight.streams import snapshots
-from chainsight.streams.partition import PartitionState
+from chainsight.runtimes.kafka import snapshots
+from chainsight.runtimes.kafka.partition import PartitionState
+from chainsight.sim import simulate
 
 BATCH = 400
 

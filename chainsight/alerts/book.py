@@ -27,10 +27,10 @@ from hashlib import blake2b
 from itertools import count
 
 from chainsight.alerts.audit import AuditTrail
-from chainsight.commands import CommandRefused, UnknownAlert
 from chainsight.config import MINUTE_MS, Settings
-from chainsight.events import iso, now_ms
-from chainsight.state import NO_TS
+from chainsight.contract.commands import CommandRefused, UnknownAlert
+from chainsight.contract.events import iso, now_ms
+from chainsight.engine.state import NO_TS
 
 GEOFENCE_KINDS = frozenset({"geofence_enter", "geofence_exit", "dwell_exceeded", "route_deviation"})
 ESCALATE, CRITICAL = "escalate", "critical"

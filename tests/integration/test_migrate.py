@@ -13,16 +13,16 @@ from confluent_kafka import Message
 
 from chainsight.alerts import book
 from chainsight.cli import main
-from chainsight.commands import Acknowledge
-from chainsight.core import Engine
+from chainsight.contract.commands import Acknowledge
+from chainsight.engine.core import Engine
 from chainsight.geofence import FenceSet
-from chainsight.simulators import simulate
-from chainsight.streams import snapshots
-from chainsight.streams.config import StreamsConfig
-from chainsight.streams.kafka_admin import ensure_topics
-from chainsight.streams.partition import Partition, PartitionState
-from chainsight.streams.producer import EventProducer
-from chainsight.streams.snapshots import Checkpoint, PartitionReader
+from chainsight.runtimes.kafka import snapshots
+from chainsight.runtimes.kafka.admin import ensure_topics
+from chainsight.runtimes.kafka.config import StreamsConfig
+from chainsight.runtimes.kafka.partition import Partition, PartitionState
+from chainsight.runtimes.kafka.producer import EventProducer
+from chainsight.runtimes.kafka.snapshots import Checkpoint, PartitionReader
+from chainsight.sim import simulate
 
 P = 1  # the partition under test (of two)
 V2_CHUNK = 64 * 1024  # small chunks: the converted snapshot needs fewer, the rest are deleted

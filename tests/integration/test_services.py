@@ -9,8 +9,8 @@ import redis
 from confluent_kafka import Consumer, KafkaError
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from chainsight.streams.kafka_admin import ensure_topics
-from chainsight.streams.producer import EventProducer
+from chainsight.runtimes.kafka.admin import ensure_topics
+from chainsight.runtimes.kafka.producer import EventProducer
 
 
 def _produce(bootstrap: str, topic: str, n: int, keys: int) -> list[tuple[bytes, bytes]]:

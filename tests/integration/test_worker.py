@@ -1,8 +1,9 @@
 """`chainsight worker` against the real Kafka broker and Redis: same results as `replay`.
 
 Each test runs worker subprocesses on its own topics and Redis keys, produces a scenario through
-the producer path (`chainsight.streams.publish`), and compares the alerts topic, the dead-letter
-topic and the Redis live state with `chainsight.replay.replay` on the same events.
+the producer path (`chainsight.runtimes.kafka.publish`), and compares the alerts topic, the
+dead-letter topic and the Redis live state with `chainsight.runtimes.replay.replay` on the same
+events.
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from helpers import at, line
 
 from chainsight.config import load_settings
-from chainsight.core import Engine
-from chainsight.replay import replay
-from chainsight.streams import control
-from chainsight.streams.config import StreamsConfig
-from chainsight.streams.kafka_admin import ensure_topics
-from chainsight.streams.partition import Partition, PartitionState
-from chainsight.streams.publish import KafkaSink
-from chainsight.streams.snapshots import PartitionReader
+from chainsight.engine.core import Engine
+from chainsight.runtimes.kafka import control
+from chainsight.runtimes.kafka.admin import ensure_topics
+from chainsight.runtimes.kafka.config import StreamsConfig
+from chainsight.runtimes.kafka.partition import Partition, PartitionState
+from chainsight.runtimes.kafka.publish import KafkaSink
+from chainsight.runtimes.kafka.snapshots import PartitionReader
+from chainsight.runtimes.replay import replay
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 4

@@ -23,12 +23,12 @@ from test_worker import (
 
 from chainsight.alerts.audit import first_broken
 from chainsight.alerts.book import NOTIFICATIONS
-from chainsight.commands import Acknowledge, ReplaceFences, Resolve
-from chainsight.core import Engine
+from chainsight.contract.commands import Acknowledge, ReplaceFences, Resolve
+from chainsight.engine.core import Engine
 from chainsight.geofence import FenceSet
-from chainsight.replay import replay
-from chainsight.simulators import simulate
-from chainsight.streams.publish import publish_fences, send_command
+from chainsight.runtimes.kafka.publish import publish_fences, send_command
+from chainsight.runtimes.replay import replay
+from chainsight.sim import simulate
 
 RECORDED_AT = 1_795_600_000_000  # wall clock the API stamps on a command
 

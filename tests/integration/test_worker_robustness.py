@@ -12,8 +12,8 @@ from confluent_kafka import KafkaError, KafkaException
 from helpers import at, line, ms, order, reading
 from test_worker import Deployment, assert_same_alerts, expected, scenario, wait_for
 
-from chainsight.streams import control
-from chainsight.streams.kafka_admin import retry_transient
+from chainsight.runtimes.kafka import control
+from chainsight.runtimes.kafka.admin import retry_transient
 
 ROUNDS = 3
 

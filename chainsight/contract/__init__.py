@@ -1,0 +1,2 @@
+"""The wire contract: input events and their decoder (`events`), user commands (`commands`),
+times (`times`)."""

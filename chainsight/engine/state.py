@@ -1,0 +1,165 @@
+"""In-memory engine state: dense integer ids for devices and shipments, and per-entity columns.
+
+Kernels index NumPy columns by these ids, so a rule's state is a handful of arrays, not objects.
+"""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+
+from chainsight.contract.events import Lot
+
+NO_TS = -(2**62)  # "never"; far from int64 min so that NO_TS - lateness cannot overflow
+
+
+class Registry:
+    """Interns string ids as dense ints 0..n-1."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.names: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def intern(self, name: str) -> int:
+        i = self.index.get(name)
+        if i is None:
+            i = self.index[name] = len(self.names)
+            self.names.append(name)
+        return i
+
+
+class Columns:
+    """Named NumPy arrays of one length that grow as entities are registered."""
+
+    def __init__(self, **spec: tuple[type, object]) -> None:
+        self._spec = spec
+        self._size = 0
+        for name, (dtype, fill) in spec.items():
+            setattr(self, name, np.full(0, fill, dtype=dtype))
+
+    def __len__(self) -> int:
+        return self._size
+
+    def ensure(self, n: int) -> None:
+        """Grow every column (geometrically) to hold at least `n` entities."""
+        size = self._size
+        if n <= size:
+            return
+        new_size = max(n, 2 * size, 64)
+        for name, (dtype, fill) in self._spec.items():
+            grown = np.full(new_size, fill, dtype=dtype)
+            grown[:size] = getattr(self, name)
+            setattr(self, name, grown)
+        self._size = new_size
+
+    def dump_state(self) -> dict:
+        return {name: getattr(self, name)[:self._size] for name in self._spec}
+
+    def load_state(self, data: dict) -> None:
+        """Columns as `dump_state` gave them (every column, one length)."""
+        sizes = {len(data[name]) for name in self._spec}
+        if len(sizes) > 1:
+            raise ValueError(f"columns of different lengths: {sorted(sizes)}")
+        for name, (dtype, _) in self._spec.items():
+            setattr(self, name, np.asarray(data[name], dtype=dtype))
+        self._size = sizes.pop() if sizes else 0
+
+
+class ShipmentInfo:
+    """The slow-changing, string-valued part of a shipment's state, set by business events."""
+
+    __slots__ = ("status", "profile", "order_id", "promised_by", "origin", "destination",
+                 "weight_kg", "mode", "lot", "customer_id", "eta")
+
+    def __init__(self) -> None:
+        self.status: str | None = None
+        self.profile: str | None = None
+        self.order_id: str | None = None
+        self.promised_by: int | None = None
+        self.origin: tuple[float, float] | None = None
+        self.destination: tuple[float, float] | None = None
+        self.weight_kg: float | None = None
+        self.mode: str | None = None
+        self.lot: Lot | None = None  # origin certificates, for traceability
+        self.customer_id: str | None = None
+        self.eta: int | None = None
+
+
+class State:
+    """Everything the processing core remembers between batches."""
+
+    def __init__(self) -> None:
+        self.devices = Registry()
+        self.shipments = Registry()
+        self.info: list[ShipmentInfo] = []
+        self.device = Columns(shipment=(np.int32, -1))
+        self.shipment = Columns(
+            in_transit=(np.bool_, False),
+            min_c=(np.float64, np.nan),
+            max_c=(np.float64, np.nan),
+            excursion_ms=(np.int64, -1),
+            last_lat=(np.float64, np.nan),
+            last_lon=(np.float64, np.nan),
+            last_pos_ts=(np.int64, NO_TS),
+            last_temp_c=(np.float64, np.nan),
+            last_temp_ts=(np.int64, NO_TS),
+        )
+        self.clock = NO_TS  # newest event time processed
+
+    def dump_state(self) -> dict:
+        info = {slot: [getattr(i, slot) for i in self.info] for slot in ShipmentInfo.__slots__}
+        info["lot"] = [None if lot is None else msgspec.to_builtins(lot) for lot in info["lot"]]
+        return {"devices": self.devices.names, "shipments": self.shipments.names, "info": info,
+                "device": self.device.dump_state(), "shipment": self.shipment.dump_state(),
+                "clock": self.clock}
+
+    def load_state(self, data: dict) -> None:
+        for registry, names in ((self.devices, data["devices"]),
+                                (self.shipments, data["shipments"])):
+            registry.names = list(names)
+            registry.index = {name: i for i, name in enumerate(names)}
+        columns = data["info"]
+        columns["lot"] = [None if lot is None else msgspec.convert(lot, Lot)
+                          for lot in columns["lot"]]
+        for pair in ("origin", "destination"):
+            columns[pair] = [None if p is None else tuple(p) for p in columns[pair]]
+        self.info = [ShipmentInfo() for _ in self.shipments.names]
+        for slot in ShipmentInfo.__slots__:
+            for info, value in zip(self.info, columns[slot], strict=True):
+                setattr(info, slot, value)
+        self.device.load_state(data["device"])
+        self.shipment.load_state(data["shipment"])
+        self.clock = data["clock"]
+
+    def intern_devices(self, names: list[str]) -> np.ndarray:
+        index = self.devices.index
+        ids = [index.get(name, -1) for name in names]
+        if -1 in ids:
+            intern = self.devices.intern
+            ids = [i if i >= 0 else intern(name) for i, name in zip(ids, names, strict=True)]
+            self.device.ensure(len(self.devices))
+        return np.fromiter(ids, np.int32, len(ids))
+
+    def intern_shipments(self, names: list[str | None]) -> np.ndarray:
+        """Dense ids, -1 where the name is None."""
+        index = self.shipments.index
+        ids = [index.get(name, -2) for name in names]
+        if -2 in ids:
+            ids = [i if i != -2 else -1 if name is None else self.shipment_id(name)
+                   for i, name in zip(ids, names, strict=True)]
+        return np.fromiter(ids, np.int32, len(ids))
+
+    def device_id(self, name: str) -> int:
+        i = self.devices.intern(name)
+        self.device.ensure(i + 1)
+        return i
+
+    def shipment_id(self, name: str) -> int:
+        i = self.shipments.intern(name)
+        if i == len(self.info):
+            self.info.append(ShipmentInfo())
+            self.shipment.ensure(i + 1)
+        return i

@@ -1,0 +1,1 @@
+"""Ingest: raw lines to deduplicated columnar rows (`dedup`), then event-time order (`reorder`)."""

@@ -1,0 +1,122 @@
+"""Reordering per key within the allowed lateness.
+
+Arrival order goes in; event-time order comes out. Each device (for gps/sensor) and each shipment
+(for scan/order) is a key. An event is held until its key, or the stream as a whole, has seen an
+event `allowed_lateness` newer; then events are released in (ts, arrival) order, so out-of-order
+arrival within the bound gives the same results as in-order arrival. An event older than its key's
+watermark is late: counted and kept for history, not processed by rules. Keys whose clocks lag the
+stream (skewed devices, offline buffers) are processed in their own arrival order, not dropped.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from chainsight.engine.state import NO_TS
+from chainsight.ingest.rows import Rows
+
+
+@numba.njit(cache=True)
+def _admit(key: np.ndarray, ts: np.ndarray, newest: np.ndarray, floor: np.ndarray,
+           lateness: int) -> np.ndarray:
+    """Mark events older than their key's watermark as late, advancing each key's newest ts."""
+    late = np.zeros(len(ts), dtype=np.bool_)
+    for i in range(len(ts)):
+        k = key[i]
+        if ts[i] < floor[k] or ts[i] < newest[k] - lateness:
+            late[i] = True
+        elif ts[i] > newest[k]:
+            newest[k] = ts[i]
+    return late
+
+
+class Reorder:
+    """Per-key event-time reordering buffer with a bounded lateness.
+
+    Pending events are kept in a few runs, each sorted by (ts, seq), so a release takes a prefix
+    of each run (views, no copying of what stays); new runs merge with smaller ones before them,
+    which keeps the number of runs logarithmic in the number of pending events. Every run's
+    events arrived after those of the runs before it.
+    """
+
+    def __init__(self, lateness_ms: int) -> None:
+        self.lateness_ms = lateness_ms
+        self.runs: list[Rows] = []
+        self.newest = np.full(0, NO_TS, dtype=np.int64)  # per key: newest ts admitted
+        self.floor = np.full(0, NO_TS, dtype=np.int64)  # per key: newest ts released
+        self.stream_newest = NO_TS
+        self.late_dropped = 0
+
+    def __len__(self) -> int:
+        return sum(map(len, self.runs))
+
+    def dump_state(self) -> dict:
+        return {"runs": [run.dump_state() for run in self.runs], "newest": self.newest,
+                "floor": self.floor, "stream_newest": self.stream_newest,
+                "late_dropped": self.late_dropped}
+
+    def load_state(self, data: dict) -> None:
+        self.runs = [Rows.from_state(run) for run in data["runs"]]
+        self.newest = np.asarray(data["newest"], dtype=np.int64)
+        self.floor = np.asarray(data["floor"], dtype=np.int64)
+        if len(self.newest) != len(self.floor):
+            raise ValueError("reorder newest and floor differ in length")
+        self.stream_newest = data["stream_newest"]
+        self.late_dropped = data["late_dropped"]
+
+    def _grow(self, n_keys: int) -> None:
+        if n_keys > len(self.newest):
+            size = max(n_keys, 2 * len(self.newest), 64)
+            self.newest = np.concatenate((self.newest, np.full(size - len(self.newest), NO_TS)))
+            self.floor = np.concatenate((self.floor, np.full(size - len(self.floor), NO_TS)))
+
+    def admit(self, rows: Rows) -> Rows:
+        """Buffer `rows`; returns the late ones (already counted in `late_dropped`)."""
+        if not len(rows):
+            return rows
+        self._grow(int(rows.key.max()) + 1)
+        late = _admit(rows.key, rows.ts, self.newest, self.floor, self.lateness_ms)
+        self.stream_newest = max(self.stream_newest, int(rows.ts.max()))
+        n_late = int(late.sum())
+        if n_late:
+            self.late_dropped += n_late
+            self._add(rows.take(~late))
+            return rows.take(late)
+        self._add(rows)
+        return Rows.empty()
+
+    def _add(self, rows: Rows) -> None:
+        if not len(rows):
+            return
+        runs = self.runs
+        runs.append(rows.in_time_order())
+        while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
+            last = runs.pop()
+            runs[-1] = Rows.join([runs[-1], last]).in_time_order()
+
+    def release(self, upto: int | None = None, everything: bool = False) -> Rows:
+        """Events safe to process, in (ts, arrival) order: those `lateness` older than the
+        newest event of the stream, or than `upto` (a wall-clock advance); or all of them.
+        (A key's newest event is never newer than the stream's, so once the stream has moved
+        `lateness` past an event, so has its key.)"""
+        if everything:
+            parts, self.runs = self.runs, []
+        else:
+            threshold = max(self.stream_newest, NO_TS if upto is None else upto)
+            threshold -= self.lateness_ms
+            parts, kept = [], []
+            for run in self.runs:
+                k = int(np.searchsorted(run.ts, threshold))  # the events with ts < threshold
+                if k:
+                    parts.append(run.slice(0, k))
+                if k < len(run):
+                    kept.append(run.slice(k))
+            self.runs = kept
+        if not parts:
+            return Rows.empty()
+        released = Rows.join(parts)
+        if len(parts) > 1:
+            released = released.in_time_order()
+        np.maximum.at(self.floor, released.key, released.ts)
+        return released

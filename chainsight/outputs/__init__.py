@@ -1,0 +1,1 @@
+"""Where results go besides files and Kafka topics: Redis live state (`redis`)."""

@@ -1,0 +1,22 @@
+"""Rules: each turns batches of rows, business events and the passing of event time into alert
+conditions (one module per rule, a Numba kernel each); `base` is what they share."""
+
+from __future__ import annotations
+
+from chainsight.config import Profile, Settings
+from chainsight.rules.advisor import ColdStoreAdvisor
+from chainsight.rules.base import Rule
+from chainsight.rules.cumulative import CumulativeRule
+from chainsight.rules.door import DoorRule
+from chainsight.rules.excursion import ExcursionRule
+from chainsight.rules.humidity import HumidityRule
+from chainsight.rules.mkt import MktRule
+from chainsight.rules.silence import SilenceRule
+
+
+def default_rules(settings: Settings, profiles: dict[str, Profile],
+                  advisor: ColdStoreAdvisor) -> list[Rule]:
+    """The cold-chain and silence rules, the advisor first (it follows positions for them)."""
+    return [advisor, ExcursionRule(advisor), HumidityRule(profiles, advisor),
+            CumulativeRule(profiles, advisor), MktRule(profiles, advisor),
+            DoorRule(profiles, advisor), SilenceRule(settings.sensor_silent_ms)]

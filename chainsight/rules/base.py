@@ -1,0 +1,103 @@
+"""The interface every rule implements, and what the cold-chain rules share.
+
+Every cold-chain condition is a contract `temperature_excursion` alert; `details.rule` says which
+rule raised it: `continuous` (the contract's rule), `cumulative`, `mkt`, `humidity` or
+`door_open`. Each rule has its own alert key, so its alerts open and resolve independently.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from chainsight.alerts.book import AlertBook
+from chainsight.config import MINUTE_MS, Profile
+from chainsight.contract.events import Order, Scan
+from chainsight.engine.state import State
+from chainsight.ingest.rows import Rows
+
+if TYPE_CHECKING:
+    from chainsight.rules.advisor import ColdStoreAdvisor
+
+TEMPERATURE = "temperature_excursion"
+
+
+class Rule:
+    """What the engine asks of every rule; the defaults do nothing (but for the state)."""
+
+    name: str  # names the rule's state in snapshots
+
+    def dump_state(self) -> dict:
+        """What the rule remembers between batches (plain data and NumPy arrays)."""
+        raise NotImplementedError
+
+    def load_state(self, data: dict) -> None:
+        """Take over what `dump_state` gave (of a rule built from the same configuration)."""
+        raise NotImplementedError
+
+    def on_rows(self, rows: Rows, state: State, book: AlertBook) -> None:
+        """A run of gps/sensor rows in event-time order, shipments already resolved."""
+
+    def on_business(self, event: Scan | Order, shipment: int, state: State,
+                    book: AlertBook) -> None:
+        """A scan or order event, after the shipment's state has been updated."""
+
+    def on_clock(self, clock: int, state: State, book: AlertBook) -> None:
+        """Event time has advanced to `clock`: fire time-driven conditions."""
+
+    def view(self, shipments: np.ndarray) -> dict[str, list]:
+        """Extra fields of the live state of `shipments` (dense ids): name -> one value each."""
+        return {}
+
+    def metrics(self) -> dict[str, int]:
+        """The rule's own counters, by metric name."""
+        return {}
+
+
+def dump_sets(sets: dict[int, set[int]]) -> list[list]:
+    """A dict of sets as [key, members] pairs (snapshots hold no sets); order kept."""
+    return [[key, list(members)] for key, members in sets.items()]
+
+
+def load_sets(pairs: list[list]) -> dict[int, set[int]]:
+    return {key: set(members) for key, members in pairs}
+
+
+def profile_changed(event: Scan | Order) -> bool:
+    """Whether a business event may set its shipment's profile (only orders naming one do)."""
+    return type(event) is Order and event.product_profile is not None
+
+
+def profile_of(state: State, s: int, profiles: dict[str, Profile]) -> Profile | None:
+    """The shipment's product profile (set by its latest order), None when unknown."""
+    name = state.info[s].profile
+    return None if name is None else profiles.get(name)
+
+
+def minutes_ms(minutes: float | None) -> int:
+    """Minutes as milliseconds; -1 (rule off) for None."""
+    return -1 if minutes is None else int(minutes * MINUTE_MS)
+
+
+def open_excursion(book: AlertBook, state: State, advisor: ColdStoreAdvisor | None, rule: str,
+                   s: int, d: int, at: int, started: int, details: dict) -> None:
+    """Open (or continue) a cold-chain alert of `rule`, with the suggested action if any."""
+    details = {"rule": rule, "profile": state.info[s].profile, **details}
+    if "limit_c" not in details:  # the contract's temperature fields, for every rule
+        last = float(state.shipment.last_temp_c[s])
+        if not math.isnan(last):
+            details["min_c" if last < state.shipment.min_c[s] else "max_c"] = last
+        details["limit_c"] = float(state.shipment.max_c[s])
+    action = None if advisor is None else advisor.suggest(s, at)
+    if action is not None:
+        details["suggested_action"] = action
+    book.open(TEMPERATURE, state.shipments.names[s], state.devices.names[d], None, at,
+              "warning", details, rule=rule, started=started)
+
+
+def resolve_excursion(book: AlertBook, state: State, rule: str, s: int, d: int, at: int,
+                      details: dict) -> None:
+    book.resolve(TEMPERATURE, state.shipments.names[s], state.devices.names[d], None, at,
+                 details, rule=rule)

@@ -1,0 +1,49 @@
+"""Humidity excursion (`humidity`): relative humidity continuously outside the profile's
+humidity_min..humidity_max for the profile's `excursion_min`; the continuous rule's timing over
+`humidity_pct`. Profiles without a humidity range are not checked."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from chainsight.alerts.book import AlertBook
+from chainsight.config import Profile
+from chainsight.contract.events import Order, Scan
+from chainsight.engine.state import Columns, State
+from chainsight.ingest.rows import Rows
+from chainsight.rules.advisor import ColdStoreAdvisor
+from chainsight.rules.base import profile_changed, profile_of
+from chainsight.rules.excursion import ExcursionRule
+
+
+class HumidityRule(ExcursionRule):
+    name = "humidity"
+    rule = "humidity"
+    unit = "pct"  # details: max_pct / min_pct / limit_pct
+
+    def __init__(self, profiles: dict[str, Profile],
+                 advisor: ColdStoreAdvisor | None = None) -> None:
+        super().__init__(advisor)
+        self.profiles = profiles
+        self.limits = Columns(lo=(np.float64, np.nan), hi=(np.float64, np.nan))
+
+    def dump_state(self) -> dict:
+        return {**super().dump_state(), "limits": self.limits.dump_state()}
+
+    def load_state(self, data: dict) -> None:
+        super().load_state(data)
+        self.limits.load_state(data["limits"])
+
+    def _inputs(self, rows: Rows, state: State) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.limits.ensure(len(state.shipments))
+        return rows.humidity, self.limits.lo, self.limits.hi
+
+    def on_business(self, event: Scan | Order, shipment: int, state: State,
+                    book: AlertBook) -> None:
+        if not profile_changed(event):
+            return
+        profile = profile_of(state, shipment, self.profiles)
+        self.limits.ensure(len(state.shipments))
+        has = profile is not None and profile.humidity_min is not None
+        self.limits.lo[shipment] = profile.humidity_min if has else np.nan
+        self.limits.hi[shipment] = profile.humidity_max if has else np.nan

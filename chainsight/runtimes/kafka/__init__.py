@@ -1,0 +1,1 @@
+"""The distributed runtime: Kafka consumer-group workers, one engine per input partition."""

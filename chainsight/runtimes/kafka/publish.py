@@ -1,0 +1,145 @@
+"""The producer path: devices, simulators and recorded files into the events topic.
+
+Each event is one message, its raw JSON line as the value, keyed so that everything about one
+shipment lands on one partition: the key is the event's `shipment_id`; for a device event without
+one, the shipment that device was last linked to by an event this producer sent (an `order`'s
+`device_ids`, or a device event carrying `shipment_id`); else the `device_id`. Lines that are not
+routable JSON are still sent (without a key): the worker dead-letters them.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+
+from chainsight.contract.commands import Command, ReplaceFences
+from chainsight.contract.events import Event, EventDecoder
+from chainsight.geofence import FenceSet
+from chainsight.runtimes.kafka import control
+from chainsight.runtimes.kafka.admin import ensure_topics
+from chainsight.runtimes.kafka.config import StreamsConfig
+from chainsight.runtimes.kafka.producer import EventProducer
+
+FENCES_KEY = b"fences"
+
+
+class Router:
+    """Chooses each event's key and tracks the newest event time of the valid events sent."""
+
+    def __init__(self) -> None:
+        self.decoder = EventDecoder()
+        self.links: dict[str, str] = {}  # device -> shipment, the latest link wins
+        self.newest_ms: int | None = None
+
+    def keys(self, lines: list[bytes]) -> list[bytes | None]:
+        """The key of each line (None for lines the engine will reject)."""
+        events, dead = self.decoder.decode_many(lines, first_line=0)
+        rejected = {d["line"] for d in dead}
+        valid = iter(events)
+        keys: list[bytes | None] = []
+        for i in range(len(lines)):
+            keys.append(None if i in rejected else self._key(next(valid)))
+        if events:
+            newest = max(e.ts for e in events)
+            if self.newest_ms is None or newest > self.newest_ms:
+                self.newest_ms = newest
+        return keys
+
+    def _key(self, event: Event) -> bytes:
+        shipment = event.shipment_id
+        device = getattr(event, "device_id", None)
+        if shipment is None:
+            shipment = self.links.get(device, device)
+        else:
+            for linked in getattr(event, "device_ids", None) or ():
+                self.links[linked] = shipment
+            if device is not None:
+                self.links[device] = shipment
+        return shipment.encode()
+
+
+class KafkaSink:
+    """A simulator `Sink` (and general producer) writing events to the events topic.
+
+    `write` takes a block of newline-separated JSON lines, or a list of lines (bytes or str),
+    or a list of event dicts. `end_of_stream` marks the end of a recorded stream (see
+    control.py); `close` waits for every message to be delivered.
+    """
+
+    wants = "bytes"
+
+    def __init__(self, config: StreamsConfig, producer: EventProducer | None = None) -> None:
+        self.topic = config.events_topic
+        # Create the topics first: auto-created ones would get the broker's partition count.
+        ensure_topics(config.bootstrap, config.topics(),
+                      replication_factor=config.replication_factor,
+                      configs=config.topic_configs())
+        self.producer = producer or EventProducer(config.bootstrap, linger_ms=20)
+        self.router = Router()
+        self.sent = 0
+
+    def write(self, batch: bytes | list[bytes] | list[str] | list[dict[str, Any]]) -> None:
+        if isinstance(batch, bytes | bytearray | memoryview):
+            lines = bytes(batch).splitlines()
+        elif batch and isinstance(batch[0], dict):
+            lines = [orjson.dumps(event) for event in batch]
+        else:
+            lines = [line.encode() if isinstance(line, str) else line for line in batch]
+        lines = [line for line in lines if line.strip()]
+        send = self.producer.send
+        for key, line in zip(self.router.keys(lines), lines, strict=True):
+            send(self.topic, key, line)
+        self.sent += len(lines)
+
+    def end_of_stream(self) -> None:
+        """Tell every partition the recorded stream ended at the newest event time sent."""
+        if self.router.newest_ms is None:
+            return
+        headers, value = control.flush(self.router.newest_ms)
+        for partition in range(self.producer.partitions(self.topic)):
+            self.producer.send(self.topic, None, value, partition=partition, headers=headers)
+
+    def close(self) -> None:
+        pending = self.producer.flush(60.0)
+        if pending or self.producer.errors:
+            raise RuntimeError(f"{pending} events undelivered, {self.producer.errors} failed: "
+                               f"{self.producer.last_error}")
+
+
+def publish_file(path: Path, config: StreamsConfig, end_of_stream: bool = True) -> int:
+    """Send a JSON Lines file in order (a recording: ends with an end-of-stream marker);
+    returns the number of events sent."""
+    sink = KafkaSink(config)
+    with open(path, "rb") as source:
+        while chunk := list(islice(source, 10_000)):
+            sink.write([line.rstrip(b"\r\n") for line in chunk])
+    if end_of_stream:
+        sink.end_of_stream()
+    sink.close()
+    return sink.sent
+
+
+def send_command(sink: KafkaSink, command: Command, key: str) -> None:
+    """Send a user command in band, keyed like its shipment's events (`key`: the shipment id,
+    or the device id for a device's own alert), so it reaches the partition that owns it."""
+    headers, value = control.command(command)
+    sink.producer.send(sink.topic, key.encode(), value, headers=headers)
+
+
+def publish_fences(config: StreamsConfig, geojson: dict, version: int) -> None:
+    """Replace the fences of the whole deployment: the set goes to the compacted fences topic
+    (what new engines start with) and, as a command, into every input partition (where each
+    engine applies it in order with the events, so reprocessing gives the same results)."""
+    FenceSet.from_geojson(geojson)  # refuse an invalid set before anything is written
+    command = ReplaceFences(geojson, version)
+    sink = KafkaSink(config)
+    sink.producer.send(config.fences_topic, FENCES_KEY, msgspec.json.encode(command),
+                       partition=0)
+    headers, value = control.command(command)
+    for partition in range(sink.producer.partitions(sink.topic)):
+        sink.producer.send(sink.topic, None, value, partition=partition, headers=headers)
+    sink.close()

@@ -1,0 +1,214 @@
+"""`chainsight replay`: run the live pipeline over a recorded JSON Lines file, as fast as it can.
+
+The file is read in byte ranges of whole lines. Decoding a range into columns is stateless, so
+with `workers` > 0 it runs in worker processes a few ranges ahead, while this process interns
+ids, drops duplicates, reorders and runs the rules. Ranges are consumed in file order, so the
+output is the same as in one process.
+"""
+
+from __future__ import annotations
+
+import codecs
+import multiprocessing
+import os
+import stat
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from multiprocessing.pool import AsyncResult
+from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+
+from chainsight.contract.events import EventDecoder, now_ms
+from chainsight.engine.core import Engine, Output
+from chainsight.ingest.columnar import Extracted, decode_jsonl
+
+CHUNK_BYTES = 16 << 20  # bytes per engine call (and per worker task)
+FIRST_CHUNK_BYTES = 1 << 20
+DECODE_NICENESS = 10
+_worker: tuple[Path, EventDecoder, int]  # each worker's file, decoder and "now"
+
+
+@dataclass
+class ReplayResult:
+    events: int
+    alerts: int
+    rejected: int
+    seconds: float
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+def default_workers() -> int:
+    """Decode workers worth starting on this machine (0: decode in this process)."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 0
+
+
+def check_paths(inputs: dict[str, Path], outputs: dict[str, Path]) -> None:
+    """Refuse, with a one-line ValueError and before anything is written, an input that cannot
+    be read, an output that cannot be created, or an output that is an input or another output.
+    Keys name the paths in messages (e.g. "the input", "--alerts-out")."""
+    for path in inputs.values():
+        _check_readable(path)
+    named = [*inputs.items(), *outputs.items()]
+    for i in range(len(inputs), len(named)):
+        name, path = named[i]
+        for other_name, other in named[:i]:
+            if _same_file(path, other):
+                raise ValueError(f"{name} {path} is the same file as {other_name} {other}")
+    for path in outputs.values():
+        _check_writable(path)
+
+
+def _check_readable(path: Path) -> None:
+    """Refuse (ValueError) a path that is not a readable regular file."""
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise ValueError(f"cannot read {path}: is a directory")
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"cannot read {path}: not a regular file")
+        open(path, "rb").close()  # whether it opens (permissions)
+    except OSError as exc:
+        raise ValueError(_read_error(path, exc)) from None
+
+
+def _check_writable(path: Path) -> None:
+    if path.is_dir():
+        raise ValueError(f"cannot write {path}: is a directory")
+    parent = path.parent
+    if not parent.is_dir():
+        raise ValueError(f"cannot write {path}: no such directory {parent}")
+    if not os.access(path if path.exists() else parent, os.W_OK):
+        raise ValueError(f"cannot write {path}: permission denied")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.resolve() == b.resolve():
+            return True
+    except (OSError, RuntimeError):  # a symlink loop: compare what can be compared
+        if a.absolute() == b.absolute():
+            return True
+    return a.exists() and b.exists() and os.path.samefile(a, b)
+
+
+def _read_error(path: Path, exc: OSError) -> str:
+    reason = exc.strerror.lower() if exc.strerror else str(exc)
+    return f"cannot read {path}: {reason}"
+
+
+def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
+           dead_letter_out: Path | None = None, state_out: Path | None = None,
+           workers: int = 0) -> ReplayResult:
+    """Replay `events` through `engine`, writing the contract's output files."""
+    started = time.perf_counter()
+    n_alerts = 0
+    with _open(alerts_out) as alerts, _open(dead_letter_out) as dead:
+
+        def emit(out: Output) -> None:
+            nonlocal n_alerts
+            n_alerts += len(out.alerts)
+            _write(alerts, out.alerts)
+            _write(dead, out.dead_letters)
+
+        for batch in _extract(events, engine.decoder, workers):
+            emit(engine.process_extracted(batch))
+        emit(engine.flush())
+    if state_out is not None:
+        state_out.write_bytes(orjson.dumps(engine.snapshot(), option=orjson.OPT_INDENT_2))
+    counters = engine.counters
+    return ReplayResult(counters["events"], n_alerts, counters["rejected"],
+                        time.perf_counter() - started)
+
+
+def _extract(path: Path, decoder: EventDecoder, workers: int) -> Iterator[Extracted]:
+    """The file's ranges in order, decoded here or by `workers` processes a few ranges ahead,
+    with the dead letters' lines numbered from the start of the file."""
+    lines_before = 0
+    for batch, n_lines in _decoded_ranges(path, decoder, workers):
+        for dead in batch.dead_letters:
+            dead["line"] += lines_before
+        lines_before += n_lines
+        yield batch
+
+
+def _decoded_ranges(path: Path, decoder: EventDecoder,
+                    workers: int) -> Iterator[tuple[Extracted, int]]:
+    if workers == 0:
+        _start_worker(path, decoder, now_ms())
+        yield from (_extract_range(*byte_range) for byte_range in _byte_ranges(path))
+        return
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with context.Pool(workers, initializer=_start_decode_process,
+                      initargs=(path, decoder, now_ms())) as pool:
+        ahead: deque[AsyncResult] = deque()
+        for byte_range in _byte_ranges(path):
+            ahead.append(pool.apply_async(_extract_range, byte_range))
+            if len(ahead) > 2 * workers:
+                yield ahead.popleft().get()
+        while ahead:
+            yield ahead.popleft().get()
+
+
+def _byte_ranges(path: Path) -> Iterator[tuple[int, int]]:
+    """(start, end) byte ranges, each ending at a line break: small at first, so the engine
+    starts early, then doubling up to about CHUNK_BYTES. A UTF-8 byte-order mark at the start
+    of the file is left out (it is not part of line 1's event)."""
+    try:
+        size = path.stat().st_size
+        step = FIRST_CHUNK_BYTES
+        with open(path, "rb") as f:
+            bom = codecs.BOM_UTF8
+            start = len(bom) if f.read(len(bom)) == bom else 0
+            while start < size:
+                step = min(step, CHUNK_BYTES)
+                f.seek(min(start + step, size))
+                step *= 2
+                f.readline()  # on to the end of the line the range would cut
+                end = min(f.tell(), size)
+                yield start, end
+                start = end
+    except OSError as exc:
+        raise OSError(_read_error(path, exc)) from None
+
+
+def _start_decode_process(path: Path, decoder: EventDecoder, now: int) -> None:
+    """Decode processes yield the CPU to the engine's process, the pipeline's bottleneck, when
+    both want it (they only run ahead of it)."""
+    os.nice(DECODE_NICENESS)
+    _start_worker(path, decoder, now)
+
+
+def _start_worker(path: Path, decoder: EventDecoder, now: int) -> None:
+    """Nothing here may fail: a pool whose initializer raises prints tracebacks and restarts
+    its workers for ever. The file is opened by each task, whose error reaches the caller."""
+    global _worker
+    _worker = (path, decoder, now)
+
+
+def _extract_range(start: int, end: int) -> tuple[Extracted, int]:
+    """Decode the lines in bytes [start, end); dead letters are numbered from 1 in the range."""
+    path, decoder, now = _worker
+    try:
+        with open(path, "rb") as source:
+            source.seek(start)
+            data = source.read(end - start)
+    except OSError as exc:
+        raise OSError(_read_error(path, exc)) from None
+    return decode_jsonl(decoder, data, 1, now)
+
+
+def _write(sink: BinaryIO | None, records: list[dict]) -> None:
+    if sink is not None and records:
+        sink.write(b"".join(orjson.dumps(r) + b"\n" for r in records))
+
+
+def _open(path: Path | None) -> BinaryIO | nullcontext[None]:
+    return open(path, "wb") if path is not None else nullcontext()
