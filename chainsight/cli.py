@@ -76,7 +76,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_put_fences(args: argparse.Namespace) -> int:
     import orjson
 
-    from chainsight.contract.events import now_ms
+    from chainsight.contract.times import now_ms
     from chainsight.runtimes.kafka.config import load_streams_config
     from chainsight.runtimes.kafka.publish import publish_fences
 

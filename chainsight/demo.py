@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from chainsight.contract.events import iso
+from chainsight.contract.times import iso
 from chainsight.engine.core import Engine, Output
 from chainsight.runtimes.embedded import EmbeddedRuntime
 from chainsight.sim.simulation import Simulation

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from chainsight.contract.events import iso
+from chainsight.contract.times import iso
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 

@@ -5,7 +5,8 @@ import orjson
 import pytest
 from helpers import T0, at, line, ms
 
-from chainsight.contract.events import EventDecoder, Gps, InvalidEvent, Order, Sensor, iso
+from chainsight.contract.events import EventDecoder, Gps, InvalidEvent, Order, Sensor
+from chainsight.contract.times import iso
 
 NOW = ms(0)
 decoder = EventDecoder()
@@ -87,7 +88,7 @@ def test_batch_decoding_keeps_line_numbers_and_payloads_of_rejects():
 
 
 def test_iso_many_formats_as_iso():
-    from chainsight.contract.events import iso_many
+    from chainsight.contract.times import iso_many
     times = [0, 1, 999, 1_000, -1, -1_001, ms(0), ms(0) + 7, ms(0) + 120, 253_402_300_799_999]
     assert iso_many(np.array(times)) == [iso(t) for t in times]
 

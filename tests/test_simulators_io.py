@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from chainsight.contract.times import iso
 from chainsight.sim import (
     CallableSink,
     JsonlFileSink,
@@ -18,7 +19,6 @@ from chainsight.sim import (
     simulate,
 )
 from chainsight.sim.cli import simulate_main
-from chainsight.sim.scenario import iso_ms
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def _alerts_for(truth, delay_s=0.0):
             at = parse_time(x["expected_open_at"]) + int(delay_s * 1000)
             out.append({"alert_id": "A-" + x["fault_id"], "kind": "temperature_excursion",
                         "state": "open", "shipment_id": x["shipment_id"],
-                        "device_id": x["device_id"], "at": iso_ms(at),
+                        "device_id": x["device_id"], "at": iso(at),
                         "details": {"started_at": x["start"]}})
             out.append({**out[-1], "state": "resolved", "at": x["resolved_at"]})
     return out

@@ -29,7 +29,7 @@ from itertools import count
 from chainsight.alerts.audit import AuditTrail
 from chainsight.config import MINUTE_MS, Settings
 from chainsight.contract.commands import CommandRefused, UnknownAlert
-from chainsight.contract.events import iso, now_ms
+from chainsight.contract.times import iso, now_ms
 from chainsight.engine.state import NO_TS
 
 GEOFENCE_KINDS = frozenset({"geofence_enter", "geofence_exit", "dwell_exceeded", "route_deviation"})

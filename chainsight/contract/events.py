@@ -7,17 +7,14 @@ milliseconds, or raises `InvalidEvent` with a one-line reason for the dead-lette
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
-import numpy as np
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-MIN_MS, MAX_MS = -62_135_596_800_000, 253_402_300_799_999  # the years 1..9999 of `datetime`
+from chainsight.contract.times import MAX_MS, now_ms, to_ms
+
 MAX_DEPTH = 64  # in lines too deep for msgspec, deeper members are dropped (the contract needs 4)
 
 Ts = int | Annotated[datetime, msgspec.Meta(tz=True)]
@@ -107,31 +104,6 @@ class InvalidEvent(ValueError):
     """An input that goes to the dead-letter output; the message is the one-line reason."""
 
 
-def to_ms(ts: int | datetime) -> int:
-    """Epoch milliseconds of either contract timestamp form."""
-    return ts if type(ts) is int else (ts - EPOCH) // _MS
-
-
-def iso(ms: int) -> str:
-    """ISO-8601 UTC with a `Z`, milliseconds only when there are any. Beyond the years
-    1..9999 that `datetime` holds, numpy's extended years; beyond int64, the number itself."""
-    if not MIN_MS <= ms <= MAX_MS:
-        return iso_many(np.array([ms]))[0] if -(2**63) < ms < 2**63 else str(ms)
-    seconds, millis = divmod(int(ms), 1000)
-    text = (EPOCH + timedelta(seconds=seconds)).isoformat()[:19]
-    return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
-
-
-def iso_many(ms: np.ndarray) -> list[str]:
-    """`iso` of many epoch-ms times at once."""
-    text = np.datetime_as_string(np.asarray(ms, dtype="datetime64[ms]"), unit="ms").tolist()
-    return [t[:-4] + "Z" if t.endswith(".000") else t + "Z" for t in text]
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class EventDecoder:
     """Decodes and validates JSON lines against the contract."""
 
@@ -204,7 +176,7 @@ class EventDecoder:
                dead: list[dict], now: int | None) -> tuple[list[Event], list[int], list[dict]]:
         """Normalise timestamps and apply the checks a schema cannot express."""
         sent = [e.ts for e in events]
-        ms = [t if type(t) is int else (t - EPOCH) // _MS for t in sent]
+        ms = [to_ms(t) for t in sent]
         for e, t in zip(events, ms, strict=True):
             e.ts = t
         horizon = (now_ms() if now is None else now) + self.future_tolerance_ms

@@ -22,7 +22,8 @@ from chainsight.contract.commands import (
     ReplaceFences,
     Resolve,
 )
-from chainsight.contract.events import GPS, SCAN, SENSOR, EventDecoder, Order, Scan, iso, iso_many
+from chainsight.contract.events import GPS, SCAN, SENSOR, EventDecoder, Order, Scan
+from chainsight.contract.times import iso, iso_many
 from chainsight.engine.state import NO_TS, State
 from chainsight.geofence import FenceError, FenceSet
 from chainsight.ingest.columnar import Extracted

@@ -26,8 +26,8 @@ from chainsight.contract.events import (
     Order,
     Scan,
     Sensor,
-    now_ms,
 )
+from chainsight.contract.times import now_ms
 from chainsight.ingest.idset import hash_spans, hash_strings, span_hash
 
 NAN = float("nan")

@@ -23,7 +23,8 @@ import numpy as np
 
 from chainsight.alerts.book import AlertBook
 from chainsight.config import Profile
-from chainsight.contract.events import Order, Scan, iso
+from chainsight.contract.events import Order, Scan
+from chainsight.contract.times import iso
 from chainsight.engine.state import NO_TS, Columns, State
 from chainsight.ingest.rows import Rows
 from chainsight.rules.advisor import ColdStoreAdvisor

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chainsight.contract.commands import Command
-from chainsight.contract.events import now_ms
+from chainsight.contract.times import now_ms
 from chainsight.engine.core import Engine, Output
 
 Subscriber = Callable[[Output], None]

@@ -23,7 +23,8 @@ from typing import BinaryIO
 
 import orjson
 
-from chainsight.contract.events import EventDecoder, now_ms
+from chainsight.contract.events import EventDecoder
+from chainsight.contract.times import now_ms
 from chainsight.engine.core import Engine, Output
 from chainsight.ingest.columnar import Extracted, decode_jsonl
 

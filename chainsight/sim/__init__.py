@@ -6,7 +6,9 @@
     sim.write_ground_truth("truth.json"); sim.write_fences("fences.geojson")
 """
 
-from .scenario import PROFILES, Profile, Scenario, load_scenario, parse_duration, parse_time
+from chainsight.contract.times import parse_time
+
+from .scenario import PROFILES, Profile, Scenario, load_scenario, parse_duration
 from .simulation import Simulation, simulate
 from .sinks import CallableSink, JsonlFileSink, MemorySink, Sink, run
 from .truth import score_alerts

@@ -6,11 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from chainsight.contract.events import SCAN_STEPS
+
 from .encode import iso_strings
 from .fleet import Fleet
 
-SCAN_STEPS_ORIGIN = ("received", "put_away", "picked", "packed", "loaded")
-SCAN_STEPS = SCAN_STEPS_ORIGIN + ("unloaded", "delivered")
+SCAN_STEPS_ORIGIN = SCAN_STEPS[:SCAN_STEPS.index("loaded") + 1]  # at the origin hub
 ORDER_FLOW = ("created", "allocated", "shipped", "in_transit", "delivered")
 CANCELLED_FLOW = ("created", "allocated", "cancelled")
 CERTS = {

@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 import orjson
 
+from chainsight.contract.times import iso
+
 from .business import business_events
 from .faults import Spans, duplicate_picks, plan_faults
 from .fleet import Fleet, plan_fleet, rng_for
 from .geo import offset
-from .scenario import PROFILES, Scenario, iso_ms
+from .scenario import PROFILES, Scenario
 from .streams import gps_stream, sensor_stream, span
 from .truth import TRUTH_NOTES
 from .world import World
@@ -134,7 +136,7 @@ def _gps_outliers(f: Fleet, gps: dict[str, np.ndarray], sw: int,
         out.append({"type": "gps_outlier", "shipment_id": f.shp[num], "device_id": f.trk[num],
                     "device_kind": "tracker", **span(t, t),
                     "event_id": f"{f.trk[num]}-{int(gps['seq'][r]):0{sw}d}",
-                    "ts": iso_ms(int(gps["ts"][r])), "offset_m": round(dm, 1)})
+                    "ts": iso(int(gps["ts"][r])), "offset_m": round(dm, 1)})
     return out
 
 
@@ -146,14 +148,14 @@ def _duplicate_records(f: Fleet, gps: dict[str, np.ndarray], sensor: dict[str, n
         if c == MISC:
             ev = misc[row]
             eid, dev, sid, t = ev["event_id"], None, ev["shipment_id"], int(misc_true[row])
-            etype, ts = ev["type"], iso_ms(t)
+            etype, ts = ev["type"], iso(t)
         else:
             tab = gps if c == GPS else sensor
             num = int(tab["num"][row])
             dev = (f.trk if c == GPS else f.rfr)[num]
             eid = f"{dev}-{int(tab['seq'][row]):0{sw}d}"
             sid, t = f.shp[num], int(tab["true_ts"][row])
-            etype, ts = ("gps" if c == GPS else "sensor"), iso_ms(int(tab["ts"][row]))
+            etype, ts = ("gps" if c == GPS else "sensor"), iso(int(tab["ts"][row]))
         out.append({"type": "duplicate", "shipment_id": sid, "device_id": dev,
                     "device_kind": {GPS: "tracker", SENSOR: "sensor"}.get(c, "business"),
                     **span(t, t), "event_id": eid, "event_type": etype, "ts": ts,
@@ -179,7 +181,7 @@ def _truth(scn: Scenario, requested: dict[str, int], counts: dict[str, int],
         "version": 1,
         "seed": scn.seed,
         "scenario": scn.to_dict(),
-        "window": {"start": iso_ms(scn.start_ms), "end": iso_ms(scn.end_ms)},
+        "window": {"start": iso(scn.start_ms), "end": iso(scn.end_ms)},
         "profiles": {k: dataclasses.asdict(p) for k, p in PROFILES.items()},
         "counts": counts,
         "requested_faults": requested,

@@ -5,18 +5,17 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from functools import cached_property, lru_cache
+from functools import cached_property
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from chainsight.config import Profile, load_profiles, read_json, scenario_dirs
+from chainsight.contract.times import parse_time
 
 #: Product profiles, as the engine loads them.
 PROFILES: dict[str, Profile] = load_profiles()
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -221,30 +220,3 @@ def parse_duration(value: str | float | int) -> float:
     if pos == 0 or text[pos:].strip():
         raise ValueError(f"bad duration {value!r} (use e.g. 90s, 30m, 1h, 1h30m)")
     return total
-
-
-def parse_time(value: str | int | datetime) -> int:
-    """ISO-8601 with offset, datetime or epoch-ms int -> epoch milliseconds. Naive is rejected."""
-    if isinstance(value, bool):
-        raise ValueError("bad time")
-    if isinstance(value, int):
-        return value
-    dt = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    if dt.tzinfo is None:
-        raise ValueError(f"naive time {value!r}: a UTC offset is required")
-    delta = dt - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1000 + delta.microseconds // 1000
-
-
-@lru_cache(maxsize=4096)
-def _day(days: int) -> str:
-    return (_EPOCH + timedelta(days=days)).strftime("%Y-%m-%d")
-
-
-def iso_ms(ms: int) -> str:
-    """Epoch ms -> ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
-    days, rem = divmod(int(ms), 86_400_000)
-    h, rem = divmod(rem, 3_600_000)
-    m, rem = divmod(rem, 60_000)
-    s, milli = divmod(rem, 1000)
-    return f"{_day(days)}T{h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"

@@ -7,10 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from chainsight.contract.times import iso
+
 from .faults import FaultPlan, place_run
 from .fleet import MIN, Fleet
 from .reefers import Doors, excursion_overlay, fleet_reefers
-from .scenario import PROFILES, iso_ms
+from .scenario import PROFILES
 from .trucks import Track, expand, fleet_gps
 from .truth import SILENT_AFTER_MS
 
@@ -19,7 +21,7 @@ ALLOWED_LATENESS_MS = 5 * MIN  # the contract's default allowed_lateness
 
 def span(a: int, b: int) -> dict[str, Any]:
     """Truth fields for an event-time span."""
-    return {"start": iso_ms(a), "end": iso_ms(b), "start_ms": a, "end_ms": b}
+    return {"start": iso(a), "end": iso(b), "start_ms": a, "end_ms": b}
 
 
 def _skew_record(dev: str, sid: str, kind: str, skew_ms: int, t: np.ndarray) -> dict[str, Any]:
@@ -68,7 +70,7 @@ def gps_stream(f: Fleet, plan: FaultPlan, vrng: np.random.Generator,
         faults.append({
             "type": "offline_buffer", "shipment_id": f.shp[num], "device_id": f.trk[num],
             "device_kind": "tracker", **span(int(tt[a]), int(tt[a + k])),
-            "delivered_at": iso_ms(burst), "delivered_at_ms": burst, "events": k + 1,
+            "delivered_at": iso(burst), "delivered_at_ms": burst, "events": k + 1,
             "max_lateness_s": int(late.max()) / 1000,
             "beyond_allowed_lateness": int((late > ALLOWED_LATENESS_MS).sum()),
         })
@@ -133,10 +135,10 @@ def sensor_stream(f: Fleet, plan: FaultPlan, vrng: np.random.Generator,
                 "type": "sensor_silence", "shipment_id": f.shp[num], "device_id": f.rfr[num],
                 "device_kind": "sensor", **span(int(tt[a]), int(tt[a + g - 1])),
                 "missing_readings": g,
-                "last_reading_before": iso_ms(before), "first_reading_after": iso_ms(after),
+                "last_reading_before": iso(before), "first_reading_after": iso(after),
                 "gap_min": (after - before) / MIN,
                 "should_alert": after - before > SILENT_AFTER_MS,
-                "expected_alert_at": iso_ms(before + SILENT_AFTER_MS),
+                "expected_alert_at": iso(before + SILENT_AFTER_MS),
             })
         else:  # sensor_skew
             ts[sl] += sf[1]["skew_ms"]
@@ -169,6 +171,6 @@ def excursion(long: bool, duration_ms: float, prof: str, t: np.ndarray, ri: int,
         "direction": direction, "limit_c": p.max_c if direction == "high" else p.min_c,
         "peak_c": peak, "readings": k + 1, "duration_min": dur_min,
         "factor": dur_min / p.excursion_min, "should_alert": long,
-        "expected_open_at": iso_ms(expected) if expected is not None else None,
-        "resolved_at": iso_ms(int(t[a + k + 1])),
+        "expected_open_at": iso(expected) if expected is not None else None,
+        "resolved_at": iso(int(t[a + k + 1])),
     }

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from .scenario import parse_time
+from chainsight.contract.times import parse_time
 
 TRUTH_NOTES = [
     "All times are event times (ISO-8601 UTC, ms). *_ms fields are the same as epoch ms.",

@@ -15,7 +15,7 @@ import pickle
 import zlib
 
 from chainsight.alerts.book import Alert
-from chainsight.contract.events import iso
+from chainsight.contract.times import iso
 from chainsight.engine.core import Engine
 from chainsight.runtimes.kafka.partition import PartitionState
 

@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.admin import AdminClient
 
 from chainsight.contract.commands import ReplaceFences, decode_command
-from chainsight.contract.events import now_ms
+from chainsight.contract.times import now_ms
 from chainsight.engine.core import Engine
 from chainsight.outputs.redis import Changes, LiveState
 from chainsight.runtimes.kafka import control, snapshots
