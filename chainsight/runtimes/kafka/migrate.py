@@ -13,11 +13,18 @@ from __future__ import annotations
 import io
 import pickle
 import zlib
+from collections.abc import Callable
+
+from confluent_kafka import KafkaError, Message
 
 from chainsight.alerts.book import Alert
-from chainsight.contract.times import iso
+from chainsight.contract.times import iso, now_ms
 from chainsight.engine.core import Engine
+from chainsight.runtimes.kafka import snapshots
+from chainsight.runtimes.kafka.config import StreamsConfig
 from chainsight.runtimes.kafka.partition import PartitionState
+from chainsight.runtimes.kafka.producer import EventProducer
+from chainsight.runtimes.kafka.snapshots import Checkpoint, PartitionReader
 
 FLUSH_TIMEOUT_S = 60.0
 
@@ -106,3 +113,67 @@ def _latest_record(alert: Alert) -> dict:
     if user:
         record["details"]["user"], record["details"]["comment"] = life[user], life.get("comment")
     return record
+
+
+def migrate_snapshots(config: StreamsConfig, log: Callable[[str], None] = print) -> int:
+    """Convert the newest snapshot of every partition that is pickled; returns how many."""
+    reader = PartitionReader(config.bootstrap)
+    producer = EventProducer(config.bootstrap, config={"acks": "all", "log_level": 3})
+    topic = config.checkpoints_topic
+    try:
+        partitions = sorted(reader.consumer.list_topics(topic, timeout=30).topics[topic]
+                            .partitions)
+        migrated = 0
+        for p in partitions:
+            checkpoint = reader.latest_checkpoint(topic, p)
+            if checkpoint is None:
+                continue
+            blob = reader.blob(config.snapshots_topic, p, checkpoint)
+            try:
+                snapshots.decode(blob)
+                log(f"partition {p}: already version {snapshots.FORMAT}")
+                continue
+            except snapshots.SnapshotError:
+                state = unpickle_v2(blob)  # anything else than a pickle raises here
+            new = _write(producer, config, p, checkpoint, snapshots.dump(state))
+            log(f"partition {p}: snapshot at input offset {checkpoint.offset} converted "
+                f"({checkpoint.size:,} -> {new.size:,} bytes)")
+            migrated += 1
+        return migrated
+    finally:
+        reader.close()
+
+
+def _write(producer: EventProducer, config: StreamsConfig, p: int, old: Checkpoint,
+           blob: bytes) -> Checkpoint:
+    """Write the chunks of `blob` and its checkpoint (same offsets as `old`), then delete the
+    old chunks the new ones did not overwrite (same keys: same partition and input offset)."""
+    first: list[int] = []
+    failures: list[KafkaError] = []
+
+    def delivered(err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            first.append(msg.offset())
+        else:
+            failures.append(err)
+
+    chunks = snapshots.split(blob, config.snapshot_chunk_bytes)
+    for i, chunk in enumerate(chunks):
+        producer.send(config.snapshots_topic, snapshots.chunk_key(p, old.offset, i), chunk,
+                      partition=p, on_delivery=delivered)
+    _flush(producer, failures)
+    new = Checkpoint(offset=old.offset, alerts_offset=old.alerts_offset,
+                     dead_offset=old.dead_offset, chunk_offset=min(first), chunks=len(chunks),
+                     size=len(blob), worker="migrate-snapshots", taken_at=now_ms())
+    producer.send(config.checkpoints_topic, str(p).encode(), new.to_json(), partition=p,
+                  on_delivery=delivered)
+    _flush(producer, failures)
+    for key in old.chunk_keys(p)[len(chunks):]:
+        producer.send(config.snapshots_topic, key, None, partition=p, on_delivery=delivered)
+    _flush(producer, failures)
+    return new
+
+
+def _flush(producer: EventProducer, failures: list[KafkaError]) -> None:
+    if producer.flush(FLUSH_TIMEOUT_S) or failures:
+        raise RuntimeError(f"writing the converted snapshot failed: {failures or 'timed out'}")
