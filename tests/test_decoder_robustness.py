@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from chainsight.contract.events import EventDecoder
 from chainsight.engine.core import Engine
 from chainsight.ingest.columnar import decode_jsonl, decode_lines
+from chainsight.runtimes.replay import replay
 
 NOW = ms(0)
 decoder = EventDecoder()
@@ -140,3 +141,19 @@ def test_the_mutations_reach_every_outcome():
     x = decode_lines(decoder, lines, 1, NOW)
     assert len(x.ts) == 5 and [d["line"] for d in x.dead_letters] == [5, 6, 7, 9]
     assert_accounted(lines, len(x.ts), x.dead_letters)
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(lines_of)
+def test_replay_accounts_for_every_line_of_a_file(tmp_path, lines):
+    """Through `chainsight replay` itself: the file's lines are events or dead letters (with
+    their physical line numbers), the outputs are written, and nothing escapes."""
+    events, dlq, state = tmp_path / "events.jsonl", tmp_path / "dlq.jsonl", tmp_path / "s.json"
+    events.write_bytes(b"\n".join(line.replace(b"\n", b" ") for line in lines) + b"\n")
+    result = replay(events, Engine(), tmp_path / "alerts.jsonl", dlq, state, workers=0)
+    dead = [orjson.loads(x) for x in dlq.read_bytes().splitlines()]
+    physical = events.read_bytes().split(b"\n")[:-1]
+    assert_accounted(physical, result.events, dead)
+    assert orjson.loads(state.read_bytes())["counters"]["rejected"] == len(dead)
