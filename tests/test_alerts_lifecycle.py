@@ -19,10 +19,10 @@ def transitions(alerts, rule="continuous"):
             if a["details"].get("rule") == rule]
 
 
-def feed(eng, lines):
-    """Alert transitions and notifications (escalations) of processing `lines` to the end,
-    in event-time order."""
-    outs = [eng.process(lines), eng.flush()]
+def feed(eng, lines, now=None):
+    """Alert transitions and notifications (escalations) of processing `lines` (arriving at
+    `now`) to the end, in event-time order."""
+    outs = [eng.process(lines, now=now), eng.flush()]
     def when(record):
         return datetime.fromisoformat(record["at"].replace("Z", "+00:00"))
 
@@ -250,8 +250,9 @@ def test_resolved_alerts_are_forgotten_after_the_retention():
     feed(eng, series([5] * 3, start=17))  # resolved at minute 17
     hours = load_settings().alert_retention_h
     late = hours * 60  # a second excursion, still open when the first is forgotten
-    alerts = feed(eng, [order("S2", devices=("T2",), minutes=late)]
-                  + series([9] * 17, start=late, device="T2"))
+    alerts = feed(eng, [order("S2", devices=("T2", "G2"), minutes=late)]
+                  + series([9] * 17, start=late, device="T2")
+                  + [fix(late + m, device="G2") for m in range(17)], now=ms(late + 16))
     still_open = next(a["alert_id"] for a in alerts if a["shipment_id"] == "S2")
     assert eng.alert(aid) is not None
     eng.advance(ms(late + hours * 60 / 8 + 30))  # forgetting runs every eighth of it

@@ -196,7 +196,10 @@ def test_door_max_c_covers_the_readings_up_to_the_limit():
 
 
 def test_door_fires_on_stream_time_without_the_device():
-    lines = [order(), door(0, False), door(10, True)] + [fix(11 + i) for i in range(30)]
+    # the rest of the fleet (two trucks' GPS) carries stream time on: it is the newest time
+    # at least two devices have reached
+    lines = [order(), door(0, False), door(10, True)] + [
+        fix(11 + i, device=d) for i in range(30) for d in ("G1", "G2")]
     alerts, _ = run(lines)
     assert of_rule(alerts, "door_open") == [("open", at(15))]
     assert [a["at"] for a in alerts if a["kind"] == "sensor_silent"][:1] == [at(20)]
@@ -326,7 +329,7 @@ def test_the_suggestion_does_not_depend_on_batching():
 
 def test_a_whole_fleet_going_quiet_is_noticed_on_the_wall_clock():
     eng = Engine()
-    eng.process([order()] + series([5] * 10))
+    eng.process([order()] + series([5] * 10), now=ms(9))  # live: arriving as they are made
     out = eng.advance(ms(9 + 10 + 5 + 1))  # wall clock: 26 min; minus 5 min of lateness
     assert [(a["kind"], a["at"]) for a in out.alerts] == [("sensor_silent", at(19))]
     out = eng.advance(ms(9 + 10 + 5 + 5 + 6))

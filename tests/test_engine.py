@@ -4,11 +4,12 @@ import random
 from itertools import zip_longest
 
 import numpy as np
-from helpers import at, fix, line, order, reading, series
+from helpers import at, fix, line, ms, order, reading, series
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chainsight.engine.core import Engine, business_phases
+from chainsight.geofence import FenceSet
 
 
 def run(lines, engine=None):
@@ -105,7 +106,9 @@ def test_profile_from_the_order_and_other_profiles():
 
 
 def test_sensor_silent_fires_on_stream_time_not_on_the_silent_device():
-    lines = [order()] + series([5] * 10) + [fix(10 + i) for i in range(30)]
+    # two GPS units carry stream time on (the newest time at least two devices reached)
+    lines = [order()] + series([5] * 10) + [fix(10 + i, device=d) for i in range(30)
+                                             for d in ("G1", "G2")]
     alerts, _ = run(lines)
     silent = [a for a in alerts if a["kind"] == "sensor_silent"]
     assert kinds(silent, "sensor_silent") == [("open", at(19))]
@@ -174,3 +177,27 @@ def test_business_phases_keep_every_order_that_matters(rows):
                 assert rank[i] <= rank[j]
             if business[i] and not business[j] and shipment[j] < 0:
                 assert rank[i] < rank[j]
+
+
+def test_one_device_with_a_wrong_clock_raises_nothing_for_anyone_else():
+    """A valid reading stamped 20 hours ahead must not move the stream's time: no
+    sensor_silent or dwell_exceeded for the rest of the fleet at the end of the stream."""
+    hub = {"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {"fence_id": "HUB", "kind": "hub", "dwell_max_min": 60},
+        "geometry": {"type": "Point", "coordinates": [4.0, 52.0]}}]}
+    hub["features"][0]["properties"]["radius_m"] = 5000
+    fleet = [order(f"S{i}", devices=(f"T{i}", f"G{i}")) for i in range(1, 5)]
+    fleet += [r for m in range(30) for i in range(1, 5) for r in (
+        reading(m, 5.0, device=f"T{i}"), fix(m + 0.5, device=f"G{i}"))]
+    wrong = reading(20 * 60, 5.0, device="T4")  # a valid reading, 20 hours ahead
+
+    def alerts(lines):
+        engine = Engine(fences=FenceSet.from_geojson(hub))
+        out = [engine.process(lines, now=ms(30)), engine.flush()]
+        return [(a["kind"], a["shipment_id"], a["state"], a["at"]) for o in out for a in o.alerts]
+
+    normal, skewed = alerts(fleet), alerts(fleet[:40] + [wrong] + fleet[40:])
+    others = [a for a in skewed if a[1] != "S4"]
+    assert others == [a for a in normal if a[1] != "S4"]
+    assert not any(kind in ("sensor_silent", "dwell_exceeded") for kind, *_ in others)
+    assert any(kind == "geofence_enter" for kind, *_ in others)  # the fleet is in the hub

@@ -37,14 +37,15 @@ def records(lines, first_offset):
 def test_an_engine_failure_dead_letters_the_run_and_the_partition_goes_on():
     engine = Engine(rules=[FailsOnDevice()])
     part = Partition("events", 0, PartitionState(engine), 0, history=False)
-    bad = series([5] * 3) + [fix(3, device="BOOM"), fix(20, device="G9")]  # G9 releases BOOM
+    bad = series([5] * 3) + [fix(3, device="BOOM"), fix(20, device="G9"),
+                             fix(20, device="G8")]  # G8 and G9 move stream time: BOOM's out
     batch = part.process(records(bad, 0))
     dead = [orjson.loads(d) for _, d in batch.dead]
-    assert [d["offset"] for d in dead] == [0, 1, 2, 3, 4]
+    assert [d["offset"] for d in dead] == [0, 1, 2, 3, 4, 5]
     assert all(d["reason"].startswith("engine error: RuntimeError") for d in dead)
     assert dead[3]["payload"] == bad[3].decode()
-    good = part.process(records(series([5] * 3, start=30, device="T2"), 5))
-    assert good.dead == [] and part.next_offset == 8
+    good = part.process(records(series([5] * 3, start=30, device="T2"), 6))
+    assert good.dead == [] and part.next_offset == 9
 
 
 def test_a_snapshot_round_trip_restores_the_partition_state():

@@ -77,7 +77,7 @@ def test_an_engine_restored_from_snapshots_continues_as_if_it_never_stopped(stre
     busy = [k for k, (pending, opened, _) in enumerate(states) if pending and opened]
     acked = [k for k, s in enumerate(states) if s[2]]  # an acknowledged alert open
     cuts = {busy[0], busy[len(busy) // 2], acked[0], acked[-1], len(stream) // 3,
-            len(stream) - 1}
+            len(stream) * 2 // 3, len(stream) - 1}
     assert len(cuts) >= 5
     assert sum(len(o[0]) for o in want) > 100 and sum(len(o[2]) for o in want) >= 10
     got, restored, _ = run(stream, fences, cuts)

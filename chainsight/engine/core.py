@@ -23,7 +23,7 @@ from chainsight.contract.commands import (
     Resolve,
 )
 from chainsight.contract.events import GPS, SCAN, SENSOR, EventDecoder, Order, Scan
-from chainsight.contract.times import iso, iso_many
+from chainsight.contract.times import iso, iso_many, now_ms
 from chainsight.engine.state import NO_TS, State
 from chainsight.geofence import FenceError, FenceSet
 from chainsight.ingest.columnar import Extracted
@@ -144,6 +144,8 @@ class Engine:
                                           int(self.settings.future_tolerance_h * 3_600_000)),
                              IdWindow(int(self.settings.dedup_window_min * 60_000)))
         self.reorder = Reorder(self.settings.allowed_lateness_ms)
+        self._idle_time = NO_TS  # stream time an idle stream has moved on to (`advance`)
+        self._arrival = (0, NO_TS)  # wall clock and stream time at the latest arrival
         self.business: dict[int, Scan | Order] = {}  # seq -> scan/order held for reordering
         self.rules: list[Rule] = rules if rules is not None else default_rules(
             self.settings, self.profiles, self.advisor)
@@ -153,14 +155,24 @@ class Engine:
 
     def process(self, lines: Iterable[bytes], first_line: int = 1,
                 now: int | None = None) -> Output:
-        """Ingest raw JSON lines (arrival order) and process whatever became safe to process."""
-        return self._admit(self.ingest.decode(lines, first_line, now))
+        """Ingest raw JSON lines (arrival order) and process whatever became safe to process.
+        `now` is the runtime's clock at arrival (epoch ms; default the wall clock): events
+        more than `future_tolerance_h` ahead of it are rejected, and an idle stream's time
+        moves on from it (`advance`)."""
+        now = now_ms() if now is None else now
+        return self._admit(self.ingest.decode(lines, first_line, now), now)
 
-    def process_extracted(self, batch: Extracted) -> Output:
+    def process_extracted(self, batch: Extracted, now: int | None = None) -> Output:
         """`process` for lines already decoded and extracted (possibly in another process)."""
-        return self._admit(self.ingest.columns(batch))
+        return self._admit(self.ingest.columns(batch), now_ms() if now is None else now)
 
-    def _admit(self, decoded: Decoded) -> Output:
+    @property
+    def stream_time(self) -> int:
+        """The stream's event time (see `Reorder.stream_time`), or where an idle stream has
+        moved it on to."""
+        return max(self.reorder.stream_time, self._idle_time)
+
+    def _admit(self, decoded: Decoded, now: int) -> Output:
         counters = self._counters
         counters["events"] += decoded.valid
         counters["rejected"] += len(decoded.dead_letters)
@@ -169,6 +181,8 @@ class Engine:
         late = self.reorder.admit(decoded.rows)
         for seq in late.seq[late.kind >= SCAN].tolist():
             del self.business[seq]
+        if len(decoded.rows):
+            self._arrival = (now, self.reorder.stream_time)
         counters["late_dropped"] = self.reorder.late_dropped
         out = self._run(self.reorder.release())
         out.dead_letters = decoded.dead_letters
@@ -176,14 +190,24 @@ class Engine:
         return out
 
     def advance(self, now: int) -> Output:
-        """Wall-clock tick of a live runtime: an idle stream still moves event time forward."""
-        out = self._run(self.reorder.release(upto=now))
-        self._tick(now - self.settings.allowed_lateness_ms, out)
+        """A live runtime's tick (`now`: its clock, as given to `process`): an idle stream's
+        time moves on by the time elapsed since its latest arrival, never jumping to the
+        calendar, so time-driven rules still fire when devices fall silent, and a recording
+        replayed fast gives the same results as `replay`."""
+        wall, stream = self._arrival
+        self._idle_time = max(self._idle_time, stream + max(0, now - wall))
+        out = self._run(self.reorder.release(upto=self.stream_time))
+        self._tick(self.stream_time - self.settings.allowed_lateness_ms, out)
         return out
 
-    def flush(self) -> Output:
-        """End of stream: process everything still held for reordering."""
-        return self._run(self.reorder.release(everything=True))
+    def flush(self, clock: int | None = None) -> Output:
+        """End of stream: process everything still held for reordering; then event time is
+        `clock` when given (the whole stream's time, for an engine that saw part of it)."""
+        out = self._run(self.reorder.release(everything=True))
+        if clock is not None:
+            self._idle_time = max(self._idle_time, clock)
+            self._tick(clock, out)
+        return out
 
     def apply(self, command: Command) -> Output:
         """Carry out a user command; returns the transitions it made. CommandRefused (one line,
@@ -288,7 +312,7 @@ class Engine:
                 self._device_rows(rows.take(take), out)
             for b in np.flatnonzero(~device_rows & (phase == k + 1)).tolist():
                 self._business(self.business.pop(int(rows.seq[b])), int(rows.shipment[b]), out)
-        self._tick(int(rows.ts[-1]), out)
+        self._tick(min(int(rows.ts[-1]), self.stream_time), out)  # not a wrong clock's time
         return out
 
     def _grow(self) -> None:
@@ -304,7 +328,6 @@ class Engine:
             rule.on_rows(seg, st, self.book)
         touched = np.bincount(seg.shipment[seg.shipment >= 0], minlength=1)
         out.changed.update(np.flatnonzero(touched).tolist())
-        st.clock = max(st.clock, int(seg.ts[-1]))
 
     def _business(self, event: Scan | Order, s: int, out: Output) -> None:
         st = self.state
@@ -331,7 +354,6 @@ class Engine:
         elif event.step in STATUS_OF_SCAN:
             info.status = STATUS_OF_SCAN[event.step]
         st.shipment.in_transit[s] = info.status in IN_TRANSIT
-        st.clock = max(st.clock, event.ts)
         for rule in self.rules:
             rule.on_business(event, s, st, self.book)
         out.changed.add(s)
@@ -412,7 +434,8 @@ class Engine:
                 "ingest": self.ingest.dump_state(), "reorder": self.reorder.dump_state(),
                 "business": [[seq, msgspec.to_builtins(event)]
                              for seq, event in self.business.items()],
-                "counters": self.counters,
+                "counters": self.counters, "idle_time": self._idle_time,
+                "arrival": list(self._arrival),
                 "rules": {rule.name: rule.dump_state() for rule in self.rules}}
 
     def load_state(self, data: dict) -> None:
@@ -425,6 +448,8 @@ class Engine:
         self.business = {seq: msgspec.convert(event, Scan | Order)
                          for seq, event in data["business"]}
         self._counters = {name: int(data["counters"].get(name, 0)) for name in self._counters}
+        self._idle_time = data["idle_time"]
+        self._arrival = tuple(data["arrival"])
         rules = data["rules"]
         for rule in self.rules:
             if rule.name in rules:

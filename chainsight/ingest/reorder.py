@@ -45,16 +45,27 @@ class Reorder:
         self.runs: list[Rows] = []
         self.newest = np.full(0, NO_TS, dtype=np.int64)  # per key: newest ts admitted
         self.floor = np.full(0, NO_TS, dtype=np.int64)  # per key: newest ts released
-        self.stream_newest = NO_TS
+        self.leaders = np.full(2, -1, dtype=np.int64)  # the two device keys with newest times
+        self.business_newest = NO_TS  # newest scan/order time (stream time without devices)
         self.late_dropped = 0
 
     def __len__(self) -> int:
         return sum(map(len, self.runs))
 
+    @property
+    def stream_time(self) -> int:
+        """The stream's event time: the newest time that at least two devices have reached
+        (with a single device, its newest; with none, the newest scan or order), so that one
+        device with a wrong clock cannot move it."""
+        first, second = self.leaders.tolist()
+        if second >= 0:
+            return int(self.newest[second])
+        return int(self.newest[first]) if first >= 0 else self.business_newest
+
     def dump_state(self) -> dict:
         return {"runs": [run.dump_state() for run in self.runs], "newest": self.newest,
-                "floor": self.floor, "stream_newest": self.stream_newest,
-                "late_dropped": self.late_dropped}
+                "floor": self.floor, "leaders": self.leaders,
+                "business_newest": self.business_newest, "late_dropped": self.late_dropped}
 
     def load_state(self, data: dict) -> None:
         self.runs = [Rows.from_state(run) for run in data["runs"]]
@@ -62,7 +73,8 @@ class Reorder:
         self.floor = np.asarray(data["floor"], dtype=np.int64)
         if len(self.newest) != len(self.floor):
             raise ValueError("reorder newest and floor differ in length")
-        self.stream_newest = data["stream_newest"]
+        self.leaders = np.asarray(data["leaders"], dtype=np.int64)
+        self.business_newest = data["business_newest"]
         self.late_dropped = data["late_dropped"]
 
     def _grow(self, n_keys: int) -> None:
@@ -77,7 +89,7 @@ class Reorder:
             return rows
         self._grow(int(rows.key.max()) + 1)
         late = _admit(rows.key, rows.ts, self.newest, self.floor, self.lateness_ms)
-        self.stream_newest = max(self.stream_newest, int(rows.ts.max()))
+        self.lead(rows.key)
         n_late = int(late.sum())
         if n_late:
             self.late_dropped += n_late
@@ -85,6 +97,18 @@ class Reorder:
             return rows.take(late)
         self._add(rows)
         return Rows.empty()
+
+    def lead(self, keys: np.ndarray) -> None:
+        """Update the two leading devices and the newest business time with these keys (a
+        key's newest time only grows, so the leaders are among the old ones and these)."""
+        devices = keys[keys % 2 == 0]
+        if len(devices):
+            candidates = np.union1d(devices, self.leaders[self.leaders >= 0])
+            best = candidates[np.argsort(-self.newest[candidates], kind="stable")[:2]]
+            self.leaders = np.r_[best, np.full(2 - len(best), -1)].astype(np.int64)
+        business = keys[keys % 2 == 1]
+        if len(business):
+            self.business_newest = max(self.business_newest, int(self.newest[business].max()))
 
     def _add(self, rows: Rows) -> None:
         if not len(rows):
@@ -97,13 +121,12 @@ class Reorder:
 
     def release(self, upto: int | None = None, everything: bool = False) -> Rows:
         """Events safe to process, in (ts, arrival) order: those `lateness` older than the
-        newest event of the stream, or than `upto` (a wall-clock advance); or all of them.
-        (A key's newest event is never newer than the stream's, so once the stream has moved
-        `lateness` past an event, so has its key.)"""
+        stream time, or than `upto` (an idle stream's advance); or all of them. (The events of a
+        device whose clock runs ahead of the stream wait for the stream, or the end.)"""
         if everything:
             parts, self.runs = self.runs, []
         else:
-            threshold = max(self.stream_newest, NO_TS if upto is None else upto)
+            threshold = max(self.stream_time, NO_TS if upto is None else upto)
             threshold -= self.lateness_ms
             parts, kept = [], []
             for run in self.runs:

@@ -77,7 +77,7 @@ class EmbeddedRuntime:
             batch, done = self._drain()
             if batch:
                 with self.lock:  # outputs go out in the engine's order, commands' included
-                    self._publish(self.engine.process(batch))
+                    self._publish(self.engine.process(batch, now=self.clock()))
                 self.stats.events += len(batch)
                 window_events += len(batch)
             now = time.monotonic()

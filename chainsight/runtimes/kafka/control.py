@@ -7,8 +7,9 @@ replays it at the same position and gives the same results, and a snapshot cover
 is a small JSON object:
 
 - `tick`    `{"now": ms}`: `Engine.advance(now)`, written by a worker for an idle partition;
-- `flush`   `{"clock": ms}`: `Engine.flush()`, then event time moves to `clock` (the newest
-  event time of the whole recorded stream), written by a producer at the end of a recording;
+- `flush`   `{"clock": ms}`: `Engine.flush(clock)`: everything held is processed, then event
+  time moves to `clock` (the stream time of the whole recording, which one partition may not
+  have reached), written by a producer at the end of a recording;
 - `command` a user command (`chainsight.contract.commands`: acknowledge, resolve, replace_fences),
   keyed by its shipment so that it reaches the partition that owns the alert; a fence
   replacement goes to every partition.
@@ -62,8 +63,7 @@ def apply(engine: Engine, control: bytes, value: bytes | None) -> Output:
     if control == TICK:
         return engine.advance(_time(value, "now"))
     if control == FLUSH:
-        clock = _time(value, "clock")
-        return engine.flush().extend(engine.advance(clock + engine.settings.allowed_lateness_ms))
+        return engine.flush(_time(value, "clock"))
     raise CommandRefused(f"unknown control kind {control.decode(errors='replace')!r}")
 
 

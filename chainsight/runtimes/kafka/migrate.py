@@ -15,11 +15,13 @@ import pickle
 import zlib
 from collections.abc import Callable
 
+import numpy as np
 from confluent_kafka import KafkaError, Message
 
 from chainsight.alerts.book import Alert
 from chainsight.contract.times import iso, now_ms
 from chainsight.engine.core import Engine
+from chainsight.engine.state import NO_TS
 from chainsight.runtimes.kafka import snapshots
 from chainsight.runtimes.kafka.config import StreamsConfig
 from chainsight.runtimes.kafka.partition import PartitionState
@@ -80,6 +82,13 @@ def _upgrade(state: PartitionState) -> None:
     engine = vars(state.engine)
     if "counters" in engine:
         engine["_counters"] = engine.pop("counters")
+    engine.setdefault("_idle_time", NO_TS)
+    engine.setdefault("_arrival", (0, NO_TS))
+    reorder = vars(state.engine.reorder)
+    if "stream_newest" in reorder:  # now the two leading devices' times
+        del reorder["stream_newest"]
+        reorder["leaders"], reorder["business_newest"] = np.full(2, -1, np.int64), NO_TS
+        state.engine.reorder.lead(np.flatnonzero(state.engine.reorder.newest != NO_TS))
     if not hasattr(state, "fences"):
         state.fences = None
     book = state.engine.book

@@ -28,12 +28,19 @@ FENCES_KEY = b"fences"
 
 
 class Router:
-    """Chooses each event's key and tracks the newest event time of the valid events sent."""
+    """Chooses each event's key and tracks the stream time of the valid events sent."""
 
     def __init__(self) -> None:
         self.decoder = EventDecoder()
         self.links: dict[str, str] = {}  # device -> shipment, the latest link wins
-        self.newest_ms: int | None = None
+        self.device_newest: dict[str, int] = {}
+        self.business_newest: int | None = None
+
+    def stream_time(self) -> int | None:
+        """The stream time of what was sent, as the engine defines it (`Reorder.stream_time`:
+        the newest time two devices have reached), None before any valid event."""
+        times = sorted(self.device_newest.values())[-2:]
+        return times[0] if times else self.business_newest
 
     def keys(self, lines: list[bytes]) -> list[bytes | None]:
         """The key of each line (None for lines the engine will reject)."""
@@ -43,10 +50,13 @@ class Router:
         keys: list[bytes | None] = []
         for i in range(len(lines)):
             keys.append(None if i in rejected else self._key(next(valid)))
-        if events:
-            newest = max(e.ts for e in events)
-            if self.newest_ms is None or newest > self.newest_ms:
-                self.newest_ms = newest
+        newest = self.device_newest
+        for event in events:
+            device = getattr(event, "device_id", None)
+            if device is None:
+                self.business_newest = max(self.business_newest or event.ts, event.ts)
+            elif event.ts > newest.get(device, event.ts - 1):
+                newest[device] = event.ts
         return keys
 
     def _key(self, event: Event) -> bytes:
@@ -96,10 +106,11 @@ class KafkaSink:
         self.sent += len(lines)
 
     def end_of_stream(self) -> None:
-        """Tell every partition the recorded stream ended at the newest event time sent."""
-        if self.router.newest_ms is None:
+        """Tell every partition the recorded stream ended, and at what stream time."""
+        clock = self.router.stream_time()
+        if clock is None:
             return
-        headers, value = control.flush(self.router.newest_ms)
+        headers, value = control.flush(clock)
         for partition in range(self.producer.partitions(self.topic)):
             self.producer.send(self.topic, None, value, partition=partition, headers=headers)
 
