@@ -201,3 +201,23 @@ def test_one_device_with_a_wrong_clock_raises_nothing_for_anyone_else():
     assert others == [a for a in normal if a[1] != "S4"]
     assert not any(kind in ("sensor_silent", "dwell_exceeded") for kind, *_ in others)
     assert any(kind == "geofence_enter" for kind, *_ in others)  # the fleet is in the hub
+
+
+def test_live_state_shows_every_event_at_once_and_the_newest_wins():
+    """State is immediate whatever the lateness: each reading and fix shows at once, an
+    out-of-order (older) one never overwrites a newer value; STATE.json stays settled."""
+    engine = Engine()
+    engine.process([order()], now=ms(-60))
+    for m in range(8):
+        engine.process([reading(m, 3.0 + m), fix(m + 0.5, lon=4.0 + m / 100)], now=ms(m))
+        view = engine.shipments(["S1"])["S1"]
+        assert view["last_temp_c"] == 3.0 + m and view["status"] == "in_transit"
+        assert view["last_position"] == {"lat": 52.0, "lon": 4.0 + m / 100, "ts": at(m + 0.5)}
+    engine.process([reading(2.5, 20.0), fix(3, lon=9.0)], now=ms(8))  # late, within lateness
+    view = engine.shipments(["S1"])["S1"]
+    assert view["last_temp_c"] == 10.0 and view["last_position"]["lon"] == 4.07
+    assert engine.snapshot()["shipments"]["S1"]["last_temp_c"] == 4.0  # settled: 5 min behind
+    engine.process([line(type="scan", shipment_id="S1", ts=at(9), site_id="W", step="delivered")],
+                   now=ms(9))
+    assert engine.shipments(["S1"])["S1"]["status"] == "delivered"
+    assert engine.snapshot()["shipments"]["S1"]["status"] == "in_transit"

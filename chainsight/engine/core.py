@@ -22,7 +22,7 @@ from chainsight.contract.commands import (
     ReplaceFences,
     Resolve,
 )
-from chainsight.contract.events import GPS, SCAN, SENSOR, EventDecoder, Order, Scan
+from chainsight.contract.events import GPS, ORDER_STATUSES, SCAN, SENSOR, EventDecoder, Order, Scan
 from chainsight.contract.times import iso, iso_many, now_ms
 from chainsight.engine.state import NO_TS, State
 from chainsight.geofence import FenceError, FenceSet
@@ -37,6 +37,7 @@ from chainsight.rules.base import Rule
 from chainsight.rules.geofence import GeofenceRule
 
 IN_TRANSIT = frozenset({"shipped", "in_transit"})
+STATUSES = ORDER_STATUSES  # a scan's status (in transit, delivered) is one of them too
 STATUS_OF_SCAN = {"loaded": "in_transit", "delivered": "delivered"}
 
 
@@ -81,6 +82,33 @@ def track_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.
             last_lat[s], last_lon[s], pos_ts[s] = lat[i], lon[i], ts[i]
         elif kind[i] == SENSOR and not np.isnan(temp[i]) and ts[i] >= temp_ts[s]:
             last_temp[s], temp_ts[s] = temp[i], ts[i]
+
+
+@numba.njit(cache=True)
+def live_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.ndarray,
+                lat: np.ndarray, lon: np.ndarray, temp: np.ndarray, link: np.ndarray,
+                live_lat: np.ndarray, live_lon: np.ndarray, pos_ts: np.ndarray,
+                live_temp: np.ndarray, temp_ts: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """The live view, as events arrive (not in event-time order): each row's shipment (its
+    own, else its device's latest link), and per shipment the newest position, temperature
+    and event time seen, so a late event never overwrites a newer value. Returns the rows'
+    shipments."""
+    resolved = ship.copy()
+    for i in range(len(ts)):
+        s = ship[i]
+        if kind[i] <= SENSOR:
+            if s >= 0:
+                link[device[i]] = s
+            else:
+                s = resolved[i] = link[device[i]]
+        if s < 0:
+            continue
+        seen[s] = max(seen[s], ts[i])
+        if kind[i] == GPS and ts[i] >= pos_ts[s]:
+            live_lat[s], live_lon[s], pos_ts[s] = lat[i], lon[i], ts[i]
+        elif kind[i] == SENSOR and not np.isnan(temp[i]) and ts[i] >= temp_ts[s]:
+            live_temp[s], temp_ts[s] = temp[i], ts[i]
+    return resolved
 
 
 def business_phases(business: np.ndarray, shipment: np.ndarray,
@@ -184,10 +212,37 @@ class Engine:
         if len(decoded.rows):
             self._arrival = (now, self.reorder.stream_time)
         counters["late_dropped"] = self.reorder.late_dropped
+        live = self._live(decoded)
         out = self._run(self.reorder.release())
+        out.changed |= live
         out.dead_letters = decoded.dead_letters
         out.late = late
         return out
+
+    def _live(self, decoded: Decoded) -> set[int]:
+        """Update the live view with every accepted event at once (whatever the lateness);
+        returns the shipments it changed."""
+        rows, st = decoded.rows, self.state
+        if not len(rows):
+            return set()
+        self._grow()
+        sh = st.shipment
+        resolved = live_kernel(rows.kind, rows.device, rows.shipment, rows.ts, rows.lat,
+                               rows.lon, rows.temp_c, st.device.live_shipment, sh.live_lat,
+                               sh.live_lon, sh.live_pos_ts, sh.live_temp_c, sh.live_temp_ts,
+                               sh.last_seen)
+        business = np.flatnonzero(rows.kind >= SCAN)
+        for s, seq in zip(rows.shipment[business].tolist(), rows.seq[business].tolist(),
+                          strict=True):
+            event = decoded.business[seq]
+            status = event.status if type(event) is Order else STATUS_OF_SCAN.get(event.step)
+            if status is not None and event.ts >= sh.live_status_ts[s]:
+                sh.live_status[s], sh.live_status_ts[s] = STATUSES.index(status), event.ts
+            sh.last_seen[s] = max(sh.last_seen[s], event.ts)
+            for device in getattr(event, "device_ids", None) or ():
+                d = st.device_id(device)  # may grow the columns: index them afterwards
+                st.device.live_shipment[d] = s
+        return set(np.unique(resolved[resolved >= 0]).tolist())
 
     def advance(self, now: int) -> Output:
         """A live runtime's tick (`now`: its clock, as given to `process`): an idle stream's
@@ -391,25 +446,33 @@ class Engine:
                 out.changed.add(s)
         return out
 
-    def shipment_views(self, ids: Iterable[int]) -> dict[str, dict]:
-        """The live state of the shipments `ids` (dense ids) as in STATE.json, by shipment id."""
+    def shipment_views(self, ids: Iterable[int], settled: bool = False) -> dict[str, dict]:
+        """The state of the shipments `ids` (dense ids) as in STATE.json, by shipment id: as
+        the events seen so far show it (live: the newest event time wins), or as the in-order
+        processing has settled it."""
         ids = np.fromiter(ids, np.int64)
         st, sh = self.state, self.state.shipment
         open_alerts: dict[str | None, list[str]] = {}
         for alert in self.book.open_alerts.values():
             open_alerts.setdefault(alert.shipment_id, []).append(alert.alert_id)
-        pos_ts = sh.last_pos_ts[ids]
+        if settled:
+            lats, lons, pos_ts, temps = sh.last_lat, sh.last_lon, sh.last_pos_ts, sh.last_temp_c
+            status = [st.info[s].status for s in ids.tolist()]
+        else:
+            lats, lons, pos_ts, temps = sh.live_lat, sh.live_lon, sh.live_pos_ts, sh.live_temp_c
+            status = [None if c < 0 else STATUSES[c] for c in sh.live_status[ids].tolist()]
+        pos_ts = pos_ts[ids]
         has_position = pos_ts != NO_TS
         position_ts = iso_many(np.where(has_position, pos_ts, 0))
         extra = [rule.view(ids) for rule in self.rules]
         extra = [(name, values) for columns in extra for name, values in columns.items()]
         views = {}
         for j, (s, lat, lon, at, has, temp) in enumerate(zip(
-                ids.tolist(), sh.last_lat[ids].tolist(), sh.last_lon[ids].tolist(), position_ts,
-                has_position.tolist(), sh.last_temp_c[ids].tolist(), strict=True)):
+                ids.tolist(), lats[ids].tolist(), lons[ids].tolist(), position_ts,
+                has_position.tolist(), temps[ids].tolist(), strict=True)):
             info, name = st.info[s], st.shipments.names[s]
             view = views[name] = {
-                "status": info.status,
+                "status": status[j],
                 "last_position": {"lat": lat, "lon": lon, "ts": at} if has else None,
                 "last_temp_c": None if temp != temp else temp,  # NaN: no reading yet
                 "profile": info.profile,
@@ -456,6 +519,6 @@ class Engine:
                 rule.load_state(rules[rule.name])
 
     def snapshot(self) -> dict:
-        """The contract's STATE.json: every shipment's live state and the counters."""
-        shipments = self.shipment_views(range(len(self.state.shipments)))
+        """The contract's STATE.json: every shipment's settled state and the counters."""
+        shipments = self.shipment_views(range(len(self.state.shipments)), settled=True)
         return {"shipments": shipments, "counters": self.counters}

@@ -59,13 +59,15 @@ class Columns:
         return {name: getattr(self, name)[:self._size] for name in self._spec}
 
     def load_state(self, data: dict) -> None:
-        """Columns as `dump_state` gave them (every column, one length)."""
-        sizes = {len(data[name]) for name in self._spec}
+        """Columns as `dump_state` gave them (one length); a column added since starts empty
+        (its fill value)."""
+        sizes = {len(data[name]) for name in self._spec if name in data}
         if len(sizes) > 1:
             raise ValueError(f"columns of different lengths: {sorted(sizes)}")
-        for name, (dtype, _) in self._spec.items():
-            setattr(self, name, np.asarray(data[name], dtype=dtype))
         self._size = sizes.pop() if sizes else 0
+        for name, (dtype, fill) in self._spec.items():
+            column = data[name] if name in data else np.full(self._size, fill, dtype=dtype)
+            setattr(self, name, np.asarray(column, dtype=dtype))
 
 
 class ShipmentInfo:
@@ -95,7 +97,7 @@ class State:
         self.devices = Registry()
         self.shipments = Registry()
         self.info: list[ShipmentInfo] = []
-        self.device = Columns(shipment=(np.int32, -1))
+        self.device = Columns(shipment=(np.int32, -1), live_shipment=(np.int32, -1))
         self.shipment = Columns(
             in_transit=(np.bool_, False),
             min_c=(np.float64, np.nan),
@@ -106,6 +108,15 @@ class State:
             last_pos_ts=(np.int64, NO_TS),
             last_temp_c=(np.float64, np.nan),
             last_temp_ts=(np.int64, NO_TS),
+            # the live view, updated as events arrive: the newest event time wins
+            live_lat=(np.float64, np.nan),
+            live_lon=(np.float64, np.nan),
+            live_pos_ts=(np.int64, NO_TS),
+            live_temp_c=(np.float64, np.nan),
+            live_temp_ts=(np.int64, NO_TS),
+            live_status=(np.int8, -1),  # index in STATUSES
+            live_status_ts=(np.int64, NO_TS),
+            last_seen=(np.int64, NO_TS),
         )
         self.clock = NO_TS  # newest event time processed
 
