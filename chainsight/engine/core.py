@@ -86,15 +86,21 @@ def track_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.
 
 @numba.njit(cache=True)
 def live_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.ndarray,
-                lat: np.ndarray, lon: np.ndarray, temp: np.ndarray, link: np.ndarray,
-                live_lat: np.ndarray, live_lon: np.ndarray, pos_ts: np.ndarray,
-                live_temp: np.ndarray, temp_ts: np.ndarray, seen: np.ndarray) -> np.ndarray:
+                lat: np.ndarray, lon: np.ndarray, temp: np.ndarray, status: np.ndarray,
+                link_row: np.ndarray, link_device: np.ndarray, link_ship: np.ndarray,
+                link: np.ndarray, live_lat: np.ndarray, live_lon: np.ndarray,
+                pos_ts: np.ndarray, live_temp: np.ndarray, temp_ts: np.ndarray,
+                live_status: np.ndarray, status_ts: np.ndarray, seen: np.ndarray) -> np.ndarray:
     """The live view, as events arrive (not in event-time order): each row's shipment (its
-    own, else its device's latest link), and per shipment the newest position, temperature
-    and event time seen, so a late event never overwrites a newer value. Returns the rows'
-    shipments."""
+    own, else its device's latest link, an order's `device_ids` linking the rows after it),
+    and per shipment the newest position, temperature, status and event time seen, so a late
+    event never overwrites a newer value. Returns the rows' shipments."""
     resolved = ship.copy()
+    j = 0
     for i in range(len(ts)):
+        while j < len(link_row) and link_row[j] < i:
+            link[link_device[j]] = link_ship[j]
+            j += 1
         s = ship[i]
         if kind[i] <= SENSOR:
             if s >= 0:
@@ -108,6 +114,11 @@ def live_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.n
             live_lat[s], live_lon[s], pos_ts[s] = lat[i], lon[i], ts[i]
         elif kind[i] == SENSOR and not np.isnan(temp[i]) and ts[i] >= temp_ts[s]:
             live_temp[s], temp_ts[s] = temp[i], ts[i]
+        elif status[i] >= 0 and ts[i] >= status_ts[s]:
+            live_status[s], status_ts[s] = status[i], ts[i]
+    while j < len(link_row):
+        link[link_device[j]] = link_ship[j]
+        j += 1
     return resolved
 
 
@@ -220,28 +231,28 @@ class Engine:
         return out
 
     def _live(self, decoded: Decoded) -> set[int]:
-        """Update the live view with every accepted event at once (whatever the lateness);
-        returns the shipments it changed."""
+        """Update the live view with every accepted event at once, in arrival order, whatever
+        the lateness; returns the shipments it changed."""
         rows, st = decoded.rows, self.state
         if not len(rows):
             return set()
+        status = np.full(len(rows), -1, np.int8)
+        links: list[tuple[int, int, int]] = []  # row, device, shipment of orders' device_ids
+        business = np.flatnonzero(rows.kind >= SCAN)
+        for i, s, seq in zip(business.tolist(), rows.shipment[business].tolist(),
+                             rows.seq[business].tolist(), strict=True):
+            event = decoded.business[seq]
+            name = event.status if type(event) is Order else STATUS_OF_SCAN.get(event.step)
+            status[i] = -1 if name is None else STATUSES.index(name)
+            links += [(i, st.device_id(d), s) for d in getattr(event, "device_ids", None) or ()]
         self._grow()
+        link_row, link_device, link_ship = np.array(links, np.int64).reshape(-1, 3).T
         sh = st.shipment
         resolved = live_kernel(rows.kind, rows.device, rows.shipment, rows.ts, rows.lat,
-                               rows.lon, rows.temp_c, st.device.live_shipment, sh.live_lat,
-                               sh.live_lon, sh.live_pos_ts, sh.live_temp_c, sh.live_temp_ts,
-                               sh.last_seen)
-        business = np.flatnonzero(rows.kind >= SCAN)
-        for s, seq in zip(rows.shipment[business].tolist(), rows.seq[business].tolist(),
-                          strict=True):
-            event = decoded.business[seq]
-            status = event.status if type(event) is Order else STATUS_OF_SCAN.get(event.step)
-            if status is not None and event.ts >= sh.live_status_ts[s]:
-                sh.live_status[s], sh.live_status_ts[s] = STATUSES.index(status), event.ts
-            sh.last_seen[s] = max(sh.last_seen[s], event.ts)
-            for device in getattr(event, "device_ids", None) or ():
-                d = st.device_id(device)  # may grow the columns: index them afterwards
-                st.device.live_shipment[d] = s
+                               rows.lon, rows.temp_c, status, link_row, link_device, link_ship,
+                               st.device.live_shipment, sh.live_lat, sh.live_lon,
+                               sh.live_pos_ts, sh.live_temp_c, sh.live_temp_ts, sh.live_status,
+                               sh.live_status_ts, sh.last_seen)
         return set(np.unique(resolved[resolved >= 0]).tolist())
 
     def advance(self, now: int) -> Output:
