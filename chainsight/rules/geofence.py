@@ -9,6 +9,8 @@ per-fence transitions. A shipment in transit whose order names a corridor (`corr
 
 from __future__ import annotations
 
+from typing import Self
+
 import numpy as np
 
 from chainsight.alerts.book import AlertBook
@@ -24,6 +26,7 @@ from chainsight.rules.base import Rule
 
 class GeofenceRule(Rule):
     name = "geofence"  # names the rule's state in snapshots
+    shipment_state = ("corridor_of",)
 
     def __init__(self, fences: FenceSet, settings: Settings) -> None:
         self.tracker = FenceTracker(fences, settings.geofence_min_fixes,
@@ -48,6 +51,13 @@ class GeofenceRule(Rule):
         self.gps_filter.load_state(data["gps_filter"])
         self.route_tracker.load_state(data["route_tracker"])
         self.corridor_of = dict(data["corridor_of"])
+
+    def copy_entities(self, src: Self, shipments: np.ndarray, devices: np.ndarray) -> None:
+        """Corridors of the shipments; trackers and GPS filter state of the devices."""
+        super().copy_entities(src, shipments, devices)
+        self.tracker.copy_devices(src.tracker, devices)
+        self.route_tracker.copy_devices(src.route_tracker, devices)
+        self.gps_filter.copy_devices(src.gps_filter, devices)
 
     @property
     def fences(self) -> FenceSet:
