@@ -133,10 +133,13 @@ class Engine:
 
     def __init__(self, settings: Settings | None = None,
                  profiles: dict[str, Profile] | None = None,
-                 rules: list[Rule] | None = None, fences: FenceSet | None = None) -> None:
+                 rules: list[Rule] | None = None, fences: FenceSet | None = None,
+                 ids_from: Engine | None = None) -> None:
+        """`ids_from`: an engine whose name registries this one shares (same names, same dense
+        ids), as a provisional copy of it must for `copy_entities`."""
         self.settings = settings or load_settings()
         self.profiles = profiles if profiles is not None else load_profiles()
-        self.state = State()
+        self.state = State() if ids_from is None else State.sharing_ids(ids_from.state)
         self.book = AlertBook.from_settings(self.settings)
         self.advisor = ColdStoreAdvisor(fences)  # `advisor.fences` may be set later
         self.ingest = Ingest(self.state,
@@ -216,6 +219,22 @@ class Engine:
         else:
             rule.replace_fences(fences)
 
+    def copy_entities(self, src: Engine, shipments: np.ndarray, devices: np.ndarray) -> None:
+        """Make the rule state of these shipments and devices (dense ids) and their alerts equal
+        to `src`'s, an engine of the same configuration sharing this one's registries; every
+        other entity's state stays as it is. Ingest, reordering, held business events, counters
+        and the clock are not copied."""
+        st = self.state
+        if st.shipments is not src.state.shipments or st.devices is not src.state.devices:
+            raise ValueError("copy_entities needs engines that share their name registries")
+        st.copy_entities(src.state, shipments, devices)
+        theirs = {rule.name: rule for rule in src.rules}
+        for rule in self.rules:
+            rule.copy_entities(theirs[rule.name], shipments, devices)
+        ship_names, dev_names = st.shipments.names, st.devices.names
+        self.book.copy_entities(src.book, {ship_names[s] for s in shipments.tolist()},
+                                {dev_names[d] for d in devices.tolist()})
+
     # --- queries (read-only; callers on other threads hold the runtime's lock) --------------
 
     @property
@@ -279,7 +298,7 @@ class Engine:
         out = Output()
         if not len(rows):
             return self._collect(out)
-        self._grow()
+        self.state.grow()
         phase = business_phases(rows.kind >= SCAN, rows.shipment, rows.device)
         device_rows = rows.kind < SCAN
         for k in range(int(phase.max()) + 1):
@@ -290,10 +309,6 @@ class Engine:
                 self._business(self.business.pop(int(rows.seq[b])), int(rows.shipment[b]), out)
         self._tick(int(rows.ts[-1]), out)
         return out
-
-    def _grow(self) -> None:
-        self.state.device.ensure(len(self.state.devices))
-        self.state.shipment.ensure(len(self.state.shipments))
 
     def _device_rows(self, seg: Rows, out: Output) -> None:
         st, sh = self.state, self.state.shipment
