@@ -223,7 +223,8 @@ class Engine:
         """Make the rule state of these shipments and devices (dense ids) and their alerts equal
         to `src`'s, an engine of the same configuration sharing this one's registries; every
         other entity's state stays as it is. Ingest, reordering, held business events, counters
-        and the clock are not copied."""
+        and the clock are not copied. `devices` should hold every device linked to these
+        shipments in either engine (rules index a shipment's devices), and vice versa."""
         st = self.state
         if st.shipments is not src.state.shipments or st.devices is not src.state.devices:
             raise ValueError("copy_entities needs engines that share their name registries")
