@@ -21,6 +21,7 @@ Lifecycle (all times are event time, so a replay gives the same records):
 
 from __future__ import annotations
 
+import copy
 import heapq
 from dataclasses import dataclass, field
 from hashlib import blake2b
@@ -103,7 +104,9 @@ class AlertBook:
     """Open alerts by (kind, shipment, device, fence, rule), their lifecycle and transitions."""
 
     def __init__(self, quiet_ms: int = 0, escalate_ms: int | None = None,
-                 critical_ms: int | None = None, retention_ms: int | None = None) -> None:
+                 critical_ms: int | None = None, retention_ms: int | None = None,
+                 audited: bool = True) -> None:
+        """`audited=False`: no audit trail (a provisional book, whose records are redone)."""
         self.quiet_ms = quiet_ms
         self.escalate_ms = escalate_ms
         self.critical_ms = critical_ms
@@ -116,19 +119,21 @@ class AlertBook:
         # Escalations and severity raises are notifications, not contract transitions: the
         # alert stays open, so they go out beside the alert stream (live runtimes publish them).
         self.notifications: list[tuple[int, dict]] = []
+        self.audited = audited
         self.audit = AuditTrail()
         self.audit_out: list[dict] = []  # entries appended, not yet collected
         self._timers: list[tuple[int, int, str, str]] = []  # heap of (due, seq, id, timer)
         self._seq = count()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AlertBook:
+    def from_settings(cls, settings: Settings, audited: bool = True) -> AlertBook:
         def ms(minutes: float | None) -> int | None:
             return None if minutes is None else int(minutes * MINUTE_MS)
 
         hours = settings.alert_retention_h
         return cls(int(settings.alert_quiet_min * MINUTE_MS), ms(settings.escalate_after_min),
-                   ms(settings.critical_after_min), ms(None if hours is None else hours * 60))
+                   ms(settings.critical_after_min), ms(None if hours is None else hours * 60),
+                   audited)
 
     # --- what rules call -------------------------------------------------------------------
 
@@ -215,6 +220,29 @@ class AlertBook:
         audit, self.audit_out = self.audit_out, []
         self.transitions, self.notifications = [], []
         return out, notes, audit
+
+    def copy_entities(self, src: AlertBook, shipment_names: set[str],
+                      device_names: set[str]) -> None:
+        """Make the alerts of these shipments (and, for alerts of no shipment, of these devices)
+        deep copies of `src`'s, open, recent and timers included; alerts `src` does not have go.
+        Other alerts, and the transitions, notifications and audit entries not yet collected,
+        stay."""
+        def concerned(key: AlertKey) -> bool:
+            return key[1] in shipment_names if key[1] is not None else key[2] in device_names
+
+        gone = {aid for aid, a in self.alerts.items() if concerned(a.key)}
+        self.alerts = {aid: a for aid, a in self.alerts.items() if aid not in gone}
+        self.open_alerts = {k: a for k, a in self.open_alerts.items() if not concerned(k)}
+        self.recent = {k: a for k, a in self.recent.items() if not concerned(k)}
+        copies = {aid: copy.deepcopy(a) for aid, a in src.alerts.items() if concerned(a.key)}
+        self.alerts.update(copies)
+        for mine, theirs in ((self.open_alerts, src.open_alerts), (self.recent, src.recent)):
+            mine.update((k, copies[a.alert_id]) for k, a in theirs.items() if concerned(k))
+        timers = [t for t in self._timers if t[2] not in gone and t[2] not in copies]
+        timers += [(due, next(self._seq), aid, timer)  # src's order among them kept
+                   for due, _, aid, timer in sorted(src._timers) if aid in copies]
+        heapq.heapify(timers)
+        self._timers = timers
 
     # --- snapshots ---------------------------------------------------------------------------
 
@@ -306,6 +334,8 @@ class AlertBook:
         alert.last_at = at
         queue = self.notifications if transition in NOTIFICATIONS else self.transitions
         queue.append((at, record))
+        if not self.audited:
+            return record
         entry = {"alert_id": alert.alert_id, "kind": alert.kind,
                  "shipment_id": alert.shipment_id, "state": alert.state,
                  "severity": alert.severity, "transition": transition, "who": who,

@@ -172,10 +172,13 @@ class Engine:
 
     def __init__(self, settings: Settings | None = None,
                  profiles: dict[str, Profile] | None = None,
-                 rules: list[Rule] | None = None, fences: FenceSet | None = None) -> None:
+                 rules: list[Rule] | None = None, fences: FenceSet | None = None,
+                 ids_from: Engine | None = None) -> None:
+        """`ids_from`: an engine whose name registries this one shares (same names, same dense
+        ids), as a provisional copy of it must for `copy_entities`."""
         self.settings = settings or load_settings()
         self.profiles = profiles if profiles is not None else load_profiles()
-        self.state = State()
+        self.state = State() if ids_from is None else State.sharing_ids(ids_from.state)
         self.book = AlertBook.from_settings(self.settings)
         self.advisor = ColdStoreAdvisor(fences)  # `advisor.fences` may be set later
         self.ingest = Ingest(self.state,
@@ -245,7 +248,7 @@ class Engine:
             name = event.status if type(event) is Order else STATUS_OF_SCAN.get(event.step)
             status[i] = -1 if name is None else STATUSES.index(name)
             links += [(i, st.device_id(d), s) for d in getattr(event, "device_ids", None) or ()]
-        self._grow()
+        st.grow()
         link_row, link_device, link_ship = np.array(links, np.int64).reshape(-1, 3).T
         sh = st.shipment
         resolved = live_kernel(rows.kind, rows.device, rows.shipment, rows.ts, rows.lat,
@@ -305,6 +308,23 @@ class Engine:
             self.rules.append(GeofenceRule(fences, self.settings))
         else:
             rule.replace_fences(fences)
+
+    def copy_entities(self, src: Engine, shipments: np.ndarray, devices: np.ndarray) -> None:
+        """Make the rule state of these shipments and devices (dense ids) and their alerts equal
+        to `src`'s, an engine of the same configuration sharing this one's registries; every
+        other entity's state stays as it is. Ingest, reordering, held business events, counters
+        and the clock are not copied. `devices` should hold every device linked to these
+        shipments in either engine (rules index a shipment's devices), and vice versa."""
+        st = self.state
+        if st.shipments is not src.state.shipments or st.devices is not src.state.devices:
+            raise ValueError("copy_entities needs engines that share their name registries")
+        st.copy_entities(src.state, shipments, devices)
+        theirs = {rule.name: rule for rule in src.rules}
+        for rule in self.rules:
+            rule.copy_entities(theirs[rule.name], shipments, devices)
+        ship_names, dev_names = st.shipments.names, st.devices.names
+        self.book.copy_entities(src.book, {ship_names[s] for s in shipments.tolist()},
+                                {dev_names[d] for d in devices.tolist()})
 
     # --- queries (read-only; callers on other threads hold the runtime's lock) --------------
 
@@ -369,7 +389,7 @@ class Engine:
         out = Output()
         if not len(rows):
             return self._collect(out)
-        self._grow()
+        self.state.grow()
         phase = business_phases(rows.kind >= SCAN, rows.shipment, rows.device)
         device_rows = rows.kind < SCAN
         for k in range(int(phase.max()) + 1):
@@ -380,10 +400,6 @@ class Engine:
                 self._business(self.business.pop(int(rows.seq[b])), int(rows.shipment[b]), out)
         self._tick(min(int(rows.ts[-1]), self.stream_time), out)  # not a wrong clock's time
         return out
-
-    def _grow(self) -> None:
-        self.state.device.ensure(len(self.state.devices))
-        self.state.shipment.ensure(len(self.state.shipments))
 
     def _device_rows(self, seg: Rows, out: Output) -> None:
         st, sh = self.state, self.state.shipment

@@ -5,6 +5,8 @@ Kernels index NumPy columns by these ids, so a rule's state is a handful of arra
 
 from __future__ import annotations
 
+import copy
+
 import msgspec
 import numpy as np
 
@@ -69,6 +71,18 @@ class Columns:
             column = data[name] if name in data else np.full(self._size, fill, dtype=dtype)
             setattr(self, name, np.asarray(column, dtype=dtype))
 
+    def copy_rows(self, src: Columns, index: np.ndarray) -> None:
+        """Make rows `index` equal to `src`'s (of the same spec); rows `src` does not have yet
+        take the fill values, as in a column grown to hold them."""
+        if not len(index):
+            return
+        self.ensure(int(index.max()) + 1)
+        held = index < len(src)
+        for name, (_, fill) in self._spec.items():
+            column = getattr(self, name)
+            column[index[held]] = getattr(src, name)[index[held]]
+            column[index[~held]] = fill
+
 
 class ShipmentInfo:
     """The slow-changing, string-valued part of a shipment's state, set by business events."""
@@ -120,6 +134,30 @@ class State:
         )
         self.clock = NO_TS  # newest event time processed
 
+    @classmethod
+    def sharing_ids(cls, other: State) -> State:
+        """An empty state that interns names in `other`'s registries, so that both give a name
+        the same dense id (a provisional copy of `other`); columns, info and clock its own.
+        Its columns may lag the registries: `grow` sizes them."""
+        state = cls()
+        state.devices, state.shipments = other.devices, other.shipments
+        return state
+
+    def grow(self) -> None:
+        """Size the columns and `info` for every registered device and shipment."""
+        self.device.ensure(len(self.devices))
+        self.shipment.ensure(len(self.shipments))
+        self.info.extend(ShipmentInfo() for _ in range(len(self.info), len(self.shipments)))
+
+    def copy_entities(self, src: State, shipments: np.ndarray, devices: np.ndarray) -> None:
+        """Make the state of these shipments and devices (dense ids) equal to `src`'s, which
+        shares this state's registries; the clock is left to the caller."""
+        self.grow()
+        self.shipment.copy_rows(src.shipment, shipments)
+        self.device.copy_rows(src.device, devices)
+        for s in shipments.tolist():
+            self.info[s] = copy.deepcopy(src.info[s]) if s < len(src.info) else ShipmentInfo()
+
     def dump_state(self) -> dict:
         info = {slot: [getattr(i, slot) for i in self.info] for slot in ShipmentInfo.__slots__}
         info["lot"] = [None if lot is None else msgspec.to_builtins(lot) for lot in info["lot"]]
@@ -170,7 +208,6 @@ class State:
 
     def shipment_id(self, name: str) -> int:
         i = self.shipments.intern(name)
-        if i == len(self.info):
-            self.info.append(ShipmentInfo())
-            self.shipment.ensure(i + 1)
+        if i >= len(self.info):
+            self.grow()
         return i

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from chainsight.engine.state import Columns
+
 from .geodesy import geodesic_m
 
 REASONS = ("invalid", "zero", "accuracy", "duplicate", "interval", "speed")
@@ -37,9 +39,8 @@ class GpsFilter:
         self.drop_zero = drop_zero
         self.drop_duplicates = drop_duplicates
         self.counts: dict[str, int] = dict.fromkeys(REASONS, 0)
-        self._ts = np.full(0, _NONE, np.int64)
-        self._lon = np.zeros(0)
-        self._lat = np.zeros(0)
+        self.prev = Columns(ts=(np.int64, _NONE), lon=(np.float64, 0.0),
+                            lat=(np.float64, 0.0))  # each device's last accepted fix
 
     def apply(self, device: np.ndarray, ts_ms: np.ndarray, lon: np.ndarray, lat: np.ndarray,
               accuracy_m: np.ndarray | None = None) -> np.ndarray:
@@ -56,31 +57,28 @@ class GpsFilter:
             return np.zeros(0, bool)
         if device.min() < 0:
             raise ValueError("device ids must be non-negative")
-        grow = int(device.max()) + 1 - self._ts.size
-        if grow > 0:
-            self._ts = np.append(self._ts, np.full(grow, _NONE))
-            self._lon = np.append(self._lon, np.zeros(grow))
-            self._lat = np.append(self._lat, np.zeros(grow))
-        off = np.inf
+        self.prev.ensure(int(device.max()) + 1)
+        prev, off = self.prev, np.inf
         reason = _filter(device, ts_ms, lon, lat, acc,
                          off if self.max_accuracy_m is None else self.max_accuracy_m,
                          off if self.max_speed_kmh is None else self.max_speed_kmh / 3.6,
                          -1 if self.min_interval_s is None else round(self.min_interval_s * 1000),
-                         self.drop_zero, self.drop_duplicates, self._ts, self._lon, self._lat)
+                         self.drop_zero, self.drop_duplicates, prev.ts, prev.lon, prev.lat)
         for code, count in enumerate(np.bincount(reason, minlength=len(REASONS) + 1)[1:]):
             self.counts[REASONS[code]] += int(count)
         return reason == KEEP
 
     def dump_state(self) -> dict:
-        return {"counts": self.counts, "ts": self._ts, "lon": self._lon, "lat": self._lat}
+        return {"counts": self.counts, **self.prev.dump_state()}
 
     def load_state(self, data: dict) -> None:
         self.counts = {reason: int(data["counts"].get(reason, 0)) for reason in REASONS}
-        self._ts = np.asarray(data["ts"], dtype=np.int64)
-        self._lon = np.asarray(data["lon"], dtype=np.float64)
-        self._lat = np.asarray(data["lat"], dtype=np.float64)
-        if not self._ts.size == self._lon.size == self._lat.size:
-            raise ValueError("GPS filter state arrays differ in length")
+        self.prev.load_state(data)  # its "ts", "lon" and "lat"
+
+    def copy_devices(self, src: GpsFilter, devices: np.ndarray) -> None:
+        """Make the state of these devices (dense ids) equal to `src`'s; the counts, which are
+        metrics, stay."""
+        self.prev.copy_rows(src.prev, devices)
 
 
 @njit(cache=True)

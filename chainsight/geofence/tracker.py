@@ -107,10 +107,31 @@ class FenceTracker:
             k = new.find(fid)
             if k is not None and new.geometry_keys[k] == self.fences.geometry_keys[j]:
                 remap[j] = k
-        live = self._slots[:self._meta[USED]]
-        live = live[live[:, DEV] >= 0].copy()
+        live = self._live()
         live[:, FENCE] = remap[live[:, FENCE]]
-        live = live[live[:, FENCE] >= 0]
+        self.fences = new
+        self._dwell_ms = _dwell_ms(new)
+        self._rebuild(live[live[:, FENCE] >= 0], int(self._meta[VISITS]))
+
+    def copy_devices(self, src: FenceTracker, devices: np.ndarray) -> None:
+        """Make the state of these devices (dense ids) equal to `src`'s, a tracker with the
+        same fences; other devices' state stays. The visit counter becomes the larger one."""
+        if src.fences.ids != self.fences.ids:
+            raise ValueError("copy_devices needs trackers with the same fences")
+        mine, theirs = self._live(), src._live()
+        live = np.concatenate([mine[~np.isin(mine[:, DEV], devices)],
+                               theirs[np.isin(theirs[:, DEV], devices)]])
+        self._reserve(int(devices.max(initial=-1)) + 1, 0)
+        self._rebuild(live, max(int(self._meta[VISITS]), int(src._meta[VISITS])))
+
+    def _live(self) -> np.ndarray:
+        """A copy of the slots in use (those of a device)."""
+        live = self._slots[:self._meta[USED]]
+        return live[live[:, DEV] >= 0]
+
+    def _rebuild(self, live: np.ndarray, visits: int) -> None:
+        """Make `live` (slot rows of the current fences) the slots: the devices' lists linked
+        anew, and the dwell heap rebuilt from the visits still waiting for their deadline."""
         live = live[np.argsort(live[:, DEV], kind="stable")]
         n = len(live)
         same_next = np.append(live[1:, DEV] == live[:-1, DEV], False)
@@ -120,15 +141,13 @@ class FenceTracker:
         self._head[live[first, DEV]] = first
         self._slots = np.full((max(64, 2 * n), 9), -1, np.int64)
         self._slots[:n] = live
-        self.fences = new
-        self._dwell_ms = _dwell_ms(new)
         limit = self._dwell_ms[live[:, FENCE]]
         wait = np.flatnonzero((live[:, INSIDE] == 1) & (live[:, FIRED] == 0) & (limit >= 0))
         heap = np.column_stack([live[wait, ENTERED] + limit[wait], wait, live[wait, VISIT]])
         heap = heap[np.lexsort((heap[:, 2], heap[:, 0]))]  # sorted is a valid heap
         self._heap = np.zeros((max(64, 2 * len(heap)), 3), np.int64)
         self._heap[:len(heap)] = heap
-        self._meta[:] = [-1, n, len(heap), self._meta[VISITS]]
+        self._meta[:] = [-1, n, len(heap), visits]
 
     def dump_state(self) -> dict:
         """The state arrays, and the fences their fence numbers refer to."""

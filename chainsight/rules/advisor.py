@@ -7,7 +7,7 @@ follows positions as a rule hook: it must come before the rules that ask it, in 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, Self
 
 import numba
 import numpy as np
@@ -42,6 +42,7 @@ class ColdStoreAdvisor(Rule):
     """Finds the nearest cold store to a shipment; `fences` may be set (or replaced) any time."""
 
     name = "advisor"  # names the rule's state in snapshots
+    shipment_state = ("pos",)
 
     def __init__(self, fences: NearestFence | None = None) -> None:
         self.fences = fences
@@ -63,9 +64,25 @@ class ColdStoreAdvisor(Rule):
     def on_rows(self, rows: Rows, state: State, book: AlertBook) -> None:
         self.pos.ensure(len(state.shipments))
         if self._rows is not None:
-            p, r = self.pos, self._rows
-            fold_positions(r.kind, r.shipment, r.ts, r.lat, r.lon, p.lat, p.lon, p.ts)
+            self._fold(self._rows)
         self._rows, self._fixes = rows, None
+
+    def copy_entities(self, src: Self, shipments: np.ndarray, devices: np.ndarray) -> None:
+        """Positions as if both advisors had folded their previous batch's rows (which the
+        next batch would do before any suggestion), then `src`'s positions of `shipments`."""
+        if self._rows is not None:
+            self._fold(self._rows)
+        self._rows, self._fixes = None, None
+        super().copy_entities(src, shipments, devices)
+        rows = src._rows
+        if rows is not None:
+            self._fold(rows.take(np.flatnonzero(np.isin(rows.shipment, shipments))))
+
+    def _fold(self, rows: Rows) -> None:
+        """Take the newest GPS position of each shipment in `rows` into `pos`."""
+        p = self.pos
+        fold_positions(rows.kind, rows.shipment, rows.ts, rows.lat, rows.lon, p.lat, p.lon,
+                       p.ts)
 
     def on_business(self, event: Scan | Order, shipment: int, state: State,
                     book: AlertBook) -> None:

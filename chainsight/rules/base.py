@@ -7,15 +7,16 @@ rule raised it: `continuous` (the contract's rule), `cumulative`, `mkt`, `humidi
 
 from __future__ import annotations
 
+import copy
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 
 from chainsight.alerts.book import AlertBook
 from chainsight.config import MINUTE_MS, Profile
 from chainsight.contract.events import Order, Scan
-from chainsight.engine.state import State
+from chainsight.engine.state import Columns, State
 from chainsight.ingest.rows import Rows
 
 if TYPE_CHECKING:
@@ -28,6 +29,9 @@ class Rule:
     """What the engine asks of every rule; the defaults do nothing (but for the state)."""
 
     name: str  # names the rule's state in snapshots
+    # attributes holding per-shipment / per-device state: Columns, or dicts keyed by dense id
+    shipment_state: tuple[str, ...] = ()
+    device_state: tuple[str, ...] = ()
 
     def dump_state(self) -> dict:
         """What the rule remembers between batches (plain data and NumPy arrays)."""
@@ -36,6 +40,25 @@ class Rule:
     def load_state(self, data: dict) -> None:
         """Take over what `dump_state` gave (of a rule built from the same configuration)."""
         raise NotImplementedError
+
+    def copy_entities(self, src: Self, shipments: np.ndarray, devices: np.ndarray) -> None:
+        """Make the state of these shipments and devices (dense ids) equal to `src`'s (a rule
+        of the same configuration); other entities' state stays. The default copies the rows
+        and dict entries that `shipment_state` and `device_state` name (dict values deep-copied,
+        absent entries removed): a dict keyed by shipment whose values list devices is copied
+        as is, so it agrees with the device rows when the devices linked to the shipments in
+        either rule are among `devices`."""
+        for names, ids in ((self.shipment_state, shipments), (self.device_state, devices)):
+            for name in names:
+                mine, theirs = getattr(self, name), getattr(src, name)
+                if isinstance(mine, Columns):
+                    mine.copy_rows(theirs, ids)
+                    continue
+                for key in ids.tolist():
+                    if key in theirs:
+                        mine[key] = copy.deepcopy(theirs[key])
+                    else:
+                        mine.pop(key, None)
 
     def on_rows(self, rows: Rows, state: State, book: AlertBook) -> None:
         """A run of gps/sensor rows in event-time order, shipments already resolved."""

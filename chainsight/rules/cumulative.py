@@ -69,6 +69,7 @@ def cumulative_kernel(ship: np.ndarray, ts: np.ndarray, temp: np.ndarray, lo: np
 class CumulativeRule(Rule):
     name = "cumulative"  # names the rule's state in snapshots
     rule = "cumulative"
+    shipment_state = ("trip",)
 
     def __init__(self, profiles: dict[str, Profile],
                  advisor: ColdStoreAdvisor | None = None) -> None:

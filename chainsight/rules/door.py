@@ -82,6 +82,8 @@ def door_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.n
 class DoorRule(Rule):
     name = "door"  # names the rule's state in snapshots
     rule = "door_open"
+    shipment_state = ("road", "alarmed_by_shipment", "sensors_of")
+    device_state = ("sensor",)
 
     def __init__(self, profiles: dict[str, Profile],
                  advisor: ColdStoreAdvisor | None = None) -> None:

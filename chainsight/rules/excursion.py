@@ -64,6 +64,7 @@ class ExcursionRule(Rule):
     name = "continuous"  # names the rule's state in snapshots
     rule = "continuous"
     unit = "c"  # details: max_c / min_c / limit_c
+    shipment_state = ("run",)
 
     def __init__(self, advisor: ColdStoreAdvisor | None = None) -> None:
         self.advisor = advisor

@@ -9,6 +9,8 @@ per-fence transitions. A shipment in transit whose order names a corridor (`corr
 
 from __future__ import annotations
 
+from typing import Self
+
 import numpy as np
 
 from chainsight.alerts.book import AlertBook
@@ -24,6 +26,7 @@ from chainsight.rules.base import Rule
 
 class GeofenceRule(Rule):
     name = "geofence"  # names the rule's state in snapshots
+    shipment_state = ("corridor_of",)
 
     def __init__(self, fences: FenceSet, settings: Settings) -> None:
         self.tracker = FenceTracker(fences, settings.geofence_min_fixes,
@@ -49,6 +52,13 @@ class GeofenceRule(Rule):
         self.route_tracker.load_state(data["route_tracker"])
         self.corridor_of = dict(data["corridor_of"])
 
+    def copy_entities(self, src: Self, shipments: np.ndarray, devices: np.ndarray) -> None:
+        """Corridors of the shipments; trackers and GPS filter state of the devices."""
+        super().copy_entities(src, shipments, devices)
+        self.tracker.copy_devices(src.tracker, devices)
+        self.route_tracker.copy_devices(src.route_tracker, devices)
+        self.gps_filter.copy_devices(src.gps_filter, devices)
+
     @property
     def fences(self) -> FenceSet:
         return self.tracker.fences
@@ -67,7 +77,10 @@ class GeofenceRule(Rule):
         gps = gps[keep]
         device, ts, lon, lat = rows.device[gps], rows.ts[gps], rows.lon[gps], rows.lat[gps]
         for tr in self.tracker.update(device, ts, lon, lat):
-            self._apply(tr, int(rows.shipment[gps[tr.fix_index]]), state, book)
+            # a dwell deadline may pass at another device's fix: it is its own device's
+            s = state.device.shipment[tr.device] if tr.kind == "dwell_exceeded" \
+                else rows.shipment[gps[tr.fix_index]]
+            self._apply(tr, int(s), state, book)
         if self.corridor_of:
             for tr in self.route_tracker.update(device, ts, lon, lat):
                 self._route(tr, int(rows.shipment[gps[tr.fix_index]]), state, book)

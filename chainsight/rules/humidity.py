@@ -20,6 +20,7 @@ class HumidityRule(ExcursionRule):
     name = "humidity"
     rule = "humidity"
     unit = "pct"  # details: max_pct / min_pct / limit_pct
+    shipment_state = ("run", "limits")
 
     def __init__(self, profiles: dict[str, Profile],
                  advisor: ColdStoreAdvisor | None = None) -> None:

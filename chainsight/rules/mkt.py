@@ -86,6 +86,7 @@ def mkt_kernel(ship: np.ndarray, ts: np.ndarray, temp: np.ndarray, lo: np.ndarra
 class MktRule(Rule):
     name = "mkt"  # names the rule's state in snapshots
     rule = "mkt"
+    shipment_state = ("sums",)
 
     def __init__(self, profiles: dict[str, Profile],
                  advisor: ColdStoreAdvisor | None = None) -> None:

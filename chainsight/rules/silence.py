@@ -55,6 +55,8 @@ def silence_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: n
 class SilenceRule(Rule):
     name = "silence"  # names the rule's state in snapshots
     kind = "sensor_silent"
+    shipment_state = ("on_road", "silent_by_shipment", "sensors_of")
+    device_state = ("sensor",)
 
     def __init__(self, limit_ms: int) -> None:
         self.limit_ms = limit_ms

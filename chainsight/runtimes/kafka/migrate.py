@@ -22,6 +22,7 @@ from chainsight.alerts.book import Alert
 from chainsight.contract.times import iso, now_ms
 from chainsight.engine.core import Engine
 from chainsight.engine.state import NO_TS
+from chainsight.geofence import GpsFilter
 from chainsight.runtimes.kafka import snapshots
 from chainsight.runtimes.kafka.config import StreamsConfig
 from chainsight.runtimes.kafka.partition import PartitionState
@@ -94,6 +95,15 @@ def _upgrade(state: PartitionState) -> None:
     book = state.engine.book
     if not hasattr(book, "audit_out"):
         book.audit_out = []
+    if not hasattr(book, "audited"):
+        book.audited = True
+    for rule in state.engine.rules:
+        gps = getattr(rule, "gps_filter", None)
+        if gps is not None and not hasattr(gps, "prev"):  # its per-device arrays, now Columns
+            old = vars(gps)
+            gps.prev = GpsFilter().prev
+            gps.load_state({"counts": gps.counts,
+                            **{name: old.pop(f"_{name}") for name in ("ts", "lon", "lat")}})
     for alert in book.alerts.values():
         if getattr(alert, "current", None) is None:
             alert.current = _latest_record(alert)
