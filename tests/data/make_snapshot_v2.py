@@ -19,7 +19,7 @@ from chainsight.geofence import FenceSet
 
 ring = [[3.95, 51.9], [4.05, 51.9], [4.05, 52.5], [3.95, 52.5], [3.95, 51.9]]
 fences = {"type": "FeatureCollection", "features": [
-    {"type": "Feature", "properties": {"fence_id": "HUB", "kind": "hub", "dwell_max_min": 10},
+    {"type": "Feature", "properties": {"fence_id": "HUB", "kind": "hub"},
      "geometry": {"type": "Polygon", "coordinates": [ring]}}]}
 lines = scenario(seed=7, shipments=6, minutes=120)
 cut = len(lines) * 2 // 3
