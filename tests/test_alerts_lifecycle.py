@@ -280,5 +280,5 @@ def test_the_book_on_its_own():
     assert book.open("sensor_silent", "S1", "T1", None, 11, "warning", {}) is None
     book.on_clock(10**9)  # no timers configured: nothing fires
     book.resolve("sensor_silent", "S1", "T1", None, 20)
-    assert [r["details"]["transition"] for r in book.collect()[0]] == ["opened", "resolved"]
+    assert [r["details"]["transition"] for _, r in book.collect()[0]] == ["opened", "resolved"]
     assert book.collect() == ([], [], [])

@@ -1,4 +1,4 @@
-"""Engine.copy_entities: a provisional engine sharing the settled engine's name registries takes
+"""Pipeline.copy_entities: a provisional engine sharing the settled engine's name registries takes
 over the settled state of some shipments and their devices, then behaves exactly as the settled
 engine does for them; every other entity keeps its state, and no mutable object is shared."""
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from chainsight.alerts.book import Alert, AlertBook
 from chainsight.contract.times import iso, parse_time
 from chainsight.engine.core import Engine
-from chainsight.engine.state import Columns, ShipmentInfo
+from chainsight.engine.state import Columns, ShipmentInfo, State
 from chainsight.geofence import FenceSet
 from chainsight.geofence.tracker import (
     DEV,
@@ -82,8 +82,8 @@ def engines(world, cut_a, cut_b, skipped=frozenset()):
     first, last = events[0][0], events[-1][0]
     cut = [first + (last - first) * c // CUTS if c else first for c in (cut_a, cut_b)]
     now = last + 86_400_000
-    a = Engine(fences=fences)
-    b = Engine(fences=fences, ids_from=a)
+    a, b = Engine(fences=fences), Engine(fences=fences)
+    b.settled.state = b.ingest.state = State.sharing_ids(a.state)  # as a provisional copy
     # The route tracker follows devices only once some shipment has a corridor (a condition
     # on all shipments, which a copy cannot make equal): give one to a shipment of neither.
     seed = orjson.dumps({"type": "order", "event_id": "seed", "shipment_id": "SEED",
@@ -207,7 +207,7 @@ def test_after_a_copy_both_engines_continue_alike_for_the_copied_entities(
     ship_names, dev_names = choose(world, picks)
     a, b, after, now = engines(world, cut_a, cut_b, set(ship_names) if b_skips_them else ())
     ships, devs = ids(a, ship_names, dev_names)
-    b.copy_entities(a, ships, devs)
+    b.settled.copy_entities(a.settled, ships, devs)
     b.state.clock = a.state.clock  # the caller's part
     assert entity_state(b, ships, devs) == entity_state(a, ships, devs)
     rest = [e for e in world[0] if e[0] >= after and e[2]["shipment_id"] in ship_names]
@@ -235,7 +235,7 @@ def test_the_copy_reaches_alerts_trackers_and_rule_state(world):
     assert settled["book"]["open"] and settled["book"]["timers"]
     assert settled["geofence"]["tracker"]["slots"] and settled["geofence"]["tracker"]["waits"]
     assert settled["silence"]["sensors_of"] and settled["door"]["sensors_of"]
-    b.copy_entities(a, ships, devs)
+    b.settled.copy_entities(a.settled, ships, devs)
     assert entity_state(b, ships, devs) == settled
 
 
@@ -250,7 +250,7 @@ def test_entities_not_copied_keep_their_state(world, cut_a, cut_b, picks):
     every_dev = np.arange(len(a.state.devices))
     other_ships, other_devs = np.setdiff1d(every_ship, ships), np.setdiff1d(every_dev, devs)
     before = entity_state(b, other_ships, other_devs)
-    b.copy_entities(a, ships, devs)
+    b.settled.copy_entities(a.settled, ships, devs)
     assert entity_state(b, other_ships, other_devs) == before
 
 
@@ -291,7 +291,7 @@ def test_no_mutable_object_is_shared_and_the_settled_engine_moves_on_alone(world
     ship_names = [s for s, _ in groups[::3]]
     dev_names = sorted(d for _, devices in groups[::3] for d in devices)
     ships, devs = ids(a, ship_names, dev_names)
-    b.copy_entities(a, ships, devs)
+    b.settled.copy_entities(a.settled, ships, devs)
     copied = entity_state(b, ships, devs)
     parts_a, parts_b = mutable_parts(a, ships, devs), mutable_parts(b, ships, devs)
     assert {type(o) for o in parts_b} >= {Alert, ShipmentInfo, dict, set}

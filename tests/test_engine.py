@@ -8,7 +8,8 @@ from helpers import at, fix, line, ms, order, reading, series
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainsight.engine.core import Engine, business_phases
+from chainsight.engine.core import Engine
+from chainsight.engine.pipeline import business_phases
 from chainsight.geofence import FenceSet
 
 

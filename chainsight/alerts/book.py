@@ -212,10 +212,11 @@ class AlertBook:
         self.audit.forget_before(cutoff)
         self.forgotten_until = cutoff
 
-    def collect(self) -> tuple[list[dict], list[dict], list[dict]]:
-        """Transitions and notifications since the last call, each in event-time order, and
-        the audit entries appended since (with their hashes), in chain order."""
-        out = [record for _, record in sorted(self.transitions, key=lambda t: t[0])]
+    def collect(self) -> tuple[list[tuple[int, dict]], list[dict], list[dict]]:
+        """Transitions (with their event time in ms) and notifications since the last call,
+        each in event-time order, and the audit entries appended since (with their hashes),
+        in chain order."""
+        out = sorted(self.transitions, key=lambda t: t[0])
         notes = [record for _, record in sorted(self.notifications, key=lambda t: t[0])]
         audit, self.audit_out = self.audit_out, []
         self.transitions, self.notifications = [], []

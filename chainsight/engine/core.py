@@ -1,11 +1,17 @@
-"""The processing core: batches of raw events in, alert transitions, dead letters and state out.
+"""The processing core: batches of raw events and user commands in; alert transitions, dead
+letters and state changes out, through one narrow API (`Engine`).
 
-It knows nothing of files, Kafka, Redis or HTTP; the embedded runtime, `replay` and the Faust
-workers all drive this one class.
+It knows nothing of files, Kafka, Redis or HTTP; the embedded runtime, `replay` and the Kafka
+workers all drive this one class. Events are decoded, deduplicated and held per key for the
+allowed lateness (`ingest`), then run in event-time order through the settled pipeline. The
+live view of each shipment is updated as events arrive. In live mode a provisional pipeline
+runs every event at once as well, so alerts are published the moment they are true and settled
+later (`engine.live`).
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -22,30 +28,28 @@ from chainsight.contract.commands import (
     ReplaceFences,
     Resolve,
 )
-from chainsight.contract.events import GPS, ORDER_STATUSES, SCAN, SENSOR, EventDecoder, Order, Scan
+from chainsight.contract.events import GPS, SCAN, SENSOR, EventDecoder, Order, Scan
 from chainsight.contract.times import iso, iso_many, now_ms
-from chainsight.engine.state import NO_TS, State
+from chainsight.engine.live import LiveStream, group_of
+from chainsight.engine.pipeline import STATUS_OF_SCAN, STATUSES, Pipeline, Transitions
+from chainsight.engine.state import NO_TS, Columns, State
 from chainsight.geofence import FenceError, FenceSet
 from chainsight.ingest.columnar import Extracted
 from chainsight.ingest.dedup import Decoded, Ingest
 from chainsight.ingest.idset import IdWindow
 from chainsight.ingest.reorder import Reorder
 from chainsight.ingest.rows import Rows
-from chainsight.rules import default_rules
 from chainsight.rules.advisor import ColdStoreAdvisor
 from chainsight.rules.base import Rule
-from chainsight.rules.geofence import GeofenceRule
-
-IN_TRANSIT = frozenset({"shipped", "in_transit"})
-STATUSES = ORDER_STATUSES  # a scan's status (in transit, delivered) is one of them too
-STATUS_OF_SCAN = {"loaded": "in_transit", "delivered": "delivered"}
 
 
 @dataclass
 class Output:
     """What one call into the engine produced."""
 
-    alerts: list[dict] = field(default_factory=list)  # the contract's alert transitions
+    alerts: list[dict] = field(default_factory=list)  # the alert stream to publish
+    settled: list[dict] = field(default_factory=list)  # the settled stream (ALERTS.jsonl)
+    confirmed: list[dict] = field(default_factory=list)  # provisional records now settled
     notifications: list[dict] = field(default_factory=list)  # escalations, severity raises
     audit: list[dict] = field(default_factory=list)  # audit-trail entries appended, with hash
     dead_letters: list[dict] = field(default_factory=list)
@@ -55,33 +59,13 @@ class Output:
     def extend(self, other: Output) -> Output:
         """This output followed by `other` (what two engine calls produced together)."""
         self.alerts += other.alerts
+        self.settled += other.settled
+        self.confirmed += other.confirmed
         self.notifications += other.notifications
         self.audit += other.audit
         self.dead_letters += other.dead_letters
         self.changed |= other.changed
         return self
-
-
-@numba.njit(cache=True)
-def track_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.ndarray,
-                 lat: np.ndarray, lon: np.ndarray, temp: np.ndarray, link: np.ndarray,
-                 last_lat: np.ndarray, last_lon: np.ndarray, pos_ts: np.ndarray,
-                 last_temp: np.ndarray, temp_ts: np.ndarray) -> None:
-    """Resolve each row's shipment (explicit id, else the device's link; the latest link wins)
-    and keep each shipment's last position and temperature."""
-    for i in range(len(ts)):
-        d = device[i]
-        if ship[i] >= 0:
-            link[d] = ship[i]
-        else:
-            ship[i] = link[d]
-        s = ship[i]
-        if s < 0:
-            continue
-        if kind[i] == GPS and ts[i] >= pos_ts[s]:
-            last_lat[s], last_lon[s], pos_ts[s] = lat[i], lon[i], ts[i]
-        elif kind[i] == SENSOR and not np.isnan(temp[i]) and ts[i] >= temp_ts[s]:
-            last_temp[s], temp_ts[s] = temp[i], ts[i]
 
 
 @numba.njit(cache=True)
@@ -122,65 +106,24 @@ def live_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.n
     return resolved
 
 
-def business_phases(business: np.ndarray, shipment: np.ndarray,
-                    device: np.ndarray) -> np.ndarray:
-    """Processing phase of each row of an event-time-ordered batch.
-
-    A business event (scan/order) only changes its own shipment's state, so it must be applied
-    after that shipment's earlier device rows and before its later ones; other shipments' rows
-    need not wait for it. The engine runs phase 0's device rows, then the phase-1 business rows,
-    then phase 1's device rows, and so on: a few kernel calls per batch instead of one per
-    business event. So a business row's phase is above the phases of its shipment's earlier
-    rows; a device row's phase is at least that of its shipment's earlier business rows and of
-    its device's earlier rows (a device's rows stay in time order even when one of them names
-    another shipment); a device row without an explicit shipment (linked by an order's
-    `device_ids`) waits for every business row before it.
-    """
-    _, ship = np.unique(shipment, return_inverse=True)
-    _, dev = np.unique(device, return_inverse=True)
-    return _phases(business, shipment >= 0, ship.astype(np.int64), dev.astype(np.int64))
-
-
-@numba.njit(cache=True)
-def _phases(business: np.ndarray, linked: np.ndarray, ship: np.ndarray,
-            dev: np.ndarray) -> np.ndarray:
-    """`business_phases` over batch-local shipment and device numbers (0..n-1)."""
-    n = len(ship)
-    phase = np.zeros(n, dtype=np.int64)
-    ship_phase = np.zeros(n, dtype=np.int64)  # highest phase of a shipment's rows so far
-    dev_phase = np.zeros(n, dtype=np.int64)
-    newest_business = 0
-    for i in range(n):
-        s = ship[i]
-        if business[i]:
-            p = ship_phase[s] + 1
-            newest_business = max(newest_business, p)
-        elif linked[i]:
-            p = max(ship_phase[s], dev_phase[dev[i]])
-        else:
-            p = max(newest_business, dev_phase[dev[i]])
-        if linked[i]:
-            ship_phase[s] = max(ship_phase[s], p)
-        if not business[i]:
-            dev_phase[dev[i]] = p
-        phase[i] = p
-    return phase
-
-
 class Engine:
-    """Stateful processing core: call `process` with raw lines, then `flush` at end of stream."""
+    """Stateful processing core: call `process` with raw lines (arrival order), `advance` on a
+    live runtime's clock, `apply` for users' commands, and `flush` at the end of a stream.
+
+    `live=True` (live runtimes) adds the provisional pipeline: `Output.alerts` is then the live
+    stream (provisional transitions, withdrawals, settled ones), `Output.settled` the settled
+    stream; without it both are the settled stream.
+    """
 
     def __init__(self, settings: Settings | None = None,
                  profiles: dict[str, Profile] | None = None,
                  rules: list[Rule] | None = None, fences: FenceSet | None = None,
-                 ids_from: Engine | None = None) -> None:
-        """`ids_from`: an engine whose name registries this one shares (same names, same dense
-        ids), as a provisional copy of it must for `copy_entities`."""
+                 live: bool = False) -> None:
         self.settings = settings or load_settings()
         self.profiles = profiles if profiles is not None else load_profiles()
-        self.state = State() if ids_from is None else State.sharing_ids(ids_from.state)
-        self.book = AlertBook.from_settings(self.settings)
-        self.advisor = ColdStoreAdvisor(fences)  # `advisor.fences` may be set later
+        if live and rules is not None:
+            raise ValueError("a live engine builds its own rules (two sets of them)")
+        self.settled = Pipeline(self.settings, self.profiles, State(), rules, fences)
         self.ingest = Ingest(self.state,
                              EventDecoder(self.settings.max_payload_bytes,
                                           int(self.settings.future_tolerance_h * 3_600_000)),
@@ -189,11 +132,34 @@ class Engine:
         self._idle_time = NO_TS  # stream time an idle stream has moved on to (`advance`)
         self._arrival = (0, NO_TS)  # wall clock and stream time at the latest arrival
         self.business: dict[int, Scan | Order] = {}  # seq -> scan/order held for reordering
-        self.rules: list[Rule] = rules if rules is not None else default_rules(
-            self.settings, self.profiles, self.advisor)
-        if fences is not None and rules is None:
-            self.rules.append(GeofenceRule(fences, self.settings))
         self._counters = {"events": 0, "rejected": 0, "duplicates": 0, "late_dropped": 0}
+        self.provisional = Pipeline(self.settings, self.profiles,
+                                    State.sharing_ids(self.state), fences=fences,
+                                    audited=False) if live else None
+        self.live = LiveStream() if live else None
+        self._seen = Columns(ts=(np.int64, NO_TS))  # per shipment: newest ts run provisionally
+        # users' commands applied provisionally and still to settle: (at, command, group)
+        self._commands: list[tuple[int, Command, str]] = []
+
+    # --- the settled pipeline's parts (what tests and tools inspect) ----------------------
+
+    @property
+    def state(self) -> State:
+        return self.settled.state
+
+    @property
+    def book(self) -> AlertBook:
+        return self.settled.book
+
+    @property
+    def rules(self) -> list[Rule]:
+        return self.settled.rules
+
+    @property
+    def advisor(self) -> ColdStoreAdvisor:
+        return self.settled.advisor
+
+    # --- input ----------------------------------------------------------------------------
 
     def process(self, lines: Iterable[bytes], first_line: int = 1,
                 now: int | None = None) -> Output:
@@ -221,19 +187,23 @@ class Engine:
         counters["duplicates"] += decoded.duplicates
         self.business.update(decoded.business)
         late = self.reorder.admit(decoded.rows)
-        for seq in late.seq[late.kind >= SCAN].tolist():
-            del self.business[seq]
+        if len(late):
+            for seq in late.seq[late.kind >= SCAN].tolist():
+                del self.business[seq]
         if len(decoded.rows):
             self._arrival = (now, self.reorder.stream_time)
         counters["late_dropped"] = self.reorder.late_dropped
-        live = self._live(decoded)
-        out = self._run(self.reorder.release())
-        out.changed |= live
-        out.dead_letters = decoded.dead_letters
-        out.late = late
+        out = Output(dead_letters=decoded.dead_letters, late=late,
+                     changed=self._live_view(decoded))
+        self._settle(self.reorder.release(), out)
+        if self.provisional is not None:
+            on_time = decoded.rows
+            if len(late):
+                on_time = on_time.take(np.flatnonzero(~np.isin(on_time.seq, late.seq)))
+            self._run_provisional(on_time, decoded.business, out)
         return out
 
-    def _live(self, decoded: Decoded) -> set[int]:
+    def _live_view(self, decoded: Decoded) -> set[int]:
         """Update the live view with every accepted event at once, in arrival order, whatever
         the lateness; returns the shipments it changed."""
         rows, st = decoded.rows, self.state
@@ -265,66 +235,177 @@ class Engine:
         replayed fast gives the same results as `replay`."""
         wall, stream = self._arrival
         self._idle_time = max(self._idle_time, stream + max(0, now - wall))
-        out = self._run(self.reorder.release(upto=self.stream_time))
-        self._tick(self.stream_time - self.settings.allowed_lateness_ms, out)
+        out = Output()
+        self._settle(self.reorder.release(upto=self.stream_time), out,
+                     clock=self.stream_time - self.settings.allowed_lateness_ms)
+        if self.provisional is not None:
+            self._run_provisional(Rows.empty(), {}, out)
         return out
 
     def flush(self, clock: int | None = None) -> Output:
         """End of stream: process everything still held for reordering; then event time is
-        `clock` when given (the whole stream's time, for an engine that saw part of it)."""
-        out = self._run(self.reorder.release(everything=True))
+        `clock` when given (the whole stream's time, for an engine that saw part of it).
+        Everything published is settled then."""
         if clock is not None:
             self._idle_time = max(self._idle_time, clock)
-            self._tick(clock, out)
+        out = Output()
+        self._settle(self.reorder.release(everything=True), out, clock=clock, final=True)
         return out
 
     def apply(self, command: Command) -> Output:
         """Carry out a user command; returns the transitions it made. CommandRefused (one line,
         nothing changed) for a command the engine cannot carry out, UnknownAlert (a subclass)
         for an alert it does not know. Callers on other threads hold the runtime's lock."""
+        out = Output()
         if type(command) is ReplaceFences:
             try:
                 fences = FenceSet.from_geojson(command.geojson)
             except FenceError as exc:
                 raise CommandRefused(str(exc)) from None
             self.replace_fences(fences)
-            return self._collect(Output())
-        at = self.state.clock if command.at is None else command.at
-        if type(command) is Acknowledge:
-            self.book.acknowledge(command.alert_id, command.user, at, command.comment,
-                                  command.recorded_at)
-        elif type(command) is Resolve:
-            self.book.resolve_manually(command.alert_id, command.user, command.comment, at,
-                                       command.recorded_at)
-        else:
-            raise CommandRefused(f"unknown command {type(command).__name__}")
-        return self._collect(Output())
+            return out
+        if self.provisional is None:
+            self._publish_settled(self._command(self.settled, command), out)
+            return out
+        at = self.provisional.state.clock if command.at is None else command.at
+        command = msgspec.structs.replace(command, at=at)
+        done = self._command(self.provisional, command)
+        group = group_of(done.alerts[0][1])
+        bisect.insort(self._commands, (at, command, group), key=lambda c: c[0])
+        self._publish_provisional(done, out)
+        return out
 
     def replace_fences(self, fences: FenceSet) -> None:
         """Swap the geofences while running; state of unchanged fences carries over."""
-        self.advisor.fences = fences
-        rule = next((r for r in self.rules if isinstance(r, GeofenceRule)), None)
-        if rule is None:
-            self.rules.append(GeofenceRule(fences, self.settings))
-        else:
-            rule.replace_fences(fences)
+        for pipeline in self._pipelines():
+            pipeline.replace_fences(fences)
 
-    def copy_entities(self, src: Engine, shipments: np.ndarray, devices: np.ndarray) -> None:
-        """Make the rule state of these shipments and devices (dense ids) and their alerts equal
-        to `src`'s, an engine of the same configuration sharing this one's registries; every
-        other entity's state stays as it is. Ingest, reordering, held business events, counters
-        and the clock are not copied. `devices` should hold every device linked to these
-        shipments in either engine (rules index a shipment's devices), and vice versa."""
-        st = self.state
-        if st.shipments is not src.state.shipments or st.devices is not src.state.devices:
-            raise ValueError("copy_entities needs engines that share their name registries")
-        st.copy_entities(src.state, shipments, devices)
-        theirs = {rule.name: rule for rule in src.rules}
-        for rule in self.rules:
-            rule.copy_entities(theirs[rule.name], shipments, devices)
-        ship_names, dev_names = st.shipments.names, st.devices.names
-        self.book.copy_entities(src.book, {ship_names[s] for s in shipments.tolist()},
-                                {dev_names[d] for d in devices.tolist()})
+    # --- the pipelines --------------------------------------------------------------------
+
+    def _pipelines(self) -> list[Pipeline]:
+        return [self.settled] if self.provisional is None else [self.settled, self.provisional]
+
+    @staticmethod
+    def _command(pipeline: Pipeline, command: Command,
+                 out: Transitions | None = None) -> Transitions:
+        """A user's acknowledge or resolve, carried out by one pipeline (into `out`)."""
+        at = pipeline.state.clock if command.at is None else command.at
+        if type(command) is Acknowledge:
+            pipeline.book.acknowledge(command.alert_id, command.user, at, command.comment,
+                                      command.recorded_at)
+        elif type(command) is Resolve:
+            pipeline.book.resolve_manually(command.alert_id, command.user, command.comment,
+                                           at, command.recorded_at)
+        else:
+            raise CommandRefused(f"unknown command {type(command).__name__}")
+        return pipeline.collect(Transitions() if out is None else out)
+
+    def _settle(self, rows: Rows, out: Output, clock: int | None = None,
+                final: bool = False) -> None:
+        """Run released rows through the settled pipeline in event-time order, users'
+        commands at their times among them, then let event time reach `clock` (default: the
+        rows' newest time, but not beyond the stream's)."""
+        done, pipeline = Transitions(), self.settled
+        business = self.business.pop
+        start = 0
+        threshold = self.stream_time - self.settings.allowed_lateness_ms
+        while self._commands and (final or self._commands[0][0] < threshold):
+            at, command, _ = self._commands.pop(0)
+            stop = int(np.searchsorted(rows.ts, at, side="right"))
+            pipeline.run(rows.slice(start, stop), business, pipeline.state.clock, done)
+            start = stop
+            try:
+                self._command(pipeline, command, done)
+            except CommandRefused:  # the alert was withdrawn (or resolved) meanwhile
+                pass
+        if len(rows):
+            newest = min(int(rows.ts[-1]), self.stream_time)  # not a wrong clock's time
+            clock = newest if clock is None else max(clock, newest)
+        pipeline.run(rows.slice(start), business, pipeline.state.clock if clock is None
+                     else clock, done)
+        self.ingest.dedup.expire(pipeline.state.clock)
+        self._publish_settled(done, out, final)
+
+    def _publish_settled(self, done: Transitions, out: Output, final: bool = False) -> None:
+        records = [record for _, record in done.alerts]
+        out.settled += records
+        out.audit += done.audit
+        out.changed |= done.changed
+        if self.live is None:
+            out.alerts += records
+            out.notifications += done.notifications
+            return
+        published: list[dict] = []
+        self.live.settle(done.alerts, self.settled.state.clock, published, out.confirmed, final)
+        self._publish_records(published, out)
+        self.live.notify(done.notifications, out.notifications)
+
+    def _publish_provisional(self, done: Transitions, out: Output) -> None:
+        self.live.publish(done.alerts, out.alerts)
+        self.live.notify(done.notifications, out.notifications)
+        out.changed |= done.changed
+
+    def _publish_records(self, records: list[dict], out: Output) -> None:
+        """Publish settled-only transitions and withdrawals (with notices of withdrawals)."""
+        out.alerts += records
+        self.live.withdrawn_notices([r for r in records if r["state"] == "retracted"],
+                                    out.notifications)
+        index = self.state.shipments.index
+        out.changed.update(index[r["shipment_id"]] for r in records
+                           if r["shipment_id"] in index)
+
+    def _run_provisional(self, rows: Rows, business: dict[int, Scan | Order],
+                         out: Output) -> None:
+        """Run rows that just arrived (on time) through the provisional pipeline. A shipment
+        that got an event older than what it has run already is re-evaluated: its state is
+        reset to the settled pipeline's and its held events are run again."""
+        pipeline, st = self.provisional, self.provisional.state
+        st.grow()
+        self._seen.ensure(len(st.shipments))
+        rows = rows.in_time_order()
+        ship = rows.shipment.copy()
+        devices = rows.kind < SCAN
+        unlinked = devices & (ship < 0)
+        ship[unlinked] = st.device.shipment[rows.device[unlinked]]
+        linked = ship >= 0
+        first = np.full(len(st.shipments), 2**62, np.int64)
+        np.minimum.at(first, ship[linked], rows.ts[linked])
+        dirty = np.flatnonzero(first < self._seen.ts[:len(first)])
+        clean = ~np.isin(ship, dirty)
+        done = Transitions()
+        pipeline.run(rows.take(np.flatnonzero(clean)), business.__getitem__, self.stream_time,
+                     done)
+        np.maximum.at(self._seen.ts, ship[linked & clean], rows.ts[linked & clean])
+        self._publish_provisional(done, out)
+        if len(dirty):
+            self._reevaluate(dirty, rows.device[np.isin(ship, dirty) & devices], out)
+
+    def _reevaluate(self, shipments: np.ndarray, devices: np.ndarray, out: Output) -> None:
+        pipeline, settled = self.provisional, self.settled
+        linked = np.isin(pipeline.state.device.shipment, shipments) | np.isin(
+            settled.state.device.shipment[:len(pipeline.state.device.shipment)], shipments)
+        devices = np.union1d(devices, np.flatnonzero(linked)).astype(np.int64)
+        pipeline.copy_entities(settled, shipments, devices)
+        held = self.reorder.pending(np.r_[2 * devices, 2 * shipments + 1])
+        done = Transitions()
+        pipeline.run(held, self.business.__getitem__, self.stream_time, done)
+        names = self.state.shipments.names
+        groups = {names[s] for s in shipments.tolist()}
+        for _, command, group in self._commands:  # users' commands on them, again
+            if group in groups:
+                try:
+                    self._command(pipeline, command, done)
+                except CommandRefused:
+                    pass
+        seen = np.full(len(self._seen), NO_TS, np.int64)
+        held_ship = held.shipment
+        np.maximum.at(seen, held_ship[held_ship >= 0], held.ts[held_ship >= 0])
+        self._seen.ts[shipments] = np.maximum(seen[shipments], settled.state.clock)
+        withdrawn: list[dict] = []
+        self.live.rebuilt(groups, done.alerts, self.stream_time, withdrawn)
+        self._publish_records(withdrawn, out)
+        self.live.notify(done.notifications, out.notifications)
+        out.changed |= done.changed
 
     # --- queries (read-only; callers on other threads hold the runtime's lock) --------------
 
@@ -338,11 +419,15 @@ class Engine:
         """The contract's counters: events, rejected, duplicates, late_dropped."""
         return dict(self._counters)
 
+    def _current(self) -> Pipeline:
+        """The pipeline whose alerts users see: the provisional one when live."""
+        return self.settled if self.provisional is None else self.provisional
+
     def metrics(self) -> dict[str, int]:
         """Counters, open alerts by kind (`open_alerts.KIND`) and the rules' own counts."""
         out = dict(self._counters)
         out["shipments"] = len(self.state.shipments)
-        for alert in self.book.open_alerts.values():
+        for alert in self._current().book.open_alerts.values():
             name = f"open_alerts.{alert.kind}"
             out[name] = out.get(name, 0) + 1
         for rule in self.rules:
@@ -352,17 +437,22 @@ class Engine:
     def alerts(self, state: str | None = None, kind: str | None = None,
                shipment_id: str | None = None, severity: str | None = None) -> list[dict]:
         """The current record of every alert remembered, newest first, filtered."""
-        found = [a for a in self.book.alerts.values()
+        found = [a for a in self._current().book.alerts.values()
                  if (state is None or a.state == state) and (kind is None or a.kind == kind)
                  and (shipment_id is None or a.shipment_id == shipment_id)
                  and (severity is None or a.severity == severity)]
         found.sort(key=lambda a: (a.last_at, a.alert_id), reverse=True)
-        return [a.current for a in found]
+        return [self._shown(a.current) for a in found]
 
     def alert(self, alert_id: str) -> dict | None:
         """The current record of one alert, None when unknown."""
-        alert = self.book.alerts.get(alert_id)
-        return None if alert is None else alert.current
+        alert = self._current().book.alerts.get(alert_id)
+        return None if alert is None else self._shown(alert.current)
+
+    def _shown(self, record: dict) -> dict:
+        """A record as users see it: when live, whether it is still provisional."""
+        return record if self.live is None else {
+            **record, "provisional": self.live.is_unsettled(record)}
 
     def audit_trail(self, alert_id: str) -> list[dict]:
         """Every audit entry of one alert, oldest first."""
@@ -382,96 +472,9 @@ class Engine:
         """The shipment a device is linked to now, None when it is not."""
         st = self.state
         d = st.devices.index.get(device_id)
-        s = -1 if d is None or d >= len(st.device.shipment) else int(st.device.shipment[d])
+        s = -1 if d is None or d >= len(st.device.live_shipment) \
+            else int(st.device.live_shipment[d])
         return st.shipments.names[s] if s >= 0 else None
-
-    def _run(self, rows: Rows) -> Output:
-        out = Output()
-        if not len(rows):
-            return self._collect(out)
-        self.state.grow()
-        phase = business_phases(rows.kind >= SCAN, rows.shipment, rows.device)
-        device_rows = rows.kind < SCAN
-        for k in range(int(phase.max()) + 1):
-            take = np.flatnonzero(device_rows & (phase == k))
-            if len(take):
-                self._device_rows(rows.take(take), out)
-            for b in np.flatnonzero(~device_rows & (phase == k + 1)).tolist():
-                self._business(self.business.pop(int(rows.seq[b])), int(rows.shipment[b]), out)
-        self._tick(min(int(rows.ts[-1]), self.stream_time), out)  # not a wrong clock's time
-        return out
-
-    def _device_rows(self, seg: Rows, out: Output) -> None:
-        st, sh = self.state, self.state.shipment
-        track_kernel(seg.kind, seg.device, seg.shipment, seg.ts, seg.lat, seg.lon, seg.temp_c,
-                     st.device.shipment, sh.last_lat, sh.last_lon, sh.last_pos_ts,
-                     sh.last_temp_c, sh.last_temp_ts)
-        for rule in self.rules:
-            rule.on_rows(seg, st, self.book)
-        touched = np.bincount(seg.shipment[seg.shipment >= 0], minlength=1)
-        out.changed.update(np.flatnonzero(touched).tolist())
-
-    def _business(self, event: Scan | Order, s: int, out: Output) -> None:
-        st = self.state
-        info = st.info[s]
-        if type(event) is Order:
-            info.status = event.status
-            info.order_id = event.order_id
-            for name in ("customer_id", "weight_kg", "mode"):
-                if getattr(event, name) is not None:
-                    setattr(info, name, getattr(event, name))
-            if event.promised_by is not None:
-                info.promised_by = event.promised_by
-            if event.origin is not None:
-                info.origin = (event.origin.lat, event.origin.lon)
-            if event.destination is not None:
-                info.destination = (event.destination.lat, event.destination.lon)
-            if event.lot is not None:
-                info.lot = event.lot
-            if event.product_profile is not None:
-                self._set_profile(s, event.product_profile)
-            for device in event.device_ids or ():
-                d = st.device_id(device)  # may grow the columns: index them afterwards
-                st.device.shipment[d] = s
-        elif event.step in STATUS_OF_SCAN:
-            info.status = STATUS_OF_SCAN[event.step]
-        st.shipment.in_transit[s] = info.status in IN_TRANSIT
-        for rule in self.rules:
-            rule.on_business(event, s, st, self.book)
-        out.changed.add(s)
-
-    def _set_profile(self, s: int, name: str) -> None:
-        self.state.info[s].profile = name
-        profile = self.profiles.get(name)
-        sh = self.state.shipment
-        if profile is None:  # unknown profile: kept as a name, no limits to check
-            sh.min_c[s], sh.max_c[s], sh.excursion_ms[s] = np.nan, np.nan, -1
-        else:
-            sh.min_c[s], sh.max_c[s] = profile.min_c, profile.max_c
-            sh.excursion_ms[s] = int(profile.excursion_min * 60_000)
-
-    def _tick(self, clock: int, out: Output) -> None:
-        st = self.state
-        st.clock = max(st.clock, clock)
-        for rule in self.rules:
-            rule.on_clock(st.clock, st, self.book)
-        self.book.on_clock(st.clock)
-        self.ingest.dedup.expire(st.clock)
-        self._collect(out)
-
-    def _collect(self, out: Output) -> Output:
-        """Move the book's new transitions, notifications and audit entries into `out`; the
-        shipments they concern count as changed."""
-        alerts, notifications, audit = self.book.collect()
-        out.alerts += alerts
-        out.notifications += notifications
-        out.audit += audit
-        index = self.state.shipments.index
-        for record in alerts + notifications:
-            s = index.get(record["shipment_id"])
-            if s is not None:
-                out.changed.add(s)
-        return out
 
     def shipment_views(self, ids: Iterable[int], settled: bool = False) -> dict[str, dict]:
         """The state of the shipments `ids` (dense ids) as in STATE.json, by shipment id: as
@@ -479,8 +482,9 @@ class Engine:
         processing has settled it."""
         ids = np.fromiter(ids, np.int64)
         st, sh = self.state, self.state.shipment
+        pipeline = self.settled if settled else self._current()
         open_alerts: dict[str | None, list[str]] = {}
-        for alert in self.book.open_alerts.values():
+        for alert in pipeline.book.open_alerts.values():
             open_alerts.setdefault(alert.shipment_id, []).append(alert.alert_id)
         if settled:
             lats, lons, pos_ts, temps = sh.last_lat, sh.last_lon, sh.last_pos_ts, sh.last_temp_c
@@ -491,7 +495,7 @@ class Engine:
         pos_ts = pos_ts[ids]
         has_position = pos_ts != NO_TS
         position_ts = iso_many(np.where(has_position, pos_ts, 0))
-        extra = [rule.view(ids) for rule in self.rules]
+        extra = [rule.view(ids) for rule in pipeline.rules]
         extra = [(name, values) for columns in extra for name, values in columns.items()]
         views = {}
         for j, (s, lat, lon, at, has, temp) in enumerate(zip(
@@ -517,22 +521,35 @@ class Engine:
         index = self.state.shipments.index
         return self.shipment_views(index[n] for n in names if n in index)
 
+    def snapshot(self) -> dict:
+        """The contract's STATE.json: every shipment's settled state and the counters."""
+        shipments = self.shipment_views(range(len(self.state.shipments)), settled=True)
+        return {"shipments": shipments, "counters": self.counters}
+
+    # --- durable state ----------------------------------------------------------------------
+
     def dump_state(self) -> dict:
         """Everything the engine remembers between batches, as plain data and NumPy arrays
         (configuration excluded: `load_state` goes into an engine built from it)."""
-        return {"state": self.state.dump_state(), "book": self.book.dump_state(),
+        data = {"state": self.state.dump_state(), **self.settled.dump_state(),
                 "ingest": self.ingest.dump_state(), "reorder": self.reorder.dump_state(),
                 "business": [[seq, msgspec.to_builtins(event)]
                              for seq, event in self.business.items()],
                 "counters": self.counters, "idle_time": self._idle_time,
-                "arrival": list(self._arrival),
-                "rules": {rule.name: rule.dump_state() for rule in self.rules}}
+                "arrival": list(self._arrival)}
+        if self.provisional is not None:
+            data["provisional"] = {"state": self.provisional.state.dump_state(),
+                                   **self.provisional.dump_state(),
+                                   "live": self.live.dump_state(), "seen": self._seen.ts,
+                                   "commands": [[at, msgspec.to_builtins(command), group]
+                                                for at, command, group in self._commands]}
+        return data
 
     def load_state(self, data: dict) -> None:
         """Continue from `dump_state` of an engine of the same configuration. A rule without
         state in `data` (one added to the configuration since) starts empty."""
         self.state.load_state(data["state"])
-        self.book.load_state(data["book"])
+        self.settled.load_state(data)
         self.ingest.load_state(data["ingest"])
         self.reorder.load_state(data["reorder"])
         self.business = {seq: msgspec.convert(event, Scan | Order)
@@ -540,12 +557,11 @@ class Engine:
         self._counters = {name: int(data["counters"].get(name, 0)) for name in self._counters}
         self._idle_time = data["idle_time"]
         self._arrival = tuple(data["arrival"])
-        rules = data["rules"]
-        for rule in self.rules:
-            if rule.name in rules:
-                rule.load_state(rules[rule.name])
-
-    def snapshot(self) -> dict:
-        """The contract's STATE.json: every shipment's settled state and the counters."""
-        shipments = self.shipment_views(range(len(self.state.shipments)), settled=True)
-        return {"shipments": shipments, "counters": self.counters}
+        if self.provisional is not None and "provisional" in data:
+            live = data["provisional"]
+            self.provisional.state.load_state(live["state"])
+            self.provisional.load_state(live)
+            self.live.load_state(live["live"])
+            self._seen.ts = np.asarray(live["seen"], np.int64)
+            self._commands = [(at, msgspec.convert(command, Command), group)
+                              for at, command, group in live["commands"]]

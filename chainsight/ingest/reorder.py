@@ -119,6 +119,11 @@ class Reorder:
             last = runs.pop()
             runs[-1] = Rows.join([runs[-1], last]).in_time_order()
 
+    def pending(self, keys: np.ndarray) -> Rows:
+        """The held events of these keys, in (ts, arrival) order (they stay held)."""
+        parts = [run.take(np.flatnonzero(np.isin(run.key, keys))) for run in self.runs]
+        return Rows.join(parts).in_time_order() if parts else Rows.empty()
+
     def release(self, upto: int | None = None, everything: bool = False) -> Rows:
         """Events safe to process, in (ts, arrival) order: those `lateness` older than the
         stream time, or than `upto` (an idle stream's advance); or all of them. (The events of a

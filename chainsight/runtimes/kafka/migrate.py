@@ -21,7 +21,8 @@ from confluent_kafka import KafkaError, Message
 from chainsight.alerts.book import Alert
 from chainsight.contract.times import iso, now_ms
 from chainsight.engine.core import Engine
-from chainsight.engine.state import NO_TS
+from chainsight.engine.pipeline import Pipeline
+from chainsight.engine.state import NO_TS, Columns
 from chainsight.geofence import GpsFilter
 from chainsight.runtimes.kafka import snapshots
 from chainsight.runtimes.kafka.config import StreamsConfig
@@ -83,6 +84,14 @@ def _upgrade(state: PartitionState) -> None:
     engine = vars(state.engine)
     if "counters" in engine:
         engine["_counters"] = engine.pop("counters")
+    if "settled" not in engine:  # the rules, state and book are now the settled pipeline's
+        settled = Pipeline.__new__(Pipeline)
+        for name in ("settings", "profiles"):
+            setattr(settled, name, engine[name])
+        for name in ("state", "book", "advisor", "rules"):
+            setattr(settled, name, engine.pop(name))
+        engine.update(settled=settled, provisional=None, live=None, _commands=[],
+                      _seen=Columns(ts=(np.int64, NO_TS)))
     engine.setdefault("_idle_time", NO_TS)
     engine.setdefault("_arrival", (0, NO_TS))
     reorder = vars(state.engine.reorder)

@@ -1,0 +1,155 @@
+"""Live results: alerts published the moment they are true (provisional), settled exactly.
+
+For any stream whose disorder stays within the allowed lateness, the live stream minus its
+withdrawn transitions equals the settled stream, and the settled stream equals the in-order run.
+"""
+
+from collections import Counter
+
+import orjson
+from helpers import at, fix, ms, order, reading
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chainsight.contract.commands import Acknowledge
+from chainsight.engine.core import Engine
+from chainsight.geofence import FenceSet
+
+HUB = {"type": "FeatureCollection", "features": [{
+    "type": "Feature", "properties": {"fence_id": "HUB", "kind": "hub", "dwell_max_min": 8},
+    "geometry": {"type": "Polygon", "coordinates": [
+        [[3.99, 51.99], [4.01, 51.99], [4.01, 52.01], [3.99, 52.01], [3.99, 51.99]]]}}]}
+FENCES = FenceSet.from_geojson(HUB)
+LATENESS_MIN = 5
+
+
+def canonical(record: dict) -> bytes:
+    record = {k: v for k, v in record.items() if k != "provisional"}
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+
+
+def minus_withdrawn(stream: list[dict]) -> Counter:
+    """The live stream's records, each withdrawn one taken out (as a multiset)."""
+    kept: Counter = Counter()
+    published: dict[tuple, list[bytes]] = {}
+    for record in stream:
+        if record["state"] == "retracted":
+            w = record["details"]["withdraws"]
+            key = published[(record["alert_id"], w["state"], w["at"])].pop()
+            kept[key] -= 1
+        else:
+            key = canonical(record)
+            kept[key] += 1
+            published.setdefault((record["alert_id"], record["state"], record["at"]),
+                                 []).append(key)
+    return +kept
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> tuple[list[bytes], list[bytes], list[int]]:
+    """(events in event-time order, the same in arrival order, batch sizes): three reefer
+    trucks, readings that stray out of range, positions in and out of a hub, sensors that fall
+    silent, and arrival delays up to just under the allowed lateness."""
+    timed: list[tuple[float, bytes]] = []
+    for i in range(1, 4):
+        timed.append((-30, order(f"S{i}", devices=(f"T{i}", f"G{i}"), minutes=-30)))
+        silent_from = draw(st.integers(10, 60))
+        temps = draw(st.lists(st.sampled_from([4.0, 5.0, 9.5, 11.0, 1.0]), min_size=45,
+                              max_size=45))
+        inside = draw(st.lists(st.booleans(), min_size=45, max_size=45))
+        for m in range(45):
+            if m < silent_from:
+                timed.append((m, reading(m, temps[m], device=f"T{i}")))
+            lat = 52.0 if inside[m] else 52.05
+            timed.append((m + 0.5, fix(m + 0.5, lat=lat, device=f"G{i}")))
+    in_order = [line for _, line in sorted(timed, key=lambda t: t[0])]
+    delays = draw(st.lists(st.floats(0, LATENESS_MIN - 0.5), min_size=len(timed),
+                           max_size=len(timed)))
+    # mostly small delays, some up to just under the lateness
+    arrival = sorted(zip(timed, delays, strict=True),
+                     key=lambda p: p[0][0] + p[1] * p[1] / (LATENESS_MIN - 0.5))
+    batches = draw(st.lists(st.integers(1, 40), min_size=1, max_size=20))
+    return in_order, [line for (_, line), _ in arrival], batches
+
+
+def run_live(lines: list[bytes], batches: list[int]) -> tuple[list[dict], list[dict]]:
+    """(live stream, settled stream) of a live engine fed `lines` in these batch sizes."""
+    engine = Engine(fences=FENCES, live=True)
+    live, settled = [], []
+    i, k = 0, 0
+    while i < len(lines):
+        n = batches[k % len(batches)]
+        out = engine.process(lines[i:i + n], now=ms(60))
+        live += out.alerts
+        settled += out.settled
+        i, k = i + n, k + 1
+    out = engine.flush()
+    return live + out.alerts, settled + out.settled
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(streams())
+def test_live_minus_withdrawn_is_the_settled_stream_which_is_the_in_order_run(stream):
+    in_order, arrival, batches = stream
+    reference = Engine(fences=FENCES)
+    want = [r for out in (reference.process(in_order, now=ms(60)), reference.flush())
+            for r in out.alerts]
+    live, settled = run_live(arrival, batches)
+    assert Counter(map(canonical, settled)) == Counter(map(canonical, want))
+    assert minus_withdrawn(live) == Counter(map(canonical, settled))
+
+
+def test_an_excursion_is_published_with_the_reading_that_completes_it():
+    """Lateness 5 minutes: the settled open would come 5 minutes later; the live one comes
+    with the reading of minute 15, provisional, and is confirmed without a new record."""
+    engine = Engine(live=True)
+    engine.process([order(), fix(-1, device="G1"), fix(-1, device="G2")], now=ms(-1))
+    published = []
+    for m in range(40):
+        temp = 9.0 if m < 25 else 5.0
+        out = engine.process([reading(m, temp), fix(m, device="G1"), fix(m, device="G2")],
+                             now=ms(m))
+        published += [(m, r["state"], r["at"], r.get("provisional")) for r in out.alerts]
+        if m == 15:
+            assert [(r["state"], r["at"]) for r in out.alerts] == [("open", at(15))]
+            assert out.settled == []
+    assert published == [(15, "open", at(15), True), (25, "resolved", at(25), True)]
+    opened = engine.alerts(kind="temperature_excursion")[0]
+    assert opened["state"] == "resolved" and opened["provisional"] is False  # settled
+
+
+def test_a_late_event_that_breaks_an_excursion_withdraws_it_at_once():
+    engine = Engine(live=True)
+    engine.process([order(), fix(-1, device="G1"), fix(-1, device="G2")], now=ms(-1))
+    lines = [line for m in range(17) if m != 12 for line in (
+        reading(m, 9.0), fix(m, device="G1"), fix(m, device="G2"))]
+    out = engine.process(lines, now=ms(16))
+    (opened,) = [r for r in out.alerts if r["kind"] == "temperature_excursion"]
+    assert opened["provisional"] and opened["at"] == at(15)
+    # minute 12 (late, but within the lateness) was inside the range: no 15 minutes outside
+    out = engine.process([reading(12, 5.0)], now=ms(16))
+    (withdrawal,) = out.alerts
+    assert withdrawal["alert_id"] == opened["alert_id"] and withdrawal["state"] == "retracted"
+    assert withdrawal["details"]["withdraws"] == {"state": "open", "at": at(15)}
+    assert withdrawal["details"]["transition"] == "retracted" and withdrawal["details"]["reason"]
+    assert engine.alerts(kind="temperature_excursion") == []
+
+
+def test_a_provisional_alert_can_be_acknowledged_and_the_action_settles():
+    engine = Engine(live=True)
+    engine.process([order(), fix(-1, device="G1"), fix(-1, device="G2")], now=ms(-1))
+    for m in range(17):
+        out = engine.process([reading(m, 9.0), fix(m, device="G1"), fix(m, device="G2")],
+                             now=ms(m))
+    aid = engine.alerts()[0]["alert_id"]
+    (ack,) = engine.apply(Acknowledge(aid, "alice", "on my way")).alerts
+    assert ack["state"] == "acknowledged" and ack["provisional"] and ack["at"] == at(16)
+    settled = []
+    for m in range(17, 40):
+        out = engine.process([reading(m, 9.0), fix(m, device="G1"), fix(m, device="G2")],
+                             now=ms(m))
+        settled += out.settled
+        assert all(r["state"] != "retracted" for r in out.alerts)
+    assert [(r["details"]["transition"], r["details"].get("user")) for r in settled] == [
+        ("opened", None), ("acknowledged", "alice")]
+    assert engine.alert(aid)["provisional"] is False
