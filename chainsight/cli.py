@@ -9,14 +9,16 @@ from pathlib import Path
 from chainsight.config import load_profiles, load_settings
 
 
-def _engine(args: argparse.Namespace):  # noqa: ANN202 - imports kept lazy for a fast --help
+def _engine(args: argparse.Namespace, live: bool):  # noqa: ANN202 - imports kept lazy
+    """The engine the options describe; `live` for a live runtime (provisional alerts)."""
     from chainsight.engine.core import Engine
     from chainsight.geofence import FenceSet
 
     settings = load_settings(allowed_lateness_min=args.allowed_lateness)
     profiles = load_profiles(*([args.profiles] if args.profiles else []))
     fences = getattr(args, "fences", None)
-    return Engine(settings, profiles, fences=FenceSet.from_file(fences) if fences else None)
+    return Engine(settings, profiles, fences=FenceSet.from_file(fences) if fences else None,
+                  live=live)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -24,12 +26,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     inputs = {"the input": args.events, "--fences": args.fences, "--profiles": args.profiles}
     outputs = {"--alerts-out": args.alerts_out, "--dead-letter-out": args.dead_letter_out,
-               "--state-out": args.state_out, "--eta-out": args.eta_out}
+               "--state-out": args.state_out, "--eta-out": args.eta_out,
+               "--live-alerts-out": args.live_alerts_out}
     check_paths({k: v for k, v in inputs.items() if v is not None},
                 {k: v for k, v in outputs.items() if v is not None})
-    engine = _engine(args)
+    engine = _engine(args, live=args.live_alerts_out is not None)
     result = replay(args.events, engine, args.alerts_out, args.dead_letter_out, args.state_out,
-                    workers=default_workers() if args.workers is None else args.workers)
+                    workers=default_workers() if args.workers is None else args.workers,
+                    live_alerts_out=args.live_alerts_out)
     if args.eta_out:  # the engine publishes no ETA yet (no ETA model): an empty ETA.jsonl
         args.eta_out.write_bytes(b"")
     print(f"replayed {result.events:,} events in {result.seconds:.2f} s "
@@ -51,7 +55,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                  if v is not None}
     print("generating the simulated fleet...", file=sys.stderr)
     sim = simulate(args.scenario, **overrides)
-    return run_demo(sim, args.speedup, args.duration, _engine(args))
+    return run_demo(sim, args.speedup, args.duration, _engine(args, live=True))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -64,9 +68,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_streams_config()
-    _engine(args)  # fail fast on bad settings or profiles, before joining the group
+    _engine(args, live=True)  # fail fast on bad settings or profiles, before joining the group
     try:
-        run_worker(config, lambda: _engine(args))
+        run_worker(config, lambda: _engine(args, live=True))
     except SnapshotError as exc:
         print(f"chainsight worker: {exc}", file=sys.stderr)
         return 2
@@ -123,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dead-letter-out", type=Path)
     p.add_argument("--state-out", type=Path)
     p.add_argument("--eta-out", type=Path)
+    p.add_argument("--live-alerts-out", type=Path, metavar="LIVE.jsonl",
+                   help="also write the live alert stream (provisional, withdrawn, settled) "
+                        "as a live runtime would publish it, each record with `line`")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="processes that decode ahead of the engine (default: 2 on a machine "
                         "with 2 or more cores, else 0)")

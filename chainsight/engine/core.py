@@ -195,12 +195,12 @@ class Engine:
         counters["late_dropped"] = self.reorder.late_dropped
         out = Output(dead_letters=decoded.dead_letters, late=late,
                      changed=self._live_view(decoded))
-        self._settle(self.reorder.release(), out)
-        if self.provisional is not None:
+        if self.provisional is not None:  # first: what it publishes, the settling confirms
             on_time = decoded.rows
             if len(late):
                 on_time = on_time.take(np.flatnonzero(~np.isin(on_time.seq, late.seq)))
             self._run_provisional(on_time, decoded.business, out)
+        self._settle(self.reorder.release(), out)
         return out
 
     def _live_view(self, decoded: Decoded) -> set[int]:
@@ -236,10 +236,10 @@ class Engine:
         wall, stream = self._arrival
         self._idle_time = max(self._idle_time, stream + max(0, now - wall))
         out = Output()
-        self._settle(self.reorder.release(upto=self.stream_time), out,
-                     clock=self.stream_time - self.settings.allowed_lateness_ms)
         if self.provisional is not None:
             self._run_provisional(Rows.empty(), {}, out)
+        self._settle(self.reorder.release(upto=self.stream_time), out,
+                     clock=self.stream_time - self.settings.allowed_lateness_ms)
         return out
 
     def flush(self, clock: int | None = None) -> Output:
@@ -372,23 +372,32 @@ class Engine:
         np.minimum.at(first, ship[linked], rows.ts[linked])
         dirty = np.flatnonzero(first < self._seen.ts[:len(first)])
         clean = ~np.isin(ship, dirty)
-        done = Transitions()
-        pipeline.run(rows.take(np.flatnonzero(clean)), business.__getitem__, self.stream_time,
-                     done)
+        done = Transitions()  # event time moves on once all rows are in, dirty ones too
+        pipeline.run(rows.take(np.flatnonzero(clean)), business.__getitem__, st.clock, done)
         np.maximum.at(self._seen.ts, ship[linked & clean], rows.ts[linked & clean])
         self._publish_provisional(done, out)
+        redone, groups = Transitions(), set()
         if len(dirty):
-            self._reevaluate(dirty, rows.device[np.isin(ship, dirty) & devices], out)
+            groups = self._reevaluate(dirty, rows.device[np.isin(ship, dirty) & devices],
+                                      redone)
+        pipeline.tick(self.stream_time, redone)
+        withdrawn: list[dict] = []
+        self.live.rebuilt(groups, redone.alerts, self.stream_time, withdrawn)
+        self._publish_records(withdrawn, out)
+        self.live.notify(redone.notifications, out.notifications)
+        out.changed |= redone.changed
 
-    def _reevaluate(self, shipments: np.ndarray, devices: np.ndarray, out: Output) -> None:
+    def _reevaluate(self, shipments: np.ndarray, devices: np.ndarray,
+                    done: Transitions) -> set[str]:
+        """Reset the provisional state of these shipments (and their devices) to the settled
+        state and run their held events and users' commands again; returns their groups."""
         pipeline, settled = self.provisional, self.settled
         linked = np.isin(pipeline.state.device.shipment, shipments) | np.isin(
             settled.state.device.shipment[:len(pipeline.state.device.shipment)], shipments)
         devices = np.union1d(devices, np.flatnonzero(linked)).astype(np.int64)
         pipeline.copy_entities(settled, shipments, devices)
         held = self.reorder.pending(np.r_[2 * devices, 2 * shipments + 1])
-        done = Transitions()
-        pipeline.run(held, self.business.__getitem__, self.stream_time, done)
+        pipeline.run(held, self.business.__getitem__, pipeline.state.clock, done)
         names = self.state.shipments.names
         groups = {names[s] for s in shipments.tolist()}
         for _, command, group in self._commands:  # users' commands on them, again
@@ -401,11 +410,7 @@ class Engine:
         held_ship = held.shipment
         np.maximum.at(seen, held_ship[held_ship >= 0], held.ts[held_ship >= 0])
         self._seen.ts[shipments] = np.maximum(seen[shipments], settled.state.clock)
-        withdrawn: list[dict] = []
-        self.live.rebuilt(groups, done.alerts, self.stream_time, withdrawn)
-        self._publish_records(withdrawn, out)
-        self.live.notify(done.notifications, out.notifications)
-        out.changed |= done.changed
+        return groups
 
     # --- queries (read-only; callers on other threads hold the runtime's lock) --------------
 

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from itertools import islice
 from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import BinaryIO
@@ -28,6 +29,7 @@ from chainsight.contract.times import now_ms
 from chainsight.engine.core import Engine, Output
 from chainsight.ingest.columnar import Extracted, decode_jsonl
 
+LIVE_BATCH_LINES = 500  # a live runtime's batches: what it publishes comes this soon
 CHUNK_BYTES = 16 << 20  # bytes per engine call (and per worker task)
 FIRST_CHUNK_BYTES = 1 << 20
 DECODE_NICENESS = 10
@@ -107,26 +109,51 @@ def _read_error(path: Path, exc: OSError) -> str:
 
 def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
            dead_letter_out: Path | None = None, state_out: Path | None = None,
-           workers: int = 0) -> ReplayResult:
-    """Replay `events` through `engine`, writing the contract's output files."""
+           workers: int = 0, live_alerts_out: Path | None = None) -> ReplayResult:
+    """Replay `events` through `engine`, writing the contract's output files: the settled
+    alert stream, and with `live_alerts_out` (a live engine's) the live stream as a live
+    runtime would have published it, each record with `line`, the input lines consumed."""
     started = time.perf_counter()
-    n_alerts = 0
-    with _open(alerts_out) as alerts, _open(dead_letter_out) as dead:
+    n_alerts = consumed = 0
+    with _open(alerts_out) as alerts, _open(dead_letter_out) as dead, \
+            _open(live_alerts_out) as live:
 
         def emit(out: Output) -> None:
             nonlocal n_alerts
-            n_alerts += len(out.alerts)
-            _write(alerts, out.alerts)
+            n_alerts += len(out.settled)
+            _write(alerts, out.settled)
             _write(dead, out.dead_letters)
+            _write(live, [{**record, "line": consumed} for record in out.alerts])
 
-        for batch in _extract(events, engine.decoder, workers):
-            emit(engine.process_extracted(batch))
+        if live_alerts_out is None:
+            for batch in _extract(events, engine.decoder, workers):
+                emit(engine.process_extracted(batch))
+        else:
+            for first, lines in _line_batches(events, LIVE_BATCH_LINES):
+                consumed = first + len(lines) - 1
+                emit(engine.process(lines, first_line=first))
         emit(engine.flush())
     if state_out is not None:
         state_out.write_bytes(orjson.dumps(engine.snapshot(), option=orjson.OPT_INDENT_2))
     counters = engine.counters
     return ReplayResult(counters["events"], n_alerts, counters["rejected"],
                         time.perf_counter() - started)
+
+
+def _line_batches(path: Path, size: int) -> Iterator[tuple[int, list[bytes]]]:
+    """(number of the first line, lines) in batches of `size` lines, a UTF-8 byte-order mark
+    at the start of the file left out."""
+    try:
+        with open(path, "rb") as f:
+            first, batch = 1, list(islice(f, size))
+            if batch and batch[0].startswith(codecs.BOM_UTF8):
+                batch[0] = batch[0][len(codecs.BOM_UTF8):]
+            while batch:
+                yield first, [line.rstrip(b"\r\n") for line in batch]
+                first += len(batch)
+                batch = list(islice(f, size))
+    except OSError as exc:
+        raise OSError(_read_error(path, exc)) from None
 
 
 def _extract(path: Path, decoder: EventDecoder, workers: int) -> Iterator[Extracted]:

@@ -71,6 +71,7 @@ class _Route(msgspec.Struct):
 
 
 _route = msgspec.json.Decoder(_Route).decode
+OPEN_STATES = frozenset({"open", "acknowledged"})
 log = logging.getLogger("chainsight.worker")
 DEAD_MAX_BYTES = 256 << 10  # a dead letter must fit in one Kafka message (1 MB by default)
 
@@ -183,9 +184,7 @@ class Partition:
 
     def _collect(self, out: Output, batch: Batch) -> None:
         batch.changed |= out.changed
-        open_alerts = self.state.open_alerts
         suppress = self.suppress_alerts
-        touched = []
         for record in out.alerts:
             value = orjson.dumps(record)
             emit = True
@@ -193,21 +192,18 @@ class Partition:
                 suppress[value] -= 1
                 emit = False
             batch.alerts.append((record, value, emit))
-            aid = record["alert_id"]
-            if record["details"].get("transition") != "notice":  # notices never stay open
-                if record["state"] == "resolved":
-                    open_alerts.pop(aid, None)
-                else:
-                    open_alerts[aid] = record
-                touched.append(aid)
         batch.notifications += out.notifications
         batch.audit += out.audit
-        for note in out.notifications:  # the latest record of an alert still open (a later
-            if note["alert_id"] in open_alerts:  # transition of it would have resolved it)
-                open_alerts[note["alert_id"]] = note
-                touched.append(note["alert_id"])
-        for aid in touched:
-            batch.open_alerts[aid] = open_alerts.get(aid)
+        open_alerts = self.state.open_alerts
+        for aid in {r["alert_id"] for r in out.alerts + out.notifications + out.confirmed
+                    if r["details"].get("transition") != "notice"}:
+            current = self.engine.alert(aid)  # its latest record, if it is still open
+            if current is not None and current["state"] in OPEN_STATES:
+                open_alerts[aid] = current
+            else:
+                open_alerts.pop(aid, None)
+                current = None
+            batch.open_alerts[aid] = current
 
     def _history(self, run: list[Message], values: list[bytes], rejected: set[int],
                  batch: Batch) -> None:
