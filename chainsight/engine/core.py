@@ -545,7 +545,8 @@ class Engine:
         if self.provisional is not None:
             data["provisional"] = {"state": self.provisional.state.dump_state(),
                                    **self.provisional.dump_state(),
-                                   "live": self.live.dump_state(), "seen": self._seen.ts,
+                                   "live": self.live.dump_state(),
+                                   "seen": self._seen.dump_state(),
                                    "commands": [[at, msgspec.to_builtins(command), group]
                                                 for at, command, group in self._commands]}
         return data
@@ -567,6 +568,6 @@ class Engine:
             self.provisional.state.load_state(live["state"])
             self.provisional.load_state(live)
             self.live.load_state(live["live"])
-            self._seen.ts = np.asarray(live["seen"], np.int64)
+            self._seen.load_state(live["seen"])
             self._commands = [(at, msgspec.convert(command, Command), group)
                               for at, command, group in live["commands"]]

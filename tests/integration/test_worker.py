@@ -271,14 +271,8 @@ def settled_of(stream: list[dict]) -> list[dict]:
 
 def assert_same_alerts(got: list[dict], want: list[dict]) -> None:
     """The live stream `got`, minus withdrawn transitions, is the settled stream `want` (as
-    multisets), and a shipment's transitions come in the same order."""
-    settled = settled_of(got)
-    assert Counter(map(canonical, settled)) == Counter(map(canonical, want))
-    by_shipment: dict[str, list[bytes]] = defaultdict(list)
-    for alert in want:
-        by_shipment[alert["shipment_id"]].append(canonical(alert))
-    for alert in settled:
-        assert by_shipment[alert["shipment_id"]].pop(0) == canonical(alert)
+    multisets: corrections may publish a shipment's transitions out of their order)."""
+    assert Counter(map(canonical, settled_of(got))) == Counter(map(canonical, want))
 
 
 # --- the tests ----------------------------------------------------------------------------------
