@@ -4,7 +4,10 @@ import json
 import subprocess
 import sys
 
-from helpers import fix, order, series
+import orjson
+from helpers import at, fix, order, reading, series
+
+from chainsight.cli import main
 
 CLI = [sys.executable, "-m", "chainsight.cli"]
 
@@ -77,3 +80,26 @@ def test_decode_workers_give_the_same_outputs_as_one_process(tmp_path, monkeypat
         assert result.rejected == 2
     assert outputs[0] == outputs[1]
     assert outputs[0][0].count(b"\n") > 100
+
+
+def test_replay_writes_the_live_stream_with_the_lines_consumed(tmp_path):
+    """--live-alerts-out: the live stream as a live runtime would publish it; minus withdrawn
+    transitions it is ALERTS.jsonl; each record comes at most 1,000 lines after the line that
+    completed it."""
+    lines = [order(), fix(-1, device="G1"), fix(-1, device="G2")]
+    lines += [x for m in range(40) for x in (reading(m, 9.0 if m < 25 else 5.0),
+                                             fix(m, device="G1"), fix(m, device="G2"))]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    alerts, live = tmp_path / "alerts.jsonl", tmp_path / "live.jsonl"
+    assert main(["replay", str(events), "--alerts-out", str(alerts),
+                 "--live-alerts-out", str(live)]) == 0
+    settled = [orjson.loads(x) for x in alerts.read_bytes().splitlines()]
+    published = [orjson.loads(x) for x in live.read_bytes().splitlines()]
+    assert [(r["state"], r["at"]) for r in settled] == [("open", at(15)), ("resolved", at(25))]
+    assert [{k: v for k, v in r.items() if k not in ("provisional", "line")}
+            for r in published] == settled
+    completing = {at(15): lines.index(reading(15, 9.0)) + 1,
+                  at(25): lines.index(reading(25, 5.0)) + 1}
+    assert all(r["provisional"] and 0 <= r["line"] - completing[r["at"]] <= 1000
+               for r in published)

@@ -8,6 +8,7 @@ fences given at start and replaced while running give what the embedded engine g
 from __future__ import annotations
 
 import signal
+import time
 from collections import defaultdict
 
 import orjson
@@ -28,6 +29,7 @@ from chainsight.contract.commands import Acknowledge, ReplaceFences, Resolve
 from chainsight.engine.core import Engine
 from chainsight.geofence import FenceSet
 from chainsight.runtimes.kafka.publish import publish_fences, send_command
+from chainsight.runtimes.kafka.snapshots import PartitionReader
 from chainsight.runtimes.replay import replay
 from chainsight.sim import simulate
 
@@ -169,3 +171,29 @@ def test_a_recording_with_fences_gives_replays_transitions(deployment, tmp_path)
     deployment.wait_processed(timeout=180)
     deployment.stop(worker)
     assert_same_alerts(deployment.alerts(), want)
+
+
+def test_a_recording_gives_replays_transitions_with_the_default_ticks(deployment, tmp_path):
+    """Idle ticks (every 5 s by default) move a partition's event time on by the wall time
+    since its last arrival, never to the calendar: a recording days old gives replay's result
+    however long the worker idles after it (here: several ticks)."""
+    lines = scenario(seed=13)
+    want = expected(tmp_path, lines)
+    worker = deployment.start_worker(CHAINSIGHT_TICK_S="5")
+    deployment.produce(lines)
+    deployment.wait_processed()
+    time.sleep(12)  # two idle ticks or more
+    deployment.wait_processed()
+    deployment.stop(worker)
+    assert_same_alerts(deployment.alerts(), want["alerts"])
+    assert ticks(deployment) > 0
+
+
+def ticks(deployment: Deployment) -> int:
+    """Tick records in the events topic (their value is `{"now": ms}`)."""
+    reader = PartitionReader(deployment.config.bootstrap)
+    try:
+        return sum(r.value.startswith(b'{"now"') for p in range(PARTITIONS)
+                   for r in reader.read(deployment.config.events_topic, p)[0] if r.value)
+    finally:
+        reader.close()
