@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import redis
+from live_fleet import FAST, orders, send_paced
 
 from chainsight.config import load_settings
 from chainsight.runtimes.kafka.admin import ensure_topics
@@ -45,7 +46,8 @@ from chainsight.runtimes.kafka.snapshots import PartitionReader
 from chainsight.sim import simulate
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH_PROFILE = {"bench_fast": {"min_c": 2, "max_c": 8, "excursion_min": 0.02}}
+BENCH_PROFILE = {FAST.name: {"min_c": FAST.min_c, "max_c": FAST.max_c,
+                             "excursion_min": FAST.excursion_min}}
 
 
 def worker(cfg: StreamsConfig, log: Path, *args: str, profile: Path | None = None,
@@ -171,43 +173,21 @@ def latency(base: StreamsConfig, rate: float, seconds: float, work: Path) -> Non
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
     listening.wait()
-    shipments = 5000
     sink = KafkaSink(cfg, EventProducer(cfg.bootstrap, linger_ms=1))
-    orders = [orjson.dumps({"type": "order", "order_id": f"O{i}", "shipment_id": f"S{i}",
-                            "ts": int(time.time() * 1000), "status": "in_transit",
-                            "product_profile": "bench_fast" if i % 50 == 0 else "ambient",
-                            "device_ids": [f"G{i}", f"T{i}"]}) for i in range(shipments)]
-    sink.write(orders)
+    sink.write(orders())
     sink.close()
     time.sleep(2)  # orders processed
     state_at.clear()
     alert_at.clear()
-    step = 0.01
-    per_step = max(1, round(rate * step))
-    sent, i = 0, 0
     cpu = cpu_seconds(proc.pid)
     start = time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        now = int(time.time() * 1000)
-        batch = []
-        for _ in range(per_step):
-            s = i % shipments
-            if i % 10 == 0:
-                hot = s % 50 == 0 and (now // 2000) % 2 == 0  # 2 s out of range, 2 s back
-                batch.append(orjson.dumps({"type": "sensor", "device_id": f"T{s}",
-                                           "shipment_id": f"S{s}", "ts": now,
-                                           "temp_c": 12.0 if hot else 5.0}))
-            else:
-                batch.append(orjson.dumps({"type": "gps", "device_id": f"G{s}",
-                                           "shipment_id": f"S{s}", "ts": now,
-                                           "lat": 52 + s / 1e4, "lon": 4 + i / 1e7}))
-            i += 1
+
+    def send(batch: list[bytes]) -> None:
         sink.write(batch)
         sink.producer.poll(0)
-        sent += len(batch)
-        pause = start + (sent / rate) - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
+
+    sent = send_paced(send, rate, seconds)
+    elapsed = time.perf_counter() - start
     stopped_ms = time.time() * 1000
     sink.close()
     produced_rate = sent / elapsed

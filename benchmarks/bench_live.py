@@ -16,46 +16,15 @@ live view of the shipments each output changed and times, p50/p99/max:
 from __future__ import annotations
 
 import argparse
-import threading
 import time
 
 import numpy as np
-import orjson
+from live_fleet import FAST, SHIPMENTS, orders, send_paced
 
-from chainsight.config import Profile, load_profiles, load_settings
+from chainsight.config import load_profiles, load_settings
 from chainsight.contract.times import now_ms, parse_time
 from chainsight.engine.core import Engine, Output
 from chainsight.runtimes.embedded import EmbeddedRuntime
-
-SHIPMENTS = 5000
-FAST = Profile("bench_fast", 2, 8, 0.02)  # an excursion opens after 1.2 s out of range
-
-
-def produce(runtime: EmbeddedRuntime, rate: float, seconds: float, stop: threading.Event) -> int:
-    step, sent, i = 0.01, 0, 0
-    per_step = max(1, round(rate * step))
-    start = time.perf_counter()
-    while not stop.is_set() and time.perf_counter() - start < seconds:
-        now = now_ms()
-        batch = []
-        for _ in range(per_step):
-            s = i % SHIPMENTS
-            if i % 10 == 0:
-                hot = s % 50 == 0 and (now // 2000) % 2 == 0
-                batch.append(orjson.dumps({"type": "sensor", "device_id": f"T{s}",
-                                           "shipment_id": f"S{s}", "ts": now,
-                                           "temp_c": 12.0 if hot else 5.0}))
-            else:
-                batch.append(orjson.dumps({"type": "gps", "device_id": f"G{s}",
-                                           "shipment_id": f"S{s}", "ts": now,
-                                           "lat": 52 + s / 1e4, "lon": 4 + i / 1e7}))
-            i += 1
-        runtime.submit(batch)
-        sent += len(batch)
-        pause = start + sent / rate - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
-    return sent
 
 
 def main() -> None:
@@ -79,16 +48,12 @@ def main() -> None:
 
     runtime.subscribe(seen)
     runtime.start()
-    orders = [orjson.dumps({"type": "order", "order_id": f"O{i}", "shipment_id": f"S{i}",
-                            "ts": now_ms(), "status": "in_transit",
-                            "product_profile": FAST.name if i % 50 == 0 else "ambient",
-                            "device_ids": [f"G{i}", f"T{i}"]}) for i in range(SHIPMENTS)]
-    runtime.submit(orders)
+    runtime.submit(orders())
     time.sleep(2)
     state_ms.clear()
     alert_ms.clear()
     started = time.perf_counter()
-    sent = produce(runtime, args.rate, args.seconds, threading.Event())
+    sent = send_paced(runtime.submit, args.rate, args.seconds)
     rate = sent / (time.perf_counter() - started)
     runtime.stop()
     print(f"settings: allowed lateness {settings.allowed_lateness_min:g} min (default), "
