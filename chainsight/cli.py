@@ -39,7 +39,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"replayed {result.events:,} events in {result.seconds:.2f} s "
           f"({result.events_per_s:,.0f} events/s): {result.alerts:,} alert transitions, "
           f"{result.rejected:,} rejected", file=sys.stderr)
-    dropped = {name.removeprefix("gps_dropped."): n for name, n in engine.metrics().items()
+    metrics = engine.metrics()
+    retracted = {name.removeprefix("retracted."): n for name, n in metrics.items()
+                 if name.startswith("retracted.")}
+    if args.live_alerts_out:
+        print(f"live stream: {sum(retracted.values()):,} provisional transitions withdrawn"
+              + "".join(f", {kind} {n:,}" for kind, n in sorted(retracted.items())),
+              file=sys.stderr)
+    dropped = {name.removeprefix("gps_dropped."): n for name, n in metrics.items()
                if name.startswith("gps_dropped.") and n}
     if dropped:
         print("GPS fixes dropped by quality filters: "

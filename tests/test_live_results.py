@@ -8,9 +8,10 @@ from collections import Counter
 
 import orjson
 from helpers import at, fix, ms, order, reading
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from chainsight.config import Profile, load_profiles
 from chainsight.contract.commands import Acknowledge
 from chainsight.engine.core import Engine
 from chainsight.geofence import FenceSet
@@ -19,9 +20,17 @@ from chainsight.runtimes.kafka import snapshots
 HUB = {"type": "FeatureCollection", "features": [{
     "type": "Feature", "properties": {"fence_id": "HUB", "kind": "hub", "dwell_max_min": 8},
     "geometry": {"type": "Polygon", "coordinates": [
-        [[3.99, 51.99], [4.01, 51.99], [4.01, 52.01], [3.99, 52.01], [3.99, 51.99]]]}}]}
+        [[3.99, 51.99], [4.01, 51.99], [4.01, 52.01], [3.99, 52.01], [3.99, 51.99]]]}}, {
+    "type": "Feature", "properties": {"fence_id": "ROAD", "kind": "corridor", "width_m": 2000},
+    "geometry": {"type": "LineString", "coordinates": [[3.9, 52.0], [4.1, 52.0]]}}, {
+    "type": "Feature", "properties": {"fence_id": "COLD", "kind": "cold_store"},
+    "geometry": {"type": "Point", "coordinates": [4.2, 52.1]}}]}
+HUB["features"][2]["properties"]["radius_m"] = 300
 FENCES = FenceSet.from_geojson(HUB)
 LATENESS_MIN = 5
+# every cold-chain rule, with limits short enough for a 45-minute trip
+PROFILES = {"all_rules": Profile("all_rules", 2, 8, 5, humidity_min=85, humidity_max=95,
+                                 cumulative_budget_min=8, door_open_max_min=3, mkt_min_h=0.2)}
 
 
 def canonical(record: dict) -> bytes:
@@ -53,14 +62,18 @@ def streams(draw: st.DrawFn) -> tuple[list[bytes], list[bytes], list[int]]:
     silent, and arrival delays up to just under the allowed lateness."""
     timed: list[tuple[float, bytes]] = []
     for i in range(1, 4):
-        timed.append((-30, order(f"S{i}", devices=(f"T{i}", f"G{i}"), minutes=-30)))
+        timed.append((-30, order(f"S{i}", devices=(f"T{i}", f"G{i}"), minutes=-30,
+                                 profile="all_rules", corridor_id="ROAD")))
         silent_from = draw(st.integers(10, 60))
         temps = draw(st.lists(st.sampled_from([4.0, 5.0, 9.5, 11.0, 1.0]), min_size=45,
                               max_size=45))
+        humid = draw(st.lists(st.sampled_from([90.0, 80.0]), min_size=45, max_size=45))
+        doors = draw(st.lists(st.booleans(), min_size=45, max_size=45))
         inside = draw(st.lists(st.booleans(), min_size=45, max_size=45))
         for m in range(45):
             if m < silent_from:
-                timed.append((m, reading(m, temps[m], device=f"T{i}")))
+                timed.append((m, reading(m, temps[m], device=f"T{i}", humidity_pct=humid[m],
+                                         door_open=doors[m])))
             lat = 52.0 if inside[m] else 52.05
             timed.append((m + 0.5, fix(m + 0.5, lat=lat, device=f"G{i}")))
     in_order = [line for _, line in sorted(timed, key=lambda t: t[0])]
@@ -73,9 +86,13 @@ def streams(draw: st.DrawFn) -> tuple[list[bytes], list[bytes], list[int]]:
     return in_order, [line for (_, line), _ in arrival], batches
 
 
+def engine(live: bool = False) -> Engine:
+    return Engine(profiles={**load_profiles(), **PROFILES}, fences=FENCES, live=live)
+
+
 def run_live(lines: list[bytes], batches: list[int]) -> tuple[list[dict], list[dict]]:
     """(live stream, settled stream) of a live engine fed `lines` in these batch sizes."""
-    engine = Engine(fences=FENCES, live=True)
+    engine = globals()["engine"](live=True)
     live, settled = [], []
     i, k = 0, 0
     while i < len(lines):
@@ -92,12 +109,13 @@ def run_live(lines: list[bytes], batches: list[int]) -> tuple[list[dict], list[d
 @given(streams())
 def test_live_minus_withdrawn_is_the_settled_stream_which_is_the_in_order_run(stream):
     in_order, arrival, batches = stream
-    reference = Engine(fences=FENCES)
+    reference = engine()
     want = [r for out in (reference.process(in_order, now=ms(60)), reference.flush())
             for r in out.alerts]
     live, settled = run_live(arrival, batches)
     assert Counter(map(canonical, settled)) == Counter(map(canonical, want))
     assert minus_withdrawn(live) == Counter(map(canonical, settled))
+    event(" ".join(sorted({r["details"].get("rule", r["kind"]) for r in settled})))
 
 
 def test_an_excursion_is_published_with_the_reading_that_completes_it():
@@ -165,14 +183,14 @@ def test_a_live_engine_restored_from_a_snapshot_publishes_exactly_the_same(strea
     batches = [arrival[i:i + 25] for i in range(0, len(arrival), 25)]
 
     def run(restore_at: int | None) -> list[bytes]:
-        engine, out = Engine(fences=FENCES, live=True), []
+        live, out = engine(live=True), []
         for k, batch in enumerate(batches):
             if k == restore_at:
-                data = snapshots.decode(snapshots.encode(engine.dump_state()))
-                engine = Engine(fences=FENCES, live=True)
-                engine.load_state(data)
-            got = engine.process(batch, now=ms(60))
+                data = snapshots.decode(snapshots.encode(live.dump_state()))
+                live = engine(live=True)
+                live.load_state(data)
+            got = live.process(batch, now=ms(60))
             out += [orjson.dumps(r) for r in got.alerts + got.notifications]
-        return out + [orjson.dumps(r) for r in engine.flush().alerts]
+        return out + [orjson.dumps(r) for r in live.flush().alerts]
 
     assert run(min(cut, len(batches) - 1)) == run(None)

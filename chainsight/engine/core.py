@@ -429,7 +429,8 @@ class Engine:
         return self.settled if self.provisional is None else self.provisional
 
     def metrics(self) -> dict[str, int]:
-        """Counters, open alerts by kind (`open_alerts.KIND`) and the rules' own counts."""
+        """Counters, open alerts by kind (`open_alerts.KIND`), the rules' own counts and, when
+        live, withdrawn provisional transitions by kind (`retracted.KIND[.RULE]`)."""
         out = dict(self._counters)
         out["shipments"] = len(self.state.shipments)
         for alert in self._current().book.open_alerts.values():
@@ -437,6 +438,8 @@ class Engine:
             out[name] = out.get(name, 0) + 1
         for rule in self.rules:
             out.update(rule.metrics())
+        if self.live is not None:
+            out.update({f"retracted.{kind}": n for kind, n in self.live.retracted.items()})
         return out
 
     def alerts(self, state: str | None = None, kind: str | None = None,

@@ -13,6 +13,7 @@ what appeared is published.
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from typing import NamedTuple
 
 import orjson
@@ -56,6 +57,7 @@ class LiveStream:
         self.unsettled: dict[str, dict[bytes, Published]] = {}
         self._due: list[tuple[int, str, bytes]] = []  # heap: when each becomes settled
         self.notified: set[tuple[str, str, str]] = set()  # (alert id, transition, at)
+        self.retracted: Counter[str] = Counter()  # withdrawals by kind (and cold-chain rule)
 
     def publish(self, transitions: list[tuple[int, dict]], out: list[dict]) -> None:
         """Provisional transitions, published now."""
@@ -79,8 +81,8 @@ class LiveStream:
             old = self.unsettled.pop(group, {})
             for key, (_, record) in old.items():
                 if key not in new:
-                    out.append(retraction(record, now, "re-evaluated with an event that "
-                                                       "arrived out of order"))
+                    self._withdraw(record, now, "re-evaluated with an event that arrived out "
+                                                "of order", out)
             for key, (at, record) in new.items():
                 if key in old:  # still unsettled, its settling time already due
                     self.unsettled.setdefault(group, {})[key] = old[key]
@@ -102,16 +104,16 @@ class LiveStream:
                 continue
             same = identity(record)  # published with other details: withdrawn first
             for other in [k for k, e in entries.items() if identity(e.record) == same]:
-                out.append(retraction(entries.pop(other).record, clock,
-                                      "settled with other details"))
+                self._withdraw(entries.pop(other).record, clock, "settled with other details",
+                               out)
             out.append(record)
         due = self._due
         while due and (final or due[0][0] < clock):
             _, group, key = heapq.heappop(due)
             entry = self.unsettled.get(group, {}).pop(key, None)
             if entry is not None:
-                out.append(retraction(entry.record, clock, "not confirmed once the events "
-                                                           "up to its time were all in"))
+                self._withdraw(entry.record, clock, "not confirmed once the events up to its "
+                                                    "time were all in", out)
             if group in self.unsettled and not self.unsettled[group]:
                 del self.unsettled[group]
 
@@ -130,6 +132,11 @@ class LiveStream:
             if record["alert_id"] in told and record["details"]["withdraws"]["state"] == "open":
                 out.append({**record, "details": {**record["details"]}})
 
+    def _withdraw(self, record: dict, at: int, reason: str, out: list[dict]) -> None:
+        rule = record["details"].get("rule")
+        self.retracted[record["kind"] if rule is None else f"{record['kind']}.{rule}"] += 1
+        out.append(retraction(record, at, reason))
+
     def is_unsettled(self, record: dict) -> bool:
         return canonical(record) in self.unsettled.get(group_of(record), {})
 
@@ -141,10 +148,11 @@ class LiveStream:
     def dump_state(self) -> dict:
         return {"unsettled": [[at, record] for entries in self.unsettled.values()
                               for at, record in entries.values()],
-                "notified": sorted(self.notified)}
+                "notified": sorted(self.notified), "retracted": dict(self.retracted)}
 
     def load_state(self, data: dict) -> None:
         self.unsettled, self._due = {}, []
         for at, record in data["unsettled"]:
             self._add(at, record)
         self.notified = {tuple(key) for key in data["notified"]}
+        self.retracted = Counter(data["retracted"])

@@ -105,11 +105,13 @@ def minutes_ms(minutes: float | None) -> int:
 
 
 def open_excursion(book: AlertBook, state: State, advisor: ColdStoreAdvisor | None, rule: str,
-                   s: int, d: int, at: int, started: int, details: dict) -> None:
-    """Open (or continue) a cold-chain alert of `rule`, with the suggested action if any."""
+                   s: int, d: int, at: int, started: int, details: dict,
+                   reading_c: float = math.nan) -> None:
+    """Open (or continue) a cold-chain alert of `rule`, with the suggested action if any.
+    `reading_c`: the temperature of the reading that opens it, when it has one."""
     details = {"rule": rule, "profile": state.info[s].profile, **details}
     if "limit_c" not in details:  # the contract's temperature fields, for every rule
-        last = float(state.shipment.last_temp_c[s])
+        last = reading_c if not math.isnan(reading_c) else float(state.shipment.last_temp_c[s])
         if not math.isnan(last):
             details["min_c" if last < state.shipment.min_c[s] else "max_c"] = last
         details["limit_c"] = float(state.shipment.max_c[s])

@@ -101,7 +101,7 @@ class ExcursionRule(Rule):
                 run.device[s] = rows.device[i]
                 details = {"started_at": iso(begun), **details}
                 open_excursion(book, state, self.advisor, self.rule, s, int(run.device[s]), at,
-                               begun, details)
+                               begun, details, reading_c=float(rows.temp_c[i]))
             else:
                 resolve_excursion(book, state, self.rule, s, int(run.device[s]), at, details)
 
