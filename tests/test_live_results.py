@@ -11,7 +11,7 @@ from helpers import at, fix, ms, order, reading
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from chainsight.config import Profile, load_profiles
+from chainsight.config import Profile, load_profiles, load_settings
 from chainsight.contract.commands import Acknowledge
 from chainsight.engine.core import Engine
 from chainsight.geofence import FenceSet
@@ -194,3 +194,25 @@ def test_a_live_engine_restored_from_a_snapshot_publishes_exactly_the_same(strea
         return out + [orjson.dumps(r) for r in live.flush().alerts]
 
     assert run(min(cut, len(batches) - 1)) == run(None)
+
+
+def test_a_person_notified_about_a_withdrawn_alert_hears_it_was_withdrawn():
+    """Escalation counts from the provisional open; when that open is withdrawn, the
+    notification channel carries the withdrawal too."""
+    live = Engine(load_settings(escalate_after_min=2), {**load_profiles(), **PROFILES},
+                  live=True)
+    fleet = [fix(-1, device=d) for d in ("G1", "G2")]
+    live.process([order(profile="all_rules")] + fleet, now=ms(-1))
+    notes = []
+    for m in range(10):  # out of range from minute 0: open at 5, escalated at 7
+        if m != 4:  # minute 4 arrives late, below
+            out = live.process([reading(m, 9.0)] + [fix(m, device=d) for d in ("G1", "G2")],
+                               now=ms(m))
+            notes += out.notifications
+    assert ("escalated", at(7)) in [(n["details"]["transition"], n["at"]) for n in notes
+                                    if n["details"].get("rule") == "continuous"]
+    out = live.process([reading(4, 5.0)], now=ms(9))  # in range at 4: not 5 minutes out at 5
+    (withdrawn,) = [r for r in out.alerts if r["state"] == "retracted"
+                    and r["details"]["withdraws"] == {"state": "open", "at": at(5)}]
+    assert [n for n in out.notifications
+            if n["state"] == "retracted" and n["alert_id"] == withdrawn["alert_id"]]
