@@ -16,6 +16,7 @@ from chainsight.contract.commands import Acknowledge
 from chainsight.engine.core import Engine
 from chainsight.geofence import FenceSet
 from chainsight.runtimes.kafka import snapshots
+from chainsight.sim import simulate
 
 HUB = {"type": "FeatureCollection", "features": [{
     "type": "Feature", "properties": {"fence_id": "HUB", "kind": "hub", "dwell_max_min": 8},
@@ -216,3 +217,27 @@ def test_a_person_notified_about_a_withdrawn_alert_hears_it_was_withdrawn():
                     and r["details"]["withdraws"] == {"state": "open", "at": at(5)}]
     assert [n for n in out.notifications
             if n["state"] == "retracted" and n["alert_id"] == withdrawn["alert_id"]]
+
+
+def test_a_simulated_fleet_live_and_settled(tmp_path):
+    """A simulated fleet with faults (skewed clocks, offline bursts, duplicates), fences and
+    small batches: the settled stream is replay's, the live one minus withdrawals too, and
+    withdrawals are rare."""
+    sim = simulate("smoke")
+    fences = FenceSet.from_geojson(sim.fences())
+    lines = [orjson.dumps(e) for e in sim]
+    reference = Engine(fences=fences)
+    want = [r for out in (reference.process(lines), reference.flush()) for r in out.alerts]
+    live, published, settled = Engine(fences=fences, live=True), [], []
+    for i in range(0, len(lines), 300):
+        out = live.process(lines[i:i + 300])
+        published += out.alerts
+        settled += out.settled
+    out = live.flush()
+    published += out.alerts
+    settled += out.settled
+    assert Counter(map(canonical, settled)) == Counter(map(canonical, want))
+    assert minus_withdrawn(published) == Counter(map(canonical, want))
+    withdrawn = sum(r["state"] == "retracted" for r in published)
+    assert withdrawn == sum(n for k, n in live.metrics().items() if k.startswith("retracted."))
+    assert withdrawn < 0.02 * len(want)

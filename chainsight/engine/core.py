@@ -392,8 +392,10 @@ class Engine:
         """Reset the provisional state of these shipments (and their devices) to the settled
         state and run their held events and users' commands again; returns their groups."""
         pipeline, settled = self.provisional, self.settled
-        linked = np.isin(pipeline.state.device.shipment, shipments) | np.isin(
-            settled.state.device.shipment[:len(pipeline.state.device.shipment)], shipments)
+        settled.state.grow()
+        n = len(self.state.devices)
+        linked = np.isin(pipeline.state.device.shipment[:n], shipments) | np.isin(
+            settled.state.device.shipment[:n], shipments)
         devices = np.union1d(devices, np.flatnonzero(linked)).astype(np.int64)
         pipeline.copy_entities(settled, shipments, devices)
         held = self.reorder.pending(np.r_[2 * devices, 2 * shipments + 1])
