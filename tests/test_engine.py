@@ -222,3 +222,16 @@ def test_live_state_shows_every_event_at_once_and_the_newest_wins():
                    now=ms(9))
     assert engine.shipments(["S1"])["S1"]["status"] == "delivered"
     assert engine.snapshot()["shipments"]["S1"]["status"] == "in_transit"
+
+
+def test_the_end_of_a_recording_stops_its_time_until_events_arrive():
+    engine = Engine(live=True)
+    fleet = [order()] + series([5] * 10) + [fix(m, device=d) for m in range(10)
+                                            for d in ("G1", "G2")]
+    engine.process(fleet, now=ms(9))
+    engine.flush()
+    assert engine.ended and engine.advance(ms(9 + 60)).alerts == []  # an hour idle: nothing
+    engine.process([fix(10, device="G1"), fix(10, device="G2")], now=ms(10))
+    assert not engine.ended
+    silent = [a for a in engine.advance(ms(10 + 20)).alerts if a["kind"] == "sensor_silent"]
+    assert [(a["state"], a["at"]) for a in silent] == [("open", at(19))]

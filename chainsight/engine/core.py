@@ -131,6 +131,7 @@ class Engine:
         self.reorder = Reorder(self.settings.allowed_lateness_ms)
         self._idle_time = NO_TS  # stream time an idle stream has moved on to (`advance`)
         self._arrival = (0, NO_TS)  # wall clock and stream time at the latest arrival
+        self._ended = False  # flushed (a recording's end), nothing arrived since
         self.business: dict[int, Scan | Order] = {}  # seq -> scan/order held for reordering
         self._counters = {"events": 0, "rejected": 0, "duplicates": 0, "late_dropped": 0}
         self.provisional = Pipeline(self.settings, self.profiles,
@@ -191,7 +192,7 @@ class Engine:
             for seq in late.seq[late.kind >= SCAN].tolist():
                 del self.business[seq]
         if len(decoded.rows):
-            self._arrival = (now, self.reorder.stream_time)
+            self._arrival, self._ended = (now, self.reorder.stream_time), False
         counters["late_dropped"] = self.reorder.late_dropped
         out = Output(dead_letters=decoded.dead_letters, late=late,
                      changed=self._live_view(decoded))
@@ -233,9 +234,11 @@ class Engine:
         time moves on by the time elapsed since its latest arrival, never jumping to the
         calendar, so time-driven rules still fire when devices fall silent, and a recording
         replayed fast gives the same results as `replay`."""
+        out = Output()
+        if self._ended:  # a recording's end is the end of its time
+            return out
         wall, stream = self._arrival
         self._idle_time = max(self._idle_time, stream + max(0, now - wall))
-        out = Output()
         if self.provisional is not None:
             self._run_provisional(Rows.empty(), {}, out)
         self._settle(self.reorder.release(upto=self.stream_time), out,
@@ -245,7 +248,8 @@ class Engine:
     def flush(self, clock: int | None = None) -> Output:
         """End of stream: process everything still held for reordering; then event time is
         `clock` when given (the whole stream's time, for an engine that saw part of it).
-        Everything published is settled then."""
+        Everything published is settled then, and event time stays until events arrive."""
+        self._ended = True
         if clock is not None:
             self._idle_time = max(self._idle_time, clock)
         out = Output()
@@ -417,6 +421,12 @@ class Engine:
     # --- queries (read-only; callers on other threads hold the runtime's lock) --------------
 
     @property
+    def ended(self) -> bool:
+        """Whether the stream was flushed (a recording ended) and nothing arrived since: its
+        time does not move on while idle."""
+        return self._ended
+
+    @property
     def decoder(self) -> EventDecoder:
         """The decoder `process` uses (replay runs it in other processes)."""
         return self.ingest.decoder
@@ -546,7 +556,7 @@ class Engine:
                 "business": [[seq, msgspec.to_builtins(event)]
                              for seq, event in self.business.items()],
                 "counters": self.counters, "idle_time": self._idle_time,
-                "arrival": list(self._arrival)}
+                "arrival": list(self._arrival), "ended": self._ended}
         if self.provisional is not None:
             data["provisional"] = {"state": self.provisional.state.dump_state(),
                                    **self.provisional.dump_state(),
@@ -568,6 +578,7 @@ class Engine:
         self._counters = {name: int(data["counters"].get(name, 0)) for name in self._counters}
         self._idle_time = data["idle_time"]
         self._arrival = tuple(data["arrival"])
+        self._ended = data["ended"]
         if self.provisional is not None and "provisional" in data:
             live = data["provisional"]
             self.provisional.state.load_state(live["state"])

@@ -94,6 +94,7 @@ def _upgrade(state: PartitionState) -> None:
                       _seen=Columns(ts=(np.int64, NO_TS)))
     engine.setdefault("_idle_time", NO_TS)
     engine.setdefault("_arrival", (0, NO_TS))
+    engine.setdefault("_ended", False)
     reorder = vars(state.engine.reorder)
     if "stream_newest" in reorder:  # now the two leading devices' times
         del reorder["stream_newest"]

@@ -198,7 +198,7 @@ class Worker:
             return
         for part in self.parts.values():
             if (not part.tick_pending and now - part.last_input >= cfg.tick_s
-                    and part.engine.shipment_count()):
+                    and part.engine.shipment_count() and not part.engine.ended):
                 headers, value = control.tick(now_ms())
                 self.producer.send(cfg.events_topic, None, value, partition=part.number,
                                    headers=headers, on_delivery=self._delivered)
