@@ -3,7 +3,7 @@
 from datetime import datetime
 
 import pytest
-from helpers import at, fix, ms, order, series
+from helpers import at, fix, ms, order, reading, series
 
 from chainsight.alerts.audit import AuditTrail
 from chainsight.alerts.book import AlertBook
@@ -255,7 +255,8 @@ def test_resolved_alerts_are_forgotten_after_the_retention():
                   + [fix(late + m, device="G2") for m in range(17)], now=ms(late + 16))
     still_open = next(a["alert_id"] for a in alerts if a["shipment_id"] == "S2")
     assert eng.alert(aid) is not None
-    eng.advance(ms(late + hours * 60 / 8 + 30))  # forgetting runs every eighth of it
+    later = late + hours * 60 / 8 + 30  # forgetting runs every eighth of it
+    feed(eng, [reading(later, 5.0, device="T2"), fix(later, device="G2")])
     assert eng.alert(aid) is None and eng.alert(still_open) is not None
     assert eng.audit_trail(aid) == [] and eng.verify_audit()
     with pytest.raises(KeyError):
