@@ -208,7 +208,9 @@ def test_after_a_copy_both_engines_continue_alike_for_the_copied_entities(
     a, b, after, now = engines(world, cut_a, cut_b, set(ship_names) if b_skips_them else ())
     ships, devs = ids(a, ship_names, dev_names)
     b.settled.copy_entities(a.settled, ships, devs)
-    b.state.clock = a.state.clock  # the caller's part
+    b.state.clock = a.state.clock  # the caller's part, with the stream's time
+    for name in ("newest", "floor", "leaders", "business_newest"):
+        setattr(b.reorder, name, copy.copy(getattr(a.reorder, name)))
     assert entity_state(b, ships, devs) == entity_state(a, ships, devs)
     rest = [e for e in world[0] if e[0] >= after and e[2]["shipment_id"] in ship_names]
     mine = concerned(set(ship_names), set(dev_names))
