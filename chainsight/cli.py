@@ -109,6 +109,46 @@ def cmd_migrate_snapshots(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_store(args: argparse.Namespace):  # noqa: ANN202 - imports kept lazy
+    from chainsight.api.auth import TokenStore, default_data_dir
+
+    return TokenStore(args.data_dir or default_data_dir())
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    store = _token_store(args)
+    if args.action == "create":
+        print(store.create(args.role, args.name, args.customer or (), args.device or ()))
+    elif args.action == "list":
+        import json
+
+        for record in store.records():
+            print(json.dumps(record.public()))
+    elif store.revoke(args.key) == 0:
+        print(f"chainsight token revoke: no token with id or name {args.key!r}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import orjson
+    import uvicorn
+
+    from chainsight.api.app import create_app
+    from chainsight.runtimes.embedded import EmbeddedRuntime
+
+    fences = orjson.loads(args.fences.read_bytes()) if args.fences else None
+    runtime = EmbeddedRuntime(_engine(args, live=True)).start()
+    public_url = args.public_url or f"http://{args.host}:{args.port}"
+    app = create_app(runtime, _token_store(args), fences=fences, public_url=public_url)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        runtime.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:  # the simulator owns its options
@@ -175,6 +215,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trust-pickle", action="store_true",
                    help="required: the old snapshots are pickles, and unpickling runs code")
     p.set_defaults(func=cmd_migrate_snapshots)
+
+    p = sub.add_parser("serve", help="the HTTP API and websockets over the embedded runtime")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--data-dir", type=Path, help="token store (default: $CHAINSIGHT_DATA_DIR, "
+                                                 "else ~/.local/share/chainsight)")
+    p.add_argument("--fences", type=Path, help="geofences (GeoJSON) to start with")
+    p.add_argument("--public-url", help="the server's public base URL (default: the address "
+                                        "it listens on)")
+    engine_options(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("token", help="API tokens: create, list, revoke")
+    actions = p.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="print a new bearer token (stored hashed)")
+    create.add_argument("--role", required=True,
+                        choices=("admin", "dispatcher", "quality", "sales", "device"))
+    create.add_argument("--name", required=True, help="the user (or device) it is for")
+    create.add_argument("--customer", action="append", metavar="C",
+                        help="limit it to this customer's shipments (repeatable)")
+    create.add_argument("--device", action="append", metavar="D",
+                        help="device tokens: accept events of this device only (repeatable)")
+    actions.add_parser("list", help="the tokens, one JSON object a line (no secrets)")
+    revoke = actions.add_parser("revoke", help="revoke the tokens with this id or name")
+    revoke.add_argument("key", metavar="ID_OR_NAME")
+    for q in actions.choices.values():
+        q.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
+                       help="the token store's directory")
+    p.set_defaults(func=cmd_token, data_dir=None)
 
     args = parser.parse_args(argv)
     try:

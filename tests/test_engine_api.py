@@ -10,7 +10,7 @@ from chainsight.engine.core import Engine
 ROOT = Path(__file__).resolve().parent.parent
 # migrate.py is exempt: it upgrades the internals of engines pickled by the previous version.
 SHELLS = sorted({*ROOT.glob("chainsight/runtimes/**/*.py"), *ROOT.glob("chainsight/outputs/*.py"),
-                 ROOT / "chainsight/demo.py",
+                 *ROOT.glob("chainsight/api/**/*.py"), ROOT / "chainsight/demo.py",
                  ROOT / "chainsight/cli.py", ROOT / "benchmarks/bench_replay.py",
                  ROOT / "benchmarks/bench_kafka.py"}
                 - {ROOT / "chainsight/runtimes/kafka/migrate.py"})
@@ -18,7 +18,8 @@ SHELLS = sorted({*ROOT.glob("chainsight/runtimes/**/*.py"), *ROOT.glob("chainsig
 API = {"process", "process_extracted", "advance", "flush", "apply", "replace_fences",
        "decoder", "counters", "metrics", "alerts", "alert", "audit_trail", "verify_audit",
        "shipments", "shipment_views", "snapshot", "linked_shipment", "has_shipment",
-       "shipment_count", "settings", "dump_state", "load_state", "ended", "stream_time"}
+       "shipment_count", "settings", "dump_state", "load_state", "ended", "stream_time",
+       "customer_of", "last_seen"}
 
 
 def engine_uses(path: Path) -> list[tuple[int, str]]:

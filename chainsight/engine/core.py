@@ -271,8 +271,9 @@ class Engine:
         if self.provisional is None:
             self._publish_settled(self._command(self.settled, command), out)
             return out
-        at = self.provisional.state.clock if command.at is None else command.at
-        command = msgspec.structs.replace(command, at=at)
+        command = msgspec.structs.replace(command, at=self._action_time(self.provisional,
+                                                                        command))
+        at = command.at
         done = self._command(self.provisional, command)
         group = group_of(done.alerts[0][1])
         bisect.insort(self._commands, (at, command, group), key=lambda c: c[0])
@@ -290,10 +291,20 @@ class Engine:
         return [self.settled] if self.provisional is None else [self.settled, self.provisional]
 
     @staticmethod
-    def _command(pipeline: Pipeline, command: Command,
+    def _action_time(pipeline: Pipeline, command: Command) -> int:
+        """When a user's action happens: its `at`, by default the pipeline's clock but not
+        before the alert's last transition (which one device ahead of the stream's time may
+        have made)."""
+        if command.at is not None:
+            return command.at
+        alert = pipeline.book.alerts.get(command.alert_id)
+        return max(pipeline.state.clock, NO_TS if alert is None else alert.last_at)
+
+    @classmethod
+    def _command(cls, pipeline: Pipeline, command: Command,
                  out: Transitions | None = None) -> Transitions:
         """A user's acknowledge or resolve, carried out by one pipeline (into `out`)."""
-        at = pipeline.state.clock if command.at is None else command.at
+        at = cls._action_time(pipeline, command)
         if type(command) is Acknowledge:
             pipeline.book.acknowledge(command.alert_id, command.user, at, command.comment,
                                       command.recorded_at)
@@ -495,6 +506,22 @@ class Engine:
         s = -1 if d is None or d >= len(st.device.live_shipment) \
             else int(st.device.live_shipment[d])
         return st.shipments.names[s] if s >= 0 else None
+
+    def customer_of(self, shipment_id: str) -> str | None:
+        """The customer of a shipment (its order's `customer_id`, as the events seen so far
+        show it); None when unknown or not given."""
+        s = self.state.shipments.index.get(shipment_id)
+        for pipeline in () if s is None else (self._current(), self.settled):
+            info = pipeline.state.info
+            if s < len(info) and info[s].customer_id is not None:
+                return info[s].customer_id
+        return None
+
+    def last_seen(self, shipment_id: str) -> int | None:
+        """The newest event time seen for a shipment (epoch ms), None when none yet."""
+        s = self.state.shipments.index.get(shipment_id)
+        seen = self.state.shipment.last_seen
+        return None if s is None or s >= len(seen) or seen[s] == NO_TS else int(seen[s])
 
     def shipment_views(self, ids: Iterable[int], settled: bool = False) -> dict[str, dict]:
         """The state of the shipments `ids` (dense ids) as in STATE.json, by shipment id: as

@@ -49,6 +49,18 @@ class EmbeddedRuntime:
         """Queue raw JSON lines (blocks when the runtime is far behind: back-pressure)."""
         self._queue.put(lines)
 
+    def process(self, lines: list[bytes]) -> tuple[Output, dict[str, int]]:
+        """Process lines now, on the caller's thread (an ingest that answers per event), in
+        turn with the runtime thread; the output goes to the subscribers as usual. Also
+        returns what the lines added to the engine's counters (events, duplicates...)."""
+        with self.lock:
+            before = self.engine.counters
+            out = self.engine.process(lines, now=self.clock())
+            after = self.engine.counters
+            self._publish(out)
+        self.stats.events += len(lines)
+        return out, {name: after[name] - before[name] for name in after}
+
     def apply(self, command: Command) -> Output:
         """Carry out a user command now (see `Engine.apply`; CommandRefused is raised to the
         caller, nothing changed); its transitions go to the subscribers too."""
@@ -61,6 +73,10 @@ class EmbeddedRuntime:
         self._thread = threading.Thread(target=self._loop, name="chainsight-engine", daemon=True)
         self._thread.start()
         return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self, flush: bool = False) -> None:
         """Process what is queued, optionally flush the reordering buffer, and stop."""

@@ -1,0 +1,63 @@
+"""`GET /metrics`: the engine's counters and the API's own, in Prometheus text format,
+read from the engine when scraped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from chainsight.engine.core import Output
+from chainsight.runtimes.embedded import EmbeddedRuntime
+
+COUNTERS = {"events": "events accepted (duplicates included)",
+            "rejected": "events rejected (dead-lettered)",
+            "duplicates": "duplicate events ignored",
+            "late_dropped": "events later than the allowed lateness (history only)"}
+
+
+class Retractions:
+    """Counts withdrawals on the live alert stream (a runtime subscriber)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_output(self, out: Output) -> None:
+        self.count += sum(1 for record in out.alerts if record["state"] == "retracted")
+
+
+class EngineCollector:
+    def __init__(self, runtime: EmbeddedRuntime, retractions: Retractions,
+                 websocket_clients: Callable[[], int]) -> None:
+        self.runtime = runtime
+        self.retractions = retractions
+        self.websocket_clients = websocket_clients
+
+    def collect(self) -> Iterator[Metric]:
+        with self.runtime.lock:
+            values = self.runtime.engine.metrics()
+        for name, help_text in COUNTERS.items():
+            yield CounterMetricFamily(f"chainsight_{name}", help_text, value=values.get(name, 0))
+        yield CounterMetricFamily("chainsight_retracted", "alert transitions withdrawn",
+                                  value=self.retractions.count)
+        open_alerts = GaugeMetricFamily("chainsight_open_alerts", "open alerts, by kind",
+                                        labels=["kind"])
+        for name, n in sorted(values.items()):
+            if name.startswith("open_alerts."):
+                open_alerts.add_metric([name.removeprefix("open_alerts.")], n)
+        yield open_alerts
+        yield GaugeMetricFamily("chainsight_shipments", "shipments known",
+                                value=values.get("shipments", 0))
+        yield GaugeMetricFamily("chainsight_websocket_clients", "websocket clients connected",
+                                value=self.websocket_clients())
+
+
+def registry(collector: EngineCollector) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(collector)
+    return reg
+
+
+def exposition(reg: CollectorRegistry) -> bytes:
+    return generate_latest(reg)
