@@ -175,18 +175,25 @@ def test_a_recording_with_fences_gives_replays_transitions(deployment, tmp_path)
 
 def test_a_recording_gives_replays_transitions_with_the_default_ticks(deployment, tmp_path):
     """Idle ticks (every 5 s by default) move a partition's event time on by the wall time
-    since its last arrival, never to the calendar: a recording days old gives replay's result
-    however long the worker idles after it (here: several ticks)."""
+    since its last arrival, never to the calendar: a recording days old, idle after it, gives
+    replay's transitions (live: provisional, confirmed at its end). Its end-of-stream marker
+    stops its time: no ticks are written for it after that."""
     lines = scenario(seed=13)
     want = expected(tmp_path, lines)
     worker = deployment.start_worker(CHAINSIGHT_TICK_S="5")
-    deployment.produce(lines)
+    deployment.produce(lines, end_of_stream=False)
     deployment.wait_processed()
-    time.sleep(12)  # two idle ticks or more
+    time.sleep(12)  # idle: two ticks or more per partition
     deployment.wait_processed()
+    assert ticks(deployment) > 0
+    assert_same_alerts(deployment.alerts(), want["alerts"])
+    deployment.produce([])  # the end-of-stream marker
+    deployment.wait_processed()
+    written = ticks(deployment)
+    time.sleep(7)
+    assert ticks(deployment) == written
     deployment.stop(worker)
     assert_same_alerts(deployment.alerts(), want["alerts"])
-    assert ticks(deployment) > 0
 
 
 def ticks(deployment: Deployment) -> int:
