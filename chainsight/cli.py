@@ -136,16 +136,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from chainsight.api.app import create_app
+    from chainsight.api.auth import default_data_dir
     from chainsight.runtimes.embedded import EmbeddedRuntime
+    from chainsight.runtimes.kafka.snapshots import SnapshotError
+    from chainsight.runtimes.store import Store
 
     fences = orjson.loads(args.fences.read_bytes()) if args.fences else None
-    runtime = EmbeddedRuntime(_engine(args, live=True)).start()
+    engine = _engine(args, live=True)
+    store = Store((args.data_dir or default_data_dir()) / "engine")
+    try:
+        replayed = store.recover(engine)
+    except SnapshotError as exc:
+        print(f"chainsight serve: {exc}", file=sys.stderr)
+        return 2
+    if replayed:
+        print(f"restored the engine's state ({replayed:,} logged calls replayed)",
+              file=sys.stderr)
+    if store.fences is not None:  # put live before the restart
+        fences = store.fences.geojson
+    runtime = EmbeddedRuntime(engine, calls=store).start()
     public_url = args.public_url or f"http://{args.host}:{args.port}"
     app = create_app(runtime, _token_store(args), fences=fences, public_url=public_url)
+    if store.fences is not None:
+        app.state.context.fences_version = store.fences.version
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         runtime.stop()
+        store.close()
     return 0
 
 
@@ -219,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("serve", help="the HTTP API and websockets over the embedded runtime")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--data-dir", type=Path, help="token store (default: $CHAINSIGHT_DATA_DIR, "
-                                                 "else ~/.local/share/chainsight)")
+    p.add_argument("--data-dir", type=Path,
+                   help="token store and the engine's durable state (default: "
+                        "$CHAINSIGHT_DATA_DIR, else ~/.local/share/chainsight)")
     p.add_argument("--fences", type=Path, help="geofences (GeoJSON) to start with")
     p.add_argument("--public-url", help="the server's public base URL (default: the address "
                                         "it listens on)")
