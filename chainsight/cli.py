@@ -55,14 +55,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from chainsight.demo import run_demo
+    import tempfile
+
+    from chainsight.demo import Serve, run_demo
     from chainsight.sim.simulation import simulate
 
     overrides = {k: v for k, v in (("shipments", args.shipments), ("seed", args.seed))
                  if v is not None}
     print("generating the simulated fleet...", file=sys.stderr)
     sim = simulate(args.scenario, **overrides)
-    return run_demo(sim, args.speedup, args.duration, _engine(args, live=True))
+    engine = _engine(args, live=True)
+    if args.data_dir is not None:
+        return run_demo(sim, args.speedup, args.duration, engine,
+                        Serve(args.host, args.port, args.data_dir))
+    with tempfile.TemporaryDirectory(prefix="chainsight-demo-") as data_dir:
+        return run_demo(sim, args.speedup, args.duration, engine,
+                        Serve(args.host, args.port, Path(data_dir)))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -201,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     engine_options(p)
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("demo", help="a simulated fleet feeding the embedded runtime (live)")
+    p = sub.add_parser("demo", help="a simulated fleet feeding the embedded runtime (live), "
+                                    "with the HTTP API served over it")
     p.add_argument("--scenario", default="demo", help="scenario preset name or JSON path")
     p.add_argument("--shipments", type=int, help="number of shipments (scenario default)")
     p.add_argument("--seed", type=int)
@@ -210,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, metavar="SECONDS",
                    help="stop after this many wall-clock seconds (default: until Ctrl-C or the "
                         "scenario ends)")
+    p.add_argument("--host", default="127.0.0.1", help="the API's address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="the API's port (default 8000)")
+    p.add_argument("--data-dir", type=Path,
+                   help="keep the demo tokens in this token store (default: a temporary one, "
+                        "gone when the demo ends)")
     engine_options(p)
     p.set_defaults(func=cmd_demo)
 
