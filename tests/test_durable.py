@@ -73,12 +73,14 @@ def test_recovery_replays_the_log_after_the_snapshot(tmp_path):
     assert expected[0]["events"] == len(lines) and expected[0]["rejected"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log-000002.jsonl",
                                                           "snapshot-000002.bin"]
-    # no close: as after kill -9
+    # no close: as after kill -9, here in the middle of writing the next snapshot
+    (tmp_path / "snapshot-000003.tmp").write_bytes(b"\x78")
     again = engine()
     assert Store(tmp_path).recover(again) == 4  # two batches, the command, the tick
     assert state_of(again) == expected
     (record,) = again.alerts(kind="temperature_excursion")
     assert record["state"] == "acknowledged" and record["details"]["user"] == "qa"
+    assert not list(tmp_path.glob("*.tmp"))
     assert again.process(lines[:5], now=ms(41)).dead_letters == []
     assert again.counters["duplicates"] == 5  # the dedup state came back too
 

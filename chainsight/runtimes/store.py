@@ -169,6 +169,8 @@ class Store(Direct):
         holds, then start a new snapshot and log; returns the log records replayed.
         SnapshotError (one line) when the state cannot be read."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        for tmp in self.dir.glob("snapshot-*.tmp"):  # a snapshot cut short: never renamed
+            tmp.unlink()
         files = self._files()
         snapshots = [n for n, p in files if p.suffix == ".bin"]
         start = max(snapshots, default=0)
