@@ -55,14 +55,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from chainsight.demo import run_demo
+    import tempfile
+
+    from chainsight.demo import Serve, run_demo
     from chainsight.sim.simulation import simulate
 
     overrides = {k: v for k, v in (("shipments", args.shipments), ("seed", args.seed))
                  if v is not None}
     print("generating the simulated fleet...", file=sys.stderr)
     sim = simulate(args.scenario, **overrides)
-    return run_demo(sim, args.speedup, args.duration, _engine(args, live=True))
+    engine = _engine(args, live=True)
+    if args.data_dir is not None:
+        return run_demo(sim, args.speedup, args.duration, engine,
+                        Serve(args.host, args.port, args.data_dir))
+    with tempfile.TemporaryDirectory(prefix="chainsight-demo-") as data_dir:
+        return run_demo(sim, args.speedup, args.duration, engine,
+                        Serve(args.host, args.port, Path(data_dir)))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -136,16 +144,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from chainsight.api.app import create_app
+    from chainsight.api.auth import default_data_dir
     from chainsight.runtimes.embedded import EmbeddedRuntime
+    from chainsight.runtimes.kafka.snapshots import SnapshotError
+    from chainsight.runtimes.store import Store
 
     fences = orjson.loads(args.fences.read_bytes()) if args.fences else None
-    runtime = EmbeddedRuntime(_engine(args, live=True)).start()
+    engine = _engine(args, live=True)
+    store = Store((args.data_dir or default_data_dir()) / "engine")
+    try:
+        replayed = store.recover(engine)
+    except SnapshotError as exc:
+        print(f"chainsight serve: {exc}", file=sys.stderr)
+        return 2
+    if replayed:
+        print(f"restored the engine's state ({replayed:,} logged calls replayed)",
+              file=sys.stderr)
+    if store.fences is not None:  # put live before the restart
+        fences = store.fences.geojson
+    runtime = EmbeddedRuntime(engine, calls=store).start()
     public_url = args.public_url or f"http://{args.host}:{args.port}"
     app = create_app(runtime, _token_store(args), fences=fences, public_url=public_url)
+    if store.fences is not None:
+        app.state.context.fences_version = store.fences.version
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         runtime.stop()
+        store.close()
     return 0
 
 
@@ -183,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     engine_options(p)
     p.set_defaults(func=cmd_replay)
 
-    p = sub.add_parser("demo", help="a simulated fleet feeding the embedded runtime (live)")
+    p = sub.add_parser("demo", help="a simulated fleet feeding the embedded runtime (live), "
+                                    "with the HTTP API served over it")
     p.add_argument("--scenario", default="demo", help="scenario preset name or JSON path")
     p.add_argument("--shipments", type=int, help="number of shipments (scenario default)")
     p.add_argument("--seed", type=int)
@@ -192,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, metavar="SECONDS",
                    help="stop after this many wall-clock seconds (default: until Ctrl-C or the "
                         "scenario ends)")
+    p.add_argument("--host", default="127.0.0.1", help="the API's address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="the API's port (default 8000)")
+    p.add_argument("--data-dir", type=Path,
+                   help="keep the demo tokens in this token store (default: a temporary one, "
+                        "gone when the demo ends)")
     engine_options(p)
     p.set_defaults(func=cmd_demo)
 
@@ -219,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("serve", help="the HTTP API and websockets over the embedded runtime")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--data-dir", type=Path, help="token store (default: $CHAINSIGHT_DATA_DIR, "
-                                                 "else ~/.local/share/chainsight)")
+    p.add_argument("--data-dir", type=Path,
+                   help="token store and the engine's durable state (default: "
+                        "$CHAINSIGHT_DATA_DIR, else ~/.local/share/chainsight)")
     p.add_argument("--fences", type=Path, help="geofences (GeoJSON) to start with")
     p.add_argument("--public-url", help="the server's public base URL (default: the address "
                                         "it listens on)")

@@ -1,4 +1,5 @@
-"""`chainsight demo`: a simulated fleet feeding the embedded runtime at an accelerated clock."""
+"""`chainsight demo`: a simulated fleet feeding the embedded runtime at an accelerated clock,
+with the HTTP API served over it and a ready link (with a demo token) for each reading role."""
 
 from __future__ import annotations
 
@@ -7,13 +8,28 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+import uvicorn
+
+from chainsight.api.app import create_app
+from chainsight.api.auth import TokenStore
 from chainsight.contract.times import iso
 from chainsight.engine.core import Engine, Output
 from chainsight.runtimes.embedded import EmbeddedRuntime
 from chainsight.sim.simulation import Simulation
 
 BLOCK_LINES = 500
+DEMO_ROLES = ("admin", "dispatcher", "quality", "sales")
+
+
+@dataclass
+class Serve:
+    """Where the demo serves the API, and the data directory of its token store."""
+
+    host: str
+    port: int
+    data_dir: Path
 
 
 @dataclass
@@ -51,8 +67,35 @@ def describe(alert: dict) -> str:
             f"{alert.get('shipment_id') or '-':<12} {alert.get('device_id') or '-':<12} {extra}")
 
 
+def demo_links(serve: Serve) -> dict[str, str]:
+    """A fresh token for each reading role (named `demo-ROLE`, replacing the previous demo's)
+    and its link: the API's docs page, the token in the fragment (never sent to the server)."""
+    store = TokenStore(serve.data_dir)
+    links = {}
+    for role in DEMO_ROLES:
+        store.revoke(f"demo-{role}")
+        token = store.create(role, f"demo-{role}")
+        links[role] = f"http://{serve.host}:{serve.port}/docs#token={token}"
+    return links
+
+
+def start_server(runtime: EmbeddedRuntime, serve: Serve) -> tuple[uvicorn.Server, threading.Thread]:
+    """The API over `runtime`, served on a thread; OSError when it cannot listen."""
+    app = create_app(runtime, TokenStore(serve.data_dir),
+                     public_url=f"http://{serve.host}:{serve.port}")
+    server = uvicorn.Server(uvicorn.Config(app, host=serve.host, port=serve.port,
+                                           log_level="critical", lifespan="off"))
+    thread = threading.Thread(target=server.run, name="chainsight-api", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise OSError(f"cannot serve on {serve.host}:{serve.port} (address in use?)")
+        time.sleep(0.02)
+    return server, thread
+
+
 def run_demo(sim: Simulation, speedup: float, duration_s: float | None,
-             engine: Engine | None = None) -> int:
+             engine: Engine | None = None, serve: Serve | None = None) -> int:
     engine = engine or Engine()
     clock = SimClock(int(sim.arrival_ms()[0]), speedup)
     runtime = EmbeddedRuntime(engine, clock=clock)
@@ -64,6 +107,18 @@ def run_demo(sim: Simulation, speedup: float, duration_s: float | None,
 
     runtime.subscribe(on_output)
     runtime.start()
+    server = None
+    if serve is not None:
+        try:
+            server, server_thread = start_server(runtime, serve)
+        except OSError:
+            runtime.stop()
+            raise
+        print(f"the API serves on http://{serve.host}:{serve.port} (OpenAPI at /docs); "
+              "a link and demo token for each role:")
+        for role, link in demo_links(serve).items():
+            print(f"  {role:<11} {link}")
+        sys.stdout.flush()
     stop = threading.Event()
     producer = threading.Thread(target=feed, args=(sim, runtime, clock, stop), daemon=True)
     producer.start()
@@ -89,6 +144,9 @@ def run_demo(sim: Simulation, speedup: float, duration_s: float | None,
     finally:
         stop.set()
         producer.join()
+        if server is not None:
+            server.should_exit = True
+            server_thread.join(10)
         runtime.stop(flush=True)
         while not printed.empty():
             print(printed.get())

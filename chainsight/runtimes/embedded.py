@@ -2,7 +2,8 @@
 
 Producers (simulators, an HTTP ingest) `submit` raw JSON lines from any thread; the runtime thread
 drains the queue in batches, drives the engine, advances event time on the clock when the stream is
-idle, and hands every output to its subscribers.
+idle, and hands every output to its subscribers. Every engine call that changes state goes
+through `calls`: a `Store` logs it first (durable state), `Direct` (the default) does not.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from chainsight.contract.commands import Command
 from chainsight.contract.times import now_ms
 from chainsight.engine.core import Engine, Output
+from chainsight.runtimes.store import Direct
 
 Subscriber = Callable[[Output], None]
 
@@ -31,8 +33,10 @@ class EmbeddedRuntime:
     """Drives one `Engine` from an in-process queue on a background thread."""
 
     def __init__(self, engine: Engine, clock: Callable[[], int] = now_ms,
-                 max_batch: int = 20_000, tick_s: float = 0.25) -> None:
+                 max_batch: int = 20_000, tick_s: float = 0.25,
+                 calls: Direct | None = None) -> None:
         self.engine = engine
+        self.calls = calls or Direct()
         self.clock = clock  # event time "now" (ms): the wall clock, or a simulator's clock
         self.max_batch = max_batch
         self.tick_s = tick_s
@@ -52,21 +56,25 @@ class EmbeddedRuntime:
     def process(self, lines: list[bytes]) -> tuple[Output, dict[str, int]]:
         """Process lines now, on the caller's thread (an ingest that answers per event), in
         turn with the runtime thread; the output goes to the subscribers as usual. Also
-        returns what the lines added to the engine's counters (events, duplicates...)."""
+        returns what the lines added to the engine's counters (events, duplicates...). Once it
+        returns, the lines are durable (with a `Store`)."""
         with self.lock:
             before = self.engine.counters
-            out = self.engine.process(lines, now=self.clock())
+            out = self.calls.process(self.engine, lines, self.clock())
             after = self.engine.counters
             self._publish(out)
+        self.calls.sync()
         self.stats.events += len(lines)
         return out, {name: after[name] - before[name] for name in after}
 
     def apply(self, command: Command) -> Output:
         """Carry out a user command now (see `Engine.apply`; CommandRefused is raised to the
-        caller, nothing changed); its transitions go to the subscribers too."""
+        caller, nothing changed); its transitions go to the subscribers too. Durable once it
+        returns (with a `Store`)."""
         with self.lock:
-            out = self.engine.apply(command)
+            out = self.calls.apply(self.engine, command)
             self._publish(out)
+        self.calls.sync()
         return out
 
     def start(self) -> EmbeddedRuntime:
@@ -83,8 +91,10 @@ class EmbeddedRuntime:
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join()
-        if flush:
-            self._publish(self.engine.flush())
+        with self.lock:
+            if flush:
+                self._publish(self.calls.flush(self.engine))
+            self.calls.sync()
 
     def _loop(self) -> None:
         last_tick = time.monotonic()
@@ -93,13 +103,15 @@ class EmbeddedRuntime:
             batch, done = self._drain()
             if batch:
                 with self.lock:  # outputs go out in the engine's order, commands' included
-                    self._publish(self.engine.process(batch, now=self.clock()))
+                    self._publish(self.calls.process(self.engine, batch, self.clock()))
                 self.stats.events += len(batch)
                 window_events += len(batch)
             now = time.monotonic()
             if now - last_tick >= self.tick_s:
                 with self.lock:
-                    self._publish(self.engine.advance(self.clock()))
+                    self._publish(self.calls.advance(self.engine, self.clock()))
+                    if self.calls.due():
+                        self.calls.snapshot(self.engine)
                 last_tick = now
             if now - window_start >= 1.0:
                 self.stats.events_per_s = window_events / (now - window_start)
