@@ -18,6 +18,7 @@ import pytest
 from api_server import free_port
 from helpers import fix, ms, order, reading
 
+from chainsight.alerts.audit import first_broken
 from chainsight.api.auth import TokenStore
 from chainsight.cli import main
 from chainsight.config import load_settings
@@ -199,3 +200,31 @@ def test_what_serve_answered_survives_kill_9(tmp_path):
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_the_audit_trail_is_written_out_once_and_verifies(tmp_path):
+    """Every transition and user action goes to audit.jsonl, which verifies; a restart
+    replays the log without writing an entry twice; a modified entry is named."""
+    settings = load_settings(allowed_lateness_min=1)
+    engine = Engine(settings, live=True)
+    store = Store(tmp_path)
+    store.recover(engine)
+    fleet = [order(), *(fix(-1, device=d) for d in ("G1", "G2"))]
+    store.process(engine, fleet, ms(-1))
+    for m in range(20):
+        store.process(engine, [reading(m, 9.0), fix(m, device="G1"), fix(m, device="G2")],
+                      ms(m))
+    aid = engine.alerts(kind="temperature_excursion")[0]["alert_id"]
+    store.apply(engine, Acknowledge(aid, "alice", "calling the driver", recorded_at=ms(20)))
+    store.flush(engine)  # everything settles
+    store.close()
+    written = store.audit.entries()
+    assert first_broken(written) is None
+    assert [(e["transition"], e["who"]) for e in written if e["alert_id"] == aid][-1] == (
+        "acknowledged", "alice")
+    again = Engine(settings, live=True)
+    Store(tmp_path).recover(again)
+    assert (tmp_path / "audit.jsonl").read_bytes().count(b"\n") == len(written)
+    tampered = [dict(e) for e in written]
+    tampered[1]["who"] = "mallory"
+    assert first_broken(tampered) == 1

@@ -10,6 +10,7 @@ by the callers waiting on it. Taking a snapshot starts log N+1 at once (under th
 lock, so nothing falls between); the older files go once snapshot-(N+1) is renamed into place.
 `recover` loads the newest snapshot and replays every log from its number up, in order, through
 the same engine calls (the engine is deterministic for the same calls and `now`s).
+`audit.jsonl` is the audit trail as written out (`AuditFile`).
 """
 
 from __future__ import annotations
@@ -80,27 +81,28 @@ class Store(Direct):
         self._since = 0  # records since the last snapshot
         self._snapshot_at = time.monotonic()
         self._sync_lock = threading.Lock()  # one fsync (or log switch) at a time
+        self.audit = AuditFile(self.dir / "audit.jsonl")
 
     # --- engine calls, logged first ---------------------------------------------------------
 
     def process(self, engine: Engine, lines: list[bytes], now: int) -> Output:
         self._append({"lines": [_text(line) for line in lines], "now": now})
-        return engine.process(lines, now=now)
+        return self.audit.write(engine.process(lines, now=now))
 
     def apply(self, engine: Engine, command: Command) -> Output:
         self._append(b'{"command":' + encode_command(command) + b"}")
         out = engine.apply(command)  # a refused command is refused again on replay
         if type(command) is ReplaceFences:
             self.fences = command
-        return out
+        return self.audit.write(out)
 
     def advance(self, engine: Engine, now: int) -> Output:
         self._append({"advance": now})
-        return engine.advance(now)
+        return self.audit.write(engine.advance(now))
 
     def flush(self, engine: Engine) -> Output:
         self._append({"flush": True})
-        return engine.flush()
+        return self.audit.write(engine.flush())
 
     def _append(self, record: dict | bytes) -> None:
         data = (record if isinstance(record, bytes) else orjson.dumps(record)) + b"\n"
@@ -216,22 +218,25 @@ class Store(Direct):
         return len(complete)
 
     def _call(self, engine: Engine, record: dict) -> None:
+        """Replay one logged call (its audit entries not yet written are written now)."""
         if "lines" in record:
-            engine.process([_bytes(line) for line in record["lines"]], now=int(record["now"]))
+            out = engine.process([_bytes(line) for line in record["lines"]],
+                                 now=int(record["now"]))
         elif "command" in record:
             command = decode_command(orjson.dumps(record["command"]))
             try:
-                engine.apply(command)
+                out = engine.apply(command)
             except CommandRefused:
                 return  # refused when it was made, too
             if type(command) is ReplaceFences:
                 self.fences = command
         elif "advance" in record:
-            engine.advance(int(record["advance"]))
+            out = engine.advance(int(record["advance"]))
         elif record.get("flush") is True:
-            engine.flush()
+            out = engine.flush()
         else:
             raise ValueError(f"unknown record {sorted(record)}")
+        self.audit.write(out)
 
     # --- files ------------------------------------------------------------------------------
 
@@ -250,6 +255,36 @@ class Store(Direct):
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+class AuditFile:
+    """The audit trail as written out (JSON Lines, chain order): every transition and user
+    action, with its hash, for `chainsight.alerts.audit.first_broken` to verify. Replaying
+    the log after a restart makes the same entries again; those already written (by their
+    `seq`) are not written twice, and a line cut short by a kill is written anew."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.last_seq = -1
+        if path.is_file():
+            text = path.read_bytes()
+            complete = text[:text.rfind(b"\n") + 1]
+            if len(complete) < len(text):
+                path.write_bytes(complete)  # the end of a write a kill cut short
+            if complete:
+                self.last_seq = orjson.loads(complete.splitlines()[-1])["seq"]
+
+    def write(self, out: Output) -> Output:
+        new = [entry for entry in out.audit if entry["seq"] > self.last_seq]
+        if new:
+            with open(self.path, "ab") as f:
+                f.write(b"".join(orjson.dumps(entry) + b"\n" for entry in new))
+            self.last_seq = new[-1]["seq"]
+        return out
+
+    def entries(self) -> list[dict]:
+        """What was written, oldest first."""
+        return [orjson.loads(line) for line in self.path.read_bytes().splitlines()]
 
 
 def _text(line: bytes) -> str | dict:
