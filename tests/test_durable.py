@@ -72,7 +72,7 @@ def test_recovery_replays_the_log_after_the_snapshot(tmp_path):
         runtime.calls.advance(runtime.engine, ms(40))
     expected = state_of(runtime.engine)
     assert expected[0]["events"] == len(lines) and expected[0]["rejected"] == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["log-000002.jsonl",
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.jsonl", "log-000002.jsonl",
                                                           "snapshot-000002.bin"]
     # no close: as after kill -9, here in the middle of writing the next snapshot
     (tmp_path / "snapshot-000003.tmp").write_bytes(b"\x78")
