@@ -39,7 +39,8 @@ import orjson  # noqa: E402
 
 from chainsight.alerts.book import AlertBook  # noqa: E402
 from chainsight.config import Profile, load_profiles  # noqa: E402
-from chainsight.contract.events import SENSOR, iso  # noqa: E402
+from chainsight.contract.events import SENSOR  # noqa: E402
+from chainsight.contract.times import iso  # noqa: E402
 from chainsight.engine.core import Engine  # noqa: E402
 from chainsight.engine.state import NO_TS, State  # noqa: E402
 from chainsight.ingest.rows import Rows  # noqa: E402
@@ -135,10 +136,10 @@ class ConditionLog:
     def on_clock(self, clock) -> None:
         pass
 
-    def collect(self) -> tuple[list, list]:
-        """(conditions, no notifications): the shape of AlertBook.collect."""
+    def collect(self) -> tuple[list, list, list]:
+        """((at, condition) pairs, no notifications, no audit): AlertBook.collect's shape."""
         calls, self.calls = self.calls, []
-        return calls, []
+        return [(call[4], call) for call in calls], [], []
 
 
 def start_trips(names, book=None) -> Engine:
@@ -150,7 +151,7 @@ def start_trips(names, book=None) -> Engine:
                  for i, p in enumerate(names)], now=T0)
     eng.flush()
     if book is not None:
-        eng.book = book
+        eng.settled.book = book
     assert eng.state.shipments.names[:3] == ["S0", "S1", "S2"]
     assert eng.state.devices.names[:3] == ["T0", "T1", "T2"]
     return eng
@@ -158,17 +159,19 @@ def start_trips(names, book=None) -> Engine:
 
 def run_rules(eng: Engine, rows: Rows, chunk: int,
               out: Callable[[list], object] | None = None) -> None:
-    """The rules' batch path, chunk by chunk, as the engine drives it; records go to `out`."""
-    st, book = eng.state, eng.book
+    """The rules' batch path, chunk by chunk, as the engine's settled pipeline drives it;
+    records go to `out`."""
+    st, book = eng.settled.state, eng.settled.book
     for lo in range(0, len(rows), chunk):
         seg = Rows(*(getattr(rows, c)[lo:lo + chunk] for c in Rows.COLUMNS))
-        for rule in eng.rules:
+        for rule in eng.settled.rules:
             rule.on_rows(seg, st, book)
         st.clock = max(st.clock, int(seg.ts[-1]))
-        for rule in eng.rules:
+        for rule in eng.settled.rules:
             rule.on_clock(st.clock, st, book)
         book.on_clock(st.clock)
-        records = sum(book.collect(), [])
+        alerts, notes, _ = book.collect()
+        records = [record for _, record in alerts] + notes
         if out is not None:
             out(records)
 
@@ -373,7 +376,8 @@ def run_python(eng: Engine, rows: Rows, chunk: int,
             "shipment", "device", "ts", "temp_c", "humidity", "door")))
         eng.state.clock = max(eng.state.clock, int(rows.ts[min(hi, len(rows)) - 1]))
         py.on_clock(eng.state.clock)
-        records = sum(eng.book.collect(), [])
+        alerts, notes, _ = eng.book.collect()
+        records = [record for _, record in alerts] + notes
         if out is not None:
             out(records)
 

@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHELLS = sorted({*ROOT.glob("chainsight/runtimes/**/*.py"), *ROOT.glob("chainsight/outputs/*.py"),
                  *ROOT.glob("chainsight/api/**/*.py"), ROOT / "chainsight/demo.py",
                  ROOT / "chainsight/cli.py", ROOT / "benchmarks/bench_replay.py",
+                 ROOT / "benchmarks/bench_live.py",
                  ROOT / "benchmarks/bench_kafka.py"}
                 - {ROOT / "chainsight/runtimes/kafka/migrate.py"})
 # What a shell may use of an engine: the methods and read-only queries of the API.
