@@ -26,10 +26,11 @@ def orders() -> list[bytes]:
                           "device_ids": [f"G{i}", f"T{i}"]}) for i in range(SHIPMENTS)]
 
 
-def send_paced(send: Callable[[list[bytes]], None], rate: float, seconds: float) -> int:
-    """Send live events at `rate` per second (in 10 ms steps) for `seconds`; returns how
-    many were sent."""
-    per_step = max(1, round(rate * 0.01))
+def send_paced(send: Callable[[list[bytes]], None], rate: float, seconds: float,
+               step_s: float = 0.01) -> int:
+    """Send live events at `rate` per second (a batch every `step_s`) for `seconds`; returns
+    how many were sent."""
+    per_step = max(1, round(rate * step_s))
     sent, i = 0, 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
