@@ -27,7 +27,6 @@ from chainsight.geofence.tracker import (
     USED,
     VISIT,
 )
-from chainsight.rules.advisor import ColdStoreAdvisor
 from chainsight.rules.geofence import GeofenceRule
 from chainsight.sim import simulate
 
@@ -171,15 +170,14 @@ def entity_state(engine, ships, devs):
     st = engine.state
     ships, devs = ships.tolist(), devs.tolist()
     info = [st.info[s] if s < len(st.info) else ShipmentInfo() for s in ships]
-    out = {"shipment": rows(st.shipment, ships), "device": rows(st.device, devs),
+    shipment = rows(st.shipment, ships)
+    del shipment["moved_in"]  # numbered by each state's own segments
+    out = {"shipment": shipment, "device": rows(st.device, devs),
            "info": [{slot: getattr(i, slot) for slot in ShipmentInfo.__slots__} for i in info],
            "book": book_state(engine.book, {st.shipments.names[s] for s in ships},
                               {st.devices.names[d] for d in devs})}
     for rule in engine.rules:
         part = out[rule.name] = {}
-        if isinstance(rule, ColdStoreAdvisor):  # where it is, whether folded or not
-            part["position"] = [rule._position(s, FAR) for s in ships]
-            continue
         for names, keys in ((rule.shipment_state, ships), (rule.device_state, devs)):
             for name in names:
                 value = getattr(rule, name)

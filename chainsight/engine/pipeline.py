@@ -45,9 +45,11 @@ class Transitions:
 def track_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.ndarray,
                  lat: np.ndarray, lon: np.ndarray, temp: np.ndarray, link: np.ndarray,
                  last_lat: np.ndarray, last_lon: np.ndarray, pos_ts: np.ndarray,
-                 last_temp: np.ndarray, temp_ts: np.ndarray) -> None:
+                 last_temp: np.ndarray, temp_ts: np.ndarray, prev_lat: np.ndarray,
+                 prev_lon: np.ndarray, moved_in: np.ndarray, segment: int) -> None:
     """Resolve each row's shipment (explicit id, else the device's link; the latest link wins)
-    and keep each shipment's last position and temperature."""
+    and keep each shipment's last position and temperature, and its position before its
+    first fix in this segment of rows (for positions at a time within it)."""
     for i in range(len(ts)):
         d = device[i]
         if ship[i] >= 0:
@@ -58,6 +60,8 @@ def track_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.
         if s < 0:
             continue
         if kind[i] == GPS and ts[i] >= pos_ts[s]:
+            if moved_in[s] != segment:
+                prev_lat[s], prev_lon[s], moved_in[s] = last_lat[s], last_lon[s], segment
             last_lat[s], last_lon[s], pos_ts[s] = lat[i], lon[i], ts[i]
         elif kind[i] == SENSOR and not np.isnan(temp[i]) and ts[i] >= temp_ts[s]:
             last_temp[s], temp_ts[s] = temp[i], ts[i]
@@ -137,6 +141,7 @@ class Pipeline:
                 for b in np.flatnonzero(~device_rows & (phase == k + 1)).tolist():
                     self._business(business(int(rows.seq[b])), int(rows.shipment[b]), out)
         self.tick(clock, out)
+        self.state.segment += 1  # its rows are done: positions are the last ones now
 
     def tick(self, clock: int, out: Transitions) -> None:
         """Event time reached `clock`: fire time-driven conditions."""
@@ -189,9 +194,12 @@ class Pipeline:
 
     def _device_rows(self, seg: Rows, out: Transitions) -> None:
         st, sh = self.state, self.state.shipment
+        st.segment += 1
         track_kernel(seg.kind, seg.device, seg.shipment, seg.ts, seg.lat, seg.lon, seg.temp_c,
                      st.device.shipment, sh.last_lat, sh.last_lon, sh.last_pos_ts,
-                     sh.last_temp_c, sh.last_temp_ts)
+                     sh.last_temp_c, sh.last_temp_ts, sh.prev_lat, sh.prev_lon, sh.moved_in,
+                     st.segment)
+        self.advisor.segment(seg)
         for rule in self.rules:
             rule.on_rows(seg, st, self.book)
         touched = np.bincount(seg.shipment[seg.shipment >= 0], minlength=1)

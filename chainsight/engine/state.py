@@ -122,6 +122,10 @@ class State:
             last_pos_ts=(np.int64, NO_TS),
             last_temp_c=(np.float64, np.nan),
             last_temp_ts=(np.int64, NO_TS),
+            # the position before the shipment's first fix in `segment` (`moved_in` it)
+            prev_lat=(np.float64, np.nan),
+            prev_lon=(np.float64, np.nan),
+            moved_in=(np.int64, -1),
             # the live view, updated as events arrive: the newest event time wins
             live_lat=(np.float64, np.nan),
             live_lon=(np.float64, np.nan),
@@ -133,6 +137,7 @@ class State:
             last_seen=(np.int64, NO_TS),
         )
         self.clock = NO_TS  # newest event time processed
+        self.segment = 0  # number of the run of rows being processed (see `prev_lat`)
 
     @classmethod
     def sharing_ids(cls, other: State) -> State:
@@ -154,6 +159,7 @@ class State:
         shares this state's registries; the clock is left to the caller."""
         self.grow()
         self.shipment.copy_rows(src.shipment, shipments)
+        self.shipment.moved_in[shipments] = -1  # numbered by src's segments, not ours
         self.device.copy_rows(src.device, devices)
         for s in shipments.tolist():
             self.info[s] = copy.deepcopy(src.info[s]) if s < len(src.info) else ShipmentInfo()
@@ -163,7 +169,7 @@ class State:
         info["lot"] = [None if lot is None else msgspec.to_builtins(lot) for lot in info["lot"]]
         return {"devices": self.devices.names, "shipments": self.shipments.names, "info": info,
                 "device": self.device.dump_state(), "shipment": self.shipment.dump_state(),
-                "clock": self.clock}
+                "clock": self.clock, "segment": self.segment}
 
     def load_state(self, data: dict) -> None:
         for registry, names in ((self.devices, data["devices"]),
@@ -182,6 +188,7 @@ class State:
         self.device.load_state(data["device"])
         self.shipment.load_state(data["shipment"])
         self.clock = data["clock"]
+        self.segment = data["segment"]
 
     def intern_devices(self, names: list[str]) -> np.ndarray:
         index = self.devices.index

@@ -16,7 +16,7 @@ from chainsight.rules.silence import SilenceRule
 
 def default_rules(settings: Settings, profiles: dict[str, Profile],
                   advisor: ColdStoreAdvisor) -> list[Rule]:
-    """The cold-chain and silence rules, the advisor first (it follows positions for them)."""
-    return [advisor, ExcursionRule(advisor), HumidityRule(profiles, advisor),
+    """The cold-chain and silence rules (the cold-chain ones ask `advisor` for actions)."""
+    return [ExcursionRule(advisor), HumidityRule(profiles, advisor),
             CumulativeRule(profiles, advisor), MktRule(profiles, advisor),
             DoorRule(profiles, advisor), SilenceRule(settings.sensor_silent_ms)]

@@ -115,7 +115,7 @@ def open_excursion(book: AlertBook, state: State, advisor: ColdStoreAdvisor | No
         if not math.isnan(last):
             details["min_c" if last < state.shipment.min_c[s] else "max_c"] = last
         details["limit_c"] = float(state.shipment.max_c[s])
-    action = None if advisor is None else advisor.suggest(s, at)
+    action = None if advisor is None else advisor.suggest(s, at, state)
     if action is not None:
         details["suggested_action"] = action
     book.open(TEMPERATURE, state.shipments.names[s], state.devices.names[d], None, at,

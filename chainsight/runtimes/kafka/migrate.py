@@ -24,6 +24,7 @@ from chainsight.engine.core import Engine
 from chainsight.engine.pipeline import Pipeline
 from chainsight.engine.state import NO_TS, Columns
 from chainsight.geofence import GpsFilter
+from chainsight.rules.advisor import ColdStoreAdvisor
 from chainsight.runtimes.kafka import snapshots
 from chainsight.runtimes.kafka.config import StreamsConfig
 from chainsight.runtimes.kafka.partition import PartitionState
@@ -90,6 +91,9 @@ def _upgrade(state: PartitionState) -> None:
             setattr(settled, name, engine[name])
         for name in ("state", "book", "advisor", "rules"):
             setattr(settled, name, engine.pop(name))
+        settled.rules = [r for r in settled.rules if not isinstance(r, ColdStoreAdvisor)]
+        settled.advisor = ColdStoreAdvisor(settled.advisor.fences)  # now a service
+        settled.state.segment = 0
         engine.update(settled=settled, provisional=None, live=None, _commands=[],
                       _seen=Columns(ts=(np.int64, NO_TS)))
     engine.setdefault("_idle_time", NO_TS)
