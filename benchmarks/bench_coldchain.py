@@ -182,7 +182,7 @@ class PurePython:
     def __init__(self, state: State, book: AlertBook, table: dict[str, Profile],
                  silent_ms: int) -> None:
         self.state, self.book, self.silent_ms = state, book, silent_ms
-        self.humidity_details = HumidityRule(table)._details
+        self.humidity_details = HumidityRule()._details
         self.temp_details = ExcursionRule()._details
         self.limits = {}
         for s in range(len(state.shipments)):

@@ -124,7 +124,7 @@ class Pipeline:
         self.book = AlertBook.from_settings(settings, audited=audited)
         self.advisor = ColdStoreAdvisor(fences)  # `advisor.fences` may be set later
         self.rules: list[Rule] = rules if rules is not None else default_rules(
-            settings, profiles, self.advisor)
+            settings, self.advisor)
         if fences is not None and rules is None:
             self.rules.append(GeofenceRule(fences, settings))
 
@@ -243,6 +243,8 @@ class Pipeline:
         else:
             sh.min_c[s], sh.max_c[s] = profile.min_c, profile.max_c
             sh.excursion_ms[s] = int(profile.excursion_min * 60_000)
+        for rule in self.rules:
+            rule.on_profile(s, profile, self.state)
 
     def dump_state(self) -> dict:
         """The book's and rules' state (the state itself is the engine's to dump)."""

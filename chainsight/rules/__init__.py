@@ -3,7 +3,7 @@ conditions (one module per rule, a Numba kernel each); `base` is what they share
 
 from __future__ import annotations
 
-from chainsight.config import Profile, Settings
+from chainsight.config import Settings
 from chainsight.rules.advisor import ColdStoreAdvisor
 from chainsight.rules.base import Rule
 from chainsight.rules.cumulative import CumulativeRule
@@ -14,9 +14,7 @@ from chainsight.rules.mkt import MktRule
 from chainsight.rules.silence import SilenceRule
 
 
-def default_rules(settings: Settings, profiles: dict[str, Profile],
-                  advisor: ColdStoreAdvisor) -> list[Rule]:
+def default_rules(settings: Settings, advisor: ColdStoreAdvisor) -> list[Rule]:
     """The cold-chain and silence rules (the cold-chain ones ask `advisor` for actions)."""
-    return [ExcursionRule(advisor), HumidityRule(profiles, advisor),
-            CumulativeRule(profiles, advisor), MktRule(profiles, advisor),
-            DoorRule(profiles, advisor), SilenceRule(settings.sensor_silent_ms)]
+    return [ExcursionRule(advisor), HumidityRule(advisor), CumulativeRule(advisor),
+            MktRule(advisor), DoorRule(advisor), SilenceRule(settings.sensor_silent_ms)]

@@ -70,6 +70,9 @@ class Rule:
     def on_clock(self, clock: int, state: State, book: AlertBook) -> None:
         """Event time has advanced to `clock`: fire time-driven conditions."""
 
+    def on_profile(self, shipment: int, profile: Profile | None, state: State) -> None:
+        """An order set the shipment's product profile (None: one no profile file defines)."""
+
     def view(self, shipments: np.ndarray) -> dict[str, list]:
         """Extra fields of the live state of `shipments` (dense ids): name -> one value each."""
         return {}
@@ -86,17 +89,6 @@ def dump_sets(sets: dict[int, set[int]]) -> list[list]:
 
 def load_sets(pairs: list[list]) -> dict[int, set[int]]:
     return {key: set(members) for key, members in pairs}
-
-
-def profile_changed(event: Scan | Order) -> bool:
-    """Whether a business event may set its shipment's profile (only orders naming one do)."""
-    return type(event) is Order and event.product_profile is not None
-
-
-def profile_of(state: State, s: int, profiles: dict[str, Profile]) -> Profile | None:
-    """The shipment's product profile (set by its latest order), None when unknown."""
-    name = state.info[s].profile
-    return None if name is None else profiles.get(name)
 
 
 def minutes_ms(minutes: float | None) -> int:

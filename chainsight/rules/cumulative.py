@@ -15,7 +15,6 @@ import numpy as np
 
 from chainsight.alerts.book import AlertBook
 from chainsight.config import Profile
-from chainsight.contract.events import Order, Scan
 from chainsight.contract.times import iso
 from chainsight.engine.state import NO_TS, Columns, State
 from chainsight.ingest.rows import Rows
@@ -24,8 +23,6 @@ from chainsight.rules.base import (
     Rule,
     minutes_ms,
     open_excursion,
-    profile_changed,
-    profile_of,
 )
 
 
@@ -71,9 +68,7 @@ class CumulativeRule(Rule):
     rule = "cumulative"
     shipment_state = ("trip",)
 
-    def __init__(self, profiles: dict[str, Profile],
-                 advisor: ColdStoreAdvisor | None = None) -> None:
-        self.profiles = profiles
+    def __init__(self, advisor: ColdStoreAdvisor | None = None) -> None:
         self.advisor = advisor
         self.trip = Columns(budget=(np.int64, -1), run_start=(np.int64, NO_TS),
                             spent=(np.int64, 0), first=(np.int64, NO_TS),
@@ -109,13 +104,6 @@ class CumulativeRule(Rule):
             open_excursion(book, state, self.advisor, self.rule, s, int(rows.device[i]), at, at,
                            details)
 
-    def on_business(self, event: Scan | Order, shipment: int, state: State,
-                    book: AlertBook) -> None:
-        if not profile_changed(event):
-            return
-        profile = profile_of(state, shipment, self.profiles)
+    def on_profile(self, shipment: int, profile: Profile | None, state: State) -> None:
         self.trip.ensure(len(state.shipments))
         self.trip.budget[shipment] = minutes_ms(profile and profile.cumulative_budget_min)
-
-    def on_clock(self, clock: int, state: State, book: AlertBook) -> None:
-        pass

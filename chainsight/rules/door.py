@@ -26,7 +26,6 @@ from chainsight.rules.base import (
     load_sets,
     minutes_ms,
     open_excursion,
-    profile_of,
     resolve_excursion,
 )
 
@@ -85,9 +84,7 @@ class DoorRule(Rule):
     shipment_state = ("road", "alarmed_by_shipment", "sensors_of")
     device_state = ("sensor",)
 
-    def __init__(self, profiles: dict[str, Profile],
-                 advisor: ColdStoreAdvisor | None = None) -> None:
-        self.profiles = profiles
+    def __init__(self, advisor: ColdStoreAdvisor | None = None) -> None:
         self.advisor = advisor
         self.road = Columns(limit=(np.int64, -1), armed=(np.bool_, False),
                             armed_at=(np.int64, NO_TS), unloaded=(np.bool_, False))
@@ -145,9 +142,12 @@ class DoorRule(Rule):
             if code in (CLOSED, GAP):
                 self._resolve(d, s, start, at, state, book)
 
+    def on_profile(self, shipment: int, profile: Profile | None, state: State) -> None:
+        self.road.ensure(len(state.shipments))
+        self.road.limit[shipment] = minutes_ms(profile and profile.door_open_max_min)
+
     def on_business(self, event: Scan | Order, shipment: int, state: State,
                     book: AlertBook) -> None:
-        profile = profile_of(state, shipment, self.profiles)
         self.road.ensure(len(state.shipments))
         road, s = self.road, shipment
         if type(event) is Scan and event.step in ("loaded", "unloaded"):
@@ -155,7 +155,6 @@ class DoorRule(Rule):
         armed = bool(state.shipment.in_transit[s] and not road.unloaded[s])
         if road.armed[s] and not armed:
             self._due(s, event.ts, state, book)  # limits passed before the event
-        road.limit[s] = minutes_ms(profile and profile.door_open_max_min)
         if armed and not road.armed[s]:
             road.armed_at[s] = event.ts
         road.armed[s] = armed

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from chainsight.alerts.book import AlertBook
 from chainsight.config import Profile
-from chainsight.contract.events import Order, Scan
 from chainsight.engine.state import Columns, State
 from chainsight.ingest.rows import Rows
 from chainsight.rules.advisor import ColdStoreAdvisor
-from chainsight.rules.base import profile_changed, profile_of
 from chainsight.rules.excursion import ExcursionRule
 
 
@@ -22,10 +19,8 @@ class HumidityRule(ExcursionRule):
     unit = "pct"  # details: max_pct / min_pct / limit_pct
     shipment_state = ("run", "limits")
 
-    def __init__(self, profiles: dict[str, Profile],
-                 advisor: ColdStoreAdvisor | None = None) -> None:
+    def __init__(self, advisor: ColdStoreAdvisor | None = None) -> None:
         super().__init__(advisor)
-        self.profiles = profiles
         self.limits = Columns(lo=(np.float64, np.nan), hi=(np.float64, np.nan))
 
     def dump_state(self) -> dict:
@@ -39,11 +34,7 @@ class HumidityRule(ExcursionRule):
         self.limits.ensure(len(state.shipments))
         return rows.humidity, self.limits.lo, self.limits.hi
 
-    def on_business(self, event: Scan | Order, shipment: int, state: State,
-                    book: AlertBook) -> None:
-        if not profile_changed(event):
-            return
-        profile = profile_of(state, shipment, self.profiles)
+    def on_profile(self, shipment: int, profile: Profile | None, state: State) -> None:
         self.limits.ensure(len(state.shipments))
         has = profile is not None and profile.humidity_min is not None
         self.limits.lo[shipment] = profile.humidity_min if has else np.nan

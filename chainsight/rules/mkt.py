@@ -23,7 +23,6 @@ import numpy as np
 
 from chainsight.alerts.book import AlertBook
 from chainsight.config import Profile
-from chainsight.contract.events import Order, Scan
 from chainsight.contract.times import iso
 from chainsight.engine.state import NO_TS, Columns, State
 from chainsight.ingest.rows import Rows
@@ -32,8 +31,6 @@ from chainsight.rules.base import (
     Rule,
     minutes_ms,
     open_excursion,
-    profile_changed,
-    profile_of,
     resolve_excursion,
 )
 
@@ -88,9 +85,7 @@ class MktRule(Rule):
     rule = "mkt"
     shipment_state = ("sums",)
 
-    def __init__(self, profiles: dict[str, Profile],
-                 advisor: ColdStoreAdvisor | None = None) -> None:
-        self.profiles = profiles
+    def __init__(self, advisor: ColdStoreAdvisor | None = None) -> None:
         self.advisor = advisor
         self.sums = Columns(min_ms=(np.int64, -1), last_ts=(np.int64, NO_TS),
                             last_c=(np.float64, np.nan), weight=(np.float64, 0.0),
@@ -135,14 +130,7 @@ class MktRule(Rule):
             else:
                 resolve_excursion(book, state, self.rule, s, int(m.device[s]), at, details)
 
-    def on_business(self, event: Scan | Order, shipment: int, state: State,
-                    book: AlertBook) -> None:
-        if not profile_changed(event):
-            return
-        profile = profile_of(state, shipment, self.profiles)
+    def on_profile(self, shipment: int, profile: Profile | None, state: State) -> None:
         self.sums.ensure(len(state.shipments))
         hours = None if profile is None or profile.mkt_min_h is None else profile.mkt_min_h * 60
         self.sums.min_ms[shipment] = minutes_ms(hours)
-
-    def on_clock(self, clock: int, state: State, book: AlertBook) -> None:
-        pass
