@@ -91,6 +91,14 @@ def load_sets(pairs: list[list]) -> dict[int, set[int]]:
     return {key: set(members) for key, members in pairs}
 
 
+def relink(sensors_of: dict[int, set[int]], d: int, old: int, new: int) -> None:
+    """Sensor `d` now reports for shipment `new` instead of `old` (-1: none)."""
+    if old >= 0:
+        sensors_of[old].discard(d)
+    if new >= 0:
+        sensors_of.setdefault(new, set()).add(d)
+
+
 def minutes_ms(minutes: float | None) -> int:
     """Minutes as milliseconds; -1 (rule off) for None."""
     return -1 if minutes is None else int(minutes * MINUTE_MS)

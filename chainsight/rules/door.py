@@ -26,6 +26,7 @@ from chainsight.rules.base import (
     load_sets,
     minutes_ms,
     open_excursion,
+    relink,
     resolve_excursion,
 )
 
@@ -133,10 +134,7 @@ class DoorRule(Rule):
                                              strict=True):
             d, s, at = int(rows.device[i]), int(rows.shipment[i]), int(rows.ts[i])
             if code == LINKED:
-                if start >= 0:
-                    self.sensors_of[start].discard(d)
-                if s >= 0:
-                    self.sensors_of.setdefault(s, set()).add(d)
+                relink(self.sensors_of, d, start, s)
             if code in (OPENED, GAP):
                 self._open(d, s, start, hottest, state, book)
             if code in (CLOSED, GAP):

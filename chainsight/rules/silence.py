@@ -17,7 +17,7 @@ from chainsight.contract.events import SENSOR, Order, Scan
 from chainsight.contract.times import iso
 from chainsight.engine.state import NO_TS, Columns, State
 from chainsight.ingest.rows import Rows
-from chainsight.rules.base import Rule, dump_sets, load_sets
+from chainsight.rules.base import Rule, dump_sets, load_sets, relink
 
 # a silent sensor reports again / a gap seen only when the sensor resumed / a sensor's readings
 # now belong to another shipment
@@ -96,10 +96,7 @@ class SilenceRule(Rule):
         for i, code, last, s in out[:count].tolist():
             d, at = int(rows.device[i]), int(rows.ts[i])
             if code == LINKED:
-                if last >= 0:
-                    self.sensors_of[last].discard(d)
-                if s >= 0:
-                    self.sensors_of.setdefault(s, set()).add(d)
+                relink(self.sensors_of, d, last, s)
                 continue
             if code == RESUMED:
                 self.silent_by_shipment.get(s, set()).discard(d)
