@@ -34,12 +34,19 @@ class Rule:
     device_state: tuple[str, ...] = ()
 
     def dump_state(self) -> dict:
-        """What the rule remembers between batches (plain data and NumPy arrays)."""
-        raise NotImplementedError
+        """What the rule remembers between batches (plain data and NumPy arrays): by default
+        the attributes `shipment_state` and `device_state` name."""
+        return {name: _dump(getattr(self, name))
+                for name in (*self.shipment_state, *self.device_state)}
 
     def load_state(self, data: dict) -> None:
         """Take over what `dump_state` gave (of a rule built from the same configuration)."""
-        raise NotImplementedError
+        for name in (*self.shipment_state, *self.device_state):
+            mine = getattr(self, name)
+            if isinstance(mine, Columns | IdSets):
+                mine.load_state(data[name])
+            else:
+                setattr(self, name, dict(data[name]))
 
     def copy_entities(self, src: Self, shipments: np.ndarray, devices: np.ndarray) -> None:
         """Make the state of these shipments and devices (dense ids) equal to `src`'s (a rule
@@ -82,13 +89,22 @@ class Rule:
         return {}
 
 
-def dump_sets(sets: dict[int, set[int]]) -> list[list]:
-    """A dict of sets as [key, members] pairs (snapshots hold no sets); order kept."""
-    return [[key, list(members)] for key, members in sets.items()]
+class IdSets(dict[int, set[int]]):
+    """Sets of dense ids by dense id (e.g. a shipment's sensors), as rules keep them."""
+
+    def dump_state(self) -> list[list]:
+        """[key, members] pairs (snapshots hold no sets); order kept."""
+        return [[key, list(members)] for key, members in self.items()]
+
+    def load_state(self, pairs: list[list]) -> None:
+        self.clear()
+        self.update((key, set(members)) for key, members in pairs)
 
 
-def load_sets(pairs: list[list]) -> dict[int, set[int]]:
-    return {key: set(members) for key, members in pairs}
+def _dump(value: object) -> object:
+    """A rule's state attribute as plain data: Columns and IdSets dump themselves, other
+    dicts (keyed by dense id) become [key, value] pairs."""
+    return value.dump_state() if isinstance(value, Columns | IdSets) else list(value.items())
 
 
 def relink(sensors_of: dict[int, set[int]], d: int, old: int, new: int) -> None:

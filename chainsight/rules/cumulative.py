@@ -75,12 +75,6 @@ class CumulativeRule(Rule):
                             min=(np.float64, np.nan), max=(np.float64, np.nan),
                             alerted=(np.bool_, False))
 
-    def dump_state(self) -> dict:
-        return {"trip": self.trip.dump_state()}
-
-    def load_state(self, data: dict) -> None:
-        self.trip.load_state(data["trip"])
-
     def on_rows(self, rows: Rows, state: State, book: AlertBook) -> None:
         self.trip.ensure(len(state.shipments))
         trip, sh = self.trip, state.shipment

@@ -21,9 +21,8 @@ from chainsight.engine.state import NO_TS, Columns, State
 from chainsight.ingest.rows import Rows
 from chainsight.rules.advisor import ColdStoreAdvisor
 from chainsight.rules.base import (
+    IdSets,
     Rule,
-    dump_sets,
-    load_sets,
     minutes_ms,
     open_excursion,
     relink,
@@ -91,19 +90,8 @@ class DoorRule(Rule):
                             armed_at=(np.int64, NO_TS), unloaded=(np.bool_, False))
         self.sensor = Columns(since=(np.int64, NO_TS), shipment=(np.int32, -1),
                               alarmed=(np.bool_, False), tmax=(np.float64, np.nan))
-        self.alarmed_by_shipment: dict[int, set[int]] = {}
-        self.sensors_of: dict[int, set[int]] = {}
-
-    def dump_state(self) -> dict:
-        return {"road": self.road.dump_state(), "sensor": self.sensor.dump_state(),
-                "alarmed_by_shipment": dump_sets(self.alarmed_by_shipment),
-                "sensors_of": dump_sets(self.sensors_of)}
-
-    def load_state(self, data: dict) -> None:
-        self.road.load_state(data["road"])
-        self.sensor.load_state(data["sensor"])
-        self.alarmed_by_shipment = load_sets(data["alarmed_by_shipment"])
-        self.sensors_of = load_sets(data["sensors_of"])
+        self.alarmed_by_shipment = IdSets()
+        self.sensors_of = IdSets()
 
     def _open(self, d: int, s: int, start: int, tmax: float, state: State,
               book: AlertBook) -> None:

@@ -72,12 +72,6 @@ class ExcursionRule(Rule):
                            max=(np.float64, np.nan), open=(np.bool_, False),
                            device=(np.int32, -1))
 
-    def dump_state(self) -> dict:
-        return {"run": self.run.dump_state()}
-
-    def load_state(self, data: dict) -> None:
-        self.run.load_state(data["run"])
-
     def _inputs(self, rows: Rows, state: State) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The readings and the per-shipment range they must stay in."""
         return rows.temp_c, state.shipment.min_c, state.shipment.max_c

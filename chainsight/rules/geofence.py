@@ -42,15 +42,15 @@ class GeofenceRule(Rule):
         self.corridor_of: dict[int, str] = {}  # shipment -> its assigned corridor fence id
 
     def dump_state(self) -> dict:
-        return {"tracker": self.tracker.dump_state(), "gps_filter": self.gps_filter.dump_state(),
-                "route_tracker": self.route_tracker.dump_state(),
-                "corridor_of": list(self.corridor_of.items())}
+        return {**super().dump_state(), "tracker": self.tracker.dump_state(),
+                "gps_filter": self.gps_filter.dump_state(),
+                "route_tracker": self.route_tracker.dump_state()}
 
     def load_state(self, data: dict) -> None:
+        super().load_state(data)
         self.tracker.load_state(data["tracker"])
         self.gps_filter.load_state(data["gps_filter"])
         self.route_tracker.load_state(data["route_tracker"])
-        self.corridor_of = dict(data["corridor_of"])
 
     def copy_entities(self, src: Self, shipments: np.ndarray, devices: np.ndarray) -> None:
         """Corridors of the shipments; trackers and GPS filter state of the devices."""

@@ -23,13 +23,6 @@ class HumidityRule(ExcursionRule):
         super().__init__(advisor)
         self.limits = Columns(lo=(np.float64, np.nan), hi=(np.float64, np.nan))
 
-    def dump_state(self) -> dict:
-        return {**super().dump_state(), "limits": self.limits.dump_state()}
-
-    def load_state(self, data: dict) -> None:
-        super().load_state(data)
-        self.limits.load_state(data["limits"])
-
     def _inputs(self, rows: Rows, state: State) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self.limits.ensure(len(state.shipments))
         return rows.humidity, self.limits.lo, self.limits.hi

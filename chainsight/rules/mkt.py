@@ -93,12 +93,6 @@ class MktRule(Rule):
                             min=(np.float64, np.nan), max=(np.float64, np.nan),
                             out=(np.bool_, False), device=(np.int32, -1))
 
-    def dump_state(self) -> dict:
-        return {"sums": self.sums.dump_state()}
-
-    def load_state(self, data: dict) -> None:
-        self.sums.load_state(data["sums"])
-
     def view(self, shipments: np.ndarray) -> dict[str, list]:
         """Each shipment's MKT so far in °C (`mkt_c`), None before it has two readings."""
         self.sums.ensure(int(shipments.max(initial=-1)) + 1)

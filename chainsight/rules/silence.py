@@ -17,7 +17,7 @@ from chainsight.contract.events import SENSOR, Order, Scan
 from chainsight.contract.times import iso
 from chainsight.engine.state import NO_TS, Columns, State
 from chainsight.ingest.rows import Rows
-from chainsight.rules.base import Rule, dump_sets, load_sets, relink
+from chainsight.rules.base import IdSets, Rule, relink
 
 # a silent sensor reports again / a gap seen only when the sensor resumed / a sensor's readings
 # now belong to another shipment
@@ -63,19 +63,8 @@ class SilenceRule(Rule):
         self.sensor = Columns(last=(np.int64, NO_TS), shipment=(np.int32, -1),
                               silent=(np.bool_, False))
         self.on_road = Columns(in_transit=(np.bool_, False))  # as of the last business event
-        self.silent_by_shipment: dict[int, set[int]] = {}
-        self.sensors_of: dict[int, set[int]] = {}
-
-    def dump_state(self) -> dict:
-        return {"sensor": self.sensor.dump_state(), "on_road": self.on_road.dump_state(),
-                "silent_by_shipment": dump_sets(self.silent_by_shipment),
-                "sensors_of": dump_sets(self.sensors_of)}
-
-    def load_state(self, data: dict) -> None:
-        self.sensor.load_state(data["sensor"])
-        self.on_road.load_state(data["on_road"])
-        self.silent_by_shipment = load_sets(data["silent_by_shipment"])
-        self.sensors_of = load_sets(data["sensors_of"])
+        self.silent_by_shipment = IdSets()
+        self.sensors_of = IdSets()
 
     def _open(self, d: int, s: int, last: int, state: State, book: AlertBook) -> None:
         details = {"last_reading_at": iso(last), "silent_min": self.limit_ms / 60_000}
