@@ -19,7 +19,7 @@ from api_server import api
 from helpers import order, reading
 
 from chainsight.api.auth import TokenStore
-from chainsight.api.webhooks import Retry
+from chainsight.api.webhooks import Retry, Webhooks
 from chainsight.config import load_settings
 from chainsight.engine.core import Engine
 
@@ -116,12 +116,13 @@ def subscribe(server, url: str, who: str = "admin", **body: object) -> dict:
     return answer.json()
 
 
-def send(server, shipment: str, customer: str = "C9") -> float:
-    """An order and 20 minutes above 8 °C: a temperature_excursion (warning) opens at minute
-    15. The seconds the POST took."""
+def send(server, shipment: str, customer: str = "C9", minutes: int = 20) -> float:
+    """An order and `minutes` above 8 °C: a temperature_excursion (warning) opens at minute
+    15, unacknowledged it is escalated at 20 (a notification, critical). The seconds the POST
+    took."""
     device = f"T-{shipment}"
     lines = [order(shipment, customer_id=customer, devices=(device,))]
-    lines += [reading(minute, 5 if minute == 0 else 11, device=device) for minute in range(21)]
+    lines += [reading(m, 5 if m == 0 else 11, device=device) for m in range(minutes + 1)]
     start = time.monotonic()
     answer = client(server).post("/v1/events", content=b"\n".join(lines), headers=NDJSON)
     assert answer.status_code == 200 and answer.json()["accepted"] == len(lines), answer.text
@@ -200,6 +201,10 @@ def test_subscriptions_persist_without_showing_secrets(server, receiver):
     assert [w["id"] for w in client(server).get("/v1/webhooks").json()] == [given["id"]]
     assert created["id"] not in path.read_text()
     one_line_error(client(server).delete(f"/v1/webhooks/{created['id']}"), 404)
+    reloaded = Webhooks(server[2], server[3].state.webhooks.engine, RETRY)  # as at a restart
+    assert [(e.sub.id, e.sub.secret) for e in reloaded.endpoints.values()] == [
+        (given["id"], SECRET)]
+    reloaded.close()
 
 
 def test_deliveries_are_signed_and_filtered(server, receiver):
@@ -221,6 +226,18 @@ def test_deliveries_are_signed_and_filtered(server, receiver):
     ids = [h["X-ChainSight-Delivery"] for hs in receiver.headers.values() for h in hs]
     assert len(set(ids)) == len(ids) == 2 and first["delivery_id"] in ids
     assert metric(server, "deliveries_total", warnings["id"]) == len(receiver.got["/warn"])
+
+
+def test_notifications_are_delivered_too(server, receiver):
+    subscribe(server, receiver.url + "/critical", min_severity="critical")
+    subscribe(server, receiver.url + "/all")
+    send(server, "S1", minutes=25)
+    until(lambda: receiver.got["/critical"], 10)
+    (note,) = receiver.got["/critical"]
+    assert note["type"] == "notification" and note["notification"]["shipment_id"] == "S1"
+    assert note["notification"]["details"]["transition"] == "escalated"
+    assert {(d["type"], d[d["type"]]["severity"]) for d in receiver.got["/all"]} == {
+        ("alert", "warning"), ("notification", "critical")}
 
 
 def test_a_failed_delivery_is_retried(server, receiver):
