@@ -232,7 +232,7 @@ def test_notifications_are_delivered_too(server, receiver):
     subscribe(server, receiver.url + "/critical", min_severity="critical")
     subscribe(server, receiver.url + "/all")
     send(server, "S1", minutes=25)
-    until(lambda: receiver.got["/critical"], 10)
+    until(lambda: receiver.got["/critical"] and len(receiver.got["/all"]) >= 2, 10)
     (note,) = receiver.got["/critical"]
     assert note["type"] == "notification" and note["notification"]["shipment_id"] == "S1"
     assert note["notification"]["details"]["transition"] == "escalated"
