@@ -86,6 +86,8 @@ ROUTES = [  # (method, path, right); bodies are refused or harmless for the role
     ("GET", "/v1/alerts/unknown/audit", "alerts:act"),
     ("GET", "/v1/fences", "fences:read"),
     ("PUT", "/v1/fences", "fences:write"),
+    ("GET", "/v1/webhooks", "webhooks"),
+    ("DELETE", "/v1/webhooks/unknown", "webhooks"),
 ]
 
 

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from chainsight.alerts import book as book_module
+from chainsight.api.models import AlertKind, Severity
 from chainsight.config import Settings, load_profiles, load_settings
 from chainsight.contract.commands import Acknowledge, ReplaceFences, Resolve, decode_command
 from chainsight.contract.events import (
@@ -259,6 +260,7 @@ def test_fence_kinds():
 def test_alert_kinds():
     kinds = [ticks(cells[0])[0] for cells in table_with(section("Alert kinds"), "kind")]
     assert kinds and sorted(kinds) == sorted(CONTRACT_KINDS)
+    assert sorted(typing.get_args(AlertKind)) == sorted(CONTRACT_KINDS)  # webhook filters
     from_code = {TEMPERATURE, SilenceRule.kind, *KIND_NAMES, *book_module.GEOFENCE_KINDS}
     assert from_code <= set(kinds)
     fields = table_with(section("Alerts"), "field")
@@ -270,6 +272,7 @@ def test_alert_states_and_severities():
     fields = table_with(section("Alerts"), "field")
     assert ticks(row(fields, "state")[1]) == CONTRACT_STATES
     assert ticks(row(fields, "severity")[1]) == CONTRACT_SEVERITIES
+    assert list(typing.get_args(Severity)) == CONTRACT_SEVERITIES  # lowest first
     for cells in table_with(section("Alert kinds"), "kind"):
         assert set(ticks(cells[1])) <= set(CONTRACT_SEVERITIES)
 

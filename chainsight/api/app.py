@@ -16,6 +16,8 @@ from chainsight.api.errors import JSON, error, install
 from chainsight.api.metrics import EngineCollector, Retractions, exposition, registry
 from chainsight.api.routes import alerts, events, shipments
 from chainsight.api.routes import fences as fence_routes
+from chainsight.api.routes import webhooks as webhook_routes
+from chainsight.api.webhooks import Retry, Webhooks
 from chainsight.runtimes.embedded import EmbeddedRuntime
 
 DESCRIPTION = """Live state, alerts and events of the ChainSight engine.
@@ -25,9 +27,11 @@ from `chainsight token create`. Errors answer `{"error": "<one line>"}` with a 4
 
 
 def create_app(runtime: EmbeddedRuntime, tokens: TokenStore, fences: dict | None = None,
-               public_url: str | None = None, keepalive_s: float = 15.0) -> FastAPI:
+               public_url: str | None = None, keepalive_s: float = 15.0,
+               webhook_retry: Retry | None = None) -> FastAPI:
     """The API over `runtime` (started by the caller). `fences`: the GeoJSON the engine was
-    built with, as `GET /v1/fences` shows it until replaced."""
+    built with, as `GET /v1/fences` shows it until replaced. Webhook subscriptions live in the
+    token store's data directory."""
     app = FastAPI(title="ChainSight", version="2", description=DESCRIPTION,
                   default_response_class=JSON)
     ctx = Context(runtime, tokens, public_url=public_url)
@@ -36,11 +40,15 @@ def create_app(runtime: EmbeddedRuntime, tokens: TokenStore, fences: dict | None
     hub = live.Hub(runtime.engine)
     retractions = Retractions()
     runtime.subscribe(hub.on_output)
+    webhooks = Webhooks(tokens.path.parent, runtime.engine, webhook_retry or Retry())
     runtime.subscribe(retractions.on_output)
+    runtime.subscribe(webhooks.on_output)
     metrics = registry(EngineCollector(runtime, retractions, lambda: len(hub.clients)))
+    metrics.register(webhooks)
     app.state.context, app.state.hub, app.state.keepalive_s = ctx, hub, keepalive_s
+    app.state.webhooks = webhooks
     install(app)
-    for module in (events, shipments, alerts, fence_routes):
+    for module in (events, shipments, alerts, fence_routes, webhook_routes):
         app.include_router(module.router)
     app.include_router(live.router)
 

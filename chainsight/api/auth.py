@@ -27,7 +27,8 @@ RIGHTS: dict[str, frozenset[str]] = {
     "events:write": frozenset({"admin", "device"}),
     "shipments:read": READERS,  # also /v1/live and /v1/ask
     "alerts:read": READERS,  # also /v1/alerts/live
-    "alerts:act": frozenset({"admin", "quality"}),  # acknowledge, resolve, audit, webhooks
+    "alerts:act": frozenset({"admin", "quality"}),  # acknowledge, resolve, audit
+    "webhooks": frozenset({"admin", "quality"}),
     "fences:read": frozenset({"admin", "dispatcher", "quality"}),
     "fences:write": frozenset({"admin"}),
     "tokens": frozenset({"admin"}),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
 
 class ErrorOut(BaseModel):
@@ -90,3 +90,39 @@ class ResolveIn(BaseModel):
 class FencesOut(BaseModel):
     version: int
     fences: int = Field(description="how many fences are in force")
+
+
+AlertKind = Literal["temperature_excursion", "geofence_enter", "geofence_exit",
+                    "dwell_exceeded", "sensor_silent", "eta_late", "route_deviation"]
+Severity = Literal["info", "warning", "critical"]
+
+
+class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"url": "https://ops.example.com/chainsight", "kinds": ["temperature_excursion"],
+         "min_severity": "warning"}]})
+
+    url: AnyHttpUrl
+    kinds: list[AlertKind] | None = Field(default=None, description="empty or absent: all")
+    min_severity: Severity | None = None
+    severities: list[Severity] | None = Field(default=None, description="or: exactly these")
+    secret: str | None = Field(default=None, min_length=16, max_length=256,
+                               description="signs deliveries; generated when absent")
+
+    @model_validator(mode="after")
+    def one_severity_filter(self) -> WebhookIn:
+        if self.min_severity is not None and self.severities is not None:
+            raise ValueError("give min_severity or severities, not both")
+        return self
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    owner: str
+    role: str
+    created_at: int
+    kinds: list[str]
+    severities: list[str]
+    customers: list[str]
+    secret: str | None = Field(default=None, description="in the answer to POST only")
