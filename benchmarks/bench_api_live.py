@@ -106,14 +106,18 @@ def main() -> None:
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"}
     with running(app) as url, httpx.Client(base_url=url, headers=headers, timeout=30) as http:
         http.post("/v1/events", content=b"\n".join(orders())).raise_for_status()
-        posted = [0]
+        posted, took = [0], [0.0]
 
         def post(batch: list[bytes]) -> None:
             http.post("/v1/events", content=b"\n".join(batch)).raise_for_status()
             posted[0] += len(batch)
 
-        producer = threading.Thread(
-            target=lambda: send_paced(post, args.rate, args.seconds, step_s=0.05), daemon=True)
+        def produce() -> None:
+            started = time.perf_counter()
+            send_paced(post, args.rate, args.seconds, step_s=0.05)
+            took[0] = time.perf_counter() - started
+
+        producer = threading.Thread(target=produce, daemon=True)
         ws_url = url.replace("http://", "ws://")
         spawn = multiprocessing.get_context("spawn")
         with spawn.Manager() as manager, ProcessPoolExecutor(1, mp_context=spawn) as pool:
@@ -121,11 +125,10 @@ def main() -> None:
             followed = pool.submit(run_clients, ws_url, args.clients, args.slow_s,
                                    args.seconds + 1, ready)
             ready.wait(60)
-            started = time.perf_counter()
             producer.start()
             fast, fast_counts, slow_counts = followed.result()
         producer.join()
-        rate = posted[0] / (time.perf_counter() - started)
+        rate = posted[0] / took[0]  # while the producer ran
     runtime.stop()
     ms = np.array(fast)
     print(f"settings: allowed lateness {settings.allowed_lateness_min:g} min (default), live "
