@@ -51,7 +51,7 @@ def event_ms(ts: str) -> int:
 
 
 async def follow(url: str, latencies: list[float] | None, slow_s: float, stop: asyncio.Event,
-                 counts: list[int]) -> None:
+                 counts: list[int], snapshots: list[int]) -> None:
     """One websocket client of /v1/live; records latencies (None: the slow client)."""
     async with websockets.connect(f"{url}/v1/live?token={TOKEN}", max_size=None) as ws:
         while not stop.is_set():
@@ -62,6 +62,7 @@ async def follow(url: str, latencies: list[float] | None, slow_s: float, stop: a
             received = now_ms()
             message = orjson.loads(raw)
             counts[0] += 1
+            snapshots[0] += message["type"] == "snapshot"
             if message["type"] == "update" and latencies is not None:
                 latencies.extend(received - event_ms(s["last_position"]["ts"])
                                  for s in message["shipments"] if s.get("last_position"))
@@ -73,11 +74,12 @@ async def clients(url: str, n: int, slow_s: float, seconds: float,
                   ready: threading.Event) -> tuple[list, list, list]:
     stop = asyncio.Event()
     fast: list[float] = []
-    fast_counts, slow_counts = [0], [0]
-    tasks = [asyncio.create_task(follow(url, fast, slow_s, stop, fast_counts))
+    fast_counts, slow_counts, snapshots = [0], [0], [0]
+    tasks = [asyncio.create_task(follow(url, fast, slow_s, stop, fast_counts, snapshots))
              for _ in range(n - 1)]
-    tasks.append(asyncio.create_task(follow(url, None, slow_s, stop, slow_counts)))
-    await asyncio.sleep(1)  # connected, snapshots received
+    tasks.append(asyncio.create_task(follow(url, None, slow_s, stop, slow_counts, snapshots)))
+    while snapshots[0] < n:  # the measurement starts once every client has its snapshot
+        await asyncio.sleep(0.1)
     ready.set()
     await asyncio.sleep(seconds)
     stop.set()
