@@ -4,9 +4,10 @@
 minutes) on a real uvicorn server on 127.0.0.1. A producer posts live events (event time = wall
 clock) to `POST /v1/events` at `--rate` events/s, a request every 50 ms; `--clients` websocket
 clients, in a process of their own as real clients would be, follow `/v1/live`, one of them
-deliberately slow (it sleeps `--slow-s` after every message). For every position in an update a
-normal client receives, the latency is its receipt time minus the event's time; p50/p99/max over
-the normal clients, and what the slow client got.
+deliberately slow (it sleeps `--slow-s` after every message). The producer starts once every
+client has its snapshot. For every position in an update a normal client receives, the latency is
+its receipt time minus the event's time; p50/p99/max over the normal clients, and what the slow
+client got.
 
     .venv/bin/python benchmarks/bench_api_live.py [--rate 5000] [--clients 50] [--seconds 15]
 """
