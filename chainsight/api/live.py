@@ -59,8 +59,10 @@ class Client:
                customers: dict[str, str | None]) -> tuple[list[dict], list[dict]]:
         """What of an output this client is shown (engine thread). A shipment leaving the
         bbox is sent once more, as it leaves."""
-        views = []
         scoped = self.principal.customers
+        if not scoped and self.state and self.ids is None and self.bbox is None:
+            return list(items.values()), alerts  # all of it
+        views = []
         for name, item in items.items() if self.state else ():
             if self.bbox is None:
                 if self.follows(name, customers):
@@ -72,10 +74,11 @@ class Client:
                     views.append(item)
         return views, [a for a in alerts if self.follows(a.get("shipment_id"), customers)]
 
-    def offer(self, views: list[dict], alerts: list[dict]) -> None:
-        """Keep the latest of each shipment and alert (engine thread; never waits)."""
+    def offer(self, views: list[dict], alerts: list[dict]) -> bool:
+        """Keep the latest of each shipment and alert (engine thread; never waits). Whether
+        the sender is to be woken (it has not been since it last took)."""
         if not views and not alerts:
-            return
+            return False
         with self._lock:
             for pending, key, new in ((self.views, "shipment_id", views),
                                       (self.alerts, "alert_id", alerts)):
@@ -86,9 +89,7 @@ class Client:
                     pending.popitem(last=False)
                     self.dropped += 1
             wake, self._signalled = not self._signalled, True
-        if wake:
-            with contextlib.suppress(RuntimeError):  # the server's loop has closed
-                self.loop.call_soon_threadsafe(self.wake.set)
+        return wake
 
     def take(self) -> tuple[list[dict], list[dict]]:
         with self._lock:
@@ -122,8 +123,13 @@ class Hub:
                      for name, view in engine.shipment_views(out.changed).items()}
         customers = self._customers(clients, [*items, *(a.get("shipment_id")
                                                         for a in out.alerts)])
+        woken: dict[asyncio.AbstractEventLoop, list[Client]] = {}
         for client in clients:
-            client.offer(*client.select(items, out.alerts, customers))
+            if client.offer(*client.select(items, out.alerts, customers)):
+                woken.setdefault(client.loop, []).append(client)
+        for loop, wake in woken.items():  # one call per loop: each is a syscall
+            with contextlib.suppress(RuntimeError):  # the server's loop has closed
+                loop.call_soon_threadsafe(_wake, wake)
 
     def _customers(self, clients: tuple[Client, ...],
                    names: list[str | None]) -> dict[str, str | None]:
@@ -143,6 +149,11 @@ class Hub:
 
     def leave(self, client: Client) -> None:
         self.clients = tuple(c for c in self.clients if c is not client)
+
+
+def _wake(clients: list[Client]) -> None:
+    for client in clients:
+        client.wake.set()
 
 
 async def _drain(ws: WebSocket) -> None:
