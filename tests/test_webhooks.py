@@ -255,7 +255,7 @@ def test_a_delivery_always_refused_is_dead_lettered(server, receiver):
     hook = subscribe(server, receiver.url + "/fail")
     send(server, "S1")
     dead = server[2] / "webhooks-dead.jsonl"
-    until(dead.exists)
+    until(lambda: dead.exists() and dead.read_bytes().endswith(b"\n"))  # created, then written
     (entry,) = [orjson.loads(line) for line in dead.read_bytes().splitlines()]
     assert receiver.attempts["/fail"] == RETRY.attempts
     assert entry["webhook_id"] == hook["id"] and entry["reason"] == "HTTP 500"
