@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from chainsight.api.errors import ApiError
+from chainsight.api.files import write_private_json
 
 ROLES = ("admin", "dispatcher", "quality", "sales", "device")
 READERS = frozenset({"admin", "dispatcher", "quality", "sales"})
@@ -142,12 +143,7 @@ class TokenStore:
                          frozenset(record.devices))
 
     def _write(self, records: list[TokenRecord]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"tokens": [asdict(r) for r in records]}, f, indent=1)
-        os.replace(tmp, self.path)
+        write_private_json(self.path, {"tokens": [asdict(r) for r in records]})
         self._stamp = None
 
     def _reload(self) -> None:

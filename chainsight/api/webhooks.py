@@ -30,6 +30,7 @@ import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from chainsight.api.auth import Principal
+from chainsight.api.files import write_private_json
 from chainsight.contract.times import iso, now_ms
 from chainsight.engine.core import Engine, Output
 
@@ -216,12 +217,7 @@ class Webhooks:
             endpoint.stop()
 
     def _save(self, subs: list[Subscription]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"webhooks": [asdict(s) for s in subs]}, f, indent=1)
-        os.replace(tmp, self.path)
+        write_private_json(self.path, {"webhooks": [asdict(s) for s in subs]})
 
     def collect(self) -> Iterator[Metric]:
         """Per endpoint: deliveries, failed attempts, dead-lettered, dropped, queue length."""
