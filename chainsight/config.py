@@ -78,6 +78,7 @@ class Settings:
     gps_max_accuracy_m: float | None = None
     gps_max_speed_kmh: float | None = 250  # implied speed between fixes
     gps_min_interval_s: float | None = None
+    record_anchor_min: float = 60  # live runtimes anchor all records' heads this often
 
     @property
     def allowed_lateness_ms(self) -> int:
