@@ -11,9 +11,11 @@ events/s, the ratio, and the record's size and entries.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 from pathlib import Path
 
+from chainsight.config import load_settings
 from chainsight.engine.core import Engine
 from chainsight.runtimes.replay import default_workers, replay
 from chainsight.sim import simulate
@@ -31,10 +33,12 @@ def main() -> None:
     n_lines = sim.write_jsonl(events)
     print(f"generated {n_lines:,} lines ({events.stat().st_size / 1e6:.0f} MB)")
     Engine()  # warm the Numba cache outside the timings
+    # as `chainsight replay --record-out` sets it: a recording's blocks are made by size
+    settings = dataclasses.replace(load_settings(), record_block_min=None)
     timings: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(args.runs):
         for record in (False, True):
-            result = replay(events, Engine(record=record), work / "alerts.jsonl",
+            result = replay(events, Engine(settings, record=record), work / "alerts.jsonl",
                             work / "dlq.jsonl", work / "state.json", workers=args.workers,
                             record_out=work / "record.jsonl" if record else None)
             timings[record].append(result.seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -17,6 +18,8 @@ def _engine(args: argparse.Namespace, live: bool,  # noqa: ANN202 - imports kept
     from chainsight.geofence import FenceSet
 
     settings = load_settings(allowed_lateness_min=args.allowed_lateness)
+    if record and not live:  # a recording's replay: blocks by size, not by waiting
+        settings = dataclasses.replace(settings, record_block_min=None)
     profiles = load_profiles(*([args.profiles] if args.profiles else []))
     fences = getattr(args, "fences", None)
     return Engine(settings, profiles, fences=FenceSet.from_file(fences) if fences else None,

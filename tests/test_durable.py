@@ -43,7 +43,7 @@ def excursion(shipment: str = "S1", temp: str = "T1", gps: str = "G1") -> list[b
 
 
 def engine() -> Engine:
-    return Engine(load_settings(allowed_lateness_min=0.05), live=True)
+    return Engine(load_settings(allowed_lateness_min=0.05, record_block_min=1), live=True)
 
 
 def state_of(e: Engine) -> tuple:

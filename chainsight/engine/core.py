@@ -149,7 +149,10 @@ class Engine:
         # users' commands applied provisionally and still to settle: (at, command, group)
         self._commands: list[tuple[int, Command, str]] = []
         # the shipments' tamper-evident records: kept by live runtimes unless told otherwise
-        self.recorder = Recorder() if (live if record is None else record) else None
+        block_min = self.settings.record_block_min
+        self.recorder = Recorder(self.settings.record_block_rows,
+                                 None if block_min is None else int(block_min * 60_000)) \
+            if (live if record is None else record) else None
         self._now = 0  # the runtime's clock at the latest call: when record entries are made
 
     # --- the settled pipeline's parts (what tests and tools inspect) ----------------------
@@ -208,15 +211,22 @@ class Engine:
         changed, shipment_of_row = self._live_view(decoded)
         out = Output(dead_letters=decoded.dead_letters, late=late, changed=changed)
         if self.recorder is not None:
-            out.record += self.recorder.events(decoded.rows, shipment_of_row, decoded.business,
-                                               self.state, now)
+            self.recorder.add_events(decoded.rows, shipment_of_row, decoded.business,
+                                     self.state, self.stream_time)
         if self.provisional is not None:  # first: what it publishes, the settling confirms
             on_time = decoded.rows
             if len(late):
                 on_time = on_time.take(np.flatnonzero(~np.isin(on_time.seq, late.seq)))
             self._run_provisional(on_time, decoded.business, out)
         self._settle(self.reorder.release(), out)
+        self._record(out)
         return out
+
+    def _record(self, out: Output, everything: bool = False) -> None:
+        """The records' blocks now due (all waiting, at the end of a stream)."""
+        if self.recorder is not None:
+            out.record += self.recorder.blocks(self.state, self._now, self.stream_time,
+                                               everything)
 
     def _live_view(self, decoded: Decoded) -> tuple[set[int], np.ndarray]:
         """Update the live view with every accepted event at once, in arrival order, whatever
@@ -258,6 +268,7 @@ class Engine:
             self._run_provisional(Rows.empty(), {}, out)
         self._settle(self.reorder.release(upto=self.stream_time), out,
                      clock=self.stream_time - self.settings.allowed_lateness_ms)
+        self._record(out)
         return out
 
     def flush(self, clock: int | None = None) -> Output:
@@ -269,6 +280,7 @@ class Engine:
             self._idle_time = max(self._idle_time, clock)
         out = Output()
         self._settle(self.reorder.release(everything=True), out, clock=clock, final=True)
+        self._record(out, everything=True)
         return out
 
     def apply(self, command: Command) -> Output:
@@ -361,7 +373,7 @@ class Engine:
         records = [record for _, record in done.alerts]
         out.settled += records
         if self.recorder is not None:
-            out.record += self.recorder.alerts(records, self.state, self._now)
+            self.recorder.add_alerts(records, self.state, self.stream_time)
         out.audit += done.audit
         out.changed |= done.changed
         if self.live is None:

@@ -26,6 +26,8 @@ import numpy as np
 from chainsight.contract.times import iso, parse_time
 from chainsight.trace.chain import canonical
 from chainsight.trace.gs1 import lgtin_class, sscc_of_urn, sscc_urn
+from chainsight.trace.record import alert_records, business_events
+from chainsight.trace.record import readings as recorded_readings
 
 CONTEXT = ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"]
 SCAN_STEPS = {"received": ("receiving", "in_progress"), "put_away": ("storing", "in_progress"),
@@ -94,25 +96,10 @@ def _each(device: str, ts: np.ndarray, temp: np.ndarray, humidity: np.ndarray) -
 
 def _readings(entries: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Sensor readings of the record by device: (ts, temp_c, humidity_pct), in time order."""
-    parts: dict[str, list[tuple[np.ndarray, ...]]] = {}
-    for entry in entries:
-        if entry["entry"] != "readings":
-            continue
-        sensor = np.asarray(entry["type"]) == 1
-        columns = [np.asarray(entry[c], dtype=np.float64)[sensor]
-                   for c in ("ts", "temp_c", "humidity_pct")]
-        parts.setdefault(entry["device_id"], []).append(tuple(columns))
-    out = {}
-    for device, chunks in parts.items():
-        ts, temp, humidity = (np.concatenate(c) for c in zip(*chunks, strict=True))
-        order = np.argsort(ts, kind="stable")
-        out[device] = (ts[order].astype(np.int64), temp[order], humidity[order])
-    return out
-
-
-def business_events(entries: list[dict]) -> list[dict]:
-    """The scans and orders of a record, in record order."""
-    return [event for e in entries if e["entry"] == "business" for event in e["events"]]
+    sensor = recorded_readings(entries).of_type(1)
+    return {device: (sensor.ts[mine], sensor.a[mine], sensor.b[mine])
+            for device in dict.fromkeys(sensor.device.tolist())
+            for mine in [sensor.device == device]}
 
 
 def document(shipment_id: str, info: dict, entries: list[dict], now: int,
@@ -126,7 +113,7 @@ def document(shipment_id: str, info: dict, entries: list[dict], now: int,
         what["quantityList"] = [{"epcClass": lgtin_class(info["gtin"], lot.get("lot_id"),
                                                          prefix_digits)}]
     business = sorted(business_events(entries), key=lambda event: event["ts"])
-    alerts = [e["alert"] for e in entries if e["entry"] == "alert"]
+    alerts = alert_records(entries)
     events = []
     for event in business:
         if event["type"] == "scan":

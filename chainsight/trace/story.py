@@ -8,7 +8,9 @@ import numpy as np
 
 from chainsight.config import Profile
 from chainsight.contract.times import iso
-from chainsight.trace import carbon, epcis
+from chainsight.trace import carbon
+from chainsight.trace.record import alert_records, business_events
+from chainsight.trace.record import readings as recorded_readings
 
 MAX_POINTS = 600  # per series: enough for a phone's width
 
@@ -19,27 +21,12 @@ def _thin(n: int, limit: int = MAX_POINTS) -> np.ndarray:
         np.empty(0, np.int64)
 
 
-def _columns(entries: list[dict], kind: int, names: tuple[str, ...]) -> list[np.ndarray]:
-    """Columns `names` of the record's readings of one type (0 gps, 1 sensor), time order."""
-    parts = []
-    for entry in entries:
-        if entry["entry"] == "readings":
-            keep = np.asarray(entry["type"]) == kind
-            parts.append([np.asarray(entry[n], dtype=np.float64)[keep] for n in ("ts", *names)])
-    if not parts:
-        return [np.empty(0) for _ in ("ts", *names)]
-    columns = [np.concatenate(c) for c in zip(*parts, strict=True)]
-    order = np.argsort(columns[0], kind="stable")
-    return [c[order] for c in columns]
-
-
 def excursions(entries: list[dict]) -> list[dict]:
     """The record's temperature and humidity excursions: kind, start, end (None while open),
     the extreme reached and the limit."""
     found: dict[str, dict] = {}
-    for entry in entries:
-        alert = entry.get("alert") if entry["entry"] == "alert" else None
-        if alert is None or alert["kind"] not in ("temperature_excursion", "humidity_excursion"):
+    for alert in alert_records(entries):
+        if alert["kind"] not in ("temperature_excursion", "humidity_excursion"):
             continue
         details = alert.get("details", {})
         item = found.setdefault(alert["alert_id"], {
@@ -56,11 +43,12 @@ def excursions(entries: list[dict]) -> list[dict]:
 def customer_view(shipment_id: str, facts: dict, view: dict, entries: list[dict],
                   verification: dict, profile: Profile | None) -> dict:
     """The customer page's data (also its JSON form)."""
-    ts, lat, lon = _columns(entries, 0, ("lat", "lon"))
-    keep = ~(np.isnan(lat) | np.isnan(lon))
-    ts, lat, lon = ts[keep], lat[keep], lon[keep]
-    st, temp, humidity = _columns(entries, 1, ("temp_c", "humidity_pct"))
-    journey, readings = _thin(len(ts)), _thin(len(st))
+    recorded = recorded_readings(entries)
+    fixes, sensor = recorded.of_type(0), recorded.of_type(1)
+    keep = ~(np.isnan(fixes.a) | np.isnan(fixes.b))
+    ts, lat, lon = fixes.ts[keep], fixes.a[keep], fixes.b[keep]
+    st, temp, humidity = sensor.ts, sensor.a, sensor.b
+    journey, shown = _thin(len(ts)), _thin(len(st))
     lot = facts.get("lot") or {}
     measured = len(ts) >= 2
     km = carbon.track_km(lat, lon) if measured else None
@@ -68,7 +56,7 @@ def customer_view(shipment_id: str, facts: dict, view: dict, entries: list[dict]
         km = carbon.great_circle_km(facts.get("mode") or "road", facts["origin"],
                                     facts["destination"])
     cold = profile is not None and profile.max_c <= 8.0
-    scans = [e for e in epcis.business_events(entries) if e["type"] == "scan"]
+    scans = [e for e in business_events(entries) if e["type"] == "scan"]
     return {
         "shipment_id": shipment_id, "status": view.get("status"), "eta": view.get("eta"),
         "last_position": view.get("last_position"), "last_temp_c": view.get("last_temp_c"),
@@ -81,7 +69,7 @@ def customer_view(shipment_id: str, facts: dict, view: dict, entries: list[dict]
         "temperatures": [{"at": iso(int(st[i])),
                           "temp_c": None if temp[i] != temp[i] else float(temp[i]),
                           "humidity_pct": None if humidity[i] != humidity[i]
-                          else float(humidity[i])} for i in readings.tolist()],
+                          else float(humidity[i])} for i in shown.tolist()],
         "excursions": excursions(entries),
         "origin": {"lot_id": lot.get("lot_id"), "certificates": lot.get("certificates", []),
                    "from": facts.get("origin"), "to": facts.get("destination")},

@@ -38,7 +38,7 @@ from chainsight.runtimes.kafka.partition import Partition, PartitionState
 from chainsight.runtimes.kafka.publish import KafkaSink
 from chainsight.runtimes.kafka.snapshots import PartitionReader
 from chainsight.runtimes.replay import replay
-from chainsight.trace.record import verify
+from chainsight.trace.record import business_events, readings, verify
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
@@ -377,8 +377,7 @@ def test_worker_killed_and_restarted_loses_and_duplicates_nothing(deployment, tm
 
 
 def recorded_events(entries: list[dict]) -> int:
-    return sum(len(e["ts"]) if e["entry"] == "readings" else len(e.get("events", ()))
-               for e in entries)
+    return len(readings(entries).ts) + len(business_events(entries))
 
 
 def assert_records_intact(deployment: Deployment, lines: list[bytes]) -> None:
