@@ -4,7 +4,7 @@ distinctive words of their names (typos forgiven in English by edit distance).""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from chainsight.ask.lexicon import PLACE_GENERIC
@@ -58,8 +58,6 @@ def named_places(question: str, words: list[Word], places: Sequence[Place]) -> l
     """The ids of the places the question's words name; the words that name one get the
     meaning ("place", id). Places named by more of their words win; corridors only count
     when named by id."""
-    from rapidfuzz.distance import OSA
-
     scores: dict[str, int] = {}
     for place in places:
         if place.kind == "corridor":
@@ -70,10 +68,10 @@ def named_places(question: str, words: list[Word], places: Sequence[Place]) -> l
                 if key in question:
                     hits += 1
                     _mark(words, lambda text, key=key: text in key or key in text, place.id)
-            elif any(_close(w.text, key, OSA) for w in words if not w.meanings
+            elif any(_close(w.text, key) for w in words if not w.meanings
                      or w.has("place")):
                 hits += 1
-                _mark(words, lambda text, key=key: _close(text, key, OSA), place.id)
+                _mark(words, lambda text, key=key: _close(text, key), place.id)
         if hits:
             scores[place.id] = hits
     best = max(scores.values(), default=0)
@@ -83,15 +81,18 @@ def named_places(question: str, words: list[Word], places: Sequence[Place]) -> l
     return chosen
 
 
-def _close(text: str, key: str, osa) -> bool:
+def _close(text: str, key: str) -> bool:
+    """The same word, or (English, 5 letters or more) one or two edits away."""
     if text == key:
         return True
     if not (text.isascii() and len(key) >= 5):
         return False
-    return osa.distance(text, key) <= (1 if len(key) < 8 else 2)
+    from rapidfuzz.distance import OSA
+
+    return OSA.distance(text, key) <= (1 if len(key) < 8 else 2)
 
 
-def _mark(words: Iterable[Word], matches, place_id: str) -> None:
+def _mark(words: Iterable[Word], matches: Callable[[str], bool], place_id: str) -> None:
     """Give the words that `matches` the meaning ("place", place_id) (or when not yet a
     place, ("place", "") for the generic words of a place's name)."""
     for word in words:

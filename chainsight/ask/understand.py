@@ -6,7 +6,7 @@ not understood is refused rather than guessed."""
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -49,7 +49,7 @@ class Interpretation:
 
 def profile_families(profiles: Mapping[str, Profile]) -> dict[str, list[str]]:
     """The profile names each profile word stands for, from the profiles' limits and names."""
-    def which(test) -> list[str]:
+    def which(test: Callable[[str, Profile], bool]) -> list[str]:
         return sorted(name for name, p in profiles.items() if test(name, p))
 
     return {"cold": which(lambda n, p: p.max_c <= 8),
