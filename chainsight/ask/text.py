@@ -15,6 +15,8 @@ from functools import cache
 from chainsight.ask.lexicon import Meaning, phrases
 
 ID_PATTERN = re.compile(r"(?<![A-Za-z0-9_-])([A-Za-z]{1,6}-?\d{3,}(?:-\d+)?)(?![A-Za-z0-9_-])")
+NAME_PATTERN = re.compile(r"(?<![A-Za-z0-9_-])([A-Za-z0-9][A-Za-z0-9_.:-]*[A-Za-z0-9]|[A-Za-z0-9])"
+                          r"(?![A-Za-z0-9_-])")
 CJK = re.compile(r"[\u3400-\u9fff]")
 ASCII_WORD = re.compile(r"[A-Za-z]+")
 _lock = threading.Lock()
@@ -54,12 +56,9 @@ def shipment_ids(question: str, known: Iterable[str] = ()) -> tuple[list[str], s
         return " "
 
     rest = ID_PATTERN.sub(take, question)
-    for key, name in by_upper.items():  # short known ids the pattern misses (S1, A7)
-        pattern = re.compile(rf"(?<![A-Za-z0-9_-]){re.escape(key)}(?![A-Za-z0-9_-])", re.I)
-        if pattern.search(rest):
-            rest = pattern.sub(" ", rest)
-            if name not in found:
-                found.append(name)
+    if by_upper:  # short known ids the pattern misses (S1, A7)
+        rest = NAME_PATTERN.sub(lambda m: take(m) if m.group(1).upper() in by_upper
+                                else m.group(0), rest)
     return found, rest
 
 

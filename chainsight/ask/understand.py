@@ -5,6 +5,7 @@ not understood is refused rather than guessed."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from chainsight.config import Profile, load_profiles
 from chainsight.contract.times import iso
 
 ACTIVE = ["acknowledged", "open"]  # alerts not yet resolved
+CODE = re.compile(r"[=;*<>{}`\\|$]")  # in queries and markup, not in questions
 STRONG = ("entity", "kind", "abnormal", "severity", "state", "status", "profile", "late",
           "risk")
 
@@ -79,6 +81,9 @@ def understand(question: str, now: datetime, places: Sequence[Place] = (),
     def refuse(reason: str) -> Interpretation:
         return Interpretation(False, lang, reason=reason)
 
+    if CODE.search(text) or any(unicodedata.category(c) in ("Cc", "Cf") and not c.isspace()
+                                for c in text):
+        return refuse("it looks like code or markup, not a question")
     if any(w.has("action") for w in words):
         return refuse("it asks to change something; questions can only read")
     content = [w for w in words if not w.has("neutral") and number(w.text) is None]
