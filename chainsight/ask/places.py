@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from chainsight.ask.lexicon import PLACE_GENERIC
 from chainsight.ask.text import CJK, Word, segmenter
 
-CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
-
 
 @dataclass(frozen=True)
 class Place:
@@ -49,7 +47,7 @@ def keys(place: Place) -> set[str]:
     """The distinctive words of a place's name: English words and jieba's Chinese words
     that are not generic (hub, 仓, ...)."""
     words = {w.lower() for w in re.findall(r"[A-Za-z]{3,}", place.name)}
-    for run in CJK_RUN.findall(place.name):
+    for run in CJK.findall(place.name):
         words.update(t for t in segmenter().parts(run) if len(t) >= 2)
     return {w for w in words if w not in PLACE_GENERIC}
 

@@ -17,7 +17,7 @@ from chainsight.ask.lexicon import Meaning, phrases
 ID_PATTERN = re.compile(r"(?<![A-Za-z0-9_-])([A-Za-z]{1,6}-?\d{3,}(?:-\d+)?)(?![A-Za-z0-9_-])")
 NAME_PATTERN = re.compile(r"(?<![A-Za-z0-9_-])([A-Za-z0-9][A-Za-z0-9_.:-]*[A-Za-z0-9]|[A-Za-z0-9])"
                           r"(?![A-Za-z0-9_-])")
-CJK = re.compile(r"[\u3400-\u9fff]")
+CJK = re.compile(r"[\u3400-\u9fff]+")
 ASCII_WORD = re.compile(r"[A-Za-z]+")
 _lock = threading.Lock()
 
@@ -39,7 +39,8 @@ class Word:
 def language(question: str) -> str:
     """"zh" when the question has at least as many Chinese characters as English words."""
     plain = ID_PATTERN.sub(" ", question)
-    return "zh" if len(CJK.findall(plain)) >= len(ASCII_WORD.findall(plain)) else "en"
+    chinese = sum(len(run) for run in CJK.findall(plain))
+    return "zh" if chinese >= len(ASCII_WORD.findall(plain)) else "en"
 
 
 def shipment_ids(question: str, known: Iterable[str] = ()) -> tuple[list[str], str]:
@@ -81,7 +82,7 @@ class Segmenter:
         self.longest = max(len(k) for k in self.lexicon)
         self.english = sorted({k[0] for k in self.lexicon if len(k) == 1
                                and k[0].isascii() and k[0].isalpha() and len(k[0]) >= 4})
-        self.chinese = sorted(w for w in table if CJK.search(w) and len(w) >= 2)
+        self.sounds = sounds(w for w in table if CJK.fullmatch(w) and len(w) >= 2)
 
     def tokens(self, text: str) -> tuple[str, ...]:
         """jieba's words of `text`, lower-cased, without spaces and punctuation."""
@@ -94,7 +95,7 @@ class Segmenter:
     def words(self, text: str) -> list[Word]:
         """The question's words: the longest lexicon phrase at each place; a word the
         lexicon does not know has no meanings (yet: see `typo`)."""
-        tokens = self.tokens(homophones_fixed(text, self.chinese))
+        tokens = self.tokens(homophones_fixed(text, self.sounds))
         found, i = [], 0
         while i < len(tokens):
             for n in range(min(self.longest, len(tokens) - i), 0, -1):
@@ -131,18 +132,32 @@ def _is_word(token: str) -> bool:
     return any(unicodedata.category(c)[0] in "LN" for c in token)
 
 
-def homophones_fixed(text: str, words: list[str]) -> str:
+def sounds(words: Iterable[str]) -> dict[tuple[str, ...], str]:
+    """Chinese words by their pinyin; a pinyin two of them share is left out (no guess)."""
+    by_sound: dict[tuple[str, ...], set[str]] = {}
+    for word in words:
+        by_sound.setdefault(tuple(_sound(c) for c in word), set()).add(word)
+    return {sound: next(iter(found)) for sound, found in by_sound.items() if len(found) == 1}
+
+
+def homophones_fixed(text: str, sounds: dict[tuple[str, ...], str]) -> str:
     """`text` with each run of Chinese characters that sounds exactly like a lexicon word
-    (same pinyin, e.g. 告井 for 告警) replaced by that word."""
+    (same pinyin, e.g. 告井 for 告警) replaced by that word, longest first."""
     if not CJK.search(text):
         return text
     chars = list(text)
-    sounds = [_sound(c) if CJK.match(c) else "" for c in chars]
-    for word in words:
-        n, target = len(word), [_sound(c) for c in word]
-        for i in range(len(chars) - n + 1):
-            if sounds[i:i + n] == target and "".join(chars[i:i + n]) != word:
-                chars[i:i + n] = list(word)
+    heard = [_sound(c) if CJK.fullmatch(c) else "" for c in chars]
+    longest = max(map(len, sounds), default=0)
+    i = 0
+    while i < len(chars):
+        for n in range(min(longest, len(chars) - i), 1, -1):
+            word = sounds.get(tuple(heard[i:i + n]))
+            if word is not None and "" not in heard[i:i + n]:
+                chars[i:i + n] = word
+                i += n
+                break
+        else:
+            i += 1
     return "".join(chars)
 
 
