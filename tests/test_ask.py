@@ -25,7 +25,7 @@ def test_the_question_set_is_half_chinese_half_english_with_a_held_out_part():
     assert {q["who"] for q in QUESTIONS} >= {"dispatcher", "quality", "sales", "customer"}
 
 
-@pytest.mark.parametrize("part", ["dev", "heldout"])
+@pytest.mark.parametrize("part", ["dev", "heldout", "fresh"])
 def test_questions_map_to_their_query_or_are_refused_never_misread(part):
     rows = [q for q in QUESTIONS if q["part"] == part]
     exact, misread = 0, []

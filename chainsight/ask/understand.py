@@ -202,12 +202,12 @@ def _negated_alerts(words: list[Word]) -> bool:
 
 def _time_field(entity: str, aggregation: str, filters: dict, words: list[Word]) -> str:
     """Which time the range is about: an alert's `at`, a reading's `ts`, a shipment's ETA
-    (late or arriving shipments), else when it was last seen."""
+    (late, at-risk or arriving shipments), else when it was last seen."""
     if entity == "alert":
         return "at"
     if aggregation == "temperature_history":
         return "ts"
-    if filters.get("late") or any(w.has("arrive") for w in words):
+    if filters.get("late") or filters.get("at_risk") or any(w.has("arrive") for w in words):
         return "eta"
     if "alert_kind" in filters or "severity" in filters:
         return "alert_at"
