@@ -1,7 +1,7 @@
 """How well questions are understood, and how fast they are answered.
 
 Run: .venv/bin/python benchmarks/bench_ask.py [--shipments N] [--alerts N]
-Accuracy over tests/data/ask_questions.jsonl, written before the parser in three parts:
+Accuracy over tests/data/ask_questions.jsonl, in three parts:
 `dev` (160, used while writing it), `heldout` (30 written with them, first run once the
 parser was done: 29/30) and `fresh` (20 written after that, first run: 18/20; both misses
 were fixed by general rules, so these parts are no longer unseen). A question counts when it
