@@ -9,14 +9,15 @@ from __future__ import annotations
 #   count/list  aggregation cues; which/what cues are "list"
 #   have        possession ("which orders HAVE alerts"): the noun after it is an attribute
 #   not         negation before an alert noun ("no alerts", 没有告警)
-#   status_q    asks for one shipment's status / position / ETA
+#   status_q    asks for one shipment's status / position / ETA (known words; a question
+#               naming one shipment is about its status anyway)
 #   arrive      arrival words (the time range then applies to the ETA)
-#   temp        temperature words; history: history / log / curve words
+#   temp        temperature words; history: history / log / curve words (known words)
 #   abnormal    "out of range", 异常: with a temperature word, a temperature excursion
 #   kind, severity, state, status, profile   filter values
 #   late, risk  late or at-risk shipments
 #   day         today / yesterday / ... ; last: "in the last", 过去; unit: minute/hour/day/week
-#   number      a number word; action: a request to change something (not answered here)
+#   action      a request to change something (not answered here)
 #   neutral     words that carry no meaning for the query
 Meaning = tuple[str, object]
 
@@ -86,7 +87,6 @@ _PHRASES: dict[Meaning, str] = {
     ("unit", 1): "minute minutes min mins 分钟",
     ("unit", 60): "hour hours hr hrs 小时 个小时",
     ("unit", 1440): "day days 天",
-    ("number", 0.5): "半",
     ("unit", 30): "半小时 半个小时",
     ("action", True): "cancel delete remove acknowledge resolve update change modify set "
                       "close assign reroute 删除 修改 更改 取消 确认掉 关闭 改 设置 撤销",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from chainsight.ask.lexicon import PLACE_GENERIC
 from chainsight.ask.text import CJK, Word, segmenter
@@ -43,13 +44,14 @@ def without_place_ids(question: str, places: Sequence[Place]) -> tuple[list[str]
     return named, question
 
 
-def keys(place: Place) -> set[str]:
+@lru_cache(maxsize=4096)
+def keys(place: Place) -> frozenset[str]:
     """The distinctive words of a place's name: English words and jieba's Chinese words
     that are not generic (hub, 仓, ...)."""
     words = {w.lower() for w in re.findall(r"[A-Za-z]{3,}", place.name)}
     for run in CJK.findall(place.name):
         words.update(t for t in segmenter().parts(run) if len(t) >= 2)
-    return {w for w in words if w not in PLACE_GENERIC}
+    return frozenset(w for w in words if w not in PLACE_GENERIC)
 
 
 def named_places(question: str, words: list[Word], places: Sequence[Place]) -> list[str]:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from chainsight.ask.lexicon import TRANSIT
 from chainsight.ask.places import Place, named_places, without_place_ids
 from chainsight.ask.text import Word, language, segmenter, shipment_ids
 from chainsight.ask.when import number, time_range
@@ -70,6 +69,10 @@ def understand(question: str, now: datetime, places: Sequence[Place] = (),
     may name that do not look like ids (`S1`)."""
     text = unicodedata.normalize("NFKC", question)
     lang = language(text)
+    if CODE.search(text) or any(unicodedata.category(c) in ("Cc", "Cf") and not c.isspace()
+                                for c in text):
+        return Interpretation(False, lang, reason="it looks like code or markup, "
+                                                  "not a question")
     place_ids, text = without_place_ids(text, places)
     ids, text = shipment_ids(text, known_ids)
     words = segmenter().words(text)
@@ -77,24 +80,9 @@ def understand(question: str, now: datetime, places: Sequence[Place] = (),
     for word in words:  # English typos, once place names have had their pick
         if not word.meanings:
             word.meanings = segmenter().typo(word.text)
-
-    def refuse(reason: str) -> Interpretation:
+    reason = _refusal(words, bool(ids), bool(place_ids))
+    if reason is not None:
         return Interpretation(False, lang, reason=reason)
-
-    if CODE.search(text) or any(unicodedata.category(c) in ("Cc", "Cf") and not c.isspace()
-                                for c in text):
-        return refuse("it looks like code or markup, not a question")
-    if any(w.has("action") for w in words):
-        return refuse("it asks to change something; questions can only read")
-    content = [w for w in words if not w.has("neutral") and number(w.text) is None]
-    unknown = [w.text for w in content if not w.meanings]
-    strong = bool(ids) or any(w.has(s) for w in words for s in STRONG) or (
-        place_ids and not unknown and any(w.has("list") or w.has("count") for w in words))
-    if not strong:
-        return refuse("it names no shipment, alert or condition")
-    if len(unknown) * 2 > len(content) or (unknown and len(unknown) >= len(content) - 1
-                                           and not ids):
-        return refuse(f"words not understood: {', '.join(unknown)}")
     entity = _entity(words, lang, bool(ids))
     filters = _filters(entity, words, ids, place_ids,
                        profile_families(profiles if profiles is not None else load_profiles()))
@@ -114,6 +102,23 @@ def understand(question: str, now: datetime, places: Sequence[Place] = (),
                   "to": iso(int(span[1].timestamp() * 1000))}
     return Interpretation(True, lang, entity, aggregation, dict(sorted(filters.items())),
                           window)
+
+
+def _refusal(words: list[Word], has_ids: bool, has_places: bool) -> str | None:
+    """Why the question is not answered: it asks for a change, says nothing that a query is
+    made of, or has too many words not understood to be sure what it asks."""
+    if any(w.has("action") for w in words):
+        return "it asks to change something; questions can only read"
+    content = [w for w in words if not w.has("neutral") and number(w.text) is None]
+    unknown = [w.text for w in content if not w.meanings]
+    strong = has_ids or any(w.has(s) for w in words for s in STRONG) or (
+        has_places and not unknown and any(w.has("list") or w.has("count") for w in words))
+    if not strong:
+        return "it names no shipment, alert or condition"
+    if len(unknown) * 2 > len(content) or (unknown and len(unknown) >= len(content) - 1
+                                           and not has_ids):
+        return f"words not understood: {', '.join(unknown)}"
+    return None
 
 
 def _entity(words: list[Word], lang: str, has_ids: bool) -> str:
@@ -212,6 +217,3 @@ def _time_field(entity: str, aggregation: str, filters: dict, words: list[Word])
     if "alert_kind" in filters or "severity" in filters:
         return "alert_at"
     return "last_seen"
-
-
-__all__ = ["ACTIVE", "TRANSIT", "Interpretation", "understand"]
