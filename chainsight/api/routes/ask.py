@@ -19,6 +19,7 @@ from chainsight.api.context import Context, context, need, shipment_item, visibl
 from chainsight.api.errors import JSON, ApiError
 from chainsight.api.models import ErrorOut
 from chainsight.ask import answer, places_from_fences, understand
+from chainsight.config import load_profiles
 from chainsight.geofence import FenceError, FenceSet
 
 router = APIRouter(tags=["ask"])
@@ -78,10 +79,9 @@ def reply(ctx: Context, principal: Principal, question: AskIn) -> dict:
                      if visible(engine, principal, name)]
         alerts = [a for a in engine.alerts() if visible(engine, principal, a.get("shipment_id"))]
         stream = engine.stream_time
-        profiles = engine.profiles
     now = datetime.fromtimestamp(stream / 1000, UTC) if stream > 0 else datetime.now(UTC)
     fences = ctx.fences
-    interpretation = understand(question.q, now, places_from_fences(fences), profiles,
+    interpretation = understand(question.q, now, places_from_fences(fences), load_profiles(),
                                 [s["shipment_id"] for s in shipments], question.tz)
     if interpretation.understood and interpretation.aggregation == "temperature_history":
         wanted = set(interpretation.filters["shipment_id"])
