@@ -14,7 +14,7 @@ from chainsight.api.auth import TokenStore
 from chainsight.api.context import Context
 from chainsight.api.errors import JSON, error, install
 from chainsight.api.metrics import EngineCollector, Retractions, exposition, registry
-from chainsight.api.routes import alerts, events, shipments, trace
+from chainsight.api.routes import alerts, ask, events, shipments, trace
 from chainsight.api.routes import fences as fence_routes
 from chainsight.api.routes import webhooks as webhook_routes
 from chainsight.api.webhooks import Retry, Webhooks
@@ -50,7 +50,7 @@ def create_app(runtime: EmbeddedRuntime, tokens: TokenStore, fences: dict | None
     app.state.webhooks = webhooks
     install(app)
     app.state.trace_keys = KeyRing(tokens.path.parent)
-    for module in (events, shipments, alerts, fence_routes, webhook_routes, trace):
+    for module in (events, shipments, alerts, fence_routes, webhook_routes, trace, ask):
         app.include_router(module.router)
     app.include_router(live.router)
 
