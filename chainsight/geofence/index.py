@@ -28,6 +28,7 @@ OUTSIDE, INSIDE, BOUNDARY = 0, 1, 2  # polygon raster cells
 TEST, SURE, DROP = 0, 1, 2  # grid entries: test the item, the cell is inside it, or neither
 PAD = 1e-9  # degrees added around every bounding box
 BLOCK = 16  # grid blocks are BLOCK x BLOCK cells
+CHUNK = 256  # points per batch in the point-in-fence kernel
 RASTER_PER_EDGE = 8  # polygon raster cells per edge (64..16384 cells a part)
 _MULT = np.int64(-7046029254386353131)  # 2**64 / golden ratio, as int64 (Fibonacci hashing)
 
@@ -258,9 +259,8 @@ def build_index(g: Geometry, hw: np.ndarray, lat_lo: np.ndarray, lat_hi: np.ndar
                         ("item", items), ("fence", g.item_fence[items]),
                         ("kind", g.item_type[items]), ("state", state), ("turns", turns)):
         entry[name] = value[order]
-    bits = max(1, int(np.ceil(np.log2(max(4 * blocks.size, 2)))))  # mostly one probe
-    return Index(cell, nx, ny, nbx, bits, _hash_table(blocks, bits),
-                 cell_start.astype(np.int32), entry)
+    bits, table = _block_table(blocks)
+    return Index(cell, nx, ny, nbx, bits, table, cell_start.astype(np.int32), entry)
 
 
 @njit(cache=True)
@@ -303,34 +303,45 @@ def _slot(key: int, bits: int) -> int:
     return ((key * _MULT) >> (64 - bits)) & ((1 << bits) - 1)
 
 
+def _block_table(keys: np.ndarray) -> tuple[int, np.ndarray]:
+    """Hash table of block key -> block number (bits, table) in which every key sits in its
+    own slot or the next one, so a lookup reads two slots and takes no branch."""
+    bits = max(1, int(np.ceil(np.log2(max(4 * keys.size, 2)))))
+    while True:
+        table = np.full(((1 << bits) + 1, 2), -1, np.int64)
+        if _fill_table(keys, bits, table) <= 1:
+            return bits, table
+        bits += 1
+
+
 @njit(cache=True)
-def _hash_table(keys: np.ndarray, bits: int) -> np.ndarray:
-    """Open addressing (linear probing) table of key -> position in keys."""
-    mask = (1 << bits) - 1
-    table = np.full((1 << bits, 2), -1, np.int64)
+def _fill_table(keys: np.ndarray, bits: int, table: np.ndarray) -> int:
+    """Linear probing without wrapping (the last slot is spare); returns the longest distance
+    of a key from its slot (past the end: the table size)."""
+    longest = 0
     for j in range(keys.size):
         h = _slot(keys[j], bits)
-        while table[h, 0] >= 0:
-            h = (h + 1) & mask
-        table[h, 0] = keys[j]
-        table[h, 1] = j
-    return table
+        d = 0
+        while h + d < table.shape[0] and table[h + d, 0] >= 0:
+            d += 1
+        if h + d == table.shape[0]:
+            return table.shape[0]
+        table[h + d, 0] = keys[j]
+        table[h + d, 1] = j
+        longest = max(longest, d)
+    return longest
 
 
 @njit(cache=True, inline="always")
 def _cell_range(table: np.ndarray, cell_start: np.ndarray, bits: int, nbx: int, cx: int,
                 cy: int) -> tuple[int, int]:
-    """Range of entries for grid cell (cx, cy)."""
+    """Range of entries for grid cell (cx, cy) (see _block_table)."""
     key = (cy // BLOCK) * nbx + cx // BLOCK
     h = _slot(key, bits)
-    while True:
-        k = table[h, 0]
-        if k == key:
-            c = (table[h, 1] * BLOCK + cy % BLOCK) * BLOCK + cx % BLOCK
-            return cell_start[c], cell_start[c + 1]
-        if k < 0:
-            return 0, 0
-        h = (h + 1) & ((1 << bits) - 1)
+    block = table[h, 1] if table[h, 0] == key else table[h + 1, 1] if table[h + 1, 0] == key else -1
+    c = (max(block, 0) * BLOCK + cy % BLOCK) * BLOCK + cx % BLOCK
+    start, end = cell_start[c], cell_start[c + 1]
+    return start, end if block >= 0 else start
 
 
 @njit(cache=True, inline="always")
@@ -375,19 +386,16 @@ def _crossings(band_start: np.ndarray, band_edge: np.ndarray, band: int, x: floa
 
 
 @njit(cache=True, inline="always")
-def _in_polygon(grid: np.ndarray, raster: np.ndarray, band_start: np.ndarray,
-                band_edge: np.ndarray, it: int, x: float, y: float) -> bool:
-    """Point in polygon part: its raster cell, or the edges of its band for BOUNDARY cells."""
+def _raster_cell(grid: np.ndarray, raster: np.ndarray, it: int, x: float, y: float
+                 ) -> tuple[int, int]:
+    """Polygon part's raster cell at (x, y): OUTSIDE, INSIDE or BOUNDARY, and its band."""
     nrow, ncol = int(grid[it, 1]), int(grid[it, 4])
     r = int(np.floor((y - grid[it, 2]) * grid[it, 3]))
     c = int(np.floor((x - grid[it, 5]) * grid[it, 6]))
     if r < 0 or r > nrow or c < 0 or c > ncol:
-        return False
+        return OUTSIDE, 0
     r, c = min(r, nrow - 1), min(c, ncol - 1)
-    cell = _raster_get(raster, int(grid[it, 7]) + r * ncol + c)
-    if cell == BOUNDARY:
-        return _crossings(band_start, band_edge, int(grid[it, 0]) + r, x, y)
-    return cell == INSIDE
+    return _raster_get(raster, int(grid[it, 7]) + r * ncol + c), int(grid[it, 0]) + r
 
 
 @njit(cache=True, inline="always")
@@ -463,15 +471,39 @@ def _in_round(kind: int, size: float, xyz: np.ndarray, rho: float, first: int, l
 
 
 @njit(cache=True)
+def _find_cells(lon: np.ndarray, lat: np.ndarray, first: int, stop: int, ix: Index,
+                point: np.ndarray, plon: np.ndarray, start: np.ndarray, end: np.ndarray
+                ) -> tuple[int, int]:
+    """Points first..stop-1 whose grid cell has entries: their index, longitude wrapped into
+    [-180, 180) and entry range, written from 0 up. Returns (points, entries)."""
+    inv = ix.nx / 360.0
+    m = total = 0
+    for p in range(first, stop):
+        x, y = lon[p], lat[p]
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        if x < -180.0 or x >= 180.0:
+            x = wrap_lon(x)
+        cx = min(int((x + 180.0) * inv), ix.nx - 1)
+        cy = min(max(int((y + 90.0) * inv), 0), ix.ny - 1)
+        a, b = _cell_range(ix.table, ix.cell_start, ix.bits, ix.nbx, cx, cy)
+        point[m], plon[m], start[m], end[m] = p, x, a, b
+        total += b - a
+        m += b > a
+    return m, total
+
+
+@njit(cache=True)
 def contains_kernel(lon: np.ndarray, lat: np.ndarray, margin: float, g: Geometry, ix: Index,
                     cap: int) -> tuple[np.ndarray, np.ndarray, int]:
     """(point, fence) pairs with the point inside the fence grown by `margin` metres.
 
-    Writes at most `cap` pairs but returns the full count, so the caller can retry."""
+    Writes at most `cap` pairs but returns the full count, so the caller can retry.
+    The time goes into waiting for memory (grid cells, entries, rasters, edges at random
+    places), so points go in batches of CHUNK through steps that each read one kind of thing
+    for the whole batch: the reads of different points then overlap."""
     # Fields are read once here, and helpers get arrays: tuples inside the loop are slow.
-    table, cell_start, entry = ix.table, ix.cell_start, ix.entry
-    bits, nbx, nx, ny = ix.bits, ix.nbx, ix.nx, ix.ny
-    inv = nx / 360.0
+    entry = ix.entry
     grid, raster, band_start, band_edge = g.item_grid, g.raster, g.band_start, g.band_edge
     item_lon0, item_first, item_last = g.item_lon0, g.item_first, g.item_last
     item_size, item_xyz, item_rho = g.item_size, g.item_xyz, g.item_rho
@@ -479,41 +511,60 @@ def contains_kernel(lon: np.ndarray, lat: np.ndarray, margin: float, g: Geometry
     pts = np.empty(cap, np.int64)
     fen = np.empty(cap, np.int64)
     n = 0
-    for p in range(lon.size):
-        y = lat[p]
-        if not (np.isfinite(lon[p]) and np.isfinite(y)):
-            continue
-        lonp = lon[p]
-        if lonp < -180.0 or lonp >= 180.0:
-            lonp = wrap_lon(lonp)
-        cx = min(int((lonp + 180.0) * inv), nx - 1)
-        cy = min(max(int((y + 90.0) * inv), 0), ny - 1)
-        start, end = _cell_range(table, cell_start, bits, nbx, cx, cy)
-        last = -1
-        for k in range(start, end):
-            e = entry[k]
-            in_box = (lonp >= e.lon_lo) & (lonp <= e.lon_hi) & (y >= e.lat_lo) & (y <= e.lat_hi)
-            if not in_box or e.fence == last:
-                continue
-            it = e.item
+    point, plon = np.empty(CHUNK, np.int64), np.empty(CHUNK)
+    start, end = np.empty(CHUNK, np.int64), np.empty(CHUNK, np.int64)
+    size = 0  # candidates: (point in batch, entry), x in the item's frame, hit, band
+    owner, cand, cand_x = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    hit, band, pending = np.empty(0, np.bool_), np.empty(0, np.int64), np.empty(0, np.int64)
+    for first in range(0, lon.size, CHUNK):
+        m, total = _find_cells(lon, lat, first, min(first + CHUNK, lon.size), ix, point, plon,
+                               start, end)
+        if total > size:
+            size = max(2 * total, 4 * CHUNK)
+            owner, cand, cand_x = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size)
+            hit, band = np.empty(size, np.bool_), np.empty(size, np.int64)
+            pending = np.empty(size, np.int64)
+        c = 0  # candidates: entries whose box holds the point
+        for j in range(m):
+            x, y = plon[j], lat[point[j]]
+            for k in range(start[j], end[j]):
+                e = entry[k]
+                owner[c], cand[c] = j, k
+                c += (x >= e.lon_lo) & (x <= e.lon_hi) & (y >= e.lat_lo) & (y <= e.lat_hi)
+        npend = 0  # decide by the grid or the raster; polygons at BOUNDARY cells wait
+        for i in range(c):
+            e = entry[cand[i]]
+            x, y, it = plon[owner[i]], lat[point[owner[i]]], e.item
             if e.state == SURE and margin >= 0.0:
-                hit = True
+                hit[i] = True
             elif e.kind == POLYGON:
                 if e.turns == FULL:  # into the frame [c - 180, c + 180)
-                    x = lonp + 360.0 * np.ceil((item_lon0[it] - lonp) / 360.0 - 0.5)
+                    x += 360.0 * np.ceil((item_lon0[it] - x) / 360.0 - 0.5)
                 else:
-                    x = lonp + 360.0 * e.turns
-                hit = _in_polygon(grid, raster, band_start, band_edge, it, x, y)
-                if margin != 0.0 and hit != (margin > 0.0):  # grown / shrunk polygon
-                    hit = hit != _near_edge(item_first[it], item_last[it], ring_start, vx, vy,
-                                            x, y, abs(margin))
+                    x += 360.0 * e.turns
+                cell, b = _raster_cell(grid, raster, it, x, y)
+                cand_x[i], band[i] = x, b if cell == BOUNDARY else -1
+                hit[i] = cell == INSIDE
+                pending[npend] = i
+                npend += (cell == BOUNDARY) | (margin != 0.0)
             else:
-                hit = _in_round(e.kind, item_size[it] + margin, item_xyz[it], item_rho[it],
-                                item_first[it], item_last[it], segment, lonp, y)
-            if hit:
-                last = e.fence
-                if n < cap:
-                    pts[n] = p
-                    fen[n] = last
-                n += 1
+                hit[i] = _in_round(e.kind, item_size[it] + margin, item_xyz[it], item_rho[it],
+                                   item_first[it], item_last[it], segment, x, y)
+        for q in range(npend):  # even-odd test over one band; grown / shrunk polygons
+            i = pending[q]
+            x, y, it = cand_x[i], lat[point[owner[i]]], entry[cand[i]].item
+            h = _crossings(band_start, band_edge, band[i], x, y) if band[i] >= 0 else hit[i]
+            if margin != 0.0 and h != (margin > 0.0):
+                h = h != _near_edge(item_first[it], item_last[it], ring_start, vx, vy, x, y,
+                                    abs(margin))
+            hit[i] = h
+        last_p = last_f = -1
+        for i in range(c):  # pairs, one per (point, fence): parts of a fence are adjacent
+            if hit[i]:
+                p, f = point[owner[i]], entry[cand[i]].fence
+                if p != last_p or f != last_f:
+                    if n < cap:
+                        pts[n], fen[n] = p, f
+                    n += 1
+                    last_p, last_f = p, f
     return pts, fen, n
