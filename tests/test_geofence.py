@@ -107,6 +107,9 @@ def test_empty_collection_and_nan_points():
     assert p.size == f.size == 0
     fs = fenceset(feature("a", polygon(box(0, 0, 1, 1))))
     assert inside_set(fs, [np.nan, 0.5, 0.5], [0.5, np.nan, 0.5]) == {(2, "a")}
+    lon = [np.inf, -np.inf, 0.5, 360.5, -359.5, 0.5]
+    lat = [0.5, 0.5, np.inf, 0.5, 0.5, 0.5]
+    assert inside_set(fs, lon, lat) == {(3, "a"), (4, "a"), (5, "a")}
 
 
 @pytest.mark.parametrize("feat, words", [
@@ -259,6 +262,23 @@ def test_multipolygon_parts_and_holes():
     lon = [0.5, 1.5, 2.2, 3, 3.8, 5]
     lat = [0.5, 0.5, 1.0, 1, 1.9, 1]
     assert inside_set(fs, lon, lat) == {(0, "m"), (2, "m"), (4, "m")}
+
+
+def test_many_pairs_per_point():
+    """Far more pairs than points (nested fences, a multipolygon, a circle, a corridor whose
+    pieces overlap): none lost, none repeated, in order."""
+    nested = [feature(f"n{i}", polygon(box(-i - 1, -i - 1, i + 1, i + 1))) for i in range(40)]
+    parts = {"type": "MultiPolygon", "coordinates": [[box(-5, -5, 5, 5), box(-2, -2, 2, 2)],
+                                                     [box(-1.5, -1.5, 1.5, 1.5)]]}
+    fs = fenceset(*nested, feature("two", parts),
+                  feature("c", {"type": "Point", "coordinates": [0, 0]}, radius_m=600_000),
+                  feature("k", {"type": "LineString", "coordinates": [[-1, 0], [1, 0]]},
+                          width_m=300_000))
+    rng = np.random.default_rng(3)
+    lon, lat = rng.uniform(-0.9, 0.9, 5_000), rng.uniform(-0.9, 0.9, 5_000)
+    p, f = fs.contains(lon, lat)
+    assert np.array_equal(p, np.repeat(np.arange(lon.size), 43))
+    assert np.array_equal(f, np.tile(np.arange(43), lon.size))
 
 
 def test_pairs_sorted_by_point_then_fence():

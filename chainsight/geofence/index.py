@@ -27,7 +27,8 @@ POLYGON, CIRCLE, CORRIDOR = 0, 1, 2
 OUTSIDE, INSIDE, BOUNDARY = 0, 1, 2  # polygon raster cells
 TEST, SURE, DROP = 0, 1, 2  # grid entries: test the item, the cell is inside it, or neither
 PAD = 1e-9  # degrees added around every bounding box
-BLOCK = 16  # grid blocks are BLOCK x BLOCK cells
+BLOCK_BITS = 4
+BLOCK = 1 << BLOCK_BITS  # grid blocks are BLOCK x BLOCK cells
 CHUNK = 256  # points per batch in the point-in-fence kernel
 RASTER_PER_EDGE = 8  # polygon raster cells per edge (64..16384 cells a part)
 _MULT = np.int64(-7046029254386353131)  # 2**64 / golden ratio, as int64 (Fibonacci hashing)
@@ -336,10 +337,10 @@ def _fill_table(keys: np.ndarray, bits: int, table: np.ndarray) -> int:
 def _cell_range(table: np.ndarray, cell_start: np.ndarray, bits: int, nbx: int, cx: int,
                 cy: int) -> tuple[int, int]:
     """Range of entries for grid cell (cx, cy) (see _block_table)."""
-    key = (cy // BLOCK) * nbx + cx // BLOCK
+    key = (cy >> BLOCK_BITS) * nbx + (cx >> BLOCK_BITS)  # cx, cy >= 0
     h = _slot(key, bits)
     block = table[h, 1] if table[h, 0] == key else table[h + 1, 1] if table[h + 1, 0] == key else -1
-    c = (max(block, 0) * BLOCK + cy % BLOCK) * BLOCK + cx % BLOCK
+    c = (((max(block, 0) << BLOCK_BITS) + (cy & (BLOCK - 1))) << BLOCK_BITS) + (cx & (BLOCK - 1))
     start, end = cell_start[c], cell_start[c + 1]
     return start, end if block >= 0 else start
 
@@ -476,17 +477,18 @@ def _find_cells(lon: np.ndarray, lat: np.ndarray, first: int, stop: int, ix: Ind
                 ) -> tuple[int, int]:
     """Points first..stop-1 whose grid cell has entries: their index, longitude wrapped into
     [-180, 180) and entry range, written from 0 up. Returns (points, entries)."""
-    inv = ix.nx / 360.0
+    table, cell_start, bits, nbx, nx, ny = ix.table, ix.cell_start, ix.bits, ix.nbx, ix.nx, ix.ny
+    inv = nx / 360.0
     m = total = 0
     for p in range(first, stop):
         x, y = lon[p], lat[p]
-        if not (np.isfinite(x) and np.isfinite(y)):
-            continue
-        if x < -180.0 or x >= 180.0:
-            x = wrap_lon(x)
-        cx = min(int((x + 180.0) * inv), ix.nx - 1)
-        cy = min(max(int((y + 90.0) * inv), 0), ix.ny - 1)
-        a, b = _cell_range(ix.table, ix.cell_start, ix.bits, ix.nbx, cx, cy)
+        finite = np.isfinite(x) & np.isfinite(y)  # no branches: they cost more than the work
+        x, y = (x, y) if finite else (0.0, 0.0)
+        x = wrap_lon(x) if (x < -180.0) | (x >= 180.0) else x
+        cx = min(int((x + 180.0) * inv), nx - 1)
+        cy = min(max(int((y + 90.0) * inv), 0), ny - 1)
+        a, b = _cell_range(table, cell_start, bits, nbx, cx, cy)
+        b = b if finite else a
         point[m], plon[m], start[m], end[m] = p, x, a, b
         total += b - a
         m += b > a
@@ -494,11 +496,10 @@ def _find_cells(lon: np.ndarray, lat: np.ndarray, first: int, stop: int, ix: Ind
 
 
 @njit(cache=True)
-def contains_kernel(lon: np.ndarray, lat: np.ndarray, margin: float, g: Geometry, ix: Index,
-                    cap: int) -> tuple[np.ndarray, np.ndarray, int]:
+def contains_kernel(lon: np.ndarray, lat: np.ndarray, margin: float, g: Geometry, ix: Index
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """(point, fence) pairs with the point inside the fence grown by `margin` metres.
 
-    Writes at most `cap` pairs but returns the full count, so the caller can retry.
     The time goes into waiting for memory (grid cells, entries, rasters, edges at random
     places), so points go in batches of CHUNK through steps that each read one kind of thing
     for the whole batch: the reads of different points then overlap."""
@@ -508,63 +509,73 @@ def contains_kernel(lon: np.ndarray, lat: np.ndarray, margin: float, g: Geometry
     item_lon0, item_first, item_last = g.item_lon0, g.item_first, g.item_last
     item_size, item_xyz, item_rho = g.item_size, g.item_xyz, g.item_rho
     ring_start, vx, vy, segment = g.ring_start, g.vx, g.vy, g.segment
-    pts = np.empty(cap, np.int64)
-    fen = np.empty(cap, np.int64)
+    pts = np.empty(lon.size // 8 + 1024, np.int64)  # grown when needed
+    fen = np.empty(pts.size, np.int64)
     n = 0
     point, plon = np.empty(CHUNK, np.int64), np.empty(CHUNK)
     start, end = np.empty(CHUNK, np.int64), np.empty(CHUNK, np.int64)
-    size = 0  # candidates: (point in batch, entry), x in the item's frame, hit, band
-    owner, cand, cand_x = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
-    hit, band, pending = np.empty(0, np.bool_), np.empty(0, np.int64), np.empty(0, np.int64)
+    size = 0  # candidates: (point in batch, entry), hit, and for tests x in the item's frame
+    owner, cand, hit = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.bool_)
+    test, cand_x, band = np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64)
+    sure = margin >= 0.0
     for first in range(0, lon.size, CHUNK):
         m, total = _find_cells(lon, lat, first, min(first + CHUNK, lon.size), ix, point, plon,
                                start, end)
         if total > size:
             size = max(2 * total, 4 * CHUNK)
-            owner, cand, cand_x = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size)
-            hit, band = np.empty(size, np.bool_), np.empty(size, np.int64)
-            pending = np.empty(size, np.int64)
-        c = 0  # candidates: entries whose box holds the point
+            owner, cand, hit = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(
+                size, np.bool_)
+            test, cand_x, band = np.empty(size, np.int64), np.empty(size), np.empty(size, np.int64)
+        c = t = 0  # candidates: entries whose box holds the point; tests: those not SURE
         for j in range(m):
             x, y = plon[j], lat[point[j]]
             for k in range(start[j], end[j]):
                 e = entry[k]
-                owner[c], cand[c] = j, k
-                c += (x >= e.lon_lo) & (x <= e.lon_hi) & (y >= e.lat_lo) & (y <= e.lat_hi)
-        npend = 0  # decide by the grid or the raster; polygons at BOUNDARY cells wait
-        for i in range(c):
+                inside = (x >= e.lon_lo) & (x <= e.lon_hi) & (y >= e.lat_lo) & (y <= e.lat_hi)
+                known = sure & (e.state == SURE)
+                owner[c], cand[c], hit[c], test[t] = j, k, known, c
+                t += inside & (not known)
+                c += inside
+        u = 0  # polygons: decide by the raster; those at BOUNDARY cells wait
+        for q in range(t):
+            i = test[q]
             e = entry[cand[i]]
             x, y, it = plon[owner[i]], lat[point[owner[i]]], e.item
-            if e.state == SURE and margin >= 0.0:
-                hit[i] = True
-            elif e.kind == POLYGON:
+            if e.kind == POLYGON:
                 if e.turns == FULL:  # into the frame [c - 180, c + 180)
                     x += 360.0 * np.ceil((item_lon0[it] - x) / 360.0 - 0.5)
                 else:
                     x += 360.0 * e.turns
                 cell, b = _raster_cell(grid, raster, it, x, y)
-                cand_x[i], band[i] = x, b if cell == BOUNDARY else -1
-                hit[i] = cell == INSIDE
-                pending[npend] = i
-                npend += (cell == BOUNDARY) | (margin != 0.0)
+                hit[i], cand_x[i], band[i] = cell == INSIDE, x, b if cell == BOUNDARY else -1
+                test[u] = i
+                u += (cell == BOUNDARY) | (margin != 0.0)
             else:
                 hit[i] = _in_round(e.kind, item_size[it] + margin, item_xyz[it], item_rho[it],
                                    item_first[it], item_last[it], segment, x, y)
-        for q in range(npend):  # even-odd test over one band; grown / shrunk polygons
-            i = pending[q]
+        for q in range(u):  # even-odd test over one band; grown / shrunk polygons
+            i = test[q]
             x, y, it = cand_x[i], lat[point[owner[i]]], entry[cand[i]].item
             h = _crossings(band_start, band_edge, band[i], x, y) if band[i] >= 0 else hit[i]
             if margin != 0.0 and h != (margin > 0.0):
                 h = h != _near_edge(item_first[it], item_last[it], ring_start, vx, vy, x, y,
                                     abs(margin))
             hit[i] = h
+        if n + c > pts.size:
+            pts, fen = _grown(pts, n + c), _grown(fen, n + c)
         last_p = last_f = -1
         for i in range(c):  # pairs, one per (point, fence): parts of a fence are adjacent
-            if hit[i]:
-                p, f = point[owner[i]], entry[cand[i]].fence
-                if p != last_p or f != last_f:
-                    if n < cap:
-                        pts[n], fen[n] = p, f
-                    n += 1
-                    last_p, last_f = p, f
-    return pts, fen, n
+            p, f = point[owner[i]], entry[cand[i]].fence  # (written always, kept if new)
+            new = hit[i] & ((p != last_p) | (f != last_f))
+            pts[n], fen[n] = p, f
+            last_p, last_f = (p, f) if new else (last_p, last_f)
+            n += new
+    return pts[:n], fen[:n]
+
+
+@njit(cache=True)
+def _grown(a: np.ndarray, need: int) -> np.ndarray:
+    """A copy of `a` with room for at least `need` items (doubling)."""
+    out = np.empty(max(need, 2 * a.size), a.dtype)
+    out[:a.size] = a
+    return out
