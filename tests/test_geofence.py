@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from chainsight.geofence import FenceError, FenceSet
+from chainsight.geofence.index import _block, _hash_table
 
 WGS_A, WGS_F = 6378137.0, 1 / 298.257223563
 
@@ -279,6 +280,18 @@ def test_many_pairs_per_point():
     p, f = fs.contains(lon, lat)
     assert np.array_equal(p, np.repeat(np.arange(lon.size), 43))
     assert np.array_equal(f, np.tile(np.arange(43), lon.size))
+
+
+def test_grid_block_lookup_with_long_probe_runs():
+    """Every block is found, those displaced by collisions included (random keys: many
+    collide), and no absent one."""
+    rng = np.random.default_rng(4)
+    keys = rng.permutation(np.unique(rng.integers(0, 1 << 40, 40_000)))
+    bits = int(np.ceil(np.log2(4 * keys.size)))
+    table = _hash_table(keys, bits)
+    assert [_block(table, bits, k) for k in keys] == list(range(keys.size))
+    absent = np.setdiff1d(rng.integers(0, 1 << 40, 2_000), keys)
+    assert {_block(table, bits, k) for k in absent} == {-1}
 
 
 def test_pairs_sorted_by_point_then_fence():

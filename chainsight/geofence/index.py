@@ -260,8 +260,9 @@ def build_index(g: Geometry, hw: np.ndarray, lat_lo: np.ndarray, lat_hi: np.ndar
                         ("item", items), ("fence", g.item_fence[items]),
                         ("kind", g.item_type[items]), ("state", state), ("turns", turns)):
         entry[name] = value[order]
-    bits, table = _block_table(blocks)
-    return Index(cell, nx, ny, nbx, bits, table, cell_start.astype(np.int32), entry)
+    bits = max(1, int(np.ceil(np.log2(max(4 * blocks.size, 2)))))  # at most a quarter full
+    return Index(cell, nx, ny, nbx, bits, _hash_table(blocks, bits),
+                 cell_start.astype(np.int32), entry)
 
 
 @njit(cache=True)
@@ -304,45 +305,57 @@ def _slot(key: int, bits: int) -> int:
     return ((key * _MULT) >> (64 - bits)) & ((1 << bits) - 1)
 
 
-def _block_table(keys: np.ndarray) -> tuple[int, np.ndarray]:
-    """Hash table of block key -> block number (bits, table) in which every key sits in its
-    own slot or the next one, so a lookup reads two slots and takes no branch."""
-    bits = max(1, int(np.ceil(np.log2(max(4 * keys.size, 2)))))
-    while True:
-        table = np.full(((1 << bits) + 1, 2), -1, np.int64)
-        if _fill_table(keys, bits, table) <= 1:
-            return bits, table
-        bits += 1
-
-
 @njit(cache=True)
-def _fill_table(keys: np.ndarray, bits: int, table: np.ndarray) -> int:
-    """Linear probing without wrapping (the last slot is spare); returns the longest distance
-    of a key from its slot (past the end: the table size)."""
-    longest = 0
+def _hash_table(keys: np.ndarray, bits: int) -> np.ndarray:
+    """Open addressing (linear probing) table of key -> position in keys."""
+    mask = (1 << bits) - 1
+    table = np.full((1 << bits, 2), -1, np.int64)
     for j in range(keys.size):
         h = _slot(keys[j], bits)
-        d = 0
-        while h + d < table.shape[0] and table[h + d, 0] >= 0:
-            d += 1
-        if h + d == table.shape[0]:
-            return table.shape[0]
-        table[h + d, 0] = keys[j]
-        table[h + d, 1] = j
-        longest = max(longest, d)
-    return longest
+        while table[h, 0] >= 0:
+            h = (h + 1) & mask
+        table[h, 0] = keys[j]
+        table[h, 1] = j
+    return table
+
+
+FURTHER = -2  # _block_fast: the key may be further along its probe sequence
 
 
 @njit(cache=True, inline="always")
-def _cell_range(table: np.ndarray, cell_start: np.ndarray, bits: int, nbx: int, cx: int,
-                cy: int) -> tuple[int, int]:
-    """Range of entries for grid cell (cx, cy) (see _block_table)."""
-    key = (cy >> BLOCK_BITS) * nbx + (cx >> BLOCK_BITS)  # cx, cy >= 0
+def _block_fast(table: np.ndarray, bits: int, key: int) -> int:
+    """Block number of `key` if it is in its slot or the next (nearly always: the table is at
+    most a quarter full), read without branching; -1 if absent, or FURTHER."""
+    mask = (1 << bits) - 1
     h = _slot(key, bits)
-    block = table[h, 1] if table[h, 0] == key else table[h + 1, 1] if table[h + 1, 0] == key else -1
-    c = (((max(block, 0) << BLOCK_BITS) + (cy & (BLOCK - 1))) << BLOCK_BITS) + (cx & (BLOCK - 1))
-    start, end = cell_start[c], cell_start[c + 1]
-    return start, end if block >= 0 else start
+    h1 = (h + 1) & mask
+    k0, k1 = table[h, 0], table[h1, 0]
+    further = FURTHER if (k0 >= 0) & (k1 >= 0) else -1
+    return table[h, 1] if k0 == key else table[h1, 1] if k1 == key else further
+
+
+@njit(cache=True)
+def _block(table: np.ndarray, bits: int, key: int) -> int:
+    """Block number of `key` (-1 if absent)."""
+    block = _block_fast(table, bits, key)
+    if block != FURTHER:
+        return block
+    mask = (1 << bits) - 1
+    h = (_slot(key, bits) + 2) & mask
+    while table[h, 0] >= 0:
+        if table[h, 0] == key:
+            return table[h, 1]
+        h = (h + 1) & mask
+    return -1
+
+
+@njit(cache=True, inline="always")
+def _cell_of(x: float, y: float, inv: float, nx: int, ny: int, nbx: int) -> tuple[int, int]:
+    """Block key and cell within the block of a point (x in [-180, 180))."""
+    cx = min(int((x + 180.0) * inv), nx - 1)
+    cy = min(max(int((y + 90.0) * inv), 0), ny - 1)
+    key = (cy >> BLOCK_BITS) * nbx + (cx >> BLOCK_BITS)
+    return key, ((cy & (BLOCK - 1)) << BLOCK_BITS) + (cx & (BLOCK - 1))
 
 
 @njit(cache=True, inline="always")
@@ -476,22 +489,32 @@ def _find_cells(lon: np.ndarray, lat: np.ndarray, first: int, stop: int, ix: Ind
                 point: np.ndarray, plon: np.ndarray, start: np.ndarray, end: np.ndarray
                 ) -> tuple[int, int]:
     """Points first..stop-1 whose grid cell has entries: their index, longitude wrapped into
-    [-180, 180) and entry range, written from 0 up. Returns (points, entries)."""
+    [-180, 180) and entry range, written from 0 up. Returns (points, entries).
+    The loop over every point takes no branches (mispredicted ones cost more than its work);
+    the rare blocks further along their probe sequence are looked up after it."""
     table, cell_start, bits, nbx, nx, ny = ix.table, ix.cell_start, ix.bits, ix.nbx, ix.nx, ix.ny
     inv = nx / 360.0
-    m = total = 0
+    m = 0
     for p in range(first, stop):
         x, y = lon[p], lat[p]
-        finite = np.isfinite(x) & np.isfinite(y)  # no branches: they cost more than the work
+        finite = np.isfinite(x) & np.isfinite(y)
         x, y = (x, y) if finite else (0.0, 0.0)
         x = wrap_lon(x) if (x < -180.0) | (x >= 180.0) else x
-        cx = min(int((x + 180.0) * inv), nx - 1)
-        cy = min(max(int((y + 90.0) * inv), 0), ny - 1)
-        a, b = _cell_range(table, cell_start, bits, nbx, cx, cy)
-        b = b if finite else a
+        key, cell = _cell_of(x, y, inv, nx, ny, nbx)
+        block = _block_fast(table, bits, key)
+        c = (max(block, 0) << (2 * BLOCK_BITS)) + cell
+        a, b = cell_start[c], cell_start[c + 1]
+        b = b if finite & (block >= 0) else a
         point[m], plon[m], start[m], end[m] = p, x, a, b
-        total += b - a
-        m += b > a
+        m += (b > a) | (finite & (block == FURTHER))
+    total = 0
+    for j in range(m):
+        if start[j] == end[j]:  # FURTHER
+            key, cell = _cell_of(plon[j], lat[point[j]], inv, nx, ny, nbx)
+            block = _block(table, bits, key)
+            c = (max(block, 0) << (2 * BLOCK_BITS)) + cell
+            start[j], end[j] = cell_start[c], cell_start[c + 1] if block >= 0 else cell_start[c]
+        total += end[j] - start[j]
     return m, total
 
 
