@@ -30,6 +30,8 @@ PAD = 1e-9  # degrees added around every bounding box
 BLOCK_BITS = 4
 BLOCK = 1 << BLOCK_BITS  # grid blocks are BLOCK x BLOCK cells
 CHUNK = 256  # points per batch in the point-in-fence kernel
+KEY_SHIFT = 28  # block table slots: key << KEY_SHIFT | block number
+FURTHER = -2  # _block_fast: the key may be further along its probe sequence
 RASTER_PER_EDGE = 8  # polygon raster cells per edge (64..16384 cells a part)
 _MULT = np.int64(-7046029254386353131)  # 2**64 / golden ratio, as int64 (Fibonacci hashing)
 
@@ -65,7 +67,7 @@ class Index(NamedTuple):
     ny: int
     nbx: int  # blocks per row of the grid
     bits: int  # the block table has 2**bits slots
-    table: np.ndarray  # int64 (slots, 2): block key (-1 = empty slot), block number
+    table: np.ndarray  # int64 slots: block key << KEY_SHIFT | block number (-1 = empty)
     cell_start: np.ndarray  # int32 (blocks * BLOCK**2 + 1): offsets into entry
     entry: np.ndarray  # ENTRY records, items ascending within a cell
 
@@ -260,6 +262,8 @@ def build_index(g: Geometry, hw: np.ndarray, lat_lo: np.ndarray, lat_hi: np.ndar
                         ("item", items), ("fence", g.item_fence[items]),
                         ("kind", g.item_type[items]), ("state", state), ("turns", turns)):
         entry[name] = value[order]
+    if blocks.size >= 1 << KEY_SHIFT:
+        raise ValueError(f"geofence grid too large: {blocks.size:,} blocks")
     bits = max(1, int(np.ceil(np.log2(max(4 * blocks.size, 2)))))  # at most a quarter full
     return Index(cell, nx, ny, nbx, bits, _hash_table(blocks, bits),
                  cell_start.astype(np.int32), entry)
@@ -307,19 +311,16 @@ def _slot(key: int, bits: int) -> int:
 
 @njit(cache=True)
 def _hash_table(keys: np.ndarray, bits: int) -> np.ndarray:
-    """Open addressing (linear probing) table of key -> position in keys."""
+    """Open addressing (linear probing) table of key -> position in keys, both in one int64
+    (keys < 2**35: at most 2**22 x 2**21 cells; positions < 2**KEY_SHIFT)."""
     mask = (1 << bits) - 1
-    table = np.full((1 << bits, 2), -1, np.int64)
+    table = np.full(1 << bits, -1, np.int64)
     for j in range(keys.size):
         h = _slot(keys[j], bits)
-        while table[h, 0] >= 0:
+        while table[h] >= 0:
             h = (h + 1) & mask
-        table[h, 0] = keys[j]
-        table[h, 1] = j
+        table[h] = (keys[j] << KEY_SHIFT) | j
     return table
-
-
-FURTHER = -2  # _block_fast: the key may be further along its probe sequence
 
 
 @njit(cache=True, inline="always")
@@ -329,9 +330,10 @@ def _block_fast(table: np.ndarray, bits: int, key: int) -> int:
     mask = (1 << bits) - 1
     h = _slot(key, bits)
     h1 = (h + 1) & mask
-    k0, k1 = table[h, 0], table[h1, 0]
-    further = FURTHER if (k0 >= 0) & (k1 >= 0) else -1
-    return table[h, 1] if k0 == key else table[h1, 1] if k1 == key else further
+    s0, s1 = table[h], table[h1]
+    further = FURTHER if (s0 >= 0) & (s1 >= 0) else -1
+    low = (1 << KEY_SHIFT) - 1
+    return s0 & low if s0 >> KEY_SHIFT == key else s1 & low if s1 >> KEY_SHIFT == key else further
 
 
 @njit(cache=True)
@@ -342,9 +344,9 @@ def _block(table: np.ndarray, bits: int, key: int) -> int:
         return block
     mask = (1 << bits) - 1
     h = (_slot(key, bits) + 2) & mask
-    while table[h, 0] >= 0:
-        if table[h, 0] == key:
-            return table[h, 1]
+    while table[h] >= 0:
+        if table[h] >> KEY_SHIFT == key:
+            return table[h] & ((1 << KEY_SHIFT) - 1)
         h = (h + 1) & mask
     return -1
 
