@@ -153,7 +153,8 @@ def cmd_mqtt_bridge(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_bridge(load_streams_config(), _broker(args), args.mqtt_client_id)
+    return run_bridge(load_streams_config(), _broker(args), args.mqtt_client_id,
+                      args.mqtt_topic_root)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -189,7 +190,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     devices = None
     try:
         if args.mqtt:
-            devices = mqtt_ingest(app, _broker(args), args.mqtt_client_id, data_dir).start()
+            devices = mqtt_ingest(app, _broker(args), args.mqtt_client_id, data_dir,
+                                  args.mqtt_topic_root).start()
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         if devices is not None:
@@ -225,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--mqtt-client-id", default=client_id, metavar="ID",
                        help=f"the persistent session's client id (default {client_id}); one "
                             "per running process")
+        p.add_argument("--mqtt-topic-root", default="chainsight", metavar="ROOT",
+                       help="devices publish to ROOT/devices/ID/events, business systems to "
+                            "ROOT/systems/NAME/events (default chainsight)")
         p.add_argument("--mqtt-ca", metavar="FILE", help="TLS: CA bundle to trust")
         p.add_argument("--mqtt-cert", metavar="FILE", help="TLS: client certificate")
         p.add_argument("--mqtt-key", metavar="FILE", help="TLS: client key")

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from chainsight.api.auth import Principal
 from chainsight.api.routes.events import ingest
-from chainsight.ingest.mqtt import Broker, MqttIngest
+from chainsight.ingest.mqtt import ROOT, Broker, MqttIngest
 
 MQTT = Principal(name="mqtt", role="admin")  # devices are checked against their topics instead
 
@@ -39,7 +39,8 @@ class DeadLetterFile:
                 os.close(fd)
 
 
-def mqtt_ingest(app: FastAPI, broker: Broker, client_id: str, data_dir: Path) -> MqttIngest:
+def mqtt_ingest(app: FastAPI, broker: Broker, client_id: str, data_dir: Path,
+                root: str = ROOT) -> MqttIngest:
     """An MQTT ingest (not started) feeding the app's runtime."""
     ctx = app.state.context
 
@@ -48,4 +49,4 @@ def mqtt_ingest(app: FastAPI, broker: Broker, client_id: str, data_dir: Path) ->
         return [(r["index"], r["reason"]) for r in answer["rejected"]]
 
     dead = DeadLetterFile(data_dir / "mqtt-dead.jsonl")
-    return MqttIngest(broker, client_id, write, dead.write)
+    return MqttIngest(broker, client_id, write, dead.write, root=root)

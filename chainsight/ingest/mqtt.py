@@ -1,6 +1,6 @@
 """MQTT ingest: contract events from devices that publish to an MQTT broker.
 
-Topics (`+` is one level):
+Topics (`+` is one level; `chainsight` is the default topic root, `--mqtt-topic-root`):
 
 - `chainsight/devices/{device_id}/events`: one device's own events. Each event's `device_id` (a
   scan's `reader_id`: the reader is the device) must be the topic's; orders are refused there.
@@ -36,8 +36,7 @@ from paho.mqtt.properties import Properties
 
 log = logging.getLogger("chainsight.mqtt")
 
-DEVICE_TOPICS = "chainsight/devices/+/events"
-SYSTEM_TOPICS = "chainsight/systems/+/events"
+ROOT = "chainsight"
 PASSWORD_ENV = "CHAINSIGHT_MQTT_PASSWORD"
 DEAD_PAYLOAD_MAX = 65536  # characters of a payload kept in its dead letter
 SESSION_EXPIRY_S = 7 * 24 * 3600  # how long the broker keeps the session while we are away
@@ -46,12 +45,12 @@ Write = Callable[[list[bytes]], list[tuple[int, str]]]  # lines -> (index, reaso
 WriteDead = Callable[[list[dict]], None]
 
 
-def device_topic(device_id: str) -> str:
-    return f"chainsight/devices/{device_id}/events"
+def device_topic(device_id: str, root: str = ROOT) -> str:
+    return f"{root}/devices/{device_id}/events"
 
 
-def system_topic(name: str) -> str:
-    return f"chainsight/systems/{name}/events"
+def system_topic(name: str, root: str = ROOT) -> str:
+    return f"{root}/systems/{name}/events"
 
 
 @dataclass(frozen=True)
@@ -196,23 +195,23 @@ class Unpacked:
         self.dead.append(dead_letter(reason, self.lines[index], topic, at))
 
 
-def topic_of(line: bytes, system: str) -> str:
+def topic_of(line: bytes, system: str, root: str = ROOT) -> str:
     """The topic a publisher sends this event on: its device's (a scan's reader's), else the
     system `system`'s (orders, and lines that are no event)."""
     try:
         sender = _sender(line)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-        return system_topic(system)
+        return system_topic(system, root)
     device = sender.reader_id if sender.type == "scan" else sender.device_id
     if sender.type == "order" or not isinstance(device, str) or not device:
-        return system_topic(system)
-    return device_topic(device)
+        return system_topic(system, root)
+    return device_topic(device, root)
 
 
 def _topic_device(topic: str) -> str | None:
     """The device a device topic names; None for other topics."""
     parts = topic.split("/")
-    return parts[2] if parts[1] == "devices" else None
+    return parts[-2] if len(parts) >= 3 and parts[-3] == "devices" else None
 
 
 def _device_refusal(line: bytes, device: str) -> str | None:
@@ -224,8 +223,8 @@ def _device_refusal(line: bytes, device: str) -> str | None:
         return None
     kind = sender.type
     if kind == "order":
-        return (f"order events come from business systems ({system_topic('{name}')}), "
-                f"not from device {device}'s topic")
+        return (f"an order comes from a business system (a systems/NAME/events topic), not "
+                f"from device {device}'s topic")
     if kind == "scan":
         if sender.reader_id != device:
             return f"scan by reader {sender.reader_id} sent on device {device}'s topic"
@@ -260,9 +259,10 @@ class MqttIngest:
     without acknowledging the batch (`failure` holds it)."""
 
     def __init__(self, broker: Broker, client_id: str, write: Write, write_dead: WriteDead, *,
-                 topics: tuple[str, ...] = (DEVICE_TOPICS, SYSTEM_TOPICS),
-                 receive_maximum: int = 10_000, linger_s: float = 0.005) -> None:
-        self.broker, self.client_id, self.topics = broker, client_id, topics
+                 root: str = ROOT, receive_maximum: int = 10_000,
+                 linger_s: float = 0.005) -> None:
+        self.broker, self.client_id = broker, client_id
+        self.topics = (device_topic("+", root), system_topic("+", root))
         self.write, self.write_dead = write, write_dead
         self.receive_maximum, self.linger_s = receive_maximum, linger_s
         self.stats = Stats()

@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="publish the events to this MQTT broker instead, as devices do "
                         "(mqtt://[user[:password]@]host[:port], mqtts:// for TLS; password "
                         "also from CHAINSIGHT_MQTT_PASSWORD)")
+    p.add_argument("--mqtt-topic-root", default="chainsight", metavar="ROOT",
+                   help="MQTT topics are ROOT/devices/ID/events (default chainsight)")
     p.add_argument("--ground-truth", help="write the ground truth JSON here")
     p.add_argument("--fences-out", help="write the world's geofences GeoJSON here")
     p.add_argument("--ts-format", choices=("iso", "ms"), help="timestamps as ISO or epoch ms")
@@ -57,11 +59,11 @@ def _kafka_sink() -> Sink:
     return KafkaSink(load_streams_config())
 
 
-def _mqtt_sink(url: str) -> Sink:
+def _mqtt_sink(url: str, root: str) -> Sink:
     from chainsight.ingest.mqtt import Broker
     from chainsight.sim.mqtt import MqttSink
 
-    return MqttSink(Broker.parse(url))
+    return MqttSink(Broker.parse(url), root=root)
 
 
 def simulate_main(argv: list[str] | None = None) -> int:
@@ -84,8 +86,12 @@ def simulate_main(argv: list[str] | None = None) -> int:
             sim.write_fences(args.fences_out)
         if args.ground_truth:
             sim.write_ground_truth(args.ground_truth)
-        sink = (_kafka_sink() if args.kafka else _mqtt_sink(args.mqtt) if args.mqtt
-                else JsonlFileSink(args.out))
+        if args.kafka:
+            sink = _kafka_sink()
+        elif args.mqtt:
+            sink = _mqtt_sink(args.mqtt, args.mqtt_topic_root)
+        else:
+            sink = JsonlFileSink(args.out)
     except (OSError, RuntimeError, ValueError) as exc:
         target = getattr(exc, "filename", None) or (
             "Kafka" if args.kafka else "MQTT" if args.mqtt else args.out)

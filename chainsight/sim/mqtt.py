@@ -1,7 +1,8 @@
 """`chainsight simulate --mqtt URL`: the simulated fleet publishes over MQTT, as devices do.
 
 Each event goes, QoS 1, to its device's topic (`chainsight/devices/{device_id}/events`; a
-scan to its reader's), orders and anything else to `chainsight/systems/simulator/events`. The
+scan to its reader's), orders and anything else to `chainsight/systems/simulator/events`
+(`chainsight`: the topic root). The
 events of one device that arrive together (an offline tracker's buffered fixes, delivered in
 one burst when it is back) go as one message: a JSON array, as real devices send them.
 """
@@ -13,7 +14,7 @@ from collections import deque
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from chainsight.ingest.mqtt import Broker, connect, topic_of
+from chainsight.ingest.mqtt import ROOT, Broker, connect, topic_of
 
 BURST_GAP_MS = 100  # a device's events arriving closer together than this are one burst
 MAX_UNACKED = 5000  # messages published but not yet acknowledged by the broker
@@ -27,8 +28,8 @@ class MqttSink:
     timed = True
 
     def __init__(self, broker: Broker, client_id: str = "chainsight-simulator",
-                 system: str = "simulator") -> None:
-        self.system = system
+                 system: str = "simulator", root: str = ROOT) -> None:
+        self.system, self.root = system, root
         self.client = broker.client(client_id)
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
@@ -46,7 +47,7 @@ class MqttSink:
         for line, at in zip(lines, arrived, strict=True):
             if not line.strip():
                 continue
-            topic = topic_of(line, self.system)
+            topic = topic_of(line, self.system, self.root)
             open_one = last.get(topic)
             if arrival is not None and open_one and at - open_one[1] <= BURST_GAP_MS \
                     and "/devices/" in topic:

@@ -6,6 +6,10 @@ ingest refuses, goes to the dead-letter topic with the MQTT topic as context. A 
 messages is acknowledged only once Kafka has acknowledged all of it (`acks=all`), so a bridge
 killed at any moment loses nothing: the broker delivers again what was not acknowledged, and
 the workers' `event_id` dedup absorbs what had already reached Kafka.
+
+The router's device→shipment links (which key a device event without `shipment_id` by its
+shipment) are kept in Redis (`<prefix>device-links`), written before the batch is acknowledged,
+so a restarted bridge keys such events as the one before it did.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import signal
 import threading
 
 import orjson
+import redis
 
-from chainsight.ingest.mqtt import Broker, MqttIngest
+from chainsight.ingest.mqtt import ROOT, Broker, MqttIngest
 from chainsight.runtimes.kafka.admin import ensure_topics
 from chainsight.runtimes.kafka.config import StreamsConfig
 from chainsight.runtimes.kafka.producer import EventProducer
@@ -28,6 +33,25 @@ DELIVERY_TIMEOUT_S = 60.0
 
 class DeliveryFailed(RuntimeError):
     """Kafka did not take a batch: the bridge stops without acknowledging it."""
+
+
+class Links(dict[str, str]):
+    """Device → shipment links, loaded from a Redis hash; `save` writes the changed ones."""
+
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        super().__init__({k.decode(): v.decode() for k, v in client.hgetall(key).items()})
+        self.client, self.key = client, key
+        self.changed: dict[str, str] = {}
+
+    def __setitem__(self, device: str, shipment: str) -> None:
+        if self.get(device) != shipment:
+            self.changed[device] = shipment
+            super().__setitem__(device, shipment)
+
+    def save(self) -> None:
+        if self.changed:
+            self.client.hset(self.key, mapping=self.changed)
+            self.changed = {}
 
 
 class KafkaEvents:
@@ -42,9 +66,12 @@ class KafkaEvents:
         self.producer = producer or EventProducer(config.bootstrap, linger_ms=2,
                                                   config={"log_level": 3})
         self.router = Router()
+        self.router.links = Links(redis.Redis.from_url(config.redis_url),
+                                  f"{config.redis_prefix}device-links")
 
     def write(self, lines: list[bytes]) -> list[tuple[int, str]]:
         keys, dead = self.router.route(lines)
+        self.router.links.save()
         send, topic = self.producer.send, self.events_topic
         for key, line in zip(keys, lines, strict=True):
             if key is not None:
@@ -66,10 +93,10 @@ class KafkaEvents:
                                  f"{self.producer.last_error}")
 
 
-def run_bridge(config: StreamsConfig, broker: Broker, client_id: str) -> int:
+def run_bridge(config: StreamsConfig, broker: Broker, client_id: str, root: str = ROOT) -> int:
     """Bridge until SIGTERM/SIGINT (0) or a Kafka failure (1)."""
     kafka = KafkaEvents(config)
-    ingest = MqttIngest(broker, client_id, kafka.write, kafka.write_dead).start()
+    ingest = MqttIngest(broker, client_id, kafka.write, kafka.write_dead, root=root).start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
