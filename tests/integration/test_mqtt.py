@@ -234,7 +234,6 @@ def test_bridge_killed_mid_stream_loses_and_duplicates_nothing(
     sessions.append(client_id := f"bridge-{uuid.uuid4().hex[:8]}")
     open_session(broker, client_id, root)
     bridge = Bridge(deployment, broker, root, client_id)
-    worker = deployment.start_worker()
     first = bridge.start()
 
     def bridged() -> set[bytes]:
@@ -257,6 +256,7 @@ def test_bridge_killed_mid_stream_loses_and_duplicates_nothing(
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     assert publisher.is_alive() and len(bridged()) < len(valid)  # killed mid-stream
+    worker = deployment.start_worker()  # it finds the bridge's dead letters beside its own
     publisher.join()
     second = bridge.start()
     wait_for(lambda: bridged() >= valid, 90, bridge.log_text)
