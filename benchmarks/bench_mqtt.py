@@ -127,6 +127,7 @@ class Served:
         self.settings = settings
         engine = Engine(settings, {**load_profiles(), FAST.name: FAST}, live=True)
         self.store = Store(self.dir / "engine")
+        self.store.recover(engine)  # opens the log, as `serve` does
         self.runtime = EmbeddedRuntime(engine, calls=self.store).start()
         app = create_app(self.runtime, TokenStore(self.dir))
         self.ingest = mqtt_ingest(app, broker, f"bench-serve-{root}", self.dir, root)
