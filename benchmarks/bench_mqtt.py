@@ -8,7 +8,8 @@
    (publishers running) and draining a backlog the broker held for the persistent session.
 3. Publish -> live state latency at `--rate` messages/s (a publisher paced like
    `live_fleet.send_paced`, event time = wall clock): for every event, the time its batch was
-   processed (state updated, durable) minus its `ts`; p50/p99/max.
+   processed (state updated, durable) minus its `ts`; p50/p99/max; beside it, the same
+   publisher's latency to a plain paho subscriber (what the broker and client alone cost).
 
 Default settings throughout (allowed lateness 5 minutes, the ingest's Receive Maximum and
 batching). Needs the local Mosquitto (`scripts/services.sh start mosquitto`).
@@ -172,6 +173,28 @@ def forget_session(broker: Broker, client_id: str) -> None:
     client.loop_stop()
 
 
+def broker_latency(broker: Broker, url: str, rate: float, seconds: float) -> np.ndarray:
+    """Publish -> receipt by a plain paho subscriber (ms), the paced publisher of `latency`."""
+    root = f"bench/{uuid.uuid4().hex[:8]}"
+    received: list[float] = []
+
+    def on_message(_c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        received.append(time.time() * 1000 - orjson.loads(message.payload)["ts"])
+
+    client = broker.client(f"bench-latency-{root}")
+    client.on_message = on_message
+    connect(client, broker)
+    subscribe_all(client, root)
+    proc = multiprocessing.get_context("spawn").Process(
+        target=publish_paced, args=(url, root, rate, seconds))
+    proc.start()
+    proc.join()
+    time.sleep(1.0)
+    client.disconnect()
+    client.loop_stop()
+    return np.array(received)
+
+
 def throughput_live(broker: Broker, url: str, n: int, count: int) -> float:
     root = f"bench/{uuid.uuid4().hex[:8]}"
     served = Served(broker, root)
@@ -233,8 +256,9 @@ def main() -> int:
     args = parser.parse_args()
     broker = Broker.parse(args.mqtt)
     n, count = args.messages, args.publishers
-    print(f"{os.cpu_count()} cores; broker {broker}; {n:,} messages (QoS 1, one event each) "
-          f"from {count} paho publisher processes", file=sys.stderr)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{os.cpu_count()} cores (load average {load}); broker {broker}; {n:,} messages "
+          f"(QoS 1, one event each) from {count} paho publisher processes")
 
     ceiling = broker_ceiling(broker, args.mqtt, n, count)
     print(f"broker ceiling (plain paho subscriber counting):  {ceiling:>9,.0f} messages/s")
@@ -245,13 +269,18 @@ def main() -> int:
     drain = throughput_backlog(broker, args.mqtt, n, count)
     print(f"MQTT -> engine, draining a held backlog:          {drain:>9,.0f} events/s "
           f"(target {TARGET_EVENTS_S:,}: {drain / TARGET_EVENTS_S:.2f}x)")
+    base = broker_latency(broker, args.mqtt, args.rate, args.seconds)
+    print(f"publish -> plain paho subscriber at {args.rate:,.0f} messages/s: "
+          f"p50 {np.percentile(base, 50):.0f} ms, p99 {np.percentile(base, 99):.0f} ms "
+          "(the broker's own latency, for comparison)")
     ms, k = latency(broker, args.mqtt, args.rate, args.seconds)
     p50, p99 = np.percentile(ms, 50), np.percentile(ms, 99)
     print(f"publish -> live state at {args.rate:,.0f} messages/s ({k:,} events, "
           f"{args.seconds:g} s): p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {ms.max():.0f} ms "
           f"(target p99 <= {TARGET_P99_MS} ms: {TARGET_P99_MS / max(p99, 1e-9):.2f}x)")
     print("settings: defaults (allowed lateness 5 min, live engine, durable store fsync'ed per "
-          "batch, Receive Maximum 10,000)")
+          "batch; ingest batches every 50 ms, Receive Maximum 10,000); load average now "
+          + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     return 0
 
 

@@ -8,13 +8,16 @@ Each test uses its own topic root and client ids, and removes its persistent ses
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from getpass import getuser
 
 import httpx
 import orjson
@@ -92,12 +95,17 @@ def open_session(broker: Broker, client_id: str, root: str) -> None:
     properties = Properties(PacketTypes.CONNECT)
     properties.SessionExpiryInterval = 3600
     connect(client, broker, properties, clean_start=False)
+    subscribe_all(client, root)
+    client.disconnect()
+    client.loop_stop()
+
+
+def subscribe_all(client: mqtt.Client, root: str) -> None:
+    """Subscribe to every device's and system's topic under `root`, and wait for the SUBACK."""
     subscribed = threading.Event()
     client.on_subscribe = lambda *_: subscribed.set()
     client.subscribe([(device_topic("+", root), 1), (system_topic("+", root), 1)])
     assert subscribed.wait(10)
-    client.disconnect()
-    client.loop_stop()
 
 
 def publish_refused(sink: MqttSink, root: str) -> None:
@@ -280,3 +288,50 @@ def test_bridge_killed_mid_stream_loses_and_duplicates_nothing(
         (d["payload"], d["reason"]) for d in want["dead"])  # at least once: a set
     assert all(d["topic"].startswith(f"{root}/") for d in dead)  # none from the workers
     assert_refused_dead_lettered(dead, root)
+
+
+# --- the documented ACL ------------------------------------------------------------------
+
+def test_the_documented_acl_keeps_each_device_to_its_own_topic(tmp_path):
+    port = free_port()
+    passwd = tmp_path / "passwd"
+    for i, user in enumerate(("T1", "chainsight")):
+        subprocess.run(["mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwd), user,
+                        f"pw-{user}"], check=True, capture_output=True)
+    config = tmp_path / "mosquitto.conf"
+    acl = REPO / "docs" / "mosquitto" / "chainsight.acl"
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\nuser {getuser()}\n"
+                      f"password_file {passwd}\nacl_file {acl}\n")
+    server = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",
+                               str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def url(user: str) -> str:
+            return f"mqtt://{user}:pw-{user}@127.0.0.1:{port}"
+
+        def reachable() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_for(reachable, 15)
+        got: list[tuple[str, bytes]] = []
+        reader = Broker.parse(url("chainsight")).client("reader")
+        reader.on_message = lambda _c, _u, m: got.append((m.topic, m.payload))
+        connect(reader, Broker.parse(url("chainsight")))
+        subscribe_all(reader, "chainsight")
+        device = MqttSink(Broker.parse(url("T1")), client_id="T1")
+        for topic, payload in ((device_topic("T1"), b"mine"), (device_topic("T2"), b"forged"),
+                               (system_topic("erp"), b"forged"),
+                               (device_topic("T1"), b"mine again")):
+            device.publish(topic, payload)
+        device.close()
+        wait_for(lambda: len(got) >= 2, 10)
+        time.sleep(0.5)
+        assert got == [(device_topic("T1"), b"mine"), (device_topic("T1"), b"mine again")]
+        with pytest.raises(ValueError, match="refused"):
+            connect(mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5),
+                    Broker.parse(f"mqtt://127.0.0.1:{port}"))  # anonymous
+        reader.disconnect()
+        reader.loop_stop()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
