@@ -8,6 +8,7 @@ Each test uses its own topic root and client ids, and removes its persistent ses
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from getpass import getuser
 
@@ -335,3 +337,44 @@ def test_the_documented_acl_keeps_each_device_to_its_own_topic(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# --- the simulator (`simulate --mqtt`) --------------------------------------------------------
+
+def test_simulate_publishes_the_fleet_with_offline_bursts_as_arrays(broker, root, tmp_path):
+    got: list[tuple[str, bytes]] = []
+    reader = broker.client(f"sim-reader-{uuid.uuid4().hex[:8]}")
+    reader.on_message = lambda _c, _u, m: got.append((m.topic, m.payload))
+    connect(reader, broker)
+    subscribe_all(reader, root)
+    truth = tmp_path / "truth.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "chainsight.cli", "simulate", "--scenario", "smoke", "--mqtt",
+         str(broker), "--mqtt-topic-root", root, "--ground-truth", str(truth)],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = int(re.search(r"([\d,]+) lines", proc.stderr)[1].replace(",", ""))
+    events = lambda payload: orjson.loads(payload) if payload[:1] == b"[" else [  # noqa: E731
+        orjson.loads(payload)]
+    wait_for(lambda: sum(len(events(p)) for _, p in got) >= lines, 60)
+    reader.disconnect()
+    reader.loop_stop()
+
+    assert sum(len(events(p)) for _, p in got) == lines
+    for topic, payload in got:
+        for event in events(payload):
+            device = event.get("reader_id") if event["type"] == "scan" else event.get(
+                "device_id")
+            if event["type"] == "order":
+                assert topic == system_topic("simulator", root)
+            else:
+                assert topic == device_topic(device, root)
+    bursts = Counter(topic for topic, p in got if p[:1] == b"[")
+    offline = [f for f in orjson.loads(truth.read_bytes())["faults"]
+               if f["type"] == "offline_buffer"]
+    assert offline
+    for fault in offline:  # the buffered fixes came in one array (two across a batch boundary)
+        assert 1 <= bursts[device_topic(fault["device_id"], root)] <= 2
+        arrays = [events(p) for t, p in got
+                  if t == device_topic(fault["device_id"], root) and p[:1] == b"["]
+        assert sum(map(len, arrays)) >= fault["events"]
