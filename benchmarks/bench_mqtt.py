@@ -1,7 +1,8 @@
 """MQTT ingest: devices -> Mosquitto -> `chainsight serve --mqtt`'s engine, all on this machine.
 
-1. The broker's ceiling: publisher processes (paho, QoS 1, one event per message) and a plain
-   paho subscriber (QoS 1, acknowledging each message as paho does by default) that only counts.
+1. The broker's ceiling: publisher processes (paho, QoS 1, one event per message) alone (the
+   broker acknowledging, nobody subscribed), then with a plain paho subscriber (QoS 1,
+   acknowledging each message as paho does by default) that only counts.
 2. MQTT -> engine throughput: the same publishers, and the serve path instead of the counter
    (`chainsight.api.mqtt.mqtt_ingest`: batches through `POST /v1/events`'s ingest into the
    embedded runtime with its durable store, fsync'ed, acknowledged once durable). Measured live
@@ -89,6 +90,16 @@ def subscribe_all(client: mqtt.Client, root: str) -> None:
     client.on_subscribe = lambda *_: done.set()
     client.subscribe([(device_topic("+", root), 1), (system_topic("+", root), 1)])
     assert done.wait(10), "no SUBACK"
+
+
+def publishers_alone(url: str, n: int, count: int) -> float:
+    """Messages/s the broker acknowledges to the publishers, with nobody subscribed."""
+    procs, go = publishers(url, f"bench/{uuid.uuid4().hex[:8]}", count, n)
+    start = time.perf_counter()
+    go.set()
+    for p in procs:
+        p.join()
+    return n / (time.perf_counter() - start)
 
 
 def broker_ceiling(broker: Broker, url: str, n: int, count: int) -> float:
@@ -260,8 +271,10 @@ def main() -> int:
     print(f"{os.cpu_count()} cores (load average {load}); broker {broker}; {n:,} messages "
           f"(QoS 1, one event each) from {count} paho publisher processes")
 
+    alone = publishers_alone(args.mqtt, n, count)
+    print(f"broker ceiling, publishers alone (no subscriber): {alone:>9,.0f} messages/s")
     ceiling = broker_ceiling(broker, args.mqtt, n, count)
-    print(f"broker ceiling (plain paho subscriber counting):  {ceiling:>9,.0f} messages/s")
+    print(f"broker ceiling, plain paho subscriber counting:   {ceiling:>9,.0f} messages/s")
     live = throughput_live(broker, args.mqtt, n, count)
     print(f"MQTT -> engine, publishers running:               {live:>9,.0f} events/s "
           f"({live / ceiling:.2f} of the ceiling; target {TARGET_EVENTS_S:,}: "
