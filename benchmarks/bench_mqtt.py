@@ -41,7 +41,7 @@ from chainsight.api.mqtt import mqtt_ingest
 from chainsight.config import load_profiles, load_settings
 from chainsight.contract.times import now_ms
 from chainsight.engine.core import Engine
-from chainsight.ingest.mqtt import Broker, connect, device_topic, system_topic
+from chainsight.ingest.mqtt import Broker, connect, device_topic, forget_session, system_topic
 from chainsight.runtimes.embedded import EmbeddedRuntime
 from chainsight.runtimes.store import Store
 from chainsight.sim.mqtt import MqttSink
@@ -170,18 +170,6 @@ class Served:
         self.store.close()
         if forget:
             forget_session(self.ingest.broker, self.ingest.client_id)
-
-
-def forget_session(broker: Broker, client_id: str) -> None:
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    client = broker.client(client_id)
-    properties = Properties(PacketTypes.CONNECT)
-    properties.SessionExpiryInterval = 0
-    connect(client, broker, properties, clean_start=True)
-    client.disconnect()
-    client.loop_stop()
 
 
 def broker_latency(broker: Broker, url: str, rate: float, seconds: float) -> np.ndarray:

@@ -137,6 +137,16 @@ def connect(client: mqtt.Client, broker: Broker, properties: Properties | None =
         raise ValueError(f"the MQTT broker {broker} refused the connection: {why}")
 
 
+def forget_session(broker: Broker, client_id: str) -> None:
+    """Remove a client id's persistent session from the broker, with what it holds."""
+    client = broker.client(client_id)
+    properties = Properties(PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = 0
+    connect(client, broker, properties, clean_start=True)
+    client.disconnect()
+    client.loop_stop()
+
+
 # --- payloads to lines ---------------------------------------------------------------------------
 
 class Message(NamedTuple):
@@ -303,12 +313,6 @@ class MqttIngest:
             self._thread.join()
         self.client.disconnect()
         self.client.loop_stop()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Until the ingest stops (on `stop` or a failure); True if it has."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.running
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any,
                     _p: Any) -> None:

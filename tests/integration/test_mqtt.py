@@ -42,7 +42,13 @@ from chainsight.api.auth import TokenStore
 from chainsight.api.mqtt import mqtt_ingest
 from chainsight.contract.times import now_ms
 from chainsight.engine.core import Engine
-from chainsight.ingest.mqtt import Broker, connect, device_topic, system_topic
+from chainsight.ingest.mqtt import (
+    Broker,
+    connect,
+    device_topic,
+    forget_session,
+    system_topic,
+)
 from chainsight.runtimes.embedded import EmbeddedRuntime
 from chainsight.sim.mqtt import MqttSink
 
@@ -82,12 +88,7 @@ def sessions(broker: Broker) -> Iterator[list[str]]:
     ids: list[str] = []
     yield ids
     for client_id in ids:
-        client = broker.client(client_id)
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = 0
-        connect(client, broker, properties, clean_start=True)
-        client.disconnect()
-        client.loop_stop()
+        forget_session(broker, client_id)
 
 
 def open_session(broker: Broker, client_id: str, root: str) -> None:
