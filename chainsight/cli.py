@@ -148,13 +148,19 @@ def _broker(args: argparse.Namespace):  # noqa: ANN202 - imports kept lazy
 def cmd_mqtt_bridge(args: argparse.Namespace) -> int:
     import logging
 
+    import redis
+
     from chainsight.runtimes.kafka.config import load_streams_config
     from chainsight.runtimes.kafka.mqtt_bridge import run_bridge
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_bridge(load_streams_config(), _broker(args), args.mqtt_client_id,
-                      args.mqtt_topic_root)
+    config = load_streams_config()
+    try:
+        return run_bridge(config, _broker(args), args.mqtt_client_id, args.mqtt_topic_root)
+    except redis.RedisError as exc:
+        print(f"chainsight mqtt-bridge: Redis at {config.redis_url}: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

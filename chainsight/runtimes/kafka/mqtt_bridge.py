@@ -59,15 +59,15 @@ class KafkaEvents:
     each call returning once Kafka has everything."""
 
     def __init__(self, config: StreamsConfig, producer: EventProducer | None = None) -> None:
+        self.router = Router()
+        self.router.links = Links(redis.Redis.from_url(config.redis_url),
+                                  f"{config.redis_prefix}device-links")
         ensure_topics(config.bootstrap, config.topics(),
                       replication_factor=config.replication_factor,
                       configs=config.topic_configs())
         self.events_topic, self.dead_topic = config.events_topic, config.dead_letter_topic
         self.producer = producer or EventProducer(config.bootstrap, linger_ms=2,
                                                   config={"log_level": 3})
-        self.router = Router()
-        self.router.links = Links(redis.Redis.from_url(config.redis_url),
-                                  f"{config.redis_prefix}device-links")
 
     def write(self, lines: list[bytes]) -> list[tuple[int, str]]:
         keys, dead = self.router.route(lines)
