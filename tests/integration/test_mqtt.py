@@ -164,45 +164,102 @@ def test_mqtt_into_the_embedded_engine_gives_replays_alerts_state_and_dead_lette
     assert history and all(e.get("shipment_id", "S01") == "S01" for e in history)
 
 
+class Serve:
+    """`chainsight serve --mqtt` processes on one data directory and persistent session."""
+
+    def __init__(self, broker: Broker, root: str, client_id: str, data_dir) -> None:
+        self.args = ["--data-dir", str(data_dir), "--mqtt", str(broker), "--mqtt-topic-root",
+                     root, "--mqtt-client-id", client_id]
+        self.log = data_dir / "serve.log"
+        self.url = ""
+
+    def start(self) -> subprocess.Popen:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "CHAINSIGHT_ADMIN_TOKEN": "admin-token"}
+        with open(self.log, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "chainsight.cli", "serve", "--port", str(port),
+                 *self.args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self.healthy, 60, self.log.read_text)
+        return proc
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz").status_code == 200
+        except httpx.TransportError:  # not listening yet
+            return False
+
+    def shipment(self, shipment_id: str) -> dict | None:
+        answer = httpx.get(f"{self.url}/v1/shipments/{shipment_id}",
+                           headers={"Authorization": "Bearer admin-token"})
+        return answer.json() if answer.status_code == 200 else None
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        proc.send_signal(signal.SIGTERM)  # uvicorn re-raises it once shut down
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM), self.log.read_text()
+
+
 def test_serve_takes_a_devices_reading_over_mqtt(broker, root, sessions, tmp_path):
-    port = free_port()
     sessions.append(client_id := f"serve-{uuid.uuid4().hex[:8]}")
-    env = {**os.environ, "CHAINSIGHT_ADMIN_TOKEN": "admin-token"}
-    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chainsight.cli", "serve", "--port", str(port), "--data-dir",
-         str(tmp_path), "--mqtt", str(broker), "--mqtt-topic-root", root,
-         "--mqtt-client-id", client_id], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    serve = Serve(broker, root, client_id, tmp_path)
+    proc = serve.start()
     try:
-        url = f"http://127.0.0.1:{port}"
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(f"{url}/healthz").status_code == 200
-            except httpx.TransportError:  # not listening yet
-                return False
-
-        wait_for(healthy, 60, lambda: (tmp_path / "serve.log").read_text())
         sink = MqttSink(broker, client_id=f"{client_id}-pub", root=root)
         reading = {"type": "sensor", "device_id": "REEFER-17", "ts": "2026-11-29T08:00:00Z",
                    "temp_c": 4.2, "shipment_id": "SH-1042"}
         sink.write([orjson.dumps(reading)])
         sink.publish(device_topic("REEFER-17", root), b"{not json")
         sink.close()
-        headers = {"Authorization": "Bearer admin-token"}
-
-        def seen() -> bool:
-            answer = httpx.get(f"{url}/v1/shipments/SH-1042", headers=headers)
-            return answer.status_code == 200 and answer.json()["last_temp_c"] == 4.2
-
-        wait_for(seen, 30, lambda: (tmp_path / "serve.log").read_text())
+        wait_for(lambda: (serve.shipment("SH-1042") or {}).get("last_temp_c") == 4.2, 30,
+                 serve.log.read_text)
         wait_for(lambda: (tmp_path / "mqtt-dead.jsonl").exists(), 10)
         [dead] = [orjson.loads(x) for x in (tmp_path / "mqtt-dead.jsonl").read_bytes().splitlines()]
         assert dead["topic"] == device_topic("REEFER-17", root)
         assert dead["reason"].startswith("malformed JSON")
     finally:
-        proc.send_signal(signal.SIGTERM)  # uvicorn re-raises it once shut down
-        assert proc.wait(timeout=30) in (0, -signal.SIGTERM), (tmp_path / "serve.log").read_text()
+        serve.stop(proc)
+
+
+def test_serve_killed_mid_stream_loses_nothing(broker, root, sessions, tmp_path):
+    lines = scenario(seed=9, shipments=8, minutes=60)
+    want = expected(tmp_path, lines)
+    sessions.append(client_id := f"serve-{uuid.uuid4().hex[:8]}")
+    data = tmp_path / "data"
+    data.mkdir()
+    serve = Serve(broker, root, client_id, data)
+    first = serve.start()
+    sink = MqttSink(broker, client_id=f"{client_id}-pub", root=root)
+
+    def publish() -> None:  # over ~2 s; the server dies in the middle of it
+        for i in range(0, len(lines), 20):
+            sink.write(lines[i:i + 20])
+            time.sleep(0.04)
+
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    wait_for(lambda: serve.shipment("S01") is not None, 60, serve.log.read_text)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    assert publisher.is_alive()  # killed mid-stream
+    publisher.join()
+    sink.close()
+    second = serve.start()  # the store's log, then the broker's redeliveries
+    fields = ("status", "last_position", "last_temp_c", "profile")
+
+    def state(shipment_id: str) -> dict | None:
+        view = serve.shipment(shipment_id)
+        return view and {k: view[k] for k in fields}
+
+    try:
+        wait_for(lambda: all(state(s) == {k: v[k] for k in fields}
+                             for s, v in want["state"]["shipments"].items()), 60,
+                 serve.log.read_text)
+        dead = [orjson.loads(x) for x in (data / "mqtt-dead.jsonl").read_bytes().splitlines()]
+        assert set((d["payload"], d["reason"]) for d in dead) == set(
+            (d["payload"], d["reason"]) for d in want["dead"])  # at least once: a set
+    finally:
+        serve.stop(second)
 
 
 # --- the bridge (`mqtt-bridge`) ------------------------------------------------------------------
