@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from chainsight.config import load_profiles, load_settings
 
 
-def _engine(args: argparse.Namespace, live: bool):  # noqa: ANN202 - imports kept lazy
-    """The engine the options describe; `live` for a live runtime (provisional alerts)."""
+def _engine(args: argparse.Namespace, live: bool,  # noqa: ANN202 - imports kept lazy
+            record: bool | None = None):
+    """The engine the options describe; `live` for a live runtime (provisional alerts), which
+    keeps the shipments' records unless `record` says otherwise."""
     from chainsight.engine.core import Engine
     from chainsight.geofence import FenceSet
 
     settings = load_settings(allowed_lateness_min=args.allowed_lateness)
+    if record and not live:  # a recording's replay: blocks by size, not by waiting
+        settings = dataclasses.replace(settings, record_block_min=None)
     profiles = load_profiles(*([args.profiles] if args.profiles else []))
     fences = getattr(args, "fences", None)
     return Engine(settings, profiles, fences=FenceSet.from_file(fences) if fences else None,
-                  live=live)
+                  live=live, record=record)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -27,13 +32,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     inputs = {"the input": args.events, "--fences": args.fences, "--profiles": args.profiles}
     outputs = {"--alerts-out": args.alerts_out, "--dead-letter-out": args.dead_letter_out,
                "--state-out": args.state_out, "--eta-out": args.eta_out,
-               "--live-alerts-out": args.live_alerts_out}
+               "--live-alerts-out": args.live_alerts_out, "--record-out": args.record_out}
     check_paths({k: v for k, v in inputs.items() if v is not None},
                 {k: v for k, v in outputs.items() if v is not None})
-    engine = _engine(args, live=args.live_alerts_out is not None)
+    engine = _engine(args, live=args.live_alerts_out is not None,
+                     record=args.record_out is not None)
     result = replay(args.events, engine, args.alerts_out, args.dead_letter_out, args.state_out,
                     workers=default_workers() if args.workers is None else args.workers,
-                    live_alerts_out=args.live_alerts_out)
+                    live_alerts_out=args.live_alerts_out, record_out=args.record_out)
     if args.eta_out:  # the engine publishes no ETA yet (no ETA model): an empty ETA.jsonl
         args.eta_out.write_bytes(b"")
     print(f"replayed {result.events:,} events in {result.seconds:.2f} s "
@@ -163,6 +169,23 @@ def cmd_mqtt_bridge(args: argparse.Namespace) -> int:
         return 2
 
 
+def cmd_trace_keys(args: argparse.Namespace) -> int:
+    from chainsight.api.auth import default_data_dir
+    from chainsight.trace.links import KeyRing
+
+    keys = KeyRing(args.data_dir or default_data_dir())
+    if args.action == "rotate":
+        print(keys.rotate())
+    elif args.action == "retire":
+        try:
+            keys.retire(args.key)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+    else:
+        print("\n".join(keys.keys))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import orjson
     import uvicorn
@@ -177,7 +200,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     fences = orjson.loads(args.fences.read_bytes()) if args.fences else None
     engine = _engine(args, live=True)
     data_dir = args.data_dir or default_data_dir()
-    store = Store(data_dir / "engine")
+    store = Store(data_dir / "engine", anchor_every_s=engine.settings.record_anchor_min * 60)
     try:
         replayed = store.recover(engine)
     except SnapshotError as exc:
@@ -247,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dead-letter-out", type=Path)
     p.add_argument("--state-out", type=Path)
     p.add_argument("--eta-out", type=Path)
+    p.add_argument("--record-out", type=Path, metavar="RECORD.jsonl",
+                   help="write the shipments' tamper-evident records (hash-chained entries)")
     p.add_argument("--live-alerts-out", type=Path, metavar="LIVE.jsonl",
                    help="also write the live alert stream (provisional, withdrawn, settled) "
                         "as a live runtime would publish it, each record with `line`")
@@ -331,6 +356,17 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
                        help="the token store's directory")
     p.set_defaults(func=cmd_token, data_dir=None)
+
+    p = sub.add_parser("trace-keys", help="the keys that sign customer trace links")
+    actions = p.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="the key ids, oldest first (the newest signs)")
+    actions.add_parser("rotate", help="add a new signing key (older links keep working)")
+    retire = actions.add_parser("retire", help="stop accepting links signed with a key")
+    retire.add_argument("key", metavar="KEY_ID")
+    for q in actions.choices.values():
+        q.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
+                       help="the data directory `serve` uses")
+    p.set_defaults(func=cmd_trace_keys, data_dir=None)
 
     args = parser.parse_args(argv)
     try:
