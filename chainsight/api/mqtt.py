@@ -15,7 +15,7 @@ import orjson
 from fastapi import FastAPI
 
 from chainsight.api.auth import Principal
-from chainsight.api.routes.events import ingest
+from chainsight.api.routes.events import Body, ingest
 from chainsight.ingest.mqtt import ROOT, Broker, MqttIngest
 
 MQTT = Principal(name="mqtt", role="admin")  # devices are checked against their topics instead
@@ -45,7 +45,7 @@ def mqtt_ingest(app: FastAPI, broker: Broker, client_id: str, data_dir: Path,
     ctx = app.state.context
 
     def write(lines: list[bytes]) -> list[tuple[int, str]]:
-        answer = ingest(ctx, MQTT, lines, [None] * len(lines))
+        answer = ingest(ctx, MQTT, Body(lines, [None] * len(lines), list(range(len(lines)))))
         return [(r["index"], r["reason"]) for r in answer["rejected"]]
 
     dead = DeadLetterFile(data_dir / "mqtt-dead.jsonl")
