@@ -145,6 +145,30 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _broker(args: argparse.Namespace):  # noqa: ANN202 - imports kept lazy
+    from chainsight.ingest.mqtt import Broker
+
+    return Broker.parse(args.mqtt, args.mqtt_ca, args.mqtt_cert, args.mqtt_key)
+
+
+def cmd_mqtt_bridge(args: argparse.Namespace) -> int:
+    import logging
+
+    import redis
+
+    from chainsight.runtimes.kafka.config import load_streams_config
+    from chainsight.runtimes.kafka.mqtt_bridge import run_bridge
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_streams_config()
+    try:
+        return run_bridge(config, _broker(args), args.mqtt_client_id, args.mqtt_topic_root)
+    except redis.RedisError as exc:
+        print(f"chainsight mqtt-bridge: Redis at {config.redis_url}: {exc}", file=sys.stderr)
+        return 2
+
+
 def cmd_trace_keys(args: argparse.Namespace) -> int:
     from chainsight.api.auth import default_data_dir
     from chainsight.trace.links import KeyRing
@@ -168,14 +192,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from chainsight.api.app import create_app
     from chainsight.api.auth import default_data_dir
+    from chainsight.api.mqtt import mqtt_ingest
     from chainsight.runtimes.embedded import EmbeddedRuntime
     from chainsight.runtimes.kafka.snapshots import SnapshotError
     from chainsight.runtimes.store import Store
 
     fences = orjson.loads(args.fences.read_bytes()) if args.fences else None
     engine = _engine(args, live=True)
-    store = Store((args.data_dir or default_data_dir()) / "engine",
-                  anchor_every_s=engine.settings.record_anchor_min * 60)
+    data_dir = args.data_dir or default_data_dir()
+    store = Store(data_dir / "engine", anchor_every_s=engine.settings.record_anchor_min * 60)
     try:
         replayed = store.recover(engine)
     except SnapshotError as exc:
@@ -191,9 +216,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(runtime, _token_store(args), fences=fences, public_url=public_url)
     if store.fences is not None:
         app.state.context.fences_version = store.fences.version
+    devices = None
     try:
+        if args.mqtt:
+            devices = mqtt_ingest(app, _broker(args), args.mqtt_client_id, data_dir,
+                                  args.mqtt_topic_root).start()
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
+        if devices is not None:
+            devices.stop()
         runtime.stop()
         store.close()
     return 0
@@ -216,6 +247,21 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--profiles", type=Path, help="extra product profiles (JSON)")
         p.add_argument("--allowed-lateness", type=float, metavar="MIN",
                        help="minutes of event time an event may arrive late (default 5)")
+
+    def mqtt_options(p: argparse.ArgumentParser, required: bool, client_id: str) -> None:
+        p.add_argument("--mqtt", metavar="URL", required=required,
+                       help="take devices' events from this MQTT broker: "
+                            "mqtt://[user[:password]@]host[:port], mqtts:// for TLS (password "
+                            "also from CHAINSIGHT_MQTT_PASSWORD)")
+        p.add_argument("--mqtt-client-id", default=client_id, metavar="ID",
+                       help=f"the persistent session's client id (default {client_id}); one "
+                            "per running process")
+        p.add_argument("--mqtt-topic-root", default="chainsight", metavar="ROOT",
+                       help="devices publish to ROOT/devices/ID/events, business systems to "
+                            "ROOT/systems/NAME/events (default chainsight)")
+        p.add_argument("--mqtt-ca", metavar="FILE", help="TLS: CA bundle to trust")
+        p.add_argument("--mqtt-cert", metavar="FILE", help="TLS: client certificate")
+        p.add_argument("--mqtt-key", metavar="FILE", help="TLS: client key")
 
     p = sub.add_parser("replay", help="run the pipeline over a recorded JSON Lines file")
     p.add_argument("events", type=Path, help="EVENTS.jsonl, in arrival order")
@@ -283,8 +329,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fences", type=Path, help="geofences (GeoJSON) to start with")
     p.add_argument("--public-url", help="the server's public base URL (default: the address "
                                         "it listens on)")
+    mqtt_options(p, required=False, client_id="chainsight-serve")
     engine_options(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("mqtt-bridge", help="distributed runtime: devices' MQTT messages into "
+                                           "the events topic (configured like `worker`)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    mqtt_options(p, required=True, client_id="chainsight-bridge")
+    p.set_defaults(func=cmd_mqtt_bridge)
 
     p = sub.add_parser("token", help="API tokens: create, list, revoke")
     actions = p.add_subparsers(dest="action", required=True)
