@@ -24,18 +24,22 @@ def _engine(args: argparse.Namespace, live: bool):  # noqa: ANN202 - imports kep
 def cmd_replay(args: argparse.Namespace) -> int:
     from chainsight.runtimes.replay import check_paths, default_workers, replay
 
-    inputs = {"the input": args.events, "--fences": args.fences, "--profiles": args.profiles}
+    inputs = {"the input": args.events, "--fences": args.fences, "--profiles": args.profiles,
+              "--eta-model": args.eta_model}
     outputs = {"--alerts-out": args.alerts_out, "--dead-letter-out": args.dead_letter_out,
                "--state-out": args.state_out, "--eta-out": args.eta_out,
-               "--live-alerts-out": args.live_alerts_out}
+               "--live-alerts-out": args.live_alerts_out,
+               "--eta-model-out": args.eta_model_out}
     check_paths({k: v for k, v in inputs.items() if v is not None},
                 {k: v for k, v in outputs.items() if v is not None})
     engine = _engine(args, live=args.live_alerts_out is not None)
+    if args.eta_model is not None:
+        engine.import_eta_model(args.eta_model.read_bytes())
     result = replay(args.events, engine, args.alerts_out, args.dead_letter_out, args.state_out,
                     workers=default_workers() if args.workers is None else args.workers,
-                    live_alerts_out=args.live_alerts_out)
-    if args.eta_out:  # the engine publishes no ETA yet (no ETA model): an empty ETA.jsonl
-        args.eta_out.write_bytes(b"")
+                    live_alerts_out=args.live_alerts_out, eta_out=args.eta_out)
+    if args.eta_model_out is not None:
+        args.eta_model_out.write_bytes(engine.export_eta_model())
     print(f"replayed {result.events:,} events in {result.seconds:.2f} s "
           f"({result.events_per_s:,.0f} events/s): {result.alerts:,} alert transitions, "
           f"{result.rejected:,} rejected", file=sys.stderr)
@@ -199,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alerts-out", type=Path)
     p.add_argument("--dead-letter-out", type=Path)
     p.add_argument("--state-out", type=Path)
-    p.add_argument("--eta-out", type=Path)
+    p.add_argument("--eta-out", type=Path, help="write every ETA published (JSON Lines)")
+    p.add_argument("--eta-model", type=Path, metavar="MODEL.json",
+                   help="start from this exported ETA model")
+    p.add_argument("--eta-model-out", type=Path, metavar="MODEL.json",
+                   help="export the ETA model learned, at the end")
     p.add_argument("--live-alerts-out", type=Path, metavar="LIVE.jsonl",
                    help="also write the live alert stream (provisional, withdrawn, settled) "
                         "as a live runtime would publish it, each record with `line`")

@@ -78,6 +78,9 @@ class Settings:
     gps_max_accuracy_m: float | None = None
     gps_max_speed_kmh: float | None = 250  # implied speed between fixes
     gps_min_interval_s: float | None = None
+    eta: bool = True  # ETAs, their model and `eta_late` (false: off)
+    eta_interval_min: float = 5  # an ETA at least this often per shipment in transit
+    eta_late_margin_min: float = 30  # eta_late: an ETA this much later than promised_by
 
     @property
     def allowed_lateness_ms(self) -> int:

@@ -109,14 +109,16 @@ def _read_error(path: Path, exc: OSError) -> str:
 
 def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
            dead_letter_out: Path | None = None, state_out: Path | None = None,
-           workers: int = 0, live_alerts_out: Path | None = None) -> ReplayResult:
+           workers: int = 0, live_alerts_out: Path | None = None,
+           eta_out: Path | None = None) -> ReplayResult:
     """Replay `events` through `engine`, writing the contract's output files: the settled
-    alert stream, and with `live_alerts_out` (a live engine's) the live stream as a live
-    runtime would have published it, each record with `line`, the input lines consumed."""
+    alert stream, the ETAs published, and with `live_alerts_out` (a live engine's) the live
+    stream as a live runtime would have published it, each record with `line`, the input
+    lines consumed."""
     started = time.perf_counter()
     n_alerts = consumed = 0
     with _open(alerts_out) as alerts, _open(dead_letter_out) as dead, \
-            _open(live_alerts_out) as live:
+            _open(live_alerts_out) as live, _open(eta_out) as etas:
 
         def emit(out: Output) -> None:
             nonlocal n_alerts
@@ -124,6 +126,7 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
             _write(alerts, out.settled)
             _write(dead, out.dead_letters)
             _write(live, [{**record, "line": consumed} for record in out.alerts])
+            _write(etas, out.etas)
 
         if live_alerts_out is None:
             for batch in _extract(events, engine.decoder, workers):

@@ -1,0 +1,176 @@
+"""The ETA model: what the network's own deliveries teach, learned online with River.
+
+A prediction is the baseline (distance left ÷ the lane's average speed) plus a learned
+correction in minutes. The correction is a River pipeline, `StandardScaler | LinearRegression`
+(SGD), over the trip's features and two target encodings kept here as arrays (River's
+`TargetAgg` idea): how much longer than the baseline trips took at each hour of the day, and
+each lane's mean correction. It learns from a trip's samples when its true arrival is known
+(delayed labels); predictions are computed from the pipeline's parameters, vectorised over a
+batch, and equal River's `predict_one` (a test checks).
+
+Durable state is plain data: the scaler's counts, means and variances, the regression's
+weights, intercept and step count, the encodings, the lanes' speeds and the accuracy. River
+models are never pickled, so a snapshot read back can only ever set numbers.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+import numpy as np
+import orjson
+from river import compose, linear_model, optim, preprocessing
+from river.utils import VectorDict
+
+from chainsight.eta.accuracy import Accuracy
+from chainsight.eta.baseline import LaneSpeeds
+
+FEATURES = ("base_min", "hour_adj_min", "lane_adj_min", "speed_min", "remaining_km",
+            "progress", "elapsed_min", "dwell_min", "stops", "stopped", "stop_min",
+            "weekend", "temp_controlled", "promised_in_min")
+HOURS = 24
+PRIOR_MIN = 120.0  # pseudo-minutes shrinking the hour encoding toward 1 (no correction)
+PRIOR_TRIPS = 5.0  # pseudo-samples shrinking the lane encoding toward 0
+EXPORT_FORMAT = "chainsight-eta-model"
+EXPORT_VERSION = 1
+
+
+def regressor() -> compose.Pipeline:
+    """The River pipeline learning the correction to the baseline, in minutes."""
+    return preprocessing.StandardScaler() | linear_model.LinearRegression(
+        optimizer=optim.SGD(0.01), intercept_lr=0.02, clip_gradient=50.0)
+
+
+class EtaModel:
+    """Baseline speeds, target encodings, the River regressor and the accuracy so far."""
+
+    def __init__(self) -> None:
+        self.lanes = LaneSpeeds()
+        self.hour_actual = np.zeros(HOURS)  # learned samples' true minutes left, by hour
+        self.hour_base = np.zeros(HOURS)  # ... and their baseline minutes
+        self.lane_sum = np.zeros(0)  # learned corrections (minutes) by lane
+        self.lane_n = np.zeros(0)
+        self.regressor = regressor()
+        self.accuracy = Accuracy()
+        self.learned = 0  # samples learned from
+        self.deliveries = 0
+
+    # --- features ------------------------------------------------------------------------
+
+    def features(self, at: np.ndarray, fix_ts: np.ndarray, remaining_km: np.ndarray,
+                 lane: np.ndarray, speed_kmh: np.ndarray, stopped: np.ndarray,
+                 stop_ms: np.ndarray, dwell_ms: np.ndarray, stops: np.ndarray,
+                 depart: np.ndarray, start_km: np.ndarray, promised: np.ndarray,
+                 temp_controlled: np.ndarray) -> np.ndarray:
+        """The feature matrix (columns FEATURES) of ETAs made at `at` from these trips."""
+        base = remaining_km / self.lanes.kmh(lane) * 60.0
+        hour = (at // 3_600_000) % HOURS
+        ratio = (self.hour_actual[hour] + PRIOR_MIN) / (self.hour_base[hour] + PRIOR_MIN)
+        lane_adj = np.zeros(len(at))
+        known = (lane >= 0) & (lane < len(self.lane_n))
+        lane_adj[known] = self.lane_sum[lane[known]] / (self.lane_n[lane[known]] + PRIOR_TRIPS)
+        speed = np.clip(np.nan_to_num(speed_kmh, nan=30.0), 10.0, 130.0)
+        progress = np.where(start_km > 0, 1.0 - remaining_km / np.where(start_km > 0,
+                                                                       start_km, 1.0), 0.0)
+        weekend = ((at // 86_400_000 + 3) % 7 >= 5).astype(np.float64)  # 1970-01-01: Thursday
+        promised_in = np.where(promised > -(2**61), (promised - fix_ts) / 60_000.0, 0.0)
+        return np.column_stack([
+            base, base * (ratio - 1.0), lane_adj, remaining_km / speed * 60.0, remaining_km,
+            np.clip(progress, -1.0, 1.0), np.maximum(0, fix_ts - depart) / 60_000.0,
+            dwell_ms / 60_000.0, stops, stopped, stop_ms / 60_000.0, weekend,
+            temp_controlled, np.clip(promised_in, -600.0, 600.0)])
+
+    # --- predicting and learning -------------------------------------------------------------
+
+    def correction(self, x: np.ndarray) -> np.ndarray:
+        """The regressor's prediction (minutes) for each row of `x`, from its parameters."""
+        scaler, linear = self.regressor.steps.values()
+        mean = np.array([scaler.means.get(f, 0.0) for f in FEATURES])
+        var = np.array([scaler.vars.get(f, 0.0) for f in FEATURES])
+        weights = linear._weights
+        w = np.array([weights.get(f, 0.0) for f in FEATURES])
+        w = np.where(var > 0, w / np.sqrt(np.where(var > 0, var, 1.0)), 0.0)
+        return (x - mean) @ w + linear.intercept
+
+    def predict_minutes(self, x: np.ndarray) -> np.ndarray:
+        """Minutes left from each row's fix: the baseline plus the correction."""
+        return np.maximum(0.0, x[:, 0] + self.correction(x))
+
+    def learn(self, x: np.ndarray, minutes: np.ndarray, lane: int, hour: np.ndarray) -> None:
+        """Learn from rows of one trip whose true minutes left (from each row's fix) are
+        `minutes`: the regressor one row at a time, then the encodings."""
+        target = minutes - x[:, 0]
+        learn_one = self.regressor.learn_one
+        for row, y in zip(x.tolist(), target.tolist(), strict=True):
+            learn_one(dict(zip(FEATURES, row, strict=True)), y)
+        np.add.at(self.hour_actual, hour, minutes)
+        np.add.at(self.hour_base, hour, x[:, 0])
+        if lane >= 0:
+            if lane >= len(self.lane_n):
+                size = max(16, 2 * lane + 1)
+                self.lane_sum = np.resize(self.lane_sum, size)
+                self.lane_n = np.resize(self.lane_n, size)
+                self.lane_sum[lane:] = self.lane_n[lane:] = 0.0
+            self.lane_sum[lane] += target.sum()
+            self.lane_n[lane] += len(target)
+        self.learned += len(target)
+
+    # --- durable state and export ----------------------------------------------------------
+
+    def dump_state(self) -> dict:
+        scaler, linear = self.regressor.steps.values()
+        return {"lanes": self.lanes.dump_state(), "hour_actual": self.hour_actual,
+                "hour_base": self.hour_base, "lane_sum": self.lane_sum, "lane_n": self.lane_n,
+                "scaler": {"counts": dict(scaler.counts), "means": dict(scaler.means),
+                           "vars": dict(scaler.vars)},
+                "linear": {"weights": dict(linear._weights), "intercept": linear.intercept,
+                           "steps": linear.optimizer.n_iterations},
+                "accuracy": self.accuracy.dump_state(), "learned": self.learned,
+                "deliveries": self.deliveries}
+
+    def load_state(self, data: dict) -> None:
+        self.lanes.load_state(data["lanes"])
+        for name in ("hour_actual", "hour_base", "lane_sum", "lane_n"):
+            setattr(self, name, np.array(data[name], np.float64))
+        self.regressor = regressor()
+        scaler, linear = self.regressor.steps.values()
+        known = set(FEATURES)
+        s = data["scaler"]
+        scaler.counts = Counter({f: int(n) for f, n in s["counts"].items() if f in known})
+        scaler.means = defaultdict(float, {f: float(v) for f, v in s["means"].items()
+                                           if f in known})
+        scaler.vars = defaultdict(float, {f: float(v) for f, v in s["vars"].items()
+                                          if f in known})
+        lin = data["linear"]
+        linear._weights = VectorDict({f: float(v) for f, v in lin["weights"].items()
+                                      if f in known})
+        linear.intercept = float(lin["intercept"])
+        linear.optimizer.n_iterations = int(lin["steps"])
+        self.accuracy.load_state(data["accuracy"])
+        self.learned, self.deliveries = int(data["learned"]), int(data["deliveries"])
+
+    def export(self) -> bytes:
+        """The model as a JSON document (what `import_` reads)."""
+        state = self.dump_state()
+        return orjson.dumps({"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
+                             "features": list(FEATURES), "model": state},
+                            option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2)
+
+    @classmethod
+    def import_(cls, data: bytes) -> EtaModel:
+        """A model from `export`'s JSON; ValueError (one line) for anything else."""
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not an ETA model: invalid JSON ({exc})") from None
+        if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
+            raise ValueError("not an ETA model (format is not chainsight-eta-model)")
+        if doc.get("version") != EXPORT_VERSION:
+            raise ValueError(f"ETA model version {doc.get('version')!r} is not supported "
+                             f"(this version reads {EXPORT_VERSION})")
+        model = cls()
+        try:
+            model.load_state(doc["model"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"ETA model is damaged: {type(exc).__name__}: {exc}") from None
+        return model

@@ -1,0 +1,272 @@
+"""ETAs for shipments in transit with a known destination, and `eta_late`.
+
+The trips' features are updated from every GPS fix (`eta.features`); a prediction is made when
+one is due: a trip's first position, a stop starting or ending, and at least every
+`eta_interval_min` of event time (at exactly that time, from what was known then), so the cost
+stays small at high event rates and the ETAs do not depend on batching. Predictions are
+vectorised over each batch (`eta.model`). `eta_late` opens when a published ETA is later than
+the order's `promised_by` plus `eta_late_margin_min`, and resolves when an ETA is back within it
+or on delivery.
+
+The model is shared by the engine's pipelines; only the settled pipeline's rule (`learns`)
+learns from delivered trips (delayed labels), scores past ETAs and publishes them (ETA.jsonl).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from chainsight.alerts.book import AlertBook
+from chainsight.config import Profile, Settings
+from chainsight.contract.events import Order, Scan
+from chainsight.contract.times import iso, iso_many
+from chainsight.engine.state import NO_TS, State
+from chainsight.eta.features import remaining_m, snapshot_now, track_trips, trip_columns
+from chainsight.eta.model import FEATURES, HOURS, EtaModel
+from chainsight.eta.routes import RouteTable
+from chainsight.eta.samples import MAX_AGE_MS, Samples
+from chainsight.ingest.rows import Rows
+from chainsight.rules.advisor import ColdStoreAdvisor
+from chainsight.rules.base import Rule, minutes_ms
+
+KIND = "eta_late"
+LEARN_PER_TRIP = 8  # samples of a delivered trip learned from, spread over it (all are scored)
+MAX_DUE = 12  # due predictions made at once for a trip silent that long
+
+
+class EtaRule(Rule):
+    name = "eta"  # names the rule's state in snapshots
+    shipment_state = ("trip", "route_of")
+
+    def __init__(self, model: EtaModel, settings: Settings, advisor: ColdStoreAdvisor,
+                 learns: bool = True) -> None:
+        self.model = model
+        self.learns = learns
+        self.interval = minutes_ms(settings.eta_interval_min)
+        self.margin = minutes_ms(settings.eta_late_margin_min)
+        self.advisor = advisor  # its fences hold the corridors orders name
+        self.trip = trip_columns()
+        self.route_of: dict[int, str] = {}  # shipment -> the corridor its order names
+        self.samples = Samples(len(FEATURES))
+        self.routes = RouteTable()
+        self.published: list[dict] = []  # ETAs not yet collected (the learner's only)
+        self.predictions = 0
+        self._expired = NO_TS
+
+    def dump_state(self) -> dict:
+        return {**super().dump_state(), "samples": self.samples.dump_state(),
+                "predictions": self.predictions}
+
+    def load_state(self, data: dict) -> None:
+        super().load_state(data)
+        self.samples.load_state(data["samples"])
+        self.predictions = int(data["predictions"])
+
+    def take_published(self) -> list[dict]:
+        """The ETA records published since the last call (ETA.jsonl's)."""
+        out, self.published = self.published, []
+        return out
+
+    # --- events ---------------------------------------------------------------------------
+
+    def on_rows(self, rows: Rows, state: State, book: AlertBook) -> None:
+        trip = self.trip
+        trip.ensure(len(state.shipments))
+        cap = max(256, len(rows) // 8)
+        ship, at = np.empty(cap, np.int64), np.empty(cap, np.int64)
+        why, snap = np.empty(cap, np.int8), np.empty((cap, 9))
+        start = 0
+        while start < len(rows):
+            n, start = track_trips(
+                rows.kind, rows.shipment, rows.ts, rows.lat, rows.lon,
+                state.shipment.in_transit, trip.dest_lat, trip.fix_ts, trip.fix_lat,
+                trip.fix_lon, trip.speed, trip.stopped, trip.stop_start, trip.dwell_ms,
+                trip.stops, trip.depart, trip.last_at, self.interval, start, ship, at, why,
+                snap)
+            if n:
+                self._predict(ship[:n].copy(), at[:n].copy(), snap[:n].copy(), state, book)
+
+    def on_business(self, event: Scan | Order, shipment: int, state: State,
+                    book: AlertBook) -> None:
+        trip, s = self.trip, shipment
+        trip.ensure(len(state.shipments))
+        if type(event) is Order:
+            self._order(event, s)
+        delivered = event.status == "delivered" if type(event) is Order \
+            else event.step == "delivered"
+        if delivered:
+            self._deliver(s, event.ts, state, book)
+        elif not state.shipment.in_transit[s]:
+            self._resolve(s, event.ts, state, book, {})
+            if type(event) is Order and event.status == "cancelled":
+                self._end_trip(s, state)
+        elif trip.last_at[s] == NO_TS and not math.isnan(trip.dest_lat[s]):
+            self._first_estimate(s, event.ts, state, book)
+
+    def on_profile(self, shipment: int, profile: Profile | None, state: State) -> None:
+        self.trip.ensure(len(state.shipments))
+        self.trip.temp_controlled[shipment] = profile is not None and profile.max_c <= 8.0
+
+    def on_clock(self, clock: int, state: State, book: AlertBook) -> None:
+        trip, n = self.trip, len(state.shipments)
+        trip.ensure(n)
+        last = trip.last_at[:n]
+        due = (last != NO_TS) & (last <= clock - self.interval)
+        due &= state.shipment.in_transit[:n] & ~np.isnan(trip.dest_lat[:n])
+        if due.any():
+            ships = np.flatnonzero(due)
+            k = np.minimum((clock - last[ships]) // self.interval, MAX_DUE)
+            rep = np.repeat(ships, k)
+            step = np.arange(len(rep)) - np.repeat(np.cumsum(k) - k, k) + 1
+            at = last[rep] + step * self.interval
+            trip.last_at[ships] += k * self.interval
+            self._predict(rep, at, snapshot_now(trip, rep, at), state, book)
+        if self.learns and clock - self._expired > 3_600_000:
+            self.samples.expire(clock - MAX_AGE_MS)
+            self._expired = clock
+
+    # --- predictions ------------------------------------------------------------------------
+
+    def _predict(self, ship: np.ndarray, at: np.ndarray, snap: np.ndarray, state: State,
+                 book: AlertBook) -> None:
+        """ETAs of samples (shipment, time, SNAPSHOT row) in event-time order per shipment."""
+        trip, model = self.trip, self.model
+        lines = self.routes.lines([self.route_of.get(s) for s in ship.tolist()],
+                                  self.advisor.fences)
+        r = self.routes
+        km = remaining_m(snap[:, 1], snap[:, 2], trip.dest_lat[ship], trip.dest_lon[ship],
+                         lines, r.lat, r.lon, r.cum, r.start, r.count) / 1000.0
+        first = np.isnan(trip.start_km[ship])
+        trip.start_km[ship[first][::-1]] = km[first][::-1]  # the trip's first sample wins
+        fix_ts = snap[:, 0].astype(np.int64)
+        x = model.features(at, fix_ts, km, trip.lane[ship], snap[:, 3], snap[:, 4],
+                           snap[:, 5], snap[:, 6], snap[:, 7], snap[:, 8].astype(np.int64),
+                           trip.start_km[ship], trip.promised[ship],
+                           trip.temp_controlled[ship].astype(np.float64))
+        eta = np.maximum(at, fix_ts + np.rint(model.predict_minutes(x) * 60_000)
+                         .astype(np.int64))
+        self.predictions += len(ship)
+        _, last = np.unique(ship[::-1], return_index=True)
+        last = len(ship) - 1 - last  # each shipment's newest sample
+        trip.eta[ship[last]] = eta[last]
+        for s, e in zip(ship[last].tolist(), eta[last].tolist(), strict=True):
+            state.info[s].eta = e
+        if self.learns:
+            baseline = np.maximum(at, fix_ts + np.rint(x[:, 0] * 60_000).astype(np.int64))
+            self.samples.add(ship, at, fix_ts, x, baseline, eta)
+            names = state.shipments.names
+            self.published += [
+                {"shipment_id": names[s], "at": a, "eta": e, "remaining_km": round(k, 3)}
+                for s, a, e, k in zip(ship.tolist(), iso_many(at), iso_many(eta),
+                                      km.tolist(), strict=True)]
+        self._late(ship, at, eta, state, book)
+
+    def _first_estimate(self, s: int, at: int, state: State, book: AlertBook) -> None:
+        """A shipment just went in transit: an ETA from its last known position (or its
+        origin) before its first fix of the trip."""
+        trip, sh = self.trip, state.shipment
+        lat, lon = sh.last_lat[s], sh.last_lon[s]
+        if math.isnan(lat):
+            lat, lon = trip.origin_lat[s], trip.origin_lon[s]
+        if math.isnan(lat):
+            return
+        trip.depart[s] = trip.last_at[s] = at
+        snap = np.array([[at, lat, lon, np.nan, 0.0, 0.0, 0.0, 0.0, at]])
+        self._predict(np.array([s]), np.array([at]), snap, state, book)
+
+    # --- eta_late ----------------------------------------------------------------------------
+
+    def _late(self, ship: np.ndarray, at: np.ndarray, eta: np.ndarray, state: State,
+              book: AlertBook) -> None:
+        trip = self.trip
+        promised = trip.promised[ship]
+        late = (promised != NO_TS) & (eta > promised + self.margin)
+        if not late.any() and not trip.late[ship].any():
+            return
+        order = np.argsort(ship, kind="stable")
+        s_sorted, late_sorted = ship[order], late[order]
+        before = np.empty_like(late_sorted)
+        before[1:] = late_sorted[:-1]
+        firsts = np.r_[True, s_sorted[1:] != s_sorted[:-1]]
+        before[firsts] = trip.late[s_sorted[firsts]]
+        names = state.shipments.names
+        for j in np.flatnonzero(late_sorted != before).tolist():
+            k = int(order[j])
+            s, when = int(ship[k]), int(at[k])
+            eta_min = iso(int(eta[k]) // 60_000 * 60_000)
+            if late[k]:
+                trip.late[s] = True
+                book.open(KIND, names[s], None, None, when, "warning",
+                          {"promised_by": iso(int(promised[k])), "eta": eta_min,
+                           "margin_min": self.margin / 60_000})
+            else:
+                self._resolve(s, when, state, book, {"eta": eta_min})
+
+    def _resolve(self, s: int, at: int, state: State, book: AlertBook, details: dict) -> None:
+        if self.trip.late[s]:
+            self.trip.late[s] = False
+            book.resolve(KIND, state.shipments.names[s], None, None, at, details)
+
+    # --- business events -----------------------------------------------------------------------
+
+    def _order(self, event: Order, s: int) -> None:
+        trip = self.trip
+        if event.promised_by is not None:
+            trip.promised[s] = event.promised_by
+        if event.corridor_id is not None:
+            self.route_of[s] = event.corridor_id
+        if event.origin is not None:
+            trip.origin_lat[s], trip.origin_lon[s] = event.origin.lat, event.origin.lon
+        if event.destination is not None:
+            trip.dest_lat[s], trip.dest_lon[s] = event.destination.lat, event.destination.lon
+        if not math.isnan(trip.dest_lat[s]):
+            trip.lane[s] = self.model.lanes.lane(self._lane_name(s))
+
+    def _lane_name(self, s: int) -> str:
+        """The lane: the corridor the order names, else origin -> destination (~100 m)."""
+        corridor = self.route_of.get(s)
+        if corridor is not None:
+            return corridor
+        t = self.trip
+        return (f"{t.origin_lat[s]:.3f},{t.origin_lon[s]:.3f}>"
+                f"{t.dest_lat[s]:.3f},{t.dest_lon[s]:.3f}")
+
+    def _deliver(self, s: int, at: int, state: State, book: AlertBook) -> None:
+        """The trip's true arrival is known: learn from its samples and score them."""
+        self._resolve(s, at, state, book, {"delivered_at": iso(at)})
+        trip = self.trip
+        if self.learns:
+            taken = self.samples.take(s)
+            if len(taken.at):
+                model = self.model
+                model.accuracy.add(taken.at, at, taken.eta, taken.baseline_eta)
+                before = np.flatnonzero(taken.fix_ts <= at)
+                pick = before[np.unique(np.linspace(0, len(before) - 1, LEARN_PER_TRIP)
+                                        .astype(np.int64))] if len(before) else before
+                model.learn(taken.x[pick], (at - taken.fix_ts[pick]) / 60_000.0,
+                            int(trip.lane[s]), (taken.at[pick] // 3_600_000) % HOURS)
+                model.lanes.deliver(int(trip.lane[s]), float(trip.start_km[s]),
+                                    (at - int(trip.depart[s])) / 3_600_000)
+                model.deliveries += 1
+        self._end_trip(s, state)
+
+    def _end_trip(self, s: int, state: State) -> None:
+        """Forget the trip's progress (a later trip of the shipment starts afresh)."""
+        trip = self.trip
+        for name in ("fix_ts", "stop_start", "depart", "last_at", "eta"):
+            getattr(trip, name)[s] = NO_TS
+        trip.fix_lat[s] = trip.fix_lon[s] = trip.speed[s] = trip.start_km[s] = np.nan
+        trip.stopped[s], trip.dwell_ms[s], trip.stops[s] = False, 0, 0
+        state.info[s].eta = None
+        if self.learns:
+            self.samples.take(s)
+
+    def metrics(self) -> dict[str, float]:
+        """Predictions made, deliveries learned from, and the accuracy of past ETAs."""
+        if not self.learns:
+            return {}
+        model = self.model
+        return {"eta_predictions": self.predictions, "eta_deliveries": model.deliveries,
+                "eta_learned": model.learned, **model.accuracy.summary()}
