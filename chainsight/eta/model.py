@@ -8,6 +8,11 @@ each lane's mean correction. It learns from a trip's samples when its true arriv
 (delayed labels); predictions are computed from the pipeline's parameters, vectorised over a
 batch, and equal River's `predict_one` (a test checks).
 
+What a delivery teaches is queued (`queue`) and learned once event time has passed it by a
+fixed delay (`advance`), so the model an ETA is made with depends only on the events before
+it, not on how they were batched, and a live engine's provisional pipeline, a few minutes
+ahead of the settled one, predicts with the same model as the settled one will.
+
 Durable state is plain data: the scaler's counts, means and variances, the regression's
 weights, intercept and step count, the encodings, the lanes' speeds and the accuracy. River
 models are never pickled, so a snapshot read back can only ever set numbers.
@@ -15,7 +20,9 @@ models are never pickled, so a snapshot read back can only ever set numbers.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, defaultdict
+from itertools import count
 
 import numpy as np
 import orjson
@@ -54,6 +61,8 @@ class EtaModel:
         self.accuracy = Accuracy()
         self.learned = 0  # samples learned from
         self.deliveries = 0
+        self.jobs: list[tuple[int, int, dict]] = []  # heap: (delivered at, seq, what to learn)
+        self._seq = count()
 
     # --- features ------------------------------------------------------------------------
 
@@ -96,6 +105,27 @@ class EtaModel:
         """Minutes left from each row's fix: the baseline plus the correction."""
         return np.maximum(0.0, x[:, 0] + self.correction(x))
 
+    def queue(self, at: int, x: np.ndarray, minutes: np.ndarray, hour: np.ndarray, lane: int,
+              lane_km: float, lane_hours: float) -> None:
+        """A trip delivered at `at`: its samples' features `x`, true minutes left from their
+        fixes and hours of the day they were made at, its lane and the trip's kilometres and
+        hours, to learn once `advance` passes `at`."""
+        heapq.heappush(self.jobs, (at, next(self._seq), {
+            "x": x, "minutes": minutes, "hour": hour, "lane": lane, "km": lane_km,
+            "hours": lane_hours}))
+
+    def next_job(self) -> int | None:
+        """When the earliest trip still to learn from was delivered; None when none is."""
+        return self.jobs[0][0] if self.jobs else None
+
+    def advance(self, until: int) -> None:
+        """Learn from the trips delivered at or before `until`, in delivery order."""
+        while self.jobs and self.jobs[0][0] <= until:
+            at, _, job = heapq.heappop(self.jobs)
+            self.learn(job["x"], job["minutes"], job["lane"], job["hour"])
+            self.lanes.deliver(job["lane"], job["km"], job["hours"])
+            self.deliveries += 1
+
     def learn(self, x: np.ndarray, minutes: np.ndarray, lane: int, hour: np.ndarray) -> None:
         """Learn from rows of one trip whose true minutes left (from each row's fix) are
         `minutes`: the regressor one row at a time, then the encodings."""
@@ -126,7 +156,8 @@ class EtaModel:
                 "linear": {"weights": dict(linear._weights), "intercept": linear.intercept,
                            "steps": linear.optimizer.n_iterations},
                 "accuracy": self.accuracy.dump_state(), "learned": self.learned,
-                "deliveries": self.deliveries}
+                "deliveries": self.deliveries,
+                "jobs": [[at, job] for at, _, job in sorted(self.jobs)]}
 
     def load_state(self, data: dict) -> None:
         self.lanes.load_state(data["lanes"])
@@ -148,6 +179,11 @@ class EtaModel:
         linear.optimizer.n_iterations = int(lin["steps"])
         self.accuracy.load_state(data["accuracy"])
         self.learned, self.deliveries = int(data["learned"]), int(data["deliveries"])
+        self.jobs, self._seq = [], count()
+        for at, job in data["jobs"]:
+            self.queue(int(at), np.array(job["x"], np.float64).reshape(-1, len(FEATURES)),
+                       np.array(job["minutes"], np.float64), np.array(job["hour"], np.int64),
+                       int(job["lane"]), float(job["km"]), float(job["hours"]))
 
     def export(self) -> bytes:
         """The model as a JSON document (what `import_` reads)."""

@@ -1,12 +1,13 @@
 """ETAs for shipments in transit with a known destination, and `eta_late`.
 
-The trips' features are updated from every GPS fix (`eta.features`); a prediction is made when
-one is due: a trip's first position, a stop starting or ending, and at least every
-`eta_interval_min` of event time (at exactly that time, from what was known then), so the cost
-stays small at high event rates and the ETAs do not depend on batching. Predictions are
-vectorised over each batch (`eta.model`). `eta_late` opens when a published ETA is later than
-the order's `promised_by` plus `eta_late_margin_min`, and resolves when an ETA is back within it
-or on delivery.
+The trips' features are updated from every GPS fix (`eta.features`); a prediction is due at a
+trip's first position (or when it goes in transit), when a stop starts or ends, and at least
+every `eta_interval_min` of event time (at exactly that time, from what was known then), so
+the cost stays small at high event rates. Due predictions and the ends of trips (delivery,
+cancellation) are collected while a batch runs and carried out when event time moves on
+(`on_clock`), in event-time order and vectorised between deliveries, so the ETAs do not depend
+on batching. `eta_late` opens when a published ETA is later than the order's `promised_by`
+plus `eta_late_margin_min`, and resolves when an ETA is back within it or on delivery.
 
 The model is shared by the engine's pipelines; only the settled pipeline's rule (`learns`)
 learns from delivered trips (delayed labels), scores past ETAs and publishes them (ETA.jsonl).
@@ -23,7 +24,13 @@ from chainsight.config import Profile, Settings
 from chainsight.contract.events import Order, Scan
 from chainsight.contract.times import iso, iso_many
 from chainsight.engine.state import NO_TS, State
-from chainsight.eta.features import remaining_m, snapshot_now, track_trips, trip_columns
+from chainsight.eta.features import (
+    SNAPSHOT,
+    remaining_m,
+    snapshot_now,
+    track_trips,
+    trip_columns,
+)
 from chainsight.eta.model import FEATURES, HOURS, EtaModel
 from chainsight.eta.routes import RouteTable
 from chainsight.eta.samples import MAX_AGE_MS, Samples
@@ -33,7 +40,10 @@ from chainsight.rules.base import Rule, minutes_ms
 
 KIND = "eta_late"
 LEARN_PER_TRIP = 8  # samples of a delivered trip learned from, spread over it (all are scored)
+LEARN_DELAY_MS = 30 * 60_000  # a delivery is learned from this long after it (event time)
 MAX_DUE = 12  # due predictions made at once for a trip silent that long
+DELIVERED, ENDED = 0, 1  # how a trip ended
+NEVER = 2**62
 
 
 class EtaRule(Rule):
@@ -46,6 +56,8 @@ class EtaRule(Rule):
         self.learns = learns
         self.interval = minutes_ms(settings.eta_interval_min)
         self.margin = minutes_ms(settings.eta_late_margin_min)
+        # later than any event the settled pipeline may still process before it
+        self.delay = max(LEARN_DELAY_MS, 2 * settings.allowed_lateness_ms)
         self.advisor = advisor  # its fences hold the corridors orders name
         self.trip = trip_columns()
         self.route_of: dict[int, str] = {}  # shipment -> the corridor its order names
@@ -53,6 +65,8 @@ class EtaRule(Rule):
         self.routes = RouteTable()
         self.published: list[dict] = []  # ETAs not yet collected (the learner's only)
         self.predictions = 0
+        self._due: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (ships, at, snap)
+        self._ends: list[tuple[int, int, int]] = []  # (at, shipment, DELIVERED | ENDED)
         self._expired = NO_TS
 
     def dump_state(self) -> dict:
@@ -69,16 +83,16 @@ class EtaRule(Rule):
         out, self.published = self.published, []
         return out
 
-    # --- events ---------------------------------------------------------------------------
+    # --- events (what falls due is carried out in `on_clock`) --------------------------------
 
     def on_rows(self, rows: Rows, state: State, book: AlertBook) -> None:
         trip = self.trip
         trip.ensure(len(state.shipments))
         cap = max(256, len(rows) // 8)
-        ship, at = np.empty(cap, np.int64), np.empty(cap, np.int64)
-        why, snap = np.empty(cap, np.int8), np.empty((cap, 9))
         start = 0
         while start < len(rows):
+            ship, at = np.empty(cap, np.int64), np.empty(cap, np.int64)
+            why, snap = np.empty(cap, np.int8), np.empty((cap, len(SNAPSHOT)))
             n, start = track_trips(
                 rows.kind, rows.shipment, rows.ts, rows.lat, rows.lon,
                 state.shipment.in_transit, trip.dest_lat, trip.fix_ts, trip.fix_lat,
@@ -86,7 +100,7 @@ class EtaRule(Rule):
                 trip.stops, trip.depart, trip.last_at, self.interval, start, ship, at, why,
                 snap)
             if n:
-                self._predict(ship[:n].copy(), at[:n].copy(), snap[:n].copy(), state, book)
+                self._due.append((ship[:n], at[:n], snap[:n]))
 
     def on_business(self, event: Scan | Order, shipment: int, state: State,
                     book: AlertBook) -> None:
@@ -96,14 +110,11 @@ class EtaRule(Rule):
             self._order(event, s)
         delivered = event.status == "delivered" if type(event) is Order \
             else event.step == "delivered"
-        if delivered:
-            self._deliver(s, event.ts, state, book)
-        elif not state.shipment.in_transit[s]:
-            self._resolve(s, event.ts, state, book, {})
-            if type(event) is Order and event.status == "cancelled":
-                self._end_trip(s, state)
+        if delivered or not state.shipment.in_transit[s]:
+            if trip.last_at[s] != NO_TS or trip.late[s]:  # a trip to end
+                self._ends.append((event.ts, s, DELIVERED if delivered else ENDED))
         elif trip.last_at[s] == NO_TS and not math.isnan(trip.dest_lat[s]):
-            self._first_estimate(s, event.ts, state, book)
+            self._first_estimate(s, event.ts, state)
 
     def on_profile(self, shipment: int, profile: Profile | None, state: State) -> None:
         self.trip.ensure(len(state.shipments))
@@ -122,24 +133,70 @@ class EtaRule(Rule):
             step = np.arange(len(rep)) - np.repeat(np.cumsum(k) - k, k) + 1
             at = last[rep] + step * self.interval
             trip.last_at[ships] += k * self.interval
-            self._predict(rep, at, snapshot_now(trip, rep, at), state, book)
+            self._due.append((rep, at, snapshot_now(trip, rep, at)))
+        if self._due or self._ends:
+            self._carry_out(state, book)
         if self.learns and clock - self._expired > 3_600_000:
             self.samples.expire(clock - MAX_AGE_MS)
             self._expired = clock
 
-    # --- predictions ------------------------------------------------------------------------
+    def _first_estimate(self, s: int, at: int, state: State) -> None:
+        """A shipment just went in transit: an ETA from its last known position (or its
+        origin) before its first fix of the trip."""
+        trip, sh = self.trip, state.shipment
+        lat, lon = sh.last_lat[s], sh.last_lon[s]
+        if math.isnan(lat):
+            lat, lon = trip.origin_lat[s], trip.origin_lon[s]
+        if not math.isnan(lat):
+            trip.depart[s] = trip.last_at[s] = at
+            self._due.append((np.array([s]), np.array([at]),
+                              np.array([[at, lat, lon, np.nan, 0.0, 0.0, 0.0, 0.0, at]])))
 
-    def _predict(self, ship: np.ndarray, at: np.ndarray, snap: np.ndarray, state: State,
-                 book: AlertBook) -> None:
-        """ETAs of samples (shipment, time, SNAPSHOT row) in event-time order per shipment."""
-        trip, model = self.trip, self.model
-        lines = self.routes.lines([self.route_of.get(s) for s in ship.tolist()],
-                                  self.advisor.fences)
-        r = self.routes
-        km = remaining_m(snap[:, 1], snap[:, 2], trip.dest_lat[ship], trip.dest_lon[ship],
-                         lines, r.lat, r.lon, r.cum, r.start, r.count) / 1000.0
+    # --- carrying out, in event-time order -----------------------------------------------------
+
+    def _carry_out(self, state: State, book: AlertBook) -> None:
+        """The due predictions and ends of trips collected, in event-time order: predictions
+        vectorised between one end (or one delivery to learn from) and the next."""
+        if self._due:
+            ship, at, snap = (np.concatenate(parts) for parts in zip(*self._due, strict=True))
+        else:
+            ship, at, snap = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 9))
+        ends = sorted(self._ends)
+        self._due, self._ends = [], []
+        order = np.argsort(at, kind="stable")
+        ship, at, snap = ship[order], at[order], snap[order]
+        km = self._remaining_km(ship, snap)
+        trip = self.trip
         first = np.isnan(trip.start_km[ship])
         trip.start_km[ship[first][::-1]] = km[first][::-1]  # the trip's first sample wins
+        i, e, n = 0, 0, len(at)
+        while i < n or e < len(ends):
+            job = None  # the next delivery to learn from (the learner's to learn)
+            if self.learns:
+                if i < n:
+                    self.model.advance(int(at[i]) - self.delay)
+                job = self.model.next_job()
+            end_at = ends[e][0] if e < len(ends) else NEVER
+            stop = min(int(np.searchsorted(at, end_at, side="right")),
+                       n if job is None else int(np.searchsorted(at, job + self.delay)))
+            if stop > i:
+                self._predict(ship[i:stop], at[i:stop], snap[i:stop], km[i:stop], state,
+                              book)
+                i = stop
+            else:
+                self._end(*ends[e], state, book)
+                e += 1
+
+    def _remaining_km(self, ship: np.ndarray, snap: np.ndarray) -> np.ndarray:
+        trip, r = self.trip, self.routes
+        lines = r.lines([self.route_of.get(s) for s in ship.tolist()], self.advisor.fences)
+        return remaining_m(snap[:, 1], snap[:, 2], trip.dest_lat[ship], trip.dest_lon[ship],
+                           lines, r.lat, r.lon, r.cum, r.start, r.count) / 1000.0
+
+    def _predict(self, ship: np.ndarray, at: np.ndarray, snap: np.ndarray, km: np.ndarray,
+                 state: State, book: AlertBook) -> None:
+        """ETAs of samples (shipment, time, SNAPSHOT row, km left) in event-time order."""
+        trip, model = self.trip, self.model
         fix_ts = snap[:, 0].astype(np.int64)
         x = model.features(at, fix_ts, km, trip.lane[ship], snap[:, 3], snap[:, 4],
                            snap[:, 5], snap[:, 6], snap[:, 7], snap[:, 8].astype(np.int64),
@@ -162,19 +219,6 @@ class EtaRule(Rule):
                 for s, a, e, k in zip(ship.tolist(), iso_many(at), iso_many(eta),
                                       km.tolist(), strict=True)]
         self._late(ship, at, eta, state, book)
-
-    def _first_estimate(self, s: int, at: int, state: State, book: AlertBook) -> None:
-        """A shipment just went in transit: an ETA from its last known position (or its
-        origin) before its first fix of the trip."""
-        trip, sh = self.trip, state.shipment
-        lat, lon = sh.last_lat[s], sh.last_lon[s]
-        if math.isnan(lat):
-            lat, lon = trip.origin_lat[s], trip.origin_lon[s]
-        if math.isnan(lat):
-            return
-        trip.depart[s] = trip.last_at[s] = at
-        snap = np.array([[at, lat, lon, np.nan, 0.0, 0.0, 0.0, 0.0, at]])
-        self._predict(np.array([s]), np.array([at]), snap, state, book)
 
     # --- eta_late ----------------------------------------------------------------------------
 
@@ -233,23 +277,26 @@ class EtaRule(Rule):
         return (f"{t.origin_lat[s]:.3f},{t.origin_lon[s]:.3f}>"
                 f"{t.dest_lat[s]:.3f},{t.dest_lon[s]:.3f}")
 
-    def _deliver(self, s: int, at: int, state: State, book: AlertBook) -> None:
-        """The trip's true arrival is known: learn from its samples and score them."""
+    def _end(self, at: int, s: int, how: int, state: State, book: AlertBook) -> None:
+        """A trip ended at `at`: `eta_late` resolves; delivered, its true arrival is known,
+        so its ETAs are scored and what it teaches is queued for the model."""
+        if how == ENDED:  # no longer in transit (cancelled, or back before shipping)
+            self._resolve(s, at, state, book, {})
+            if state.info[s].status == "cancelled":
+                self._end_trip(s, state)
+            return
         self._resolve(s, at, state, book, {"delivered_at": iso(at)})
         trip = self.trip
         if self.learns:
             taken = self.samples.take(s)
-            if len(taken.at):
-                model = self.model
-                model.accuracy.add(taken.at, at, taken.eta, taken.baseline_eta)
-                before = np.flatnonzero(taken.fix_ts <= at)
+            before = np.flatnonzero(taken.fix_ts <= at)
+            if len(before):
+                self.model.accuracy.add(taken.at, at, taken.eta, taken.baseline_eta)
                 pick = before[np.unique(np.linspace(0, len(before) - 1, LEARN_PER_TRIP)
-                                        .astype(np.int64))] if len(before) else before
-                model.learn(taken.x[pick], (at - taken.fix_ts[pick]) / 60_000.0,
-                            int(trip.lane[s]), (taken.at[pick] // 3_600_000) % HOURS)
-                model.lanes.deliver(int(trip.lane[s]), float(trip.start_km[s]),
-                                    (at - int(trip.depart[s])) / 3_600_000)
-                model.deliveries += 1
+                                        .astype(np.int64))]
+                self.model.queue(at, taken.x[pick], (at - taken.fix_ts[pick]) / 60_000.0,
+                                 (taken.at[pick] // 3_600_000) % HOURS, int(trip.lane[s]),
+                                 float(trip.start_km[s]), (at - int(trip.depart[s])) / 3.6e6)
         self._end_trip(s, state)
 
     def _end_trip(self, s: int, state: State) -> None:
