@@ -65,7 +65,8 @@ class EtaRule(Rule):
         self.routes = RouteTable()
         self.published: list[dict] = []  # ETAs not yet collected (the learner's only)
         self.predictions = 0
-        self._due: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (ships, at, snap)
+        # due predictions: shipments, times, SNAPSHOT rows, and promised_by as it was then
+        self._due: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._ends: list[tuple[int, int, int]] = []  # (at, shipment, DELIVERED | ENDED)
         self._expired = NO_TS
 
@@ -100,7 +101,7 @@ class EtaRule(Rule):
                 trip.stops, trip.depart, trip.last_at, self.interval, start, ship, at, why,
                 snap)
             if n:
-                self._due.append((ship[:n], at[:n], snap[:n]))
+                self._due.append((ship[:n], at[:n], snap[:n], trip.promised[ship[:n]]))
 
     def on_business(self, event: Scan | Order, shipment: int, state: State,
                     book: AlertBook) -> None:
@@ -133,7 +134,7 @@ class EtaRule(Rule):
             step = np.arange(len(rep)) - np.repeat(np.cumsum(k) - k, k) + 1
             at = last[rep] + step * self.interval
             trip.last_at[ships] += k * self.interval
-            self._due.append((rep, at, snapshot_now(trip, rep, at)))
+            self._due.append((rep, at, snapshot_now(trip, rep, at), trip.promised[rep]))
         if self._due or self._ends:
             self._carry_out(state, book)
         if self.learns and clock - self._expired > 3_600_000:
@@ -150,7 +151,8 @@ class EtaRule(Rule):
         if not math.isnan(lat):
             trip.depart[s] = trip.last_at[s] = at
             self._due.append((np.array([s]), np.array([at]),
-                              np.array([[at, lat, lon, np.nan, 0.0, 0.0, 0.0, 0.0, at]])))
+                              np.array([[at, lat, lon, np.nan, 0.0, 0.0, 0.0, 0.0, at]]),
+                              trip.promised[[s]]))
 
     # --- carrying out, in event-time order -----------------------------------------------------
 
@@ -158,13 +160,15 @@ class EtaRule(Rule):
         """The due predictions and ends of trips collected, in event-time order: predictions
         vectorised between one end (or one delivery to learn from) and the next."""
         if self._due:
-            ship, at, snap = (np.concatenate(parts) for parts in zip(*self._due, strict=True))
+            ship, at, snap, promised = (np.concatenate(parts)
+                                        for parts in zip(*self._due, strict=True))
         else:
-            ship, at, snap = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 9))
+            ship = at = promised = np.zeros(0, np.int64)
+            snap = np.zeros((0, len(SNAPSHOT)))
         ends = sorted(self._ends)
         self._due, self._ends = [], []
         order = np.argsort(at, kind="stable")
-        ship, at, snap = ship[order], at[order], snap[order]
+        ship, at, snap, promised = ship[order], at[order], snap[order], promised[order]
         km = self._remaining_km(ship, snap)
         trip = self.trip
         first = np.isnan(trip.start_km[ship])
@@ -180,8 +184,9 @@ class EtaRule(Rule):
             stop = min(int(np.searchsorted(at, end_at, side="right")),
                        n if job is None else int(np.searchsorted(at, job + self.delay)))
             if stop > i:
-                self._predict(ship[i:stop], at[i:stop], snap[i:stop], km[i:stop], state,
-                              book)
+                part = slice(i, stop)
+                self._predict(ship[part], at[part], snap[part], km[part], promised[part],
+                              state, book)
                 i = stop
             else:
                 self._end(*ends[e], state, book)
@@ -194,13 +199,14 @@ class EtaRule(Rule):
                            lines, r.lat, r.lon, r.cum, r.start, r.count) / 1000.0
 
     def _predict(self, ship: np.ndarray, at: np.ndarray, snap: np.ndarray, km: np.ndarray,
-                 state: State, book: AlertBook) -> None:
-        """ETAs of samples (shipment, time, SNAPSHOT row, km left) in event-time order."""
+                 promised: np.ndarray, state: State, book: AlertBook) -> None:
+        """ETAs of samples (shipment, time, SNAPSHOT row, km left, promised_by) in event-time
+        order."""
         trip, model = self.trip, self.model
         fix_ts = snap[:, 0].astype(np.int64)
         x = model.features(at, fix_ts, km, trip.lane[ship], snap[:, 3], snap[:, 4],
                            snap[:, 5], snap[:, 6], snap[:, 7], snap[:, 8].astype(np.int64),
-                           trip.start_km[ship], trip.promised[ship],
+                           trip.start_km[ship], promised,
                            trip.temp_controlled[ship].astype(np.float64))
         eta = np.maximum(at, fix_ts + np.rint(model.predict_minutes(x) * 60_000)
                          .astype(np.int64))
@@ -218,14 +224,13 @@ class EtaRule(Rule):
                 {"shipment_id": names[s], "at": a, "eta": e, "remaining_km": round(k, 3)}
                 for s, a, e, k in zip(ship.tolist(), iso_many(at), iso_many(eta),
                                       km.tolist(), strict=True)]
-        self._late(ship, at, eta, state, book)
+        self._late(ship, at, eta, promised, state, book)
 
     # --- eta_late ----------------------------------------------------------------------------
 
-    def _late(self, ship: np.ndarray, at: np.ndarray, eta: np.ndarray, state: State,
-              book: AlertBook) -> None:
+    def _late(self, ship: np.ndarray, at: np.ndarray, eta: np.ndarray, promised: np.ndarray,
+              state: State, book: AlertBook) -> None:
         trip = self.trip
-        promised = trip.promised[ship]
         late = (promised != NO_TS) & (eta > promised + self.margin)
         if not late.any() and not trip.late[ship].any():
             return
