@@ -6,11 +6,14 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+import httpx
 import numpy as np
 import orjson
 import pytest
+from api_server import api
 from helpers import at, fix, line, ms, order
 
+from chainsight.api.auth import TokenStore
 from chainsight.cli import main
 from chainsight.config import load_settings
 from chainsight.contract.events import GPS
@@ -240,6 +243,26 @@ def test_eta_late_is_live_and_provisional_then_settled():
     assert not [r for r in published if r["state"] == "retracted"]
     assert engine.alert(published[0]["alert_id"])["provisional"] is False  # settled since
     assert engine.shipments(["S1"])["S1"]["eta"] is not None
+
+
+def test_the_api_shows_etas_and_their_accuracy(tmp_path):
+    engine = Engine(live=True)
+    run(engine, trip(promised_min=300, deliver_at=75))
+    run(engine, trip(promised_min=400, shipment="S2", device="G2")[:1]
+        + [fix(m, lon=4.2, device="G2", shipment_id="S2") for m in range(100, 120)])
+    token = TokenStore(tmp_path).create("dispatcher", "dee")
+    with api(tmp_path, engine) as (url, _, _):
+        metrics = httpx.get(url + "/metrics").text
+        shipment = httpx.get(url + "/v1/shipments/S2",
+                             headers={"Authorization": f"Bearer {token}"}).json()
+    model_mae = [float(m.split()[-1]) for m in metrics.splitlines()
+                 if m.startswith('chainsight_eta_mae_min{hours_out="all",who="model"}')]
+    assert model_mae and model_mae[0] > 0
+    assert 'chainsight_eta_mape{hours_out="0-1h",who="baseline"}' in metrics
+    predictions = next(float(m.split()[-1]) for m in metrics.splitlines()
+                       if m.startswith("chainsight_eta_predictions_total "))
+    assert predictions == engine.metrics()["eta_predictions"] > 0
+    assert ISO.match(shipment["eta"]) and parse_time(shipment["eta"]) > ms(119)
 
 
 # --- persistence and export -----------------------------------------------------------------
