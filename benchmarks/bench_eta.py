@@ -126,9 +126,11 @@ def cost(model_from: EtaModel) -> None:
                 start_km=np.full(n, 80.0), promised=at + 7_200_000,
                 temp_controlled=rng.integers(0, 2, n).astype(float))
 
+    shard = np.zeros(n, np.int64)
+
     def predict(lo: int, hi: int) -> np.ndarray:
-        x = model_from.features(at[lo:hi], **{k: v[lo:hi] for k, v in cols.items()})
-        return model_from.predict_minutes(x)
+        x = model_from.features(shard[lo:hi], at[lo:hi], **{k: v[lo:hi] for k, v in cols.items()})
+        return model_from.predict_minutes(x, shard[lo:hi])
 
     for size in (1000, 1):
         batches = n // size if size > 1 else 2000
@@ -137,13 +139,13 @@ def cost(model_from: EtaModel) -> None:
             predict(b * size, (b + 1) * size)
         us = (time.perf_counter() - started) / (batches * size) * 1e6
         print(f"  prediction, in batches of {size:>4}: {us:8.2f} µs each")
-    x = model_from.features(at, **cols)
+    x = model_from.features(shard, at, **cols)
     minutes = x[:, 0] * rng.uniform(0.8, 1.4, n)
     model = EtaModel()
     hour = (at // 3_600_000) % 24
     started = time.perf_counter()
     for lo in range(0, 4000, 8):  # trips of 8 learned samples, as the rule learns them
-        model.learn(x[lo:lo + 8], minutes[lo:lo + 8], int(cols["lane"][lo]), hour[lo:lo + 8])
+        model.learn(0, x[lo:lo + 8], minutes[lo:lo + 8], int(cols["lane"][lo]), hour[lo:lo + 8])
     print(f"  learning: {(time.perf_counter() - started) / 4000 * 1e6:8.2f} µs per sample "
           f"({len(FEATURES)} features)")
 

@@ -9,12 +9,13 @@ from pathlib import Path
 from chainsight.config import load_profiles, load_settings
 
 
-def _engine(args: argparse.Namespace, live: bool):  # noqa: ANN202 - imports kept lazy
-    """The engine the options describe; `live` for a live runtime (provisional alerts)."""
+def _engine(args: argparse.Namespace, live: bool, eta_shards: int | None = None):  # noqa: ANN202
+    """The engine the options describe; `live` for a live runtime (provisional alerts);
+    `eta_shards` overrides the setting (a worker: one ETA model per partition)."""
     from chainsight.engine.core import Engine
     from chainsight.geofence import FenceSet
 
-    settings = load_settings(allowed_lateness_min=args.allowed_lateness)
+    settings = load_settings(allowed_lateness_min=args.allowed_lateness, eta_shards=eta_shards)
     profiles = load_profiles(*([args.profiles] if args.profiles else []))
     fences = getattr(args, "fences", None)
     return Engine(settings, profiles, fences=FenceSet.from_file(fences) if fences else None,
@@ -87,9 +88,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_streams_config()
-    _engine(args, live=True)  # fail fast on bad settings or profiles, before joining the group
+    # each partition learns its own ETA model (replay gives the same with eta_shards = partitions)
+    _engine(args, live=True, eta_shards=config.partitions)  # fail fast on bad settings/profiles
     try:
-        run_worker(config, lambda: _engine(args, live=True))
+        run_worker(config, lambda: _engine(args, live=True, eta_shards=config.partitions))
     except SnapshotError as exc:
         print(f"chainsight worker: {exc}", file=sys.stderr)
         return 2

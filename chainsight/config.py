@@ -81,6 +81,7 @@ class Settings:
     eta: bool = True  # ETAs, their model and `eta_late` (false: off)
     eta_interval_min: float = 5  # an ETA at least this often per shipment in transit
     eta_late_margin_min: float = 30  # eta_late: an ETA this much later than promised_by
+    eta_shards: int = 1  # ETA models, by shipment (the distributed runtime: its partitions)
 
     @property
     def allowed_lateness_ms(self) -> int:

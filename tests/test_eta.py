@@ -118,6 +118,16 @@ def test_etas_are_throttled_and_at_most_an_interval_apart():
     assert engine.snapshot()["shipments"]["S1"]["eta"] is None  # delivered
 
 
+@pytest.mark.parametrize("size", [3, 10_000])
+def test_a_silent_tracker_still_gets_an_eta_every_interval(size):
+    lines = trip(promised_min=300, minutes=11)
+    lines += [fix(150, lon=4.5, shipment_id="S1"),
+              line(type="scan", shipment_id="S1", ts=at(160), site_id="D", step="delivered")]
+    times = [parse_time(r["at"]) for r in etas_of(run(Engine(), lines, size=size))]
+    assert times[0] == ms(0) and times[-1] >= ms(155)
+    assert max(np.diff(times)) <= 5 * 60_000 and len(times) < 40
+
+
 def test_eta_jsonl_follows_the_contract_with_one_eta_per_10_minutes(smoke, tmp_path):
     events, fences_path = tmp_path / "events.jsonl", tmp_path / "fences.geojson"
     lines, _ = smoke
@@ -158,10 +168,10 @@ def test_predictions_from_the_parameters_equal_rivers_predict_one():
     model = EtaModel()
     x = rng.uniform(0, 50, (200, len(FEATURES)))
     for k in range(0, 160, 8):
-        model.learn(x[k:k + 8], x[k:k + 8, 0] * 1.3 + 5, 0, np.full(8, 9))
-    want = [model.regressor.predict_one(dict(zip(FEATURES, row, strict=True)))
+        model.learn(0, x[k:k + 8], x[k:k + 8, 0] * 1.3 + 5, 0, np.full(8, 9))
+    want = [model.regressors[0].predict_one(dict(zip(FEATURES, row, strict=True)))
             for row in x[160:]]
-    assert np.allclose(model.correction(x[160:]), want)
+    assert np.allclose(model.correction(x[160:], np.zeros(40, np.int64)), want)
     assert np.ptp(want) > 1  # it learned something
 
 
@@ -178,7 +188,8 @@ def test_a_delivery_is_learned_from_once_event_time_has_passed_it_by_the_delay()
     run(engine, trip(promised_min=400, deliver_at=200, shipment="S2", device="G2")[:1]
         + [fix(m, device="G2", shipment_id="S2") for m in range(100, 110)])
     assert model.deliveries == 1 and model.learned == len(job["minutes"])
-    assert model.lanes.kmh(np.array([0]))[0] == pytest.approx(68.5 / 1.25, rel=0.05)
+    assert model.lanes.kmh(np.array([0]), np.array([0]))[0] == pytest.approx(68.5 / 1.25,
+                                                                              rel=0.05)
     assert engine.metrics()["eta_accuracy.samples"] > 0
 
 
@@ -331,7 +342,8 @@ def test_the_model_is_exported_and_imported(smoke, tmp_path):
     engine.import_eta_model(model.read_bytes())
     assert engine.eta_model.deliveries == trained.deliveries
     x = np.random.default_rng(1).uniform(0, 40, (5, len(FEATURES)))
-    assert np.allclose(engine.eta_model.correction(x), trained.correction(x))
+    zero = np.zeros(5, np.int64)
+    assert np.allclose(engine.eta_model.correction(x, zero), trained.correction(x, zero))
     again = tmp_path / "again.json"
     assert main(["replay", str(events), "--eta-model", str(model), "--eta-model-out",
                  str(again), "--workers", "0"]) == 0

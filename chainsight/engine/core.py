@@ -127,7 +127,8 @@ class Engine:
         if live and rules is not None:
             raise ValueError("a live engine builds its own rules (two sets of them)")
         # one ETA model for both pipelines: the settled one learns, both predict
-        self.eta_model = EtaModel() if self.settings.eta and rules is None else None
+        self.eta_model = EtaModel(self.settings.eta_shards) \
+            if self.settings.eta and rules is None else None
         self.settled = Pipeline(self.settings, self.profiles, State(), rules, fences,
                                 eta_model=self.eta_model)
         self.ingest = Ingest(self.state,

@@ -166,7 +166,9 @@ class Pipeline:
         out.notifications += notifications
         out.audit += audit
         if self.eta is not None:
-            out.etas += self.eta.take_published()
+            etas, changed = self.eta.collect()
+            out.etas += etas
+            out.changed |= changed
         index = self.state.shipments.index
         for record in [r for _, r in alerts] + notifications:
             s = index.get(record["shipment_id"])

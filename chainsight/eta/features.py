@@ -33,7 +33,8 @@ def trip_columns() -> Columns:
     return Columns(
         dest_lat=(np.float64, np.nan), dest_lon=(np.float64, np.nan),
         origin_lat=(np.float64, np.nan), origin_lon=(np.float64, np.nan),
-        lane=(np.int32, -1), promised=(np.int64, NO_TS), temp_controlled=(np.bool_, False),
+        lane=(np.int32, -1), shard=(np.int32, 0), promised=(np.int64, NO_TS),
+        temp_controlled=(np.bool_, False),
         fix_ts=(np.int64, NO_TS), fix_lat=(np.float64, np.nan), fix_lon=(np.float64, np.nan),
         speed=(np.float64, np.nan), stopped=(np.bool_, False), stop_start=(np.int64, NO_TS),
         dwell_ms=(np.int64, 0), stops=(np.int32, 0), depart=(np.int64, NO_TS),
@@ -73,11 +74,12 @@ def track_trips(kind: np.ndarray, ship: np.ndarray, ts: np.ndarray, lat: np.ndar
                 out_why: np.ndarray, out_f: np.ndarray) -> tuple[int, int]:
     """Update the trips of in-transit shipments with a destination from GPS rows `start..`
     (event-time order) and write samples; returns (samples written, next row). Stops early,
-    at a row boundary, when the output (`len(out_ship)` samples) might overflow."""
+    before a row it has not applied, when the output (`len(out_ship)` samples, at least 2)
+    is full: called again from that row, it carries on where it stopped."""
     cap = len(out_ship)
     n = 0
     for i in range(start, len(ts)):
-        if n + 16 > cap:
+        if n + 2 > cap:
             return n, i
         s = ship[i]
         if kind[i] != GPS or s < 0 or not in_transit[s] or np.isnan(dest_lat[s]):
@@ -95,15 +97,13 @@ def track_trips(kind: np.ndarray, ship: np.ndarray, ts: np.ndarray, lat: np.ndar
         dt = t - fix_ts[s]
         if dt <= 0:
             continue
-        k = 0
-        while last_at[s] != NO_TS and last_at[s] + interval <= t and k < 12:
+        while last_at[s] != NO_TS and last_at[s] + interval <= t:
+            if n + 2 > cap:
+                return n, i
             last_at[s] += interval  # due: at exactly that time, with what was known then
             _snapshot(s, last_at[s], DUE, fix_ts, fix_lat, fix_lon, speed, stopped,
                       stop_start, dwell, stops, depart, n, out_ship, out_at, out_why, out_f)
             n += 1
-            k += 1
-        if k == 12:  # a long gap: on from here
-            last_at[s] = t
         kmh = haversine_m(fix_lat[s], fix_lon[s], lat[i], lon[i]) / dt * 3_600.0
         if kmh > OUTLIER_KMH:
             continue

@@ -13,6 +13,11 @@ fixed delay (`advance`), so the model an ETA is made with depends only on the ev
 it, not on how they were batched, and a live engine's provisional pipeline, a few minutes
 ahead of the settled one, predicts with the same model as the settled one will.
 
+The network is learned per shard of shipments (the CRC-32 of the shipment id modulo
+`eta_shards`, as Kafka's default partitioner places a shipment's events): one shard by
+default; the distributed runtime has one per partition, each learned from the deliveries its
+partition owns, so that `replay` configured with the same number gives the same ETAs.
+
 Durable state is plain data: the scaler's counts, means and variances, the regression's
 weights, intercept and step count, the encodings, the lanes' speeds and the accuracy. River
 models are never pickled, so a snapshot read back can only ever set numbers.
@@ -21,6 +26,7 @@ models are never pickled, so a snapshot read back can only ever set numbers.
 from __future__ import annotations
 
 import heapq
+import zlib
 from collections import Counter, defaultdict
 from itertools import count
 
@@ -48,16 +54,26 @@ def regressor() -> compose.Pipeline:
         optimizer=optim.SGD(0.01), intercept_lr=0.02, clip_gradient=50.0)
 
 
-class EtaModel:
-    """Baseline speeds, target encodings, the River regressor and the accuracy so far."""
+def shard_of(shipment_id: str, shards: int) -> int:
+    """The shard of a shipment: where Kafka's default partitioner (CRC-32 of the key) puts its
+    events among `shards` partitions."""
+    return zlib.crc32(shipment_id.encode()) % shards
 
-    def __init__(self) -> None:
-        self.lanes = LaneSpeeds()
-        self.hour_actual = np.zeros(HOURS)  # learned samples' true minutes left, by hour
-        self.hour_base = np.zeros(HOURS)  # ... and their baseline minutes
-        self.lane_sum = np.zeros(0)  # learned corrections (minutes) by lane
-        self.lane_n = np.zeros(0)
-        self.regressor = regressor()
+
+class EtaModel:
+    """Per shard: baseline speeds, target encodings and the River regressor; the accuracy of
+    past ETAs overall."""
+
+    def __init__(self, shards: int = 1) -> None:
+        if shards < 1:
+            raise ValueError("eta_shards must be >= 1")
+        self.shards = shards
+        self.lanes = LaneSpeeds(shards)
+        self.hour_actual = np.zeros((shards, HOURS))  # learned true minutes left, by hour
+        self.hour_base = np.zeros((shards, HOURS))  # ... and their baseline minutes
+        self.lane_sum = np.zeros((shards, 16))  # learned corrections (minutes) by lane
+        self.lane_n = np.zeros((shards, 16))
+        self.regressors = [regressor() for _ in range(shards)]
         self.accuracy = Accuracy()
         self.learned = 0  # samples learned from
         self.deliveries = 0
@@ -66,18 +82,21 @@ class EtaModel:
 
     # --- features ------------------------------------------------------------------------
 
-    def features(self, at: np.ndarray, fix_ts: np.ndarray, remaining_km: np.ndarray,
-                 lane: np.ndarray, speed_kmh: np.ndarray, stopped: np.ndarray,
-                 stop_ms: np.ndarray, dwell_ms: np.ndarray, stops: np.ndarray,
-                 depart: np.ndarray, start_km: np.ndarray, promised: np.ndarray,
-                 temp_controlled: np.ndarray) -> np.ndarray:
+    def features(self, shard: np.ndarray, at: np.ndarray, fix_ts: np.ndarray,
+                 remaining_km: np.ndarray, lane: np.ndarray, speed_kmh: np.ndarray,
+                 stopped: np.ndarray, stop_ms: np.ndarray, dwell_ms: np.ndarray,
+                 stops: np.ndarray, depart: np.ndarray, start_km: np.ndarray,
+                 promised: np.ndarray, temp_controlled: np.ndarray) -> np.ndarray:
         """The feature matrix (columns FEATURES) of ETAs made at `at` from these trips."""
-        base = remaining_km / self.lanes.kmh(lane) * 60.0
+        base = remaining_km / self.lanes.kmh(shard, lane) * 60.0
         hour = (at // 3_600_000) % HOURS
-        ratio = (self.hour_actual[hour] + PRIOR_MIN) / (self.hour_base[hour] + PRIOR_MIN)
+        ratio = ((self.hour_actual[shard, hour] + PRIOR_MIN)
+                 / (self.hour_base[shard, hour] + PRIOR_MIN))
         lane_adj = np.zeros(len(at))
-        known = (lane >= 0) & (lane < len(self.lane_n))
-        lane_adj[known] = self.lane_sum[lane[known]] / (self.lane_n[lane[known]] + PRIOR_TRIPS)
+        known = (lane >= 0) & (lane < self.lane_n.shape[1])
+        k_shard, k_lane = shard[known], lane[known]
+        lane_adj[known] = self.lane_sum[k_shard, k_lane] / (self.lane_n[k_shard, k_lane]
+                                                            + PRIOR_TRIPS)
         speed = np.clip(np.nan_to_num(speed_kmh, nan=30.0), 10.0, 130.0)
         progress = np.where(start_km > 0, 1.0 - remaining_km / np.where(start_km > 0,
                                                                        start_km, 1.0), 0.0)
@@ -91,28 +110,33 @@ class EtaModel:
 
     # --- predicting and learning -------------------------------------------------------------
 
-    def correction(self, x: np.ndarray) -> np.ndarray:
-        """The regressor's prediction (minutes) for each row of `x`, from its parameters."""
-        scaler, linear = self.regressor.steps.values()
-        mean = np.array([scaler.means.get(f, 0.0) for f in FEATURES])
-        var = np.array([scaler.vars.get(f, 0.0) for f in FEATURES])
-        weights = linear._weights
-        w = np.array([weights.get(f, 0.0) for f in FEATURES])
-        w = np.where(var > 0, w / np.sqrt(np.where(var > 0, var, 1.0)), 0.0)
-        return (x - mean) @ w + linear.intercept
+    def correction(self, x: np.ndarray, shard: np.ndarray) -> np.ndarray:
+        """The shards' regressors' predictions (minutes) for the rows of `x`, from their
+        parameters."""
+        out = np.empty(len(x))
+        for k in np.unique(shard).tolist():
+            rows = shard == k
+            scaler, linear = self.regressors[k].steps.values()
+            mean = np.array([scaler.means.get(f, 0.0) for f in FEATURES])
+            var = np.array([scaler.vars.get(f, 0.0) for f in FEATURES])
+            weights = linear._weights
+            w = np.array([weights.get(f, 0.0) for f in FEATURES])
+            w = np.where(var > 0, w / np.sqrt(np.where(var > 0, var, 1.0)), 0.0)
+            out[rows] = (x[rows] - mean) @ w + linear.intercept
+        return out
 
-    def predict_minutes(self, x: np.ndarray) -> np.ndarray:
+    def predict_minutes(self, x: np.ndarray, shard: np.ndarray) -> np.ndarray:
         """Minutes left from each row's fix: the baseline plus the correction."""
-        return np.maximum(0.0, x[:, 0] + self.correction(x))
+        return np.maximum(0.0, x[:, 0] + self.correction(x, shard))
 
-    def queue(self, at: int, x: np.ndarray, minutes: np.ndarray, hour: np.ndarray, lane: int,
-              lane_km: float, lane_hours: float) -> None:
-        """A trip delivered at `at`: its samples' features `x`, true minutes left from their
-        fixes and hours of the day they were made at, its lane and the trip's kilometres and
-        hours, to learn once `advance` passes `at`."""
+    def queue(self, at: int, shard: int, x: np.ndarray, minutes: np.ndarray,
+              hour: np.ndarray, lane: int, lane_km: float, lane_hours: float) -> None:
+        """A trip of `shard` delivered at `at`: its samples' features `x`, true minutes left
+        from their fixes and hours of the day they were made at, its lane and the trip's
+        kilometres and hours, to learn once `advance` passes `at`."""
         heapq.heappush(self.jobs, (at, next(self._seq), {
-            "x": x, "minutes": minutes, "hour": hour, "lane": lane, "km": lane_km,
-            "hours": lane_hours}))
+            "shard": shard, "x": x, "minutes": minutes, "hour": hour, "lane": lane,
+            "km": lane_km, "hours": lane_hours}))
 
     def next_job(self) -> int | None:
         """When the earliest trip still to learn from was delivered; None when none is."""
@@ -121,75 +145,70 @@ class EtaModel:
     def advance(self, until: int) -> None:
         """Learn from the trips delivered at or before `until`, in delivery order."""
         while self.jobs and self.jobs[0][0] <= until:
-            at, _, job = heapq.heappop(self.jobs)
-            self.learn(job["x"], job["minutes"], job["lane"], job["hour"])
-            self.lanes.deliver(job["lane"], job["km"], job["hours"])
+            _, _, job = heapq.heappop(self.jobs)
+            self.learn(job["shard"], job["x"], job["minutes"], job["lane"], job["hour"])
+            self.lanes.deliver(job["shard"], job["lane"], job["km"], job["hours"])
             self.deliveries += 1
 
-    def learn(self, x: np.ndarray, minutes: np.ndarray, lane: int, hour: np.ndarray) -> None:
+    def learn(self, shard: int, x: np.ndarray, minutes: np.ndarray, lane: int,
+              hour: np.ndarray) -> None:
         """Learn from rows of one trip whose true minutes left (from each row's fix) are
-        `minutes`: the regressor one row at a time, then the encodings."""
+        `minutes`: the shard's regressor one row at a time, then its encodings."""
         target = minutes - x[:, 0]
-        learn_one = self.regressor.learn_one
+        learn_one = self.regressors[shard].learn_one
         for row, y in zip(x.tolist(), target.tolist(), strict=True):
             learn_one(dict(zip(FEATURES, row, strict=True)), y)
-        np.add.at(self.hour_actual, hour, minutes)
-        np.add.at(self.hour_base, hour, x[:, 0])
+        np.add.at(self.hour_actual[shard], hour, minutes)
+        np.add.at(self.hour_base[shard], hour, x[:, 0])
         if lane >= 0:
-            if lane >= len(self.lane_n):
-                size = max(16, 2 * lane + 1)
-                self.lane_sum = np.resize(self.lane_sum, size)
-                self.lane_n = np.resize(self.lane_n, size)
-                self.lane_sum[lane:] = self.lane_n[lane:] = 0.0
-            self.lane_sum[lane] += target.sum()
-            self.lane_n[lane] += len(target)
+            if lane >= self.lane_n.shape[1]:
+                more = ((0, 0), (0, max(16, 2 * lane + 1) - self.lane_n.shape[1]))
+                self.lane_sum, self.lane_n = np.pad(self.lane_sum, more), np.pad(self.lane_n,
+                                                                                 more)
+            self.lane_sum[shard, lane] += target.sum()
+            self.lane_n[shard, lane] += len(target)
         self.learned += len(target)
 
     # --- durable state and export ----------------------------------------------------------
 
     def dump_state(self) -> dict:
-        scaler, linear = self.regressor.steps.values()
-        return {"lanes": self.lanes.dump_state(), "hour_actual": self.hour_actual,
-                "hour_base": self.hour_base, "lane_sum": self.lane_sum, "lane_n": self.lane_n,
-                "scaler": {"counts": dict(scaler.counts), "means": dict(scaler.means),
-                           "vars": dict(scaler.vars)},
-                "linear": {"weights": dict(linear._weights), "intercept": linear.intercept,
-                           "steps": linear.optimizer.n_iterations},
+        regressors = []
+        for model in self.regressors:
+            scaler, linear = model.steps.values()
+            regressors.append({"counts": dict(scaler.counts), "means": dict(scaler.means),
+                               "vars": dict(scaler.vars), "weights": dict(linear._weights),
+                               "intercept": linear.intercept,
+                               "steps": linear.optimizer.n_iterations})
+        return {"shards": self.shards, "lanes": self.lanes.dump_state(),
+                "hour_actual": self.hour_actual, "hour_base": self.hour_base,
+                "lane_sum": self.lane_sum, "lane_n": self.lane_n, "regressors": regressors,
                 "accuracy": self.accuracy.dump_state(), "learned": self.learned,
                 "deliveries": self.deliveries,
-                "jobs": [[at, job] for at, _, job in sorted(self.jobs)]}
+                "jobs": [[at, job] for at, _, job in sorted(self.jobs, key=lambda j: j[:2])]}
 
     def load_state(self, data: dict) -> None:
+        """Take over a dumped model of the same number of shards (ValueError otherwise)."""
+        if int(data["shards"]) != self.shards:
+            raise ValueError(f"the ETA model has {data['shards']} shard(s), this engine "
+                             f"{self.shards} (setting eta_shards)")
         self.lanes.load_state(data["lanes"])
+        shape = (self.shards, -1)
         for name in ("hour_actual", "hour_base", "lane_sum", "lane_n"):
-            setattr(self, name, np.array(data[name], np.float64))
-        self.regressor = regressor()
-        scaler, linear = self.regressor.steps.values()
-        known = set(FEATURES)
-        s = data["scaler"]
-        scaler.counts = Counter({f: int(n) for f, n in s["counts"].items() if f in known})
-        scaler.means = defaultdict(float, {f: float(v) for f, v in s["means"].items()
-                                           if f in known})
-        scaler.vars = defaultdict(float, {f: float(v) for f, v in s["vars"].items()
-                                          if f in known})
-        lin = data["linear"]
-        linear._weights = VectorDict({f: float(v) for f, v in lin["weights"].items()
-                                      if f in known})
-        linear.intercept = float(lin["intercept"])
-        linear.optimizer.n_iterations = int(lin["steps"])
+            setattr(self, name, np.array(data[name], np.float64).reshape(shape))
+        self.regressors = [_regressor_from(r) for r in data["regressors"]]
         self.accuracy.load_state(data["accuracy"])
         self.learned, self.deliveries = int(data["learned"]), int(data["deliveries"])
         self.jobs, self._seq = [], count()
         for at, job in data["jobs"]:
-            self.queue(int(at), np.array(job["x"], np.float64).reshape(-1, len(FEATURES)),
+            self.queue(int(at), int(job["shard"]),
+                       np.array(job["x"], np.float64).reshape(-1, len(FEATURES)),
                        np.array(job["minutes"], np.float64), np.array(job["hour"], np.int64),
                        int(job["lane"]), float(job["km"]), float(job["hours"]))
 
     def export(self) -> bytes:
         """The model as a JSON document (what `import_` reads)."""
-        state = self.dump_state()
         return orjson.dumps({"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
-                             "features": list(FEATURES), "model": state},
+                             "features": list(FEATURES), "model": self.dump_state()},
                             option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2)
 
     @classmethod
@@ -204,9 +223,27 @@ class EtaModel:
         if doc.get("version") != EXPORT_VERSION:
             raise ValueError(f"ETA model version {doc.get('version')!r} is not supported "
                              f"(this version reads {EXPORT_VERSION})")
-        model = cls()
         try:
+            model = cls(int(doc["model"]["shards"]))
             model.load_state(doc["model"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"ETA model is damaged: {type(exc).__name__}: {exc}") from None
         return model
+
+
+def _regressor_from(data: dict) -> compose.Pipeline:
+    """A regressor with dumped parameters (numbers only: features this version does not
+    know are left out)."""
+    model = regressor()
+    scaler, linear = model.steps.values()
+    known = set(FEATURES)
+    scaler.counts = Counter({f: int(n) for f, n in data["counts"].items() if f in known})
+    scaler.means = defaultdict(float, {f: float(v) for f, v in data["means"].items()
+                                       if f in known})
+    scaler.vars = defaultdict(float, {f: float(v) for f, v in data["vars"].items()
+                                      if f in known})
+    linear._weights = VectorDict({f: float(v) for f, v in data["weights"].items()
+                                  if f in known})
+    linear.intercept = float(data["intercept"])
+    linear.optimizer.n_iterations = int(data["steps"])
+    return model

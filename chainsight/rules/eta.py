@@ -31,7 +31,7 @@ from chainsight.eta.features import (
     track_trips,
     trip_columns,
 )
-from chainsight.eta.model import FEATURES, HOURS, EtaModel
+from chainsight.eta.model import FEATURES, HOURS, EtaModel, shard_of
 from chainsight.eta.routes import RouteTable
 from chainsight.eta.samples import MAX_AGE_MS, Samples
 from chainsight.ingest.rows import Rows
@@ -41,7 +41,6 @@ from chainsight.rules.base import Rule, minutes_ms
 KIND = "eta_late"
 LEARN_PER_TRIP = 8  # samples of a delivered trip learned from, spread over it (all are scored)
 LEARN_DELAY_MS = 30 * 60_000  # a delivery is learned from this long after it (event time)
-MAX_DUE = 12  # due predictions made at once for a trip silent that long
 DELIVERED, ENDED = 0, 1  # how a trip ended
 NEVER = 2**62
 
@@ -58,12 +57,14 @@ class EtaRule(Rule):
         self.margin = minutes_ms(settings.eta_late_margin_min)
         # later than any event the settled pipeline may still process before it
         self.delay = max(LEARN_DELAY_MS, 2 * settings.allowed_lateness_ms)
+        self.lateness = settings.allowed_lateness_ms
         self.advisor = advisor  # its fences hold the corridors orders name
         self.trip = trip_columns()
         self.route_of: dict[int, str] = {}  # shipment -> the corridor its order names
         self.samples = Samples(len(FEATURES))
         self.routes = RouteTable()
         self.published: list[dict] = []  # ETAs not yet collected (the learner's only)
+        self.changed: set[int] = set()  # shipments whose ETA changed, not yet collected
         self.predictions = 0
         # due predictions: shipments, times, SNAPSHOT rows, and promised_by as it was then
         self._due: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -79,9 +80,11 @@ class EtaRule(Rule):
         self.samples.load_state(data["samples"])
         self.predictions = int(data["predictions"])
 
-    def take_published(self) -> list[dict]:
-        """The ETA records published since the last call (ETA.jsonl's)."""
-        out, self.published = self.published, []
+    def collect(self) -> tuple[list[dict], set[int]]:
+        """The ETA records published (ETA.jsonl's) and the shipments whose ETA changed, since
+        the last call."""
+        out = self.published, self.changed
+        self.published, self.changed = [], set()
         return out
 
     # --- events (what falls due is carried out in `on_clock`) --------------------------------
@@ -113,6 +116,9 @@ class EtaRule(Rule):
             else event.step == "delivered"
         if delivered or not state.shipment.in_transit[s]:
             if trip.last_at[s] != NO_TS or trip.late[s]:  # a trip to end
+                if trip.last_at[s] != NO_TS:  # its ETAs due until then first, and no more
+                    self._fall_due(np.array([s]), event.ts - 1)
+                    trip.last_at[s] = NO_TS
                 self._ends.append((event.ts, s, DELIVERED if delivered else ENDED))
         elif trip.last_at[s] == NO_TS and not math.isnan(trip.dest_lat[s]):
             self._first_estimate(s, event.ts, state)
@@ -122,24 +128,33 @@ class EtaRule(Rule):
         self.trip.temp_controlled[shipment] = profile is not None and profile.max_c <= 8.0
 
     def on_clock(self, clock: int, state: State, book: AlertBook) -> None:
+        """Trips without a fix since their last ETA get theirs when due, up to the time every
+        event before which has been processed (`clock` less the allowed lateness: a fix
+        still held for reordering would otherwise be missed by the batching that holds it)."""
         trip, n = self.trip, len(state.shipments)
         trip.ensure(n)
+        until = clock - self.lateness
         last = trip.last_at[:n]
-        due = (last != NO_TS) & (last <= clock - self.interval)
+        due = (last != NO_TS) & (last <= until - self.interval)
         due &= state.shipment.in_transit[:n] & ~np.isnan(trip.dest_lat[:n])
         if due.any():
-            ships = np.flatnonzero(due)
-            k = np.minimum((clock - last[ships]) // self.interval, MAX_DUE)
-            rep = np.repeat(ships, k)
-            step = np.arange(len(rep)) - np.repeat(np.cumsum(k) - k, k) + 1
-            at = last[rep] + step * self.interval
-            trip.last_at[ships] += k * self.interval
-            self._due.append((rep, at, snapshot_now(trip, rep, at), trip.promised[rep]))
+            self._fall_due(np.flatnonzero(due), until)
         if self._due or self._ends:
             self._carry_out(state, book)
         if self.learns and clock - self._expired > 3_600_000:
             self.samples.expire(clock - MAX_AGE_MS)
             self._expired = clock
+
+    def _fall_due(self, ships: np.ndarray, until: int) -> None:
+        """The predictions of these trips due every interval up to `until`, from what was
+        known of them then (their last fix)."""
+        trip = self.trip
+        k = np.maximum(0, (until - trip.last_at[ships]) // self.interval)
+        rep = np.repeat(ships, k)
+        step = np.arange(len(rep)) - np.repeat(np.cumsum(k) - k, k) + 1
+        at = trip.last_at[rep] + step * self.interval
+        trip.last_at[ships] += k * self.interval
+        self._due.append((rep, at, snapshot_now(trip, rep, at), trip.promised[rep]))
 
     def _first_estimate(self, s: int, at: int, state: State) -> None:
         """A shipment just went in transit: an ETA from its last known position (or its
@@ -204,11 +219,12 @@ class EtaRule(Rule):
         order."""
         trip, model = self.trip, self.model
         fix_ts = snap[:, 0].astype(np.int64)
-        x = model.features(at, fix_ts, km, trip.lane[ship], snap[:, 3], snap[:, 4],
+        shard = trip.shard[ship]
+        x = model.features(shard, at, fix_ts, km, trip.lane[ship], snap[:, 3], snap[:, 4],
                            snap[:, 5], snap[:, 6], snap[:, 7], snap[:, 8].astype(np.int64),
                            trip.start_km[ship], promised,
                            trip.temp_controlled[ship].astype(np.float64))
-        eta = np.maximum(at, fix_ts + np.rint(model.predict_minutes(x) * 60_000)
+        eta = np.maximum(at, fix_ts + np.rint(model.predict_minutes(x, shard) * 60_000)
                          .astype(np.int64))
         self.predictions += len(ship)
         _, last = np.unique(ship[::-1], return_index=True)
@@ -216,6 +232,7 @@ class EtaRule(Rule):
         trip.eta[ship[last]] = eta[last]
         for s, e in zip(ship[last].tolist(), eta[last].tolist(), strict=True):
             state.info[s].eta = e
+            self.changed.add(s)
         if self.learns:
             baseline = np.maximum(at, fix_ts + np.rint(x[:, 0] * 60_000).astype(np.int64))
             self.samples.add(ship, at, fix_ts, x, baseline, eta)
@@ -272,6 +289,7 @@ class EtaRule(Rule):
             trip.dest_lat[s], trip.dest_lon[s] = event.destination.lat, event.destination.lon
         if not math.isnan(trip.dest_lat[s]):
             trip.lane[s] = self.model.lanes.lane(self._lane_name(s))
+            trip.shard[s] = shard_of(event.shipment_id, self.model.shards)
 
     def _lane_name(self, s: int) -> str:
         """The lane: the corridor the order names, else origin -> destination (~100 m)."""
@@ -299,9 +317,11 @@ class EtaRule(Rule):
                 self.model.accuracy.add(taken.at, at, taken.eta, taken.baseline_eta)
                 pick = before[np.unique(np.linspace(0, len(before) - 1, LEARN_PER_TRIP)
                                         .astype(np.int64))]
-                self.model.queue(at, taken.x[pick], (at - taken.fix_ts[pick]) / 60_000.0,
+                self.model.queue(at, int(trip.shard[s]), taken.x[pick],
+                                 (at - taken.fix_ts[pick]) / 60_000.0,
                                  (taken.at[pick] // 3_600_000) % HOURS, int(trip.lane[s]),
-                                 float(trip.start_km[s]), (at - int(trip.depart[s])) / 3.6e6)
+                                 float(np.nan_to_num(trip.start_km[s])),
+                                 (at - int(trip.depart[s])) / 3.6e6)
         self._end_trip(s, state)
 
     def _end_trip(self, s: int, state: State) -> None:
@@ -312,6 +332,7 @@ class EtaRule(Rule):
         trip.fix_lat[s] = trip.fix_lon[s] = trip.speed[s] = trip.start_km[s] = np.nan
         trip.stopped[s], trip.dwell_ms[s], trip.stops[s] = False, 0, 0
         state.info[s].eta = None
+        self.changed.add(s)
         if self.learns:
             self.samples.take(s)
 
