@@ -167,7 +167,7 @@ def test_a_recording_with_fences_gives_replays_transitions(deployment, tmp_path)
     replay(events, Engine(load_settings(eta_shards=PARTITIONS),
                           fences=FenceSet.from_file(fences)), alerts)
     want = [orjson.loads(x) for x in alerts.read_bytes().splitlines()]
-    assert {a["kind"] for a in want} >= {"geofence_enter", "geofence_exit", "eta_late"}
+    assert {a["kind"] for a in want} >= {"geofence_enter", "geofence_exit"}
 
     worker = deployment.start_worker("--fences", str(fences))
     deployment.produce(events.read_bytes().splitlines())
