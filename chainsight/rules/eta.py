@@ -40,7 +40,8 @@ from chainsight.rules.base import Rule, minutes_ms
 
 KIND = "eta_late"
 LEARN_PER_TRIP = 8  # samples of a delivered trip learned from, spread over it (all are scored)
-LEARN_DELAY_MS = 30 * 60_000  # a delivery is learned from this long after it (event time)
+LEARN_DELAY_MS = 30 * 60_000  # a delivery is learned from this long after it (event time),
+LEARN_EPOCH_MS = 15 * 60_000  # at the next of these steps (so few batches are cut by learning)
 DELIVERED, ENDED = 0, 1  # how a trip ended
 NEVER = 2**62
 
@@ -117,7 +118,8 @@ class EtaRule(Rule):
         if delivered or not state.shipment.in_transit[s]:
             if trip.last_at[s] != NO_TS or trip.late[s]:  # a trip to end
                 if trip.last_at[s] != NO_TS:  # its ETAs due until then first, and no more
-                    self._fall_due(np.array([s]), event.ts - 1)
+                    if trip.last_at[s] <= event.ts - 1 - self.interval:
+                        self._fall_due(np.array([s]), event.ts - 1)
                     trip.last_at[s] = NO_TS
                 self._ends.append((event.ts, s, DELIVERED if delivered else ENDED))
         elif trip.last_at[s] == NO_TS and not math.isnan(trip.dest_lat[s]):
@@ -171,9 +173,19 @@ class EtaRule(Rule):
 
     # --- carrying out, in event-time order -----------------------------------------------------
 
+    def _learned_by(self, delivered: int) -> int:
+        """From when ETAs are made with what a delivery at `delivered` teaches: the learning
+        delay after it, at the next step of LEARN_EPOCH_MS."""
+        return -(-delivered // LEARN_EPOCH_MS) * LEARN_EPOCH_MS + self.delay
+
+    def _learned_by_time(self, at: int) -> int:
+        """The latest delivery time whose lessons ETAs made at `at` use."""
+        return (at - self.delay) // LEARN_EPOCH_MS * LEARN_EPOCH_MS
+
     def _carry_out(self, state: State, book: AlertBook) -> None:
         """The due predictions and ends of trips collected, in event-time order: predictions
-        vectorised between one end (or one delivery to learn from) and the next."""
+        vectorised between the times deliveries are learned from. A trip's end comes after
+        its ETAs, before the ETAs its delivery teaches."""
         if self._due:
             ship, at, snap, promised = (np.concatenate(parts)
                                         for parts in zip(*self._due, strict=True))
@@ -189,23 +201,25 @@ class EtaRule(Rule):
         first = np.isnan(trip.start_km[ship])
         trip.start_km[ship[first][::-1]] = km[first][::-1]  # the trip's first sample wins
         i, e, n = 0, 0, len(at)
-        while i < n or e < len(ends):
-            job = None  # the next delivery to learn from (the learner's to learn)
+        while i < n:
+            boundary = NEVER  # (a pipeline that does not learn predicts them all at once)
             if self.learns:
-                if i < n:
-                    self.model.advance(int(at[i]) - self.delay)
+                while e < len(ends) and self._learned_by(ends[e][0]) <= at[i]:
+                    self._end(*ends[e], state, book)
+                    e += 1
+                if e < len(ends):
+                    boundary = self._learned_by(ends[e][0])
+                self.model.advance(self._learned_by_time(int(at[i])))
                 job = self.model.next_job()
-            end_at = ends[e][0] if e < len(ends) else NEVER
-            stop = min(int(np.searchsorted(at, end_at, side="right")),
-                       n if job is None else int(np.searchsorted(at, job + self.delay)))
-            if stop > i:
-                part = slice(i, stop)
-                self._predict(ship[part], at[part], snap[part], km[part], promised[part],
-                              state, book)
-                i = stop
-            else:
-                self._end(*ends[e], state, book)
-                e += 1
+                if job is not None:
+                    boundary = min(boundary, self._learned_by(job))
+            stop = int(np.searchsorted(at, boundary))
+            part = slice(i, stop)
+            self._predict(ship[part], at[part], snap[part], km[part], promised[part], state,
+                          book)
+            i = stop
+        for end in ends[e:]:
+            self._end(*end, state, book)
 
     def _remaining_km(self, ship: np.ndarray, snap: np.ndarray) -> np.ndarray:
         trip, r = self.trip, self.routes
@@ -281,13 +295,17 @@ class EtaRule(Rule):
         trip = self.trip
         if event.promised_by is not None:
             trip.promised[s] = event.promised_by
+        where = (self.route_of.get(s), trip.origin_lat[s], trip.origin_lon[s],
+                 trip.dest_lat[s], trip.dest_lon[s])
         if event.corridor_id is not None:
             self.route_of[s] = event.corridor_id
         if event.origin is not None:
             trip.origin_lat[s], trip.origin_lon[s] = event.origin.lat, event.origin.lon
         if event.destination is not None:
             trip.dest_lat[s], trip.dest_lon[s] = event.destination.lat, event.destination.lon
-        if not math.isnan(trip.dest_lat[s]):
+        now = (self.route_of.get(s), trip.origin_lat[s], trip.origin_lon[s], trip.dest_lat[s],
+               trip.dest_lon[s])
+        if not math.isnan(trip.dest_lat[s]) and (now != where or trip.lane[s] < 0):
             trip.lane[s] = self.model.lanes.lane(self._lane_name(s))
             trip.shard[s] = shard_of(event.shipment_id, self.model.shards)
 
@@ -322,10 +340,11 @@ class EtaRule(Rule):
                                  (taken.at[pick] // 3_600_000) % HOURS, int(trip.lane[s]),
                                  float(np.nan_to_num(trip.start_km[s])),
                                  (at - int(trip.depart[s])) / 3.6e6)
-        self._end_trip(s, state)
+        self._end_trip(s, state, samples_taken=True)
 
-    def _end_trip(self, s: int, state: State) -> None:
-        """Forget the trip's progress (a later trip of the shipment starts afresh)."""
+    def _end_trip(self, s: int, state: State, samples_taken: bool = False) -> None:
+        """Forget the trip's progress (a later trip of the shipment starts afresh) and its
+        samples (unless `samples_taken`)."""
         trip = self.trip
         for name in ("fix_ts", "stop_start", "depart", "last_at", "eta"):
             getattr(trip, name)[s] = NO_TS
@@ -333,7 +352,7 @@ class EtaRule(Rule):
         trip.stopped[s], trip.dwell_ms[s], trip.stops[s] = False, 0, 0
         state.info[s].eta = None
         self.changed.add(s)
-        if self.learns:
+        if self.learns and not samples_taken:
             self.samples.take(s)
 
     def metrics(self) -> dict[str, float]:
