@@ -197,7 +197,7 @@ def test_the_model_learns_the_network_and_beats_the_baseline():
     """Trips that take 1.5 times what the lane's speed says from the midpoint on (a slow
     last stretch): after a few deliveries the model predicts the slowdown, the baseline not."""
     engine = Engine()
-    for k in range(12):
+    for k in range(20):
         start = k * 240
         lines = [order(f"S{k}", minutes=start, status="shipped", devices=(f"G{k}",),
                        origin=ORIGIN, destination=DEST, promised_by=at(start + 300))]

@@ -39,7 +39,7 @@ from chainsight.rules.advisor import ColdStoreAdvisor
 from chainsight.rules.base import Rule, minutes_ms
 
 KIND = "eta_late"
-LEARN_PER_TRIP = 8  # samples of a delivered trip learned from, spread over it (all are scored)
+LEARN_PER_TRIP = 4  # samples of a delivered trip learned from, spread over it (all are scored)
 LEARN_DELAY_MS = 30 * 60_000  # a delivery is learned from this long after it (event time),
 LEARN_EPOCH_MS = 15 * 60_000  # at the next of these steps (so few batches are cut by learning)
 DELIVERED, ENDED = 0, 1  # how a trip ended
@@ -48,7 +48,7 @@ NEVER = 2**62
 
 class EtaRule(Rule):
     name = "eta"  # names the rule's state in snapshots
-    shipment_state = ("trip", "route_of")
+    shipment_state = ("trip", "route_of", "where_of")
 
     def __init__(self, model: EtaModel, settings: Settings, advisor: ColdStoreAdvisor,
                  learns: bool = True) -> None:
@@ -62,6 +62,7 @@ class EtaRule(Rule):
         self.advisor = advisor  # its fences hold the corridors orders name
         self.trip = trip_columns()
         self.route_of: dict[int, str] = {}  # shipment -> the corridor its order names
+        self.where_of: dict[int, list] = {}  # shipment -> where its last order said it goes
         self.samples = Samples(len(FEATURES))
         self.routes = RouteTable()
         self.published: list[dict] = []  # ETAs not yet collected (the learner's only)
@@ -113,16 +114,18 @@ class EtaRule(Rule):
         trip.ensure(len(state.shipments))
         if type(event) is Order:
             self._order(event, s)
-        delivered = event.status == "delivered" if type(event) is Order \
-            else event.step == "delivered"
+            delivered = event.status == "delivered"
+        else:
+            delivered = event.step == "delivered"
+        last = int(trip.last_at[s])
         if delivered or not state.shipment.in_transit[s]:
-            if trip.last_at[s] != NO_TS or trip.late[s]:  # a trip to end
-                if trip.last_at[s] != NO_TS:  # its ETAs due until then first, and no more
-                    if trip.last_at[s] <= event.ts - 1 - self.interval:
+            if last != NO_TS or trip.late[s]:  # a trip to end
+                if last != NO_TS:  # its ETAs due until then first, and no more
+                    if last <= event.ts - 1 - self.interval:
                         self._fall_due(np.array([s]), event.ts - 1)
                     trip.last_at[s] = NO_TS
                 self._ends.append((event.ts, s, DELIVERED if delivered else ENDED))
-        elif trip.last_at[s] == NO_TS and not math.isnan(trip.dest_lat[s]):
+        elif last == NO_TS and not math.isnan(trip.dest_lat[s]):
             self._first_estimate(s, event.ts, state)
 
     def on_profile(self, shipment: int, profile: Profile | None, state: State) -> None:
@@ -295,17 +298,19 @@ class EtaRule(Rule):
         trip = self.trip
         if event.promised_by is not None:
             trip.promised[s] = event.promised_by
-        where = (self.route_of.get(s), trip.origin_lat[s], trip.origin_lon[s],
-                 trip.dest_lat[s], trip.dest_lon[s])
+        o, d = event.origin, event.destination
+        where = [event.corridor_id, None if o is None else o.lat, None if o is None else o.lon,
+                 None if d is None else d.lat, None if d is None else d.lon]
+        if self.where_of.get(s) == where:  # as before (orders repeat the whole order)
+            return
+        self.where_of[s] = where
         if event.corridor_id is not None:
             self.route_of[s] = event.corridor_id
         if event.origin is not None:
             trip.origin_lat[s], trip.origin_lon[s] = event.origin.lat, event.origin.lon
         if event.destination is not None:
             trip.dest_lat[s], trip.dest_lon[s] = event.destination.lat, event.destination.lon
-        now = (self.route_of.get(s), trip.origin_lat[s], trip.origin_lon[s], trip.dest_lat[s],
-               trip.dest_lon[s])
-        if not math.isnan(trip.dest_lat[s]) and (now != where or trip.lane[s] < 0):
+        if not math.isnan(trip.dest_lat[s]):
             trip.lane[s] = self.model.lanes.lane(self._lane_name(s))
             trip.shard[s] = shard_of(event.shipment_id, self.model.shards)
 
