@@ -50,7 +50,7 @@ def run(engine, lines, size=400):
 
 
 def etas_of(outs):
-    return [r for out in outs for r in out.etas]
+    return [r for out in outs for r in out.eta_records()]
 
 
 def trip(promised_min, minutes=70, deliver_at=None, shipment="S1", device="G1",
@@ -159,6 +159,14 @@ def test_eta_jsonl_follows_the_contract_with_one_eta_per_10_minutes(smoke, tmp_p
     in_transit = [s for s in snapshot["shipments"].values() if s["status"] == "in_transit"]
     assert all(s["eta"] is None or ISO.match(s["eta"]) for s in snapshot["shipments"].values())
     assert not in_transit or any(s["eta"] for s in in_transit)
+
+
+def test_eta_lines_are_the_records():
+    engine = Engine()
+    batches = [b for out in run(engine, trip(promised_min=300, deliver_at=75)) for b in out.etas]
+    for batch in batches:
+        assert [orjson.loads(x) for x in batch.jsonl().splitlines()] == batch.records()
+    assert sum(len(b.at) for b in batches) > 10
 
 
 # --- learning ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from chainsight.engine.live import LiveStream, group_of
 from chainsight.engine.pipeline import STATUS_OF_SCAN, STATUSES, Pipeline, Transitions
 from chainsight.engine.state import NO_TS, Columns, State
 from chainsight.eta.model import EtaModel
+from chainsight.eta.published import Etas
 from chainsight.geofence import FenceError, FenceSet
 from chainsight.ingest.columnar import Extracted
 from chainsight.ingest.dedup import Decoded, Ingest
@@ -56,7 +57,11 @@ class Output:
     dead_letters: list[dict] = field(default_factory=list)
     late: Rows | None = None  # accepted but too late for rules: history only
     changed: set[int] = field(default_factory=set)  # shipments whose live state changed
-    etas: list[dict] = field(default_factory=list)  # ETAs published (ETA.jsonl)
+    etas: list[Etas] = field(default_factory=list)  # ETAs published (ETA.jsonl), in batches
+
+    def eta_records(self) -> list[dict]:
+        """The ETAs published, as ETA.jsonl's objects."""
+        return [record for batch in self.etas for record in batch.records()]
 
     def extend(self, other: Output) -> Output:
         """This output followed by `other` (what two engine calls produced together)."""

@@ -17,6 +17,7 @@ from chainsight.config import Profile, Settings
 from chainsight.contract.events import GPS, ORDER_STATUSES, SCAN, SENSOR, Order, Scan
 from chainsight.engine.state import State
 from chainsight.eta.model import EtaModel
+from chainsight.eta.published import Etas
 from chainsight.geofence import FenceSet
 from chainsight.ingest.rows import Rows
 from chainsight.rules import default_rules
@@ -40,7 +41,7 @@ class Transitions:
     alerts: list[tuple[int, dict]] = field(default_factory=list)
     notifications: list[dict] = field(default_factory=list)
     audit: list[dict] = field(default_factory=list)
-    etas: list[dict] = field(default_factory=list)
+    etas: list[Etas] = field(default_factory=list)
     changed: set[int] = field(default_factory=set)
 
 

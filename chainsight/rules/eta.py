@@ -22,7 +22,7 @@ import numpy as np
 from chainsight.alerts.book import AlertBook
 from chainsight.config import Profile, Settings
 from chainsight.contract.events import Order, Scan
-from chainsight.contract.times import iso, iso_many
+from chainsight.contract.times import iso
 from chainsight.engine.state import NO_TS, State
 from chainsight.eta.features import (
     SNAPSHOT,
@@ -32,6 +32,7 @@ from chainsight.eta.features import (
     trip_columns,
 )
 from chainsight.eta.model import FEATURES, HOURS, EtaModel, shard_of
+from chainsight.eta.published import Etas
 from chainsight.eta.routes import RouteTable
 from chainsight.eta.samples import MAX_AGE_MS, Samples
 from chainsight.ingest.rows import Rows
@@ -65,7 +66,7 @@ class EtaRule(Rule):
         self.where_of: dict[int, list] = {}  # shipment -> where its last order said it goes
         self.samples = Samples(len(FEATURES))
         self.routes = RouteTable()
-        self.published: list[dict] = []  # ETAs not yet collected (the learner's only)
+        self.published: list[Etas] = []  # ETAs not yet collected (the learner's only)
         self.changed: set[int] = set()  # shipments whose ETA changed, not yet collected
         self.predictions = 0
         # due predictions: shipments, times, SNAPSHOT rows, and promised_by as it was then
@@ -82,9 +83,9 @@ class EtaRule(Rule):
         self.samples.load_state(data["samples"])
         self.predictions = int(data["predictions"])
 
-    def collect(self) -> tuple[list[dict], set[int]]:
-        """The ETA records published (ETA.jsonl's) and the shipments whose ETA changed, since
-        the last call."""
+    def collect(self) -> tuple[list[Etas], set[int]]:
+        """The ETAs published (ETA.jsonl's) and the shipments whose ETA changed, since the
+        last call."""
         out = self.published, self.changed
         self.published, self.changed = [], set()
         return out
@@ -111,7 +112,8 @@ class EtaRule(Rule):
     def on_business(self, event: Scan | Order, shipment: int, state: State,
                     book: AlertBook) -> None:
         trip, s = self.trip, shipment
-        trip.ensure(len(state.shipments))
+        if s >= len(trip.last_at):
+            trip.ensure(len(state.shipments))
         if type(event) is Order:
             self._order(event, s)
             delivered = event.status == "delivered"
@@ -129,7 +131,8 @@ class EtaRule(Rule):
             self._first_estimate(s, event.ts, state)
 
     def on_profile(self, shipment: int, profile: Profile | None, state: State) -> None:
-        self.trip.ensure(len(state.shipments))
+        if shipment >= len(self.trip.last_at):
+            self.trip.ensure(len(state.shipments))
         self.trip.temp_controlled[shipment] = profile is not None and profile.max_c <= 8.0
 
     def on_clock(self, clock: int, state: State, book: AlertBook) -> None:
@@ -254,10 +257,7 @@ class EtaRule(Rule):
             baseline = np.maximum(at, fix_ts + np.rint(x[:, 0] * 60_000).astype(np.int64))
             self.samples.add(ship, at, fix_ts, x, baseline, eta)
             names = state.shipments.names
-            self.published += [
-                {"shipment_id": names[s], "at": a, "eta": e, "remaining_km": round(k, 3)}
-                for s, a, e, k in zip(ship.tolist(), iso_many(at), iso_many(eta),
-                                      km.tolist(), strict=True)]
+            self.published.append(Etas([names[s] for s in ship.tolist()], at, eta, km))
         self._late(ship, at, eta, promised, state, book)
 
     # --- eta_late ----------------------------------------------------------------------------

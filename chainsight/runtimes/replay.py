@@ -126,7 +126,8 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
             _write(alerts, out.settled)
             _write(dead, out.dead_letters)
             _write(live, [{**record, "line": consumed} for record in out.alerts])
-            _write(etas, out.etas)
+            if etas is not None and out.etas:
+                etas.write(b"".join(batch.jsonl() for batch in out.etas))
 
         if live_alerts_out is None:
             for batch in _extract(events, engine.decoder, workers):
