@@ -21,9 +21,9 @@ class Accuracy:
         self.ape = np.zeros((len(WHO), len(BUCKET_NAMES)))
         self.ape_count = np.zeros(len(BUCKET_NAMES), np.int64)
 
-    def add(self, at: np.ndarray, actual: int, model_eta: np.ndarray,
+    def add(self, at: np.ndarray, actual: int | np.ndarray, model_eta: np.ndarray,
             baseline_eta: np.ndarray) -> None:
-        """ETAs made at `at` of a trip that arrived at `actual` (epoch ms)."""
+        """ETAs made at `at` of trips that arrived at `actual` (epoch ms, one or each)."""
         remaining = (actual - at) / 60_000.0
         bucket = np.searchsorted(BUCKETS_H, remaining / 60.0, side="right")
         np.add.at(self.count, bucket, 1)

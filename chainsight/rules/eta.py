@@ -34,7 +34,7 @@ from chainsight.eta.features import (
 from chainsight.eta.model import FEATURES, HOURS, EtaModel, shard_of
 from chainsight.eta.published import Etas
 from chainsight.eta.routes import RouteTable
-from chainsight.eta.samples import MAX_AGE_MS, Samples
+from chainsight.eta.samples import MAX_AGE_MS, Samples, Taken
 from chainsight.ingest.rows import Rows
 from chainsight.rules.advisor import ColdStoreAdvisor
 from chainsight.rules.base import Rule, minutes_ms
@@ -210,9 +210,10 @@ class EtaRule(Rule):
         while i < n:
             boundary = NEVER  # (a pipeline that does not learn predicts them all at once)
             if self.learns:
+                done = e
                 while e < len(ends) and self._learned_by(ends[e][0]) <= at[i]:
-                    self._end(*ends[e], state, book)
                     e += 1
+                self._end_all(ends[done:e], state, book)
                 if e < len(ends):
                     boundary = self._learned_by(ends[e][0])
                 self.model.advance(self._learned_by_time(int(at[i])))
@@ -224,8 +225,7 @@ class EtaRule(Rule):
             self._predict(ship[part], at[part], snap[part], km[part], promised[part], state,
                           book)
             i = stop
-        for end in ends[e:]:
-            self._end(*end, state, book)
+        self._end_all(ends[e:], state, book)
 
     def _remaining_km(self, ship: np.ndarray, snap: np.ndarray) -> np.ndarray:
         trip, r = self.trip, self.routes
@@ -323,9 +323,30 @@ class EtaRule(Rule):
         return (f"{t.origin_lat[s]:.3f},{t.origin_lon[s]:.3f}>"
                 f"{t.dest_lat[s]:.3f},{t.dest_lon[s]:.3f}")
 
-    def _end(self, at: int, s: int, how: int, state: State, book: AlertBook) -> None:
+    def _end_all(self, ends: list[tuple[int, int, int]], state: State,
+                 book: AlertBook) -> None:
+        """Trips ended (in time order): delivered ones have their samples taken in one pass
+        and their ETAs scored at once."""
+        if not ends:
+            return
+        taken: dict[int, Taken] = {}
+        if self.learns:
+            delivered: dict[int, int] = {}  # shipment -> its (first) delivery
+            for at, s, how in ends:
+                if how == DELIVERED:
+                    delivered.setdefault(s, at)
+            taken = self.samples.take_many(list(delivered))
+            scored = [(t.at, np.full(len(t.at), delivered[s]), t.eta, t.baseline_eta)
+                      for s, t in taken.items()]
+            if scored:
+                self.model.accuracy.add(*(np.concatenate(c) for c in zip(*scored, strict=True)))
+        for at, s, how in ends:
+            self._end(at, s, how, state, book, taken.pop(s, None))
+
+    def _end(self, at: int, s: int, how: int, state: State, book: AlertBook,
+             taken: Taken | None) -> None:
         """A trip ended at `at`: `eta_late` resolves; delivered, its true arrival is known,
-        so its ETAs are scored and what it teaches is queued for the model."""
+        so what its samples (`taken`) teach is queued for the model."""
         if how == ENDED:  # no longer in transit (cancelled, or back before shipping)
             self._resolve(s, at, state, book, {})
             if state.info[s].status == "cancelled":
@@ -333,11 +354,9 @@ class EtaRule(Rule):
             return
         self._resolve(s, at, state, book, {"delivered_at": iso(at)})
         trip = self.trip
-        if self.learns:
-            taken = self.samples.take(s)
+        if taken is not None:
             before = np.flatnonzero(taken.fix_ts <= at)
             if len(before):
-                self.model.accuracy.add(taken.at, at, taken.eta, taken.baseline_eta)
                 pick = before[np.unique(np.linspace(0, len(before) - 1, LEARN_PER_TRIP)
                                         .astype(np.int64))]
                 self.model.queue(at, int(trip.shard[s]), taken.x[pick],
