@@ -51,6 +51,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"live stream: {sum(retracted.values()):,} provisional transitions withdrawn"
               + "".join(f", {kind} {n:,}" for kind, n in sorted(retracted.items())),
               file=sys.stderr)
+    scored = metrics.get("eta_accuracy.samples")
+    if scored:
+        print(f"ETAs: {metrics['eta_predictions']:,} published; of {scored:,} scored at "
+              f"delivery, MAE {metrics['eta_accuracy.model.mae_min']:.1f} min (baseline "
+              f"{metrics['eta_accuracy.baseline.mae_min']:.1f} min)", file=sys.stderr)
     dropped = {name.removeprefix("gps_dropped."): n for name, n in metrics.items()
                if name.startswith("gps_dropped.") and n}
     if dropped:
