@@ -11,6 +11,10 @@ with ETAs on and off.
    errors by hours out, and the engine's own live accuracy figures.
 2. Cost: µs per prediction (features and prediction, batched as the rule makes them, and one
    at a time) and per learned sample (River `learn_one` and the encodings).
+   The candidates: the samples the engine learned from in (1), in delivery order, after the
+   warm-up, each predicted before it is learned (progressive validation) by the chosen
+   pipeline and by the other River candidates (a Hoeffding tree, an adaptive random forest),
+   with the MAE of the corrected minutes left and the µs per learn and prediction.
 3. Throughput: replay of the default scenario (as bench_replay.py: decode processes ahead of
    the engine), best of N runs, with the default settings (ETAs on) and with the setting
    `eta = false` (CHAINSIGHT_ETA=false): ETAs off (target: on within 15% of off).
@@ -27,12 +31,13 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+from river import forest, preprocessing, tree
 
 from chainsight.config import load_settings
 from chainsight.contract.times import parse_time
 from chainsight.engine.core import Engine
 from chainsight.eta.accuracy import BUCKET_NAMES, BUCKETS_H
-from chainsight.eta.model import FEATURES, EtaModel
+from chainsight.eta.model import FEATURES, EtaModel, regressor
 from chainsight.geofence import FenceSet
 from chainsight.runtimes.replay import default_workers, replay
 from chainsight.sim import simulate
@@ -40,12 +45,20 @@ from chainsight.sim import simulate
 WARM_UP = 200
 
 
-def accuracy(args: argparse.Namespace, work: Path) -> EtaModel:
+def accuracy(args: argparse.Namespace, work: Path) -> tuple[EtaModel, list]:
     sim = simulate("eta", shipments=args.shipments)
     events, fences, eta_out = work / "eta-events.jsonl", work / "fences.geojson", work / "eta.jsonl"
     n = sim.write_jsonl(events)
     sim.write_fences(fences)
     engine = Engine(fences=FenceSet.from_file(fences))
+    learned = []  # what each delivery teaches, as the model queues it: (features, minutes)
+    queue = engine.eta_model.queue
+
+    def recorded(at, shard, x, minutes, *rest):
+        learned.append((x, minutes))
+        queue(at, shard, x, minutes, *rest)
+
+    engine.eta_model.queue = recorded
     result = replay(events, engine, eta_out=eta_out, workers=args.workers)
     print(f"eta scenario: {n:,} lines, {args.shipments:,} shipments, replayed in "
           f"{result.seconds:.1f} s")
@@ -111,7 +124,7 @@ def accuracy(args: argparse.Namespace, work: Path) -> EtaModel:
           f"model {live.get('eta_accuracy.model.mae_min')} min, baseline "
           f"{live.get('eta_accuracy.baseline.mae_min')} min over "
           f"{live.get('eta_accuracy.samples'):,} ETAs")
-    return engine.eta_model
+    return engine.eta_model, learned
 
 
 def cost(model_from: EtaModel) -> None:
@@ -150,6 +163,39 @@ def cost(model_from: EtaModel) -> None:
           f"({len(FEATURES)} features)")
 
 
+def candidates(learned: list) -> None:
+    """Progressive validation of River regressors of the correction on the learned samples."""
+    trips = learned[WARM_UP:]
+    options = {
+        "StandardScaler | LinearRegression (chosen)": regressor,
+        "StandardScaler | HoeffdingTreeRegressor": lambda: preprocessing.StandardScaler()
+        | tree.HoeffdingTreeRegressor(leaf_prediction="model"),
+        "ARFRegressor (10 trees), on 1 trip in 4": lambda: forest.ARFRegressor(n_models=10,
+                                                                              seed=1),
+    }
+    for name, make in options.items():
+        model, errors, learn_s, predict_s, n = make(), [], 0.0, 0.0, 0
+        for x, minutes in learned[:WARM_UP]:
+            for row, y in zip(x.tolist(), (minutes - x[:, 0]).tolist(), strict=True):
+                model.learn_one(dict(zip(FEATURES, row, strict=True)), y)
+        step = 4 if name.startswith("ARF") else 1
+        for x, minutes in trips[::step]:
+            rows = [dict(zip(FEATURES, row, strict=True)) for row in x.tolist()]
+            started = time.perf_counter()
+            guess = [model.predict_one(row) for row in rows]
+            predict_s += time.perf_counter() - started
+            errors += np.abs(x[:, 0] + np.array(guess) - minutes).tolist()
+            started = time.perf_counter()
+            for row, y in zip(rows, (minutes - x[:, 0]).tolist(), strict=True):
+                model.learn_one(row, y)
+            learn_s += time.perf_counter() - started
+            n += len(rows)
+        print(f"  {name:45} MAE {np.mean(errors):6.2f} min; learn {learn_s / n * 1e6:7.1f} µs,"
+              f" predict {predict_s / n * 1e6:6.1f} µs per sample")
+    base = np.concatenate([np.abs(x[:, 0] - minutes) for x, minutes in trips])
+    print(f"  {'baseline (no correction)':45} MAE {base.mean():6.2f} min")
+
+
 def throughput(args: argparse.Namespace, work: Path) -> None:
     events = work / "default-events.jsonl"
     sim = simulate("default", shipments=max(1, args.events // 250), seed=11)
@@ -186,9 +232,12 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-eta-"))
-    model = accuracy(args, work)
+    model, learned = accuracy(args, work)
     print("cost (the model after the eta scenario):")
     cost(model)
+    print(f"candidates, on the {len(learned) - WARM_UP:,} deliveries learned after the warm-up "
+          "(progressive validation of the samples learned from):")
+    candidates(learned)
     if not args.skip_throughput:
         print("replay throughput, default scenario:")
         throughput(args, work)
