@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from chainsight.config import load_profiles, load_settings
 
 
-def _engine(args: argparse.Namespace, live: bool, eta_shards: int | None = None):  # noqa: ANN202
-    """The engine the options describe; `live` for a live runtime (provisional alerts);
-    `eta_shards` overrides the setting (a worker: one ETA model per partition)."""
+def _engine(args: argparse.Namespace, live: bool,  # noqa: ANN202 - imports kept lazy
+            record: bool | None = None, eta_shards: int | None = None):
+    """The engine the options describe; `live` for a live runtime (provisional alerts), which
+    keeps the shipments' records unless `record` says otherwise; `eta_shards` overrides the
+    setting (a worker: one ETA model per partition)."""
     from chainsight.engine.core import Engine
     from chainsight.geofence import FenceSet
 
     settings = load_settings(allowed_lateness_min=args.allowed_lateness, eta_shards=eta_shards)
+    if record and not live:  # a recording's replay: blocks by size, not by waiting
+        settings = dataclasses.replace(settings, record_block_min=None)
     profiles = load_profiles(*([args.profiles] if args.profiles else []))
     fences = getattr(args, "fences", None)
     return Engine(settings, profiles, fences=FenceSet.from_file(fences) if fences else None,
-                  live=live)
+                  live=live, record=record)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -29,16 +34,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
               "--eta-model": args.eta_model}
     outputs = {"--alerts-out": args.alerts_out, "--dead-letter-out": args.dead_letter_out,
                "--state-out": args.state_out, "--eta-out": args.eta_out,
-               "--live-alerts-out": args.live_alerts_out,
+               "--live-alerts-out": args.live_alerts_out, "--record-out": args.record_out,
                "--eta-model-out": args.eta_model_out}
     check_paths({k: v for k, v in inputs.items() if v is not None},
                 {k: v for k, v in outputs.items() if v is not None})
-    engine = _engine(args, live=args.live_alerts_out is not None)
+    engine = _engine(args, live=args.live_alerts_out is not None,
+                     record=args.record_out is not None)
     if args.eta_model is not None:
         engine.import_eta_model(args.eta_model.read_bytes())
     result = replay(args.events, engine, args.alerts_out, args.dead_letter_out, args.state_out,
                     workers=default_workers() if args.workers is None else args.workers,
-                    live_alerts_out=args.live_alerts_out, eta_out=args.eta_out)
+                    live_alerts_out=args.live_alerts_out, record_out=args.record_out,
+                    eta_out=args.eta_out)
     if args.eta_model_out is not None:
         args.eta_model_out.write_bytes(engine.export_eta_model())
     print(f"replayed {result.events:,} events in {result.seconds:.2f} s "
@@ -150,6 +157,23 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace_keys(args: argparse.Namespace) -> int:
+    from chainsight.api.auth import default_data_dir
+    from chainsight.trace.links import KeyRing
+
+    keys = KeyRing(args.data_dir or default_data_dir())
+    if args.action == "rotate":
+        print(keys.rotate())
+    elif args.action == "retire":
+        try:
+            keys.retire(args.key)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+    else:
+        print("\n".join(keys.keys))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import orjson
     import uvicorn
@@ -162,7 +186,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     fences = orjson.loads(args.fences.read_bytes()) if args.fences else None
     engine = _engine(args, live=True)
-    store = Store((args.data_dir or default_data_dir()) / "engine")
+    store = Store((args.data_dir or default_data_dir()) / "engine",
+                  anchor_every_s=engine.settings.record_anchor_min * 60)
     try:
         replayed = store.recover(engine)
     except SnapshotError as exc:
@@ -215,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="start from this exported ETA model")
     p.add_argument("--eta-model-out", type=Path, metavar="MODEL.json",
                    help="export the ETA model learned, at the end")
+    p.add_argument("--record-out", type=Path, metavar="RECORD.jsonl",
+                   help="write the shipments' tamper-evident records (hash-chained entries)")
     p.add_argument("--live-alerts-out", type=Path, metavar="LIVE.jsonl",
                    help="also write the live alert stream (provisional, withdrawn, settled) "
                         "as a live runtime would publish it, each record with `line`")
@@ -292,6 +319,17 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
                        help="the token store's directory")
     p.set_defaults(func=cmd_token, data_dir=None)
+
+    p = sub.add_parser("trace-keys", help="the keys that sign customer trace links")
+    actions = p.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="the key ids, oldest first (the newest signs)")
+    actions.add_parser("rotate", help="add a new signing key (older links keep working)")
+    retire = actions.add_parser("retire", help="stop accepting links signed with a key")
+    retire.add_argument("key", metavar="KEY_ID")
+    for q in actions.choices.values():
+        q.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
+                       help="the data directory `serve` uses")
+    p.set_defaults(func=cmd_trace_keys, data_dir=None)
 
     args = parser.parse_args(argv)
     try:

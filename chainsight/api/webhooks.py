@@ -30,9 +30,9 @@ import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from chainsight.api.auth import Principal
-from chainsight.api.files import write_private_json
 from chainsight.contract.times import iso, now_ms
 from chainsight.engine.core import Engine, Output
+from chainsight.files import write_private_json
 
 MAX_QUEUE = 1000  # per endpoint: records waiting to be delivered
 

@@ -4,6 +4,9 @@ Keys (all under the deployment's prefix `cs:<topic prefix>:`):
 - `shipments`        hash, shipment id -> its STATE.json entry as JSON (one field per shipment);
 - `open_alerts`      hash, alert id -> the alert's latest record as JSON, while not resolved;
 - `history:<id>`     list, the shipment's most recent raw events, newest first, capped;
+- `record:<id>`      list, the shipment's tamper-evident record (canonical JSON entries, in
+                     chain order; entries made again after a restore replace the dead run's);
+- `record_heads`     hash, shipment id -> [entries, head hash] of its record;
 - `partitions`       hash, partition -> {"offset", "counters", "worker", "at"} (progress);
 - `changes`          pub/sub channel; each message is a JSON array (one batch, at most 500) of
                      {"type": "state", "shipment_id", "state"}, {"type": "alert", "alert"} and
@@ -27,6 +30,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from chainsight.trace.record import Written
+
 log = logging.getLogger("chainsight.worker")
 PUBLISH_CHUNK = 500  # changes per pub/sub message
 # Per key: LPUSH its new events (ARGV: the cap, then per key a count and the events), LTRIM.
@@ -39,6 +44,23 @@ for _, key in ipairs(KEYS) do
   end
   redis.call('LTRIM', key, 0, cap - 1)
   j = last + 1
+end
+"""
+# Per key: put the entry at position `seq` of the record (ARGV: per key a seq, the entry and
+# its hash), dropping whatever follows it: after a restore a worker makes the entries since its
+# snapshot again (batched differently, so hashed differently) and they replace those of the run
+# that died. Then note the new length and head in the heads hash (KEYS[1]).
+APPEND_RECORD = """
+local heads = KEYS[1]
+for i = 2, #KEYS do
+  local seq, j = tonumber(ARGV[3 * i - 5]), 3 * i - 5
+  local n = redis.call('LLEN', KEYS[i])
+  if n > seq then
+    if seq == 0 then redis.call('DEL', KEYS[i]) else redis.call('LTRIM', KEYS[i], 0, seq - 1) end
+  end
+  redis.call('RPUSH', KEYS[i], ARGV[j + 1])
+  redis.call('HSET', heads, string.sub(KEYS[i], string.len(ARGV[#ARGV]) + 1),
+             cjson.encode({seq + 1, ARGV[j + 2]}))
 end
 """
 RUN_ID_CHECK_S = 2.0
@@ -55,11 +77,12 @@ class Changes:
     open_alerts: dict[str, dict | None] = field(default_factory=dict)  # id -> record; None: closed
     history: dict[str, list[bytes]] = field(default_factory=dict)  # shipment id -> raw events
     partitions: dict[int, dict] = field(default_factory=dict)  # partition -> progress
+    records: list[Written] = field(default_factory=list)  # new entries of the records
     known: set[str] = field(default_factory=set)  # full re-publish: every shipment we own
 
     def __bool__(self) -> bool:
         return bool(self.states or self.alerts or self.notifications or self.open_alerts
-                    or self.history or self.partitions)
+                    or self.history or self.partitions or self.records)
 
 
 class LiveState:
@@ -99,7 +122,7 @@ class LiveState:
             if self.resync:
                 full = self.full()
                 full.alerts, full.notifications = changes.alerts, changes.notifications
-                full.history = changes.history
+                full.history, full.records = changes.history, changes.records
                 self._apply(full, full=True)
                 log.info("live state re-published to Redis")
                 self.resync = False
@@ -142,6 +165,8 @@ class LiveState:
                 args.append(min(len(lines), self.history_len))
                 args.extend(lines[-self.history_len:])
             pipe.eval(PUSH_HISTORY, len(keys), *keys, *args)
+        if changes.records:
+            self._append_records(changes.records, pipe)
         if changes.partitions:
             pipe.hset(self.partitions_key,
                       mapping={str(p): dumps(v) for p, v in changes.partitions.items()})
@@ -154,6 +179,14 @@ class LiveState:
         for i in range(0, len(messages), PUBLISH_CHUNK):
             pipe.publish(self.channel, b"[%b]" % b",".join(messages[i:i + PUBLISH_CHUNK]))
         pipe.execute()
+
+    def _append_records(self, records: list[Written], pipe: redis.client.Pipeline) -> None:
+        record_prefix = f"{self.prefix}record:"
+        for i in range(0, len(records), 1000):
+            chunk = records[i:i + 1000]
+            keys = [f"{self.prefix}record_heads"] + [record_prefix + e.shipment_id for e in chunk]
+            args = [x for e in chunk for x in (e.seq, e.line, e.hash)]
+            pipe.eval(APPEND_RECORD, len(keys), *keys, *args, record_prefix)
 
     def _drop_stale_alerts(self, changes: Changes, still_open: set[str],
                            pipe: redis.client.Pipeline) -> None:

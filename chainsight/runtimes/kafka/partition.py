@@ -20,6 +20,7 @@ from confluent_kafka import Message
 from chainsight.contract.commands import CommandRefused, ReplaceFences, decode_command
 from chainsight.engine.core import Engine, Output
 from chainsight.runtimes.kafka import control
+from chainsight.trace.record import Written
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Batch:
     alerts: list[tuple[dict, bytes, bool]] = field(default_factory=list)  # record, JSON, emit?
     notifications: list[dict] = field(default_factory=list)  # escalations, severity raises
     audit: list[dict] = field(default_factory=list)  # audit-trail entries, in chain order
+    record: list[Written] = field(default_factory=list)  # entries of the shipments' records
     open_alerts: dict[str, dict | None] = field(default_factory=dict)  # id -> record; None: closed
     dead: list[tuple[int, bytes]] = field(default_factory=list)  # input offset, JSON
     changed: set[int] = field(default_factory=set)  # dense shipment ids
@@ -194,6 +196,7 @@ class Partition:
             batch.alerts.append((record, value, emit))
         batch.notifications += out.notifications
         batch.audit += out.audit
+        batch.record += out.record
         open_alerts = self.state.open_alerts
         for aid in {r["alert_id"] for r in out.alerts + out.notifications + out.confirmed
                     if r["details"].get("transition") != "notice"}:

@@ -184,6 +184,10 @@ class Worker:
         for entry in batch.audit:
             send(cfg.audit_topic, f"{p}:{entry['seq']}".encode(), orjson.dumps(entry),
                  partition=p, on_delivery=self._delivered)
+        for entry in batch.record:
+            send(cfg.records_topic, f"{entry.shipment_id}:{entry.seq}".encode(), entry.line,
+                 partition=p, on_delivery=self._delivered)
+        changes.records += batch.record
         if batch.changed:
             changes.states.update(part.views(batch.changed))
         for shipment, lines in batch.history.items():
