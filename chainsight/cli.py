@@ -11,13 +11,14 @@ from chainsight.config import load_profiles, load_settings
 
 
 def _engine(args: argparse.Namespace, live: bool,  # noqa: ANN202 - imports kept lazy
-            record: bool | None = None):
+            record: bool | None = None, eta_shards: int | None = None):
     """The engine the options describe; `live` for a live runtime (provisional alerts), which
-    keeps the shipments' records unless `record` says otherwise."""
+    keeps the shipments' records unless `record` says otherwise; `eta_shards` overrides the
+    setting (a worker: one ETA model per partition)."""
     from chainsight.engine.core import Engine
     from chainsight.geofence import FenceSet
 
-    settings = load_settings(allowed_lateness_min=args.allowed_lateness)
+    settings = load_settings(allowed_lateness_min=args.allowed_lateness, eta_shards=eta_shards)
     if record and not live:  # a recording's replay: blocks by size, not by waiting
         settings = dataclasses.replace(settings, record_block_min=None)
     profiles = load_profiles(*([args.profiles] if args.profiles else []))
@@ -29,19 +30,24 @@ def _engine(args: argparse.Namespace, live: bool,  # noqa: ANN202 - imports kept
 def cmd_replay(args: argparse.Namespace) -> int:
     from chainsight.runtimes.replay import check_paths, default_workers, replay
 
-    inputs = {"the input": args.events, "--fences": args.fences, "--profiles": args.profiles}
+    inputs = {"the input": args.events, "--fences": args.fences, "--profiles": args.profiles,
+              "--eta-model": args.eta_model}
     outputs = {"--alerts-out": args.alerts_out, "--dead-letter-out": args.dead_letter_out,
                "--state-out": args.state_out, "--eta-out": args.eta_out,
-               "--live-alerts-out": args.live_alerts_out, "--record-out": args.record_out}
+               "--live-alerts-out": args.live_alerts_out, "--record-out": args.record_out,
+               "--eta-model-out": args.eta_model_out}
     check_paths({k: v for k, v in inputs.items() if v is not None},
                 {k: v for k, v in outputs.items() if v is not None})
     engine = _engine(args, live=args.live_alerts_out is not None,
                      record=args.record_out is not None)
+    if args.eta_model is not None:
+        engine.import_eta_model(args.eta_model.read_bytes())
     result = replay(args.events, engine, args.alerts_out, args.dead_letter_out, args.state_out,
                     workers=default_workers() if args.workers is None else args.workers,
-                    live_alerts_out=args.live_alerts_out, record_out=args.record_out)
-    if args.eta_out:  # the engine publishes no ETA yet (no ETA model): an empty ETA.jsonl
-        args.eta_out.write_bytes(b"")
+                    live_alerts_out=args.live_alerts_out, record_out=args.record_out,
+                    eta_out=args.eta_out)
+    if args.eta_model_out is not None:
+        args.eta_model_out.write_bytes(engine.export_eta_model())
     print(f"replayed {result.events:,} events in {result.seconds:.2f} s "
           f"({result.events_per_s:,.0f} events/s): {result.alerts:,} alert transitions, "
           f"{result.rejected:,} rejected", file=sys.stderr)
@@ -52,6 +58,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"live stream: {sum(retracted.values()):,} provisional transitions withdrawn"
               + "".join(f", {kind} {n:,}" for kind, n in sorted(retracted.items())),
               file=sys.stderr)
+    scored = metrics.get("eta_accuracy.samples")
+    if scored:
+        print(f"ETAs: {metrics['eta_predictions']:,} published; of {scored:,} scored at "
+              f"delivery, MAE {metrics['eta_accuracy.model.mae_min']:.1f} min (baseline "
+              f"{metrics['eta_accuracy.baseline.mae_min']:.1f} min)", file=sys.stderr)
     dropped = {name.removeprefix("gps_dropped."): n for name, n in metrics.items()
                if name.startswith("gps_dropped.") and n}
     if dropped:
@@ -89,9 +100,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_streams_config()
-    _engine(args, live=True)  # fail fast on bad settings or profiles, before joining the group
+    # each partition learns its own ETA model (replay gives the same with eta_shards = partitions)
+    _engine(args, live=True, eta_shards=config.partitions)  # fail fast on bad settings/profiles
     try:
-        run_worker(config, lambda: _engine(args, live=True))
+        run_worker(config, lambda: _engine(args, live=True, eta_shards=config.partitions))
     except SnapshotError as exc:
         print(f"chainsight worker: {exc}", file=sys.stderr)
         return 2
@@ -269,7 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--alerts-out", type=Path)
     p.add_argument("--dead-letter-out", type=Path)
     p.add_argument("--state-out", type=Path)
-    p.add_argument("--eta-out", type=Path)
+    p.add_argument("--eta-out", type=Path, help="write every ETA published (JSON Lines)")
+    p.add_argument("--eta-model", type=Path, metavar="MODEL.json",
+                   help="start from this exported ETA model")
+    p.add_argument("--eta-model-out", type=Path, metavar="MODEL.json",
+                   help="export the ETA model learned, at the end")
     p.add_argument("--record-out", type=Path, metavar="RECORD.jsonl",
                    help="write the shipments' tamper-evident records (hash-chained entries)")
     p.add_argument("--live-alerts-out", type=Path, metavar="LIVE.jsonl",
