@@ -44,6 +44,10 @@ class Router:
 
     def keys(self, lines: list[bytes]) -> list[bytes | None]:
         """The key of each line (None for lines the engine will reject)."""
+        return self.route(lines)[0]
+
+    def route(self, lines: list[bytes]) -> tuple[list[bytes | None], list[dict]]:
+        """`keys`, and the decoder's dead letters of the rejected lines (`line`: the index)."""
         events, dead = self.decoder.decode_many(lines, first_line=0)
         rejected = {d["line"] for d in dead}
         valid = iter(events)
@@ -57,7 +61,7 @@ class Router:
                 self.business_newest = max(self.business_newest or event.ts, event.ts)
             elif event.ts > newest.get(device, event.ts - 1):
                 newest[device] = event.ts
-        return keys
+        return keys, dead
 
     def _key(self, event: Event) -> bytes:
         shipment = event.shipment_id
