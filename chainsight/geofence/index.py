@@ -11,7 +11,8 @@ are left out of cells they do not reach, and marked SURE in cells they cover, so
 no polygon test. Each part also has a coarse raster (OUTSIDE / INSIDE / BOUNDARY cells) and
 latitude bands of edges: only points in BOUNDARY cells run an even-odd test, over one band.
 The kernel is bound by memory latency, so what it reads per candidate is kept small (one
-32-byte grid entry, 2-bit rasters) to stay in the CPU cache.
+32-byte grid entry, 2-bit rasters) to stay in the CPU cache, and points go through it in
+batches, one step at a time, so that the reads of different points overlap.
 """
 
 from __future__ import annotations
