@@ -30,7 +30,8 @@ TEST, SURE, DROP = 0, 1, 2  # grid entries: test the item, the cell is inside it
 PAD = 1e-9  # degrees added around every bounding box
 BLOCK_BITS = 4
 BLOCK = 1 << BLOCK_BITS  # grid blocks are BLOCK x BLOCK cells
-CHUNK = 256  # points per batch in the point-in-fence kernel
+CHUNK = 256  # points per batch in the point-in-fence kernel (at most)
+BATCH_ENTRIES = 1 << 14  # grid entries per batch (one point's cell may add more)
 KEY_SHIFT = 28  # block table slots: key << KEY_SHIFT | block number
 FURTHER = -2  # _block_fast: the key may be further along its probe sequence
 RASTER_PER_EDGE = 8  # polygon raster cells per edge (64..16384 cells a part)
@@ -490,15 +491,18 @@ def _in_round(kind: int, size: float, xyz: np.ndarray, rho: float, first: int, l
 @njit(cache=True)
 def _find_cells(lon: np.ndarray, lat: np.ndarray, first: int, stop: int, ix: Index,
                 point: np.ndarray, plon: np.ndarray, start: np.ndarray, end: np.ndarray
-                ) -> tuple[int, int]:
-    """Points first..stop-1 whose grid cell has entries: their index, longitude wrapped into
-    [-180, 180) and entry range, written from 0 up. Returns (points, entries).
-    The loop over every point takes no branches (mispredicted ones cost more than its work);
-    the rare blocks further along their probe sequence are looked up after it."""
+                ) -> tuple[int, int, int]:
+    """Points from `first` on (before `stop`, and only until their cells hold BATCH_ENTRIES
+    entries) whose grid cell has entries: their index, longitude wrapped into [-180, 180) and
+    entry range, written from 0 up. Returns (points, entries, the next point to look at).
+    The loop over every point takes no branches but one that is always predicted
+    (mispredicted ones cost more than its work); the rare blocks further along their probe
+    sequence are looked up after it."""
     table, cell_start, bits, nbx, nx, ny = ix.table, ix.cell_start, ix.bits, ix.nbx, ix.nx, ix.ny
     inv = nx / 360.0
-    m = 0
-    for p in range(first, stop):
+    m = total = 0
+    p = first
+    while p < stop and total < BATCH_ENTRIES:
         x, y = lon[p], lat[p]
         finite = np.isfinite(x) & np.isfinite(y)
         x, y = (x, y) if finite else (0.0, 0.0)
@@ -510,15 +514,16 @@ def _find_cells(lon: np.ndarray, lat: np.ndarray, first: int, stop: int, ix: Ind
         b = b if finite & (block >= 0) else a
         point[m], plon[m], start[m], end[m] = p, x, a, b
         m += (b > a) | (finite & (block == FURTHER))
-    total = 0
+        total += b - a
+        p += 1
     for j in range(m):
         if start[j] == end[j]:  # FURTHER
             key, cell = _cell_of(plon[j], lat[point[j]], inv, nx, ny, nbx)
             block = _block(table, bits, key)
             c = (max(block, 0) << (2 * BLOCK_BITS)) + cell
             start[j], end[j] = cell_start[c], cell_start[c + 1] if block >= 0 else cell_start[c]
-        total += end[j] - start[j]
-    return m, total
+            total += end[j] - start[j]
+    return m, total, p
 
 
 @njit(cache=True)
@@ -544,9 +549,10 @@ def contains_kernel(lon: np.ndarray, lat: np.ndarray, margin: float, g: Geometry
     owner, cand, hit = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.bool_)
     test, cand_x, band = np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64)
     sure = margin >= 0.0
-    for first in range(0, lon.size, CHUNK):
-        m, total = _find_cells(lon, lat, first, min(first + CHUNK, lon.size), ix, point, plon,
-                               start, end)
+    first = 0
+    while first < lon.size:
+        m, total, first = _find_cells(lon, lat, first, min(first + CHUNK, lon.size), ix, point,
+                                      plon, start, end)
         if total > size:
             size = max(2 * total, 4 * CHUNK)
             owner, cand, hit = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(
