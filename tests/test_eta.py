@@ -181,6 +181,13 @@ def test_predictions_from_the_parameters_equal_rivers_predict_one():
             for row in x[160:]]
     assert np.allclose(model.correction(x[160:], np.zeros(40, np.int64)), want)
     assert np.ptp(want) > 1  # it learned something
+    restored = EtaModel()  # predicts from the numbers alone, learns on from them with River
+    restored.load_state(model.dump_state())
+    assert np.allclose(restored.correction(x[160:], np.zeros(40, np.int64)), want)
+    for m in (model, restored):
+        m.learn(0, x[:8], x[:8, 0] * 1.3 + 5, 0, np.full(8, 9))
+    assert np.allclose(restored.correction(x[160:], np.zeros(40, np.int64)),
+                       model.correction(x[160:], np.zeros(40, np.int64)))
 
 
 def test_a_delivery_is_learned_from_once_event_time_has_passed_it_by_the_delay():

@@ -20,7 +20,9 @@ partition owns, so that `replay` configured with the same number gives the same 
 
 Durable state is plain data: the scaler's counts, means and variances, the regression's
 weights, intercept and step count, the encodings, the lanes' speeds and the accuracy. River
-models are never pickled, so a snapshot read back can only ever set numbers.
+models are never pickled, so a snapshot read back can only ever set numbers. A shard's River
+pipeline is only built (and River imported, which takes most of a second) when it first learns:
+until then predictions come from those numbers alone.
 """
 
 from __future__ import annotations
@@ -29,14 +31,16 @@ import heapq
 import zlib
 from collections import Counter, defaultdict
 from itertools import count
+from typing import TYPE_CHECKING
 
 import numpy as np
 import orjson
-from river import compose, linear_model, optim, preprocessing
-from river.utils import VectorDict
 
 from chainsight.eta.accuracy import Accuracy
 from chainsight.eta.baseline import LaneSpeeds
+
+if TYPE_CHECKING:
+    from river.compose import Pipeline
 
 FEATURES = ("base_min", "hour_adj_min", "lane_adj_min", "speed_min", "remaining_km",
             "progress", "elapsed_min", "dwell_min", "stops", "stopped", "stop_min",
@@ -48,8 +52,13 @@ EXPORT_FORMAT = "chainsight-eta-model"
 EXPORT_VERSION = 1
 
 
-def regressor() -> compose.Pipeline:
+UNTRAINED = {"counts": {}, "means": {}, "vars": {}, "weights": {}, "intercept": 0.0, "steps": 0}
+
+
+def regressor() -> Pipeline:
     """The River pipeline learning the correction to the baseline, in minutes."""
+    from river import linear_model, optim, preprocessing
+
     return preprocessing.StandardScaler() | linear_model.LinearRegression(
         optimizer=optim.SGD(0.01), intercept_lr=0.02, clip_gradient=50.0)
 
@@ -73,7 +82,8 @@ class EtaModel:
         self.hour_base = np.zeros((shards, HOURS))  # ... and their baseline minutes
         self.lane_sum = np.zeros((shards, 16))  # learned corrections (minutes) by lane
         self.lane_n = np.zeros((shards, 16))
-        self.regressors = [regressor() for _ in range(shards)]
+        # per shard: its River pipeline once it has learned, else its parameters (`UNTRAINED`)
+        self.regressors: list[Pipeline | dict] = [UNTRAINED] * shards
         self.accuracy = Accuracy()
         self.learned = 0  # samples learned from
         self.deliveries = 0
@@ -116,13 +126,12 @@ class EtaModel:
         out = np.empty(len(x))
         for k in np.unique(shard).tolist():
             rows = shard == k
-            scaler, linear = self.regressors[k].steps.values()
-            mean = np.array([scaler.means.get(f, 0.0) for f in FEATURES])
-            var = np.array([scaler.vars.get(f, 0.0) for f in FEATURES])
-            weights = linear._weights
-            w = np.array([weights.get(f, 0.0) for f in FEATURES])
+            params = _parameters(self.regressors[k])
+            mean = np.array([params["means"].get(f, 0.0) for f in FEATURES])
+            var = np.array([params["vars"].get(f, 0.0) for f in FEATURES])
+            w = np.array([params["weights"].get(f, 0.0) for f in FEATURES])
             w = np.where(var > 0, w / np.sqrt(np.where(var > 0, var, 1.0)), 0.0)
-            out[rows] = (x[rows] - mean) @ w + linear.intercept
+            out[rows] = (x[rows] - mean) @ w + params["intercept"]
         return out
 
     def predict_minutes(self, x: np.ndarray, shard: np.ndarray) -> np.ndarray:
@@ -155,7 +164,10 @@ class EtaModel:
         """Learn from rows of one trip whose true minutes left (from each row's fix) are
         `minutes`: the shard's regressor one row at a time, then its encodings."""
         target = minutes - x[:, 0]
-        learn_one = self.regressors[shard].learn_one
+        model = self.regressors[shard]
+        if isinstance(model, dict):  # its first lesson: build the River pipeline
+            model = self.regressors[shard] = _regressor_from(model)
+        learn_one = model.learn_one
         for row, y in zip(x.tolist(), target.tolist(), strict=True):
             learn_one(dict(zip(FEATURES, row, strict=True)), y)
         np.add.at(self.hour_actual[shard], hour, minutes)
@@ -172,13 +184,7 @@ class EtaModel:
     # --- durable state and export ----------------------------------------------------------
 
     def dump_state(self) -> dict:
-        regressors = []
-        for model in self.regressors:
-            scaler, linear = model.steps.values()
-            regressors.append({"counts": dict(scaler.counts), "means": dict(scaler.means),
-                               "vars": dict(scaler.vars), "weights": dict(linear._weights),
-                               "intercept": linear.intercept,
-                               "steps": linear.optimizer.n_iterations})
+        regressors = [_parameters(model) for model in self.regressors]
         return {"shards": self.shards, "lanes": self.lanes.dump_state(),
                 "hour_actual": self.hour_actual, "hour_base": self.hour_base,
                 "lane_sum": self.lane_sum, "lane_n": self.lane_n, "regressors": regressors,
@@ -195,7 +201,13 @@ class EtaModel:
         shape = (self.shards, -1)
         for name in ("hour_actual", "hour_base", "lane_sum", "lane_n"):
             setattr(self, name, np.array(data[name], np.float64).reshape(shape))
-        self.regressors = [_regressor_from(r) for r in data["regressors"]]
+        known = set(FEATURES)  # features this version does not know are left out
+        self.regressors = [{
+            "counts": {f: int(n) for f, n in r["counts"].items() if f in known},
+            **{name: {f: float(v) for f, v in r[name].items() if f in known}
+               for name in ("means", "vars", "weights")},
+            "intercept": float(r["intercept"]), "steps": int(r["steps"])}
+            for r in data["regressors"]]
         self.accuracy.load_state(data["accuracy"])
         self.learned, self.deliveries = int(data["learned"]), int(data["deliveries"])
         self.jobs, self._seq = [], count()
@@ -231,19 +243,26 @@ class EtaModel:
         return model
 
 
-def _regressor_from(data: dict) -> compose.Pipeline:
-    """A regressor with dumped parameters (numbers only: features this version does not
-    know are left out)."""
+def _parameters(model: Pipeline | dict) -> dict:
+    """A regressor's parameters as plain numbers (`UNTRAINED`'s keys)."""
+    if isinstance(model, dict):
+        return model
+    scaler, linear = model.steps.values()
+    return {"counts": dict(scaler.counts), "means": dict(scaler.means),
+            "vars": dict(scaler.vars), "weights": dict(linear._weights),
+            "intercept": linear.intercept, "steps": linear.optimizer.n_iterations}
+
+
+def _regressor_from(params: dict) -> Pipeline:
+    """A River regressor with these parameters."""
+    from river.utils import VectorDict
+
     model = regressor()
     scaler, linear = model.steps.values()
-    known = set(FEATURES)
-    scaler.counts = Counter({f: int(n) for f, n in data["counts"].items() if f in known})
-    scaler.means = defaultdict(float, {f: float(v) for f, v in data["means"].items()
-                                       if f in known})
-    scaler.vars = defaultdict(float, {f: float(v) for f, v in data["vars"].items()
-                                      if f in known})
-    linear._weights = VectorDict({f: float(v) for f, v in data["weights"].items()
-                                  if f in known})
-    linear.intercept = float(data["intercept"])
-    linear.optimizer.n_iterations = int(data["steps"])
+    scaler.counts = Counter(params["counts"])
+    scaler.means = defaultdict(float, params["means"])
+    scaler.vars = defaultdict(float, params["vars"])
+    linear._weights = VectorDict(dict(params["weights"]))
+    linear.intercept = float(params["intercept"])
+    linear.optimizer.n_iterations = int(params["steps"])
     return model
