@@ -145,6 +145,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from chainsight.api.app import create_app
     from chainsight.api.auth import default_data_dir
+    from chainsight.api.embedded import EmbeddedBackend
     from chainsight.runtimes.embedded import EmbeddedRuntime
     from chainsight.runtimes.kafka.snapshots import SnapshotError
     from chainsight.runtimes.store import Store
@@ -160,13 +161,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if replayed:
         print(f"restored the engine's state ({replayed:,} logged calls replayed)",
               file=sys.stderr)
+    version = 0
     if store.fences is not None:  # put live before the restart
-        fences = store.fences.geojson
+        fences, version = store.fences.geojson, store.fences.version
     runtime = EmbeddedRuntime(engine, calls=store).start()
     public_url = args.public_url or f"http://{args.host}:{args.port}"
-    app = create_app(runtime, _token_store(args), fences=fences, public_url=public_url)
-    if store.fences is not None:
-        app.state.context.fences_version = store.fences.version
+    app = create_app(EmbeddedBackend(runtime, fences, version), _token_store(args),
+                     public_url=public_url)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:

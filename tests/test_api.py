@@ -48,7 +48,7 @@ def server(tmp_path_factory):
             lines = excursion(shipment, customer, t, g, lat)
             answer = admin.post("/v1/events", content=b"\n".join(lines), headers=NDJSON)
             assert answer.json() == {"accepted": len(lines), "duplicates": 0, "rejected": []}
-        yield url, tokens, data, runtime
+        yield url, tokens, data, app.state.context.backend
 
 
 def auth(token: str) -> dict:

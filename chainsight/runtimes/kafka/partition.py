@@ -17,7 +17,12 @@ import msgspec
 import orjson
 from confluent_kafka import Message
 
-from chainsight.contract.commands import CommandRefused, ReplaceFences, decode_command
+from chainsight.contract.commands import (
+    CommandRefused,
+    ReplaceFences,
+    UnknownAlert,
+    decode_command,
+)
 from chainsight.engine.core import Engine, Output
 from chainsight.runtimes.kafka import control
 
@@ -60,6 +65,8 @@ class Batch:
     notifications: list[dict] = field(default_factory=list)  # escalations, severity raises
     audit: list[dict] = field(default_factory=list)  # audit-trail entries, in chain order
     open_alerts: dict[str, dict | None] = field(default_factory=dict)  # id -> record; None: closed
+    records: dict[str, dict | None] = field(default_factory=dict)  # id -> record; None: forgotten
+    commands: dict[int, dict] = field(default_factory=dict)  # input offset -> command's outcome
     dead: list[tuple[int, bytes]] = field(default_factory=list)  # input offset, JSON
     changed: set[int] = field(default_factory=set)  # dense shipment ids
     history: dict[str, list[bytes]] = field(default_factory=dict)
@@ -94,6 +101,7 @@ class Partition:
         self.last_input = 0.0  # monotonic time of the newest record seen
         self.tick_pending = False  # a tick was written and has not come back yet
         self.snapshot_due = 0.0  # monotonic time of the next periodic snapshot
+        self.customers: dict[str, str | None] = {}  # as last written to Redis
 
     def process(self, records: list[Message]) -> Batch:
         """Process records (one partition, ascending offsets); skips those already reflected."""
@@ -121,6 +129,7 @@ class Partition:
         """Apply a control record; a refused or malformed one is dead-lettered with the reason
         (the partition goes on)."""
         value = record.value() or b""
+        command = None
         try:
             if kind == control.COMMAND:
                 command = decode_command(value)
@@ -132,8 +141,13 @@ class Partition:
             log.info("partition %d offset %d: %s", self.number, record.offset(), exc)
             self._dead(record, f"control record refused: {exc}",
                        value.decode(errors="replace"), batch)
+            if kind == control.COMMAND:  # what the API answers the user
+                batch.commands[record.offset()] = {"refused": str(exc),
+                                                   "unknown": isinstance(exc, UnknownAlert)}
             return
         self._collect(out, batch)
+        if command is not None and not isinstance(command, ReplaceFences):
+            batch.commands[record.offset()] = {"alert": self.engine.alert(command.alert_id)}
 
     def moved_since_snapshot(self) -> bool:
         """True when records were processed since the last snapshot."""
@@ -197,7 +211,7 @@ class Partition:
         open_alerts = self.state.open_alerts
         for aid in {r["alert_id"] for r in out.alerts + out.notifications + out.confirmed
                     if r["details"].get("transition") != "notice"}:
-            current = self.engine.alert(aid)  # its latest record, if it is still open
+            current = batch.records[aid] = self.engine.alert(aid)  # its latest record
             if current is not None and current["state"] in OPEN_STATES:
                 open_alerts[aid] = current
             else:
@@ -238,6 +252,18 @@ class Partition:
 
     def all_views(self) -> dict[str, dict]:
         return self.engine.shipments()
+
+    def details(self, names: list[str], full: bool = False) -> tuple[dict, dict]:
+        """For the API: the last-seen time of these shipments, and their customers that
+        changed since they were last asked for (all of them when `full`)."""
+        engine, known = self.engine, self.customers
+        seen = {name: engine.last_seen(name) for name in names}
+        changed = {}
+        for name in names:
+            customer = engine.customer_of(name)
+            if full or known.get(name) != customer:
+                known[name] = changed[name] = customer
+        return seen, changed
 
     def progress(self, worker: str, now_ms: int) -> dict:
         return {"offset": self.next_offset, "counters": dict(self.engine.counters),

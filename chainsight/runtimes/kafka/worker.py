@@ -179,13 +179,21 @@ class Worker:
             changes.alerts.append((record, emit))
         changes.notifications += batch.notifications
         changes.open_alerts.update(batch.open_alerts)
+        changes.records.update(batch.records)
+        changes.audit += batch.audit
+        changes.commands.update({(p, offset): outcome
+                                 for offset, outcome in batch.commands.items()})
         for _, value in batch.dead:
             send(cfg.dead_letter_topic, None, value, partition=p, on_delivery=self._delivered)
         for entry in batch.audit:
             send(cfg.audit_topic, f"{p}:{entry['seq']}".encode(), orjson.dumps(entry),
                  partition=p, on_delivery=self._delivered)
         if batch.changed:
-            changes.states.update(part.views(batch.changed))
+            views = part.views(batch.changed)
+            changes.states.update(views)
+            seen, customers = part.details(list(views))
+            changes.last_seen.update(seen)
+            changes.customers.update(customers)
         for shipment, lines in batch.history.items():
             changes.history.setdefault(shipment, []).extend(lines)
         changes.partitions[p] = part.progress(cfg.worker_id, now_ms())
@@ -348,8 +356,13 @@ class Worker:
         """Everything this worker owns, for a Redis re-publish."""
         changes = Changes()
         for part in self.parts.values():
-            changes.states.update(part.all_views())
+            views = part.all_views()
+            changes.states.update(views)
+            seen, customers = part.details(list(views), full=True)
+            changes.last_seen.update(seen)
+            changes.customers.update(customers)
             changes.open_alerts.update(part.state.open_alerts)
+            changes.records.update({a["alert_id"]: a for a in part.engine.alerts()})
             changes.partitions[part.number] = part.progress(self.config.worker_id, now_ms())
         changes.known = set(changes.states)
         return changes
