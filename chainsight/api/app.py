@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from chainsight.api import live
 from chainsight.api.auth import TokenStore
-from chainsight.api.backend import Backend
+from chainsight.api.backend import Backend, Unavailable
 from chainsight.api.context import Context
 from chainsight.api.embedded import EmbeddedBackend
 from chainsight.api.errors import JSON, error, install
@@ -49,6 +49,11 @@ def create_app(source: Backend | EmbeddedRuntime, tokens: TokenStore,
     app.state.context, app.state.hub, app.state.keepalive_s = ctx, hub, keepalive_s
     app.state.webhooks = webhooks
     install(app)
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(_: Request, exc: Unavailable) -> Response:
+        return error(503, str(exc))
+
     for module in (events, shipments, alerts, fence_routes, webhook_routes):
         app.include_router(module.router)
     app.include_router(live.router)

@@ -20,6 +20,10 @@ Customers = Callable[[Iterable[str]], dict[str, str | None]]  # shipment ids -> 
 T = TypeVar("T")
 
 
+class Unavailable(Exception):
+    """The runtime cannot be reached now (the API answers 503)."""
+
+
 class NotApplied(Exception):
     """A command was stored but the runtime has not carried it out in time."""
 
