@@ -147,7 +147,6 @@ def _serve(app, args: argparse.Namespace) -> None:  # noqa: ANN001 - FastAPI, im
 
 def cmd_serve_kafka(args: argparse.Namespace) -> int:
     import orjson
-
     from confluent_kafka import KafkaException
 
     from chainsight.api.app import create_app
