@@ -128,7 +128,8 @@ class KafkaBackend:
             config.bootstrap, linger_ms=2, config={"acks": "all", "log_level": 3}))
         self.partitions = self.sink.producer.partitions(config.events_topic)
         self.router = Router(EventDecoder(settings.max_payload_bytes,
-                                          int(settings.future_tolerance_h * 3_600_000)))
+                                          int(settings.future_tolerance_h * 3_600_000)),
+                             lookup=self._links)
         self.reader = PartitionReader(config.bootstrap)
         self._send_lock = threading.Lock()  # keys follow the order records are sent in
         self._read_lock = threading.Lock()  # the reader's consumer, one call at a time
@@ -171,6 +172,11 @@ class KafkaBackend:
             return {}
         found = self.redis.hmget(self.keys.customers, names)
         return {n: None if c is None else c.decode() for n, c in zip(names, found, strict=True)}
+
+    def _links(self, devices: list[str]) -> dict[str, str]:
+        """The shipments the workers last saw these devices linked to by an order."""
+        found = self.redis.hmget(self.keys.links, devices)
+        return {d: s.decode() for d, s in zip(devices, found, strict=True) if s is not None}
 
     @reached
     def history(self, shipment_id: str) -> list[dict]:

@@ -12,6 +12,8 @@ Keys (all under the deployment's prefix `cs:<topic prefix>:`):
                      durable copy: entries made while Redis was away are not re-published);
 - `customers`        hash, shipment id -> its customer id, once an order names one;
 - `last_seen`        hash, shipment id -> the newest event time seen for it (epoch ms);
+- `links`            hash, device id -> the shipment an order last linked it to (producers
+                     route the device's events without `shipment_id` by it);
 - `command:<p>:<o>`  string, expiring after an hour: the outcome of the user command at offset
                      `o` of input partition `p`: {"alert": its new record} or {"refused":
                      reason, "unknown": whether the alert was unknown};
@@ -105,6 +107,10 @@ class Keys:
         return f"{self.prefix}last_seen"
 
     @property
+    def links(self) -> str:
+        return f"{self.prefix}links"
+
+    @property
     def partitions(self) -> str:
         return f"{self.prefix}partitions"
 
@@ -134,6 +140,7 @@ class Changes:
     audit: list[dict] = field(default_factory=list)  # audit-trail entries, in chain order
     customers: dict[str, str | None] = field(default_factory=dict)  # shipment -> customer
     last_seen: dict[str, int | None] = field(default_factory=dict)  # shipment -> epoch ms
+    links: dict[str, str] = field(default_factory=dict)  # device -> shipment
     commands: dict[tuple[int, int], dict] = field(default_factory=dict)  # (p, offset) -> outcome
     history: dict[str, list[bytes]] = field(default_factory=dict)  # shipment id -> raw events
     partitions: dict[int, dict] = field(default_factory=dict)  # partition -> progress
@@ -142,6 +149,7 @@ class Changes:
     def __bool__(self) -> bool:
         return bool(self.states or self.alerts or self.notifications or self.open_alerts
                     or self.records or self.audit or self.customers or self.commands
+                    or self.links
                     or self.history or self.partitions)
 
 
@@ -184,7 +192,7 @@ class LiveState:
                 full = self.full()
                 full.alerts, full.notifications = changes.alerts, changes.notifications
                 full.history, full.audit = changes.history, changes.audit
-                full.commands = changes.commands
+                full.commands, full.links = changes.commands, changes.links
                 self._apply(full, full=True)
                 log.info("live state re-published to Redis")
                 self.resync = False
@@ -245,7 +253,7 @@ class LiveState:
 
     def _apply_api_views(self, changes: Changes, pipe: redis.client.Pipeline) -> None:
         """What the API reads beyond the live state: every alert's record and audit trail,
-        customers, last-seen times and the outcomes of users' commands."""
+        customers, last-seen times, device links and the outcomes of users' commands."""
         keys, dumps = self.keys, orjson.dumps
         if changes.records:
             kept = {aid: r for aid, r in changes.records.items() if r is not None}
@@ -276,6 +284,8 @@ class LiveState:
         seen = {s: t for s, t in changes.last_seen.items() if t is not None}
         if seen:
             pipe.hset(keys.last_seen, mapping=seen)
+        if changes.links:
+            pipe.hset(keys.links, mapping=changes.links)
         for (partition, offset), outcome in changes.commands.items():
             pipe.set(keys.command(partition, offset), dumps(outcome), ex=COMMAND_TTL_S)
 

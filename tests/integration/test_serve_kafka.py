@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zlib
 
 import httpx
 from helpers import order, reading
-from test_worker import REPO, Deployment, free_port, start_redis, wait_for
+from test_worker import PARTITIONS, REPO, Deployment, free_port, start_redis, wait_for
 
 from chainsight.api.auth import TokenStore
 
@@ -41,8 +42,12 @@ def test_serve_kafka_answers_and_reports_redis_outages(topic_prefix, kafka_boots
                 return False
 
         wait_for(healthy, 60, dep.log_text)
-        lines = [order("K1", customer_id="C1", devices=("KT1",))]
-        lines += [reading(m, 11, device="KT1") for m in range(16)]
+        # The order comes through another producer: the API routes the device's readings
+        # (without shipment_id) by the link the worker saw, to the shipment's partition.
+        assert zlib.crc32(b"K1") % PARTITIONS != zlib.crc32(b"KT1") % PARTITIONS
+        dep.produce([order("K1", customer_id="C1", devices=("KT1",))], end_of_stream=False)
+        wait_for(lambda: api.get("/v1/shipments/K1").status_code == 200, 60, dep.log_text)
+        lines = [reading(m, 11, device="KT1") for m in range(16)]
         assert api.post("/v1/events", content=b"\n".join(lines), headers={
             "content-type": "application/x-ndjson"}).json()["accepted"] == len(lines)
 

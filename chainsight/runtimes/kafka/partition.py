@@ -67,6 +67,7 @@ class Batch:
     open_alerts: dict[str, dict | None] = field(default_factory=dict)  # id -> record; None: closed
     records: dict[str, dict | None] = field(default_factory=dict)  # id -> record; None: forgotten
     commands: dict[int, dict] = field(default_factory=dict)  # input offset -> command's outcome
+    links: dict[str, str] = field(default_factory=dict)  # device -> shipment, named by orders
     dead: list[tuple[int, bytes]] = field(default_factory=list)  # input offset, JSON
     changed: set[int] = field(default_factory=set)  # dense shipment ids
     history: dict[str, list[bytes]] = field(default_factory=dict)
@@ -77,7 +78,13 @@ class _Route(msgspec.Struct):
     device_id: str | None = None
 
 
+class _Order(msgspec.Struct):
+    type: str | None = None
+    device_ids: list[str] | None = None
+
+
 _route = msgspec.json.Decoder(_Route).decode
+_order = msgspec.json.Decoder(_Order).decode
 OPEN_STATES = frozenset({"open", "acknowledged"})
 log = logging.getLogger("chainsight.worker")
 DEAD_MAX_BYTES = 256 << 10  # a dead letter must fit in one Kafka message (1 MB by default)
@@ -176,8 +183,26 @@ class Partition:
                 reason = "empty message" if run[i].value() is not None else "tombstone (no value)"
                 self._dead(run[i], reason, value.decode(errors="replace"), batch)
         self._collect(out, batch)
+        self._links(values, rejected, batch)
         if self.keep_history:
             self._history(run, values, rejected, batch)
+
+    def _links(self, values: list[bytes], rejected: set[int], batch: Batch) -> None:
+        """The links of the devices the run's orders name, as the engine has them now (what
+        producers route device events without `shipment_id` by: `publish.Router`)."""
+        if b'"order"' not in b"\n".join(values):  # most runs: no order at all
+            return
+        for i, value in enumerate(values):
+            if i in rejected or b'"order"' not in value:
+                continue
+            try:
+                order = _order(value)
+            except msgspec.DecodeError:
+                continue
+            for device in order.device_ids or () if order.type == "order" else ():
+                shipment = self.engine.linked_shipment(device)
+                if shipment is not None:
+                    batch.links[device] = shipment
 
     def _dead(self, record: Message, reason: str, payload: str, batch: Batch) -> None:
         offset, key = record.offset(), record.key()

@@ -9,6 +9,7 @@ routable JSON are still sent (without a key): the worker dead-letters them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,16 @@ from chainsight.runtimes.kafka.producer import DeliveryCallback, EventProducer
 FENCES_KEY = b"fences"
 
 
-class Router:
-    """Chooses each event's key and tracks the stream time of the valid events sent."""
+Links = Callable[[list[str]], dict[str, str]]  # device ids -> the shipments they are linked to
 
-    def __init__(self, decoder: EventDecoder | None = None) -> None:
+
+class Router:
+    """Chooses each event's key and tracks the stream time of the valid events sent.
+    `lookup`, when given, tells the links of devices this router has not seen linked."""
+
+    def __init__(self, decoder: EventDecoder | None = None, lookup: Links | None = None) -> None:
         self.decoder = decoder or EventDecoder()
+        self.lookup = lookup
         self.links: dict[str, str] = {}  # device -> shipment, the latest link wins
         self.device_newest: dict[str, int] = {}
         self.business_newest: int | None = None
@@ -51,10 +57,16 @@ class Router:
         """`keys`, and the decoder's dead letters (`line`: 0-based index in `lines`)."""
         events, dead = self.decoder.decode_many(lines, first_line=0, now=now)
         rejected = {d["line"] for d in dead}
+        looked_up = {}
+        if self.lookup is not None:  # asked each time: another producer may relink a device
+            unknown = {device for e in events if e.shipment_id is None
+                       and (device := getattr(e, "device_id", None)) not in self.links}
+            if unknown - {None}:
+                looked_up = self.lookup(sorted(unknown - {None}))
         valid = iter(events)
         keys: list[bytes | None] = []
         for i in range(len(lines)):
-            keys.append(None if i in rejected else self._key(next(valid)))
+            keys.append(None if i in rejected else self._key(next(valid), looked_up))
         newest = self.device_newest
         for event in events:
             device = getattr(event, "device_id", None)
@@ -64,11 +76,11 @@ class Router:
                 newest[device] = event.ts
         return keys, dead
 
-    def _key(self, event: Event) -> bytes:
+    def _key(self, event: Event, looked_up: dict[str, str]) -> bytes:
         shipment = event.shipment_id
         device = getattr(event, "device_id", None)
         if shipment is None:
-            shipment = self.links.get(device, device)
+            shipment = self.links.get(device) or looked_up.get(device, device)
         else:
             for linked in getattr(event, "device_ids", None) or ():
                 self.links[linked] = shipment

@@ -180,6 +180,7 @@ class Worker:
         changes.notifications += batch.notifications
         changes.open_alerts.update(batch.open_alerts)
         changes.records.update(batch.records)
+        changes.links.update(batch.links)
         changes.audit += batch.audit
         changes.commands.update({(p, offset): outcome
                                  for offset, outcome in batch.commands.items()})
