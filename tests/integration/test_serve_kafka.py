@@ -10,18 +10,20 @@ import zlib
 
 import httpx
 from helpers import order, reading
+from test_webhooks import SECRET, Receiver
 from test_worker import PARTITIONS, REPO, Deployment, free_port, start_redis, wait_for
 
 from chainsight.api.auth import TokenStore
 
 
-def test_serve_kafka_answers_and_reports_redis_outages(topic_prefix, kafka_bootstrap, tmp_path):
+def test_serve_kafka_answers_delivers_and_reports_redis_outages(topic_prefix, kafka_bootstrap,
+                                                                tmp_path):
     redis_port = free_port()
     redis_server = start_redis(redis_port, tmp_path)
     dep = Deployment(topic_prefix, kafka_bootstrap, f"redis://127.0.0.1:{redis_port}/0", tmp_path)
     token = TokenStore(tmp_path).create("admin", "root")
     port = free_port()
-    serve = None
+    serve, receiver = None, Receiver()
     try:
         dep.start_worker("--allowed-lateness", "0")
         env = {**os.environ, "CHAINSIGHT_KAFKA_BOOTSTRAP": kafka_bootstrap,
@@ -47,6 +49,8 @@ def test_serve_kafka_answers_and_reports_redis_outages(topic_prefix, kafka_boots
         assert zlib.crc32(b"K1") % PARTITIONS != zlib.crc32(b"KT1") % PARTITIONS
         dep.produce([order("K1", customer_id="C1", devices=("KT1",))], end_of_stream=False)
         wait_for(lambda: api.get("/v1/shipments/K1").status_code == 200, 60, dep.log_text)
+        hook = api.post("/v1/webhooks", json={"url": receiver.url + "/hook", "secret": SECRET})
+        assert hook.status_code == 201, hook.text
         lines = [reading(m, 11, device="KT1") for m in range(16)]
         assert api.post("/v1/events", content=b"\n".join(lines), headers={
             "content-type": "application/x-ndjson"}).json()["accepted"] == len(lines)
@@ -56,6 +60,8 @@ def test_serve_kafka_answers_and_reports_redis_outages(topic_prefix, kafka_boots
 
         wait_for(lambda: len(opened()) == 1, 60, dep.log_text)
         (alert,) = opened()
+        wait_for(lambda: receiver.got["/hook"], 30)  # signed, from the changes channel
+        assert receiver.got["/hook"][0]["alert"]["alert_id"] == alert["alert_id"]
         answer = api.post(f"/v1/alerts/{alert['alert_id']}/acknowledge", json={"comment": "ok"})
         assert answer.json()["state"] == "acknowledged", answer.text
         assert api.get("/v1/shipments/K1").json()["history"][0]["type"] == "order"
@@ -74,6 +80,7 @@ def test_serve_kafka_answers_and_reports_redis_outages(topic_prefix, kafka_boots
         if serve is not None:
             serve.terminate()
             serve.wait(timeout=30)
+        receiver.close()
         dep.close()
         redis_server.kill()
         redis_server.wait(timeout=30)
