@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 from chainsight.config import load_profiles, load_settings
 
 
-def _engine(args: argparse.Namespace, live: bool):  # noqa: ANN202 - imports kept lazy
-    """The engine the options describe; `live` for a live runtime (provisional alerts)."""
+def _engine(args: argparse.Namespace, live: bool,  # noqa: ANN202 - imports kept lazy
+            record: bool | None = None):
+    """The engine the options describe; `live` for a live runtime (provisional alerts), which
+    keeps the shipments' records unless `record` says otherwise."""
     from chainsight.engine.core import Engine
     from chainsight.geofence import FenceSet
 
     settings = load_settings(allowed_lateness_min=args.allowed_lateness)
+    if record and not live:  # a recording's replay: blocks by size, not by waiting
+        settings = dataclasses.replace(settings, record_block_min=None)
     profiles = load_profiles(*([args.profiles] if args.profiles else []))
     fences = getattr(args, "fences", None)
     return Engine(settings, profiles, fences=FenceSet.from_file(fences) if fences else None,
-                  live=live)
+                  live=live, record=record)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -27,13 +32,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     inputs = {"the input": args.events, "--fences": args.fences, "--profiles": args.profiles}
     outputs = {"--alerts-out": args.alerts_out, "--dead-letter-out": args.dead_letter_out,
                "--state-out": args.state_out, "--eta-out": args.eta_out,
-               "--live-alerts-out": args.live_alerts_out}
+               "--live-alerts-out": args.live_alerts_out, "--record-out": args.record_out}
     check_paths({k: v for k, v in inputs.items() if v is not None},
                 {k: v for k, v in outputs.items() if v is not None})
-    engine = _engine(args, live=args.live_alerts_out is not None)
+    engine = _engine(args, live=args.live_alerts_out is not None,
+                     record=args.record_out is not None)
     result = replay(args.events, engine, args.alerts_out, args.dead_letter_out, args.state_out,
                     workers=default_workers() if args.workers is None else args.workers,
-                    live_alerts_out=args.live_alerts_out)
+                    live_alerts_out=args.live_alerts_out, record_out=args.record_out)
     if args.eta_out:  # the engine publishes no ETA yet (no ETA model): an empty ETA.jsonl
         args.eta_out.write_bytes(b"")
     print(f"replayed {result.events:,} events in {result.seconds:.2f} s "
@@ -183,7 +189,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     fences = orjson.loads(args.fences.read_bytes()) if args.fences else None
     engine = _engine(args, live=True)
-    store = Store((args.data_dir or default_data_dir()) / "engine")
+    store = Store((args.data_dir or default_data_dir()) / "engine",
+                  anchor_every_s=engine.settings.record_anchor_min * 60)
     try:
         replayed = store.recover(engine)
     except SnapshotError as exc:
@@ -232,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dead-letter-out", type=Path)
     p.add_argument("--state-out", type=Path)
     p.add_argument("--eta-out", type=Path)
+    p.add_argument("--record-out", type=Path, metavar="RECORD.jsonl",
+                   help="write the shipments' tamper-evident records (hash-chained entries)")
     p.add_argument("--live-alerts-out", type=Path, metavar="LIVE.jsonl",
                    help="also write the live alert stream (provisional, withdrawn, settled) "
                         "as a live runtime would publish it, each record with `line`")

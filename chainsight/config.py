@@ -78,6 +78,10 @@ class Settings:
     gps_max_accuracy_m: float | None = None
     gps_max_speed_kmh: float | None = 250  # implied speed between fixes
     gps_min_interval_s: float | None = None
+    record_anchor_min: float = 60  # live runtimes anchor all records' heads this often
+    record_block_rows: int = 1024  # a record's block: at most this many readings...
+    record_block_min: float | None = 10  # ... waiting at most this long (stream time; None:
+    # until full or the end of the stream, as `replay --record-out` does)
 
     @property
     def allowed_lateness_ms(self) -> int:

@@ -100,6 +100,9 @@ ROUTES = [  # (method, path, right); bodies are refused or harmless for the role
     ("PUT", "/v1/fences", "fences:write"),
     ("GET", "/v1/webhooks", "webhooks"),
     ("DELETE", "/v1/webhooks/unknown", "webhooks"),
+    ("GET", "/v1/shipments/S2/record", "records:read"),
+    ("GET", "/v1/shipments/S2/epcis", "records:read"),
+    ("GET", "/v1/shipments/S2/trace-link", "trace-link"),
 ]
 
 
@@ -202,7 +205,9 @@ def test_bad_bodies_are_4xx_never_500(server):
     answer = admin.post("/v1/events", json=[deep]).json()  # an unknown field, deeply nested
     assert answer["accepted"] + len(answer["rejected"]) == 1
     refused(admin.post("/v1/events", content=b"x", headers={
-        "content-type": "application/ld+json"}), 415)
+        "content-type": "application/ld+json"}), 400)
+    assert "EPCISDocument" in refused(admin.post("/v1/events", json=[], headers={
+        "content-type": "application/ld+json"}), 400)
     refused(admin.put("/v1/fences", content=b"{"), 400)
     refused(admin.put("/v1/fences", json=[1]), 422)
     assert "feature 0" in refused(admin.put("/v1/fences", json={
@@ -320,7 +325,9 @@ def test_customer_tokens_see_only_their_customers(server):
     for response in (carol.get("/v1/shipments/S2"),
                      carol.get(f"/v1/alerts/{other}/audit"),
                      carol.post(f"/v1/alerts/{other}/acknowledge"),
-                     carol.post(f"/v1/alerts/{other}/resolve", json={"comment": "x"})):
+                     carol.post(f"/v1/alerts/{other}/resolve", json={"comment": "x"}),
+                     carol.get("/v1/shipments/S2/record"), carol.get("/v1/shipments/S2/epcis"),
+                     carol.get("/v1/shipments/S2/trace-link")):
         refused(response, 404)  # as for an id that does not exist: existence not revealed
     assert carol.get("/v1/alerts", params={"shipment_id": "S2"}).json() == []
     mine = alert_of(server, "S1")["alert_id"]

@@ -18,7 +18,6 @@ import pytest
 from api_server import free_port
 from helpers import fix, ms, order, reading
 
-from chainsight.alerts.audit import first_broken
 from chainsight.api.auth import TokenStore
 from chainsight.cli import main
 from chainsight.config import load_settings
@@ -27,6 +26,8 @@ from chainsight.engine.core import Engine
 from chainsight.runtimes.embedded import EmbeddedRuntime
 from chainsight.runtimes.kafka.snapshots import MAGIC, SnapshotError
 from chainsight.runtimes.store import Store
+from chainsight.trace.chain import first_broken
+from chainsight.trace.record import verify
 
 ADMIN = "admin-secret-for-tests"
 NDJSON = {"content-type": "application/x-ndjson"}
@@ -42,7 +43,7 @@ def excursion(shipment: str = "S1", temp: str = "T1", gps: str = "G1") -> list[b
 
 
 def engine() -> Engine:
-    return Engine(load_settings(allowed_lateness_min=0.05), live=True)
+    return Engine(load_settings(allowed_lateness_min=0.05, record_block_min=1), live=True)
 
 
 def state_of(e: Engine) -> tuple:
@@ -73,12 +74,17 @@ def test_recovery_replays_the_log_after_the_snapshot(tmp_path):
     expected = state_of(runtime.engine)
     assert expected[0]["events"] == len(lines) and expected[0]["rejected"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.jsonl", "log-000002.jsonl",
-                                                          "snapshot-000002.bin"]
+                                                          "record.jsonl", "snapshot-000002.bin"]
+    record = store.records.entries("S1")
+    assert verify(record, *runtime.engine.record_head("S1"))["intact"]
     # no close: as after kill -9, here in the middle of writing the next snapshot
     (tmp_path / "snapshot-000003.tmp").write_bytes(b"\x78")
     again = engine()
-    assert Store(tmp_path).recover(again) == 4  # two batches, the command, the tick
+    restarted = Store(tmp_path)
+    assert restarted.recover(again) == 4  # two batches, the command, the tick
     assert state_of(again) == expected
+    assert restarted.records.entries("S1") == record  # made again by the replay, kept once
+    assert again.record_head("S1") == runtime.engine.record_head("S1")
     (record,) = again.alerts(kind="temperature_excursion")
     assert record["state"] == "acknowledged" and record["details"]["user"] == "qa"
     assert not list(tmp_path.glob("*.tmp"))

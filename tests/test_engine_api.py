@@ -20,7 +20,8 @@ API = {"process", "process_extracted", "advance", "flush", "apply", "replace_fen
        "decoder", "counters", "metrics", "alerts", "alert", "audit_trail", "verify_audit",
        "shipments", "shipment_views", "snapshot", "linked_shipment", "has_shipment",
        "shipment_count", "settings", "dump_state", "load_state", "ended", "stream_time",
-       "customer_of", "last_seen"}
+       "customer_of", "last_seen", "order_facts", "shipment_of_sscc", "record_head", "profiles",
+       "record_heads"}
 
 
 def engine_uses(path: Path) -> list[tuple[int, str]]:

@@ -1,10 +1,5 @@
-"""The alert audit trail: every transition, who made it, when and what, in a hash chain.
-
-Entries are append-only. Each is stored as canonical JSON (sorted keys) that includes the hash
-of the entry before it; its own hash is sha256(previous hash + canonical JSON). Rewriting,
-removing or reordering a stored entry breaks the chain, which `verify` detects; cutting entries
-off the end is detected by comparing `head` with a copy kept elsewhere (21 CFR 11.10(e): changes
-must not obscure what was recorded before).
+"""The alert audit trail: every transition, who made it, when and what, in a hash chain
+(`chainsight.trace.chain`).
 
 Memory holds the recent part of the chain: `forget_before` drops the oldest entries (their records
 are in the alert output, which is the durable copy), keeping the hash of the last one dropped as
@@ -13,16 +8,11 @@ the anchor the kept entries chain from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from hashlib import sha256
+from collections.abc import Iterator
 
 import orjson
 
-GENESIS = "0" * 64
-
-
-def _digest(prev: str, canonical: bytes) -> str:
-    return sha256(prev.encode() + canonical).hexdigest()
+from chainsight.trace.chain import GENESIS, canonical, digest, first_broken
 
 
 class AuditTrail:
@@ -40,12 +30,12 @@ class AuditTrail:
         `at` and return its hash."""
         prev = entry["prev"] = self.head
         entry["seq"] = self.first_seq + len(self._entries)
-        canonical = orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
-        digest = _digest(prev, canonical)
-        self._entries.append(canonical)
-        self._hashes.append(digest)
+        stored = canonical(entry)
+        hashed = digest(prev, stored)
+        self._entries.append(stored)
+        self._hashes.append(hashed)
         self._times.append(at)
-        return digest
+        return hashed
 
     def forget_before(self, cutoff: int) -> None:
         """Drop the oldest entries, as long as their event time is before `cutoff`."""
@@ -93,20 +83,3 @@ class AuditTrail:
         """True when every entry kept is exactly what was appended, in order, from the anchor."""
         return first_broken(self, self.anchor) is None
 
-
-def first_broken(entries: Iterable[dict], anchor: str = GENESIS) -> int | None:
-    """Verify a written trail (entries as `AuditTrail` yields them, with `hash`, oldest first,
-    starting after the entry whose hash is `anchor`): the position of the first entry that was
-    modified, removed, inserted or moved, None when the chain is intact."""
-    prev, first_seq = anchor, None
-    for i, written in enumerate(entries):
-        entry = dict(written)
-        digest = entry.pop("hash", None)
-        if first_seq is None:
-            first_seq = entry.get("seq")
-        canonical = orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
-        if (entry.get("seq") != first_seq + i or entry.get("prev") != prev
-                or _digest(prev, canonical) != digest):
-            return i
-        prev = digest
-    return None

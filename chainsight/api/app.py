@@ -17,11 +17,12 @@ from chainsight.api.context import Context
 from chainsight.api.embedded import EmbeddedBackend
 from chainsight.api.errors import JSON, error, install
 from chainsight.api.metrics import EngineCollector, Retractions, exposition, registry
-from chainsight.api.routes import alerts, events, shipments
+from chainsight.api.routes import alerts, ask, events, shipments, trace
 from chainsight.api.routes import fences as fence_routes
 from chainsight.api.routes import webhooks as webhook_routes
 from chainsight.api.webhooks import Retry, Webhooks
 from chainsight.runtimes.embedded import EmbeddedRuntime
+from chainsight.trace.links import KeyRing
 
 DESCRIPTION = """Live state, alerts and events of the ChainSight engine.
 
@@ -54,7 +55,8 @@ def create_app(source: Backend | EmbeddedRuntime, tokens: TokenStore,
     async def unavailable(_: Request, exc: Unavailable) -> Response:
         return error(503, str(exc))
 
-    for module in (events, shipments, alerts, fence_routes, webhook_routes):
+    app.state.trace_keys = KeyRing(tokens.path.parent)
+    for module in (events, shipments, alerts, fence_routes, webhook_routes, trace, ask):
         app.include_router(module.router)
     app.include_router(live.router)
 

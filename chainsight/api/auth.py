@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from chainsight.api.errors import ApiError
-from chainsight.api.files import write_private_json
+from chainsight.files import write_private_json
 
 ROLES = ("admin", "dispatcher", "quality", "sales", "device")
 READERS = frozenset({"admin", "dispatcher", "quality", "sales"})

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Protocol, TypeVar
 
+from chainsight.config import Profile
 from chainsight.contract.commands import Acknowledge, Resolve
 
 Customers = Callable[[Iterable[str]], dict[str, str | None]]  # shipment ids -> customer ids
@@ -37,6 +38,18 @@ class Ingested:
     rejected: dict[int, str] = field(default_factory=dict)
 
 
+@dataclass
+class Recorded:
+    """A shipment's traceability: what its orders said, its item, and its tamper-evident
+    record (the entries up to the head, the number of entries and the head's hash)."""
+
+    facts: dict
+    item: dict
+    entries: list[dict]
+    length: int
+    head: str
+
+
 class Delta:
     """One step's changes: alert records, notifications, and the changed shipments' items
     (built on first use, in the subscriber's call). `customers` answers within that call."""
@@ -56,6 +69,8 @@ Subscriber = Callable[[Delta], None]
 
 
 class Backend(Protocol):
+    profiles: dict[str, Profile]  # the product profiles the engines run with
+
     def shipments(self, names: Collection[str] | None = None) -> dict[str, dict]:
         """The items of the named shipments (all when None; unknown names left out)."""
 
@@ -86,6 +101,21 @@ class Backend(Protocol):
     def apply(self, command: Acknowledge | Resolve) -> dict:
         """Carry out a lifecycle command; the alert's new record. UnknownAlert or
         CommandRefused when refused (nothing changed), NotApplied when not answered in time."""
+
+    def stream_time(self) -> int:
+        """The newest stream time (epoch ms) of the engines; 0 before any event."""
+
+    def order_facts(self, shipment_id: str) -> dict | None:
+        """What the shipment's orders said (`Engine.order_facts`); None when unknown."""
+
+    def recorded(self, shipment_id: str) -> Recorded | None:
+        """The shipment's traceability; None when unknown."""
+
+    def anchor(self, shipment_id: str) -> dict | None:
+        """The proof that the shipment's record head was anchored; None when not (yet)."""
+
+    def shipment_of_sscc(self, sscc: str) -> str | None:
+        """The shipment whose order carries this SSCC (the newest such)."""
 
     def fences(self) -> dict:
         """The geofences in force (GeoJSON)."""

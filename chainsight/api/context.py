@@ -43,6 +43,11 @@ def need(right: str) -> Callable[..., Principal]:
     return check
 
 
+def visible(backend: Backend, principal: Principal, shipment_id: str) -> bool:
+    """Whether a token may see this shipment (see `scoped`)."""
+    return bool(scoped(backend, principal, [{"shipment_id": shipment_id}]))
+
+
 def scoped(backend: Backend, principal: Principal, records: list[dict]) -> list[dict]:
     """The shipment items or alert records a token may see: all, or for a customer-scoped
     token those of its customers' shipments."""

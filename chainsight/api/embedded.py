@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Iterable
 
 import orjson
 
-from chainsight.api.backend import Customers, Delta, Ingested, Subscriber, T
+from chainsight.api.backend import Customers, Delta, Ingested, Recorded, Subscriber, T
 from chainsight.contract.commands import Acknowledge, ReplaceFences, Resolve
 from chainsight.contract.times import iso
 from chainsight.engine.core import Engine, Output
@@ -74,6 +74,7 @@ class EmbeddedBackend:
                  fences_version: int = 0) -> None:
         self.runtime = runtime
         self.engine = runtime.engine
+        self.profiles = runtime.engine.profiles
         self.history_of = History()
         self._fences, self._fences_version = fences or EMPTY, fences_version
         self._fences_lock = threading.Lock()  # one replacement at a time
@@ -117,6 +118,31 @@ class EmbeddedBackend:
     def metrics(self) -> dict[str, int]:
         with self.runtime.lock:
             return self.engine.metrics()
+
+    def stream_time(self) -> int:
+        with self.runtime.lock:
+            return self.engine.stream_time
+
+    def order_facts(self, shipment_id: str) -> dict | None:
+        with self.runtime.lock:
+            return self.engine.order_facts(shipment_id)
+
+    def recorded(self, shipment_id: str) -> Recorded | None:
+        with self.runtime.lock:
+            facts = self.engine.order_facts(shipment_id)
+            if facts is None:
+                return None
+            item = self._items(self.engine.shipments([shipment_id]))[shipment_id]
+            length, head = self.engine.record_head(shipment_id)
+        entries = self.runtime.calls.records.entries(shipment_id)[:length]  # newer: after head
+        return Recorded(facts, item, entries, length, head)
+
+    def anchor(self, shipment_id: str) -> dict | None:
+        return self.runtime.calls.anchors.proof(shipment_id)
+
+    def shipment_of_sscc(self, sscc: str) -> str | None:
+        with self.runtime.lock:
+            return self.engine.shipment_of_sscc(sscc)
 
     def fences(self) -> dict:
         return self._fences

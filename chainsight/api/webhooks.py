@@ -31,8 +31,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from chainsight.api.auth import Principal
 from chainsight.api.backend import Delta
-from chainsight.api.files import write_private_json
 from chainsight.contract.times import iso, now_ms
+from chainsight.files import write_private_json
 
 MAX_QUEUE = 1000  # per endpoint: records waiting to be delivered
 

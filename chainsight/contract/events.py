@@ -92,6 +92,8 @@ class Order(msgspec.Struct, tag_field="type", tag="order"):
     lot: Lot | None = None
     device_ids: list[Id] | None = None
     corridor_id: Id | None = None  # extension: the corridor fence the shipment should keep to
+    sscc: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{18}$")] | None = None
+    gtin: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{14}$")] | None = None
     event_id: str | None = None
 
 

@@ -32,7 +32,7 @@ from chainsight.contract.events import GPS, SCAN, SENSOR, EventDecoder, Order, S
 from chainsight.contract.times import iso, iso_many, now_ms
 from chainsight.engine.live import LiveStream, group_of
 from chainsight.engine.pipeline import STATUS_OF_SCAN, STATUSES, Pipeline, Transitions
-from chainsight.engine.state import NO_TS, Columns, State
+from chainsight.engine.state import NO_TS, Columns, ShipmentInfo, State
 from chainsight.geofence import FenceError, FenceSet
 from chainsight.ingest.columnar import Extracted
 from chainsight.ingest.dedup import Decoded, Ingest
@@ -41,6 +41,11 @@ from chainsight.ingest.reorder import Reorder
 from chainsight.ingest.rows import Rows
 from chainsight.rules.advisor import ColdStoreAdvisor
 from chainsight.rules.base import Rule
+from chainsight.trace.chain import GENESIS
+from chainsight.trace.record import Recorder, Written
+
+ORDER_FACTS = ("sscc", "gtin", "mode", "weight_kg", "origin", "destination", "profile",
+               "promised_by", "status")
 
 
 @dataclass
@@ -55,6 +60,7 @@ class Output:
     dead_letters: list[dict] = field(default_factory=list)
     late: Rows | None = None  # accepted but too late for rules: history only
     changed: set[int] = field(default_factory=set)  # shipments whose live state changed
+    record: list[Written] = field(default_factory=list)  # entries of the shipments' records
 
     def extend(self, other: Output) -> Output:
         """This output followed by `other` (what two engine calls produced together)."""
@@ -65,6 +71,7 @@ class Output:
         self.audit += other.audit
         self.dead_letters += other.dead_letters
         self.changed |= other.changed
+        self.record += other.record
         return self
 
 
@@ -118,7 +125,7 @@ class Engine:
     def __init__(self, settings: Settings | None = None,
                  profiles: dict[str, Profile] | None = None,
                  rules: list[Rule] | None = None, fences: FenceSet | None = None,
-                 live: bool = False) -> None:
+                 live: bool = False, record: bool | None = None) -> None:
         self.settings = settings or load_settings()
         self.profiles = profiles if profiles is not None else load_profiles()
         if live and rules is not None:
@@ -141,6 +148,12 @@ class Engine:
         self._seen = Columns(ts=(np.int64, NO_TS))  # per shipment: newest ts run provisionally
         # users' commands applied provisionally and still to settle: (at, command, group)
         self._commands: list[tuple[int, Command, str]] = []
+        # the shipments' tamper-evident records: kept by live runtimes unless told otherwise
+        block_min = self.settings.record_block_min
+        self.recorder = Recorder(self.settings.record_block_rows,
+                                 None if block_min is None else int(block_min * 60_000)) \
+            if (live if record is None else record) else None
+        self._now = 0  # the runtime's clock at the latest call: when record entries are made
 
     # --- the settled pipeline's parts (what tests and tools inspect) ----------------------
 
@@ -194,22 +207,33 @@ class Engine:
         if len(decoded.rows):
             self._arrival, self._ended = (now, self.reorder.stream_time), False
         counters["late_dropped"] = self.reorder.late_dropped
-        out = Output(dead_letters=decoded.dead_letters, late=late,
-                     changed=self._live_view(decoded))
+        self._now = now
+        changed, shipment_of_row = self._live_view(decoded)
+        out = Output(dead_letters=decoded.dead_letters, late=late, changed=changed)
+        if self.recorder is not None:
+            self.recorder.add_events(decoded.rows, shipment_of_row, decoded.business,
+                                     self.state, self.stream_time)
         if self.provisional is not None:  # first: what it publishes, the settling confirms
             on_time = decoded.rows
             if len(late):
                 on_time = on_time.take(np.flatnonzero(~np.isin(on_time.seq, late.seq)))
             self._run_provisional(on_time, decoded.business, out)
         self._settle(self.reorder.release(), out)
+        self._record(out)
         return out
 
-    def _live_view(self, decoded: Decoded) -> set[int]:
+    def _record(self, out: Output, everything: bool = False) -> None:
+        """The records' blocks now due (all waiting, at the end of a stream)."""
+        if self.recorder is not None:
+            out.record += self.recorder.blocks(self.state, self._now, self.stream_time,
+                                               everything)
+
+    def _live_view(self, decoded: Decoded) -> tuple[set[int], np.ndarray]:
         """Update the live view with every accepted event at once, in arrival order, whatever
-        the lateness; returns the shipments it changed."""
+        the lateness; returns the shipments it changed and each row's shipment (-1: none)."""
         rows, st = decoded.rows, self.state
         if not len(rows):
-            return set()
+            return set(), np.empty(0, np.int64)
         status = np.full(len(rows), -1, np.int8)
         links: list[tuple[int, int, int]] = []  # row, device, shipment of orders' device_ids
         business = np.flatnonzero(rows.kind >= SCAN)
@@ -227,7 +251,7 @@ class Engine:
                                st.device.live_shipment, sh.live_lat, sh.live_lon,
                                sh.live_pos_ts, sh.live_temp_c, sh.live_temp_ts, sh.live_status,
                                sh.live_status_ts, sh.last_seen)
-        return set(np.unique(resolved[resolved >= 0]).tolist())
+        return set(np.unique(resolved[resolved >= 0]).tolist()), resolved
 
     def advance(self, now: int) -> Output:
         """A live runtime's tick (`now`: its clock, as given to `process`): an idle stream's
@@ -235,6 +259,7 @@ class Engine:
         calendar, so time-driven rules still fire when devices fall silent, and a recording
         replayed fast gives the same results as `replay`."""
         out = Output()
+        self._now = now
         if self._ended:  # a recording's end is the end of its time
             return out
         wall, stream = self._arrival
@@ -243,6 +268,7 @@ class Engine:
             self._run_provisional(Rows.empty(), {}, out)
         self._settle(self.reorder.release(upto=self.stream_time), out,
                      clock=self.stream_time - self.settings.allowed_lateness_ms)
+        self._record(out)
         return out
 
     def flush(self, clock: int | None = None) -> Output:
@@ -254,6 +280,7 @@ class Engine:
             self._idle_time = max(self._idle_time, clock)
         out = Output()
         self._settle(self.reorder.release(everything=True), out, clock=clock, final=True)
+        self._record(out, everything=True)
         return out
 
     def apply(self, command: Command) -> Output:
@@ -268,6 +295,7 @@ class Engine:
                 raise CommandRefused(str(exc)) from None
             self.replace_fences(fences)
             return out
+        self._now = command.recorded_at or self._now
         if self.provisional is None:
             self._publish_settled(self._command(self.settled, command), out)
             return out
@@ -344,6 +372,8 @@ class Engine:
     def _publish_settled(self, done: Transitions, out: Output, final: bool = False) -> None:
         records = [record for _, record in done.alerts]
         out.settled += records
+        if self.recorder is not None:
+            self.recorder.add_alerts(records, self.state, self.stream_time)
         out.audit += done.audit
         out.changed |= done.changed
         if self.live is None:
@@ -517,6 +547,47 @@ class Engine:
                 return info[s].customer_id
         return None
 
+    def order_facts(self, shipment_id: str) -> dict | None:
+        """What a shipment's order events said, for traceability (`sscc`, `gtin`, `lot`,
+        `mode`, `weight_kg`, `origin`, `destination` as (lat, lon), `profile`, `promised_by`),
+        from the newest pipeline that has seen its order; None for an unknown shipment."""
+        s = self.state.shipments.index.get(shipment_id)
+        if s is None:
+            return None
+        info = ShipmentInfo()
+        for pipeline in (self.settled, self._current()):
+            known = pipeline.state.info
+            if s < len(known) and known[s].order_id is not None:
+                info = known[s]
+        facts = {name: getattr(info, name) for name in ORDER_FACTS}
+        facts["lot"] = None if info.lot is None else msgspec.to_builtins(info.lot)
+        return facts
+
+    def shipment_of_sscc(self, sscc: str) -> str | None:
+        """The shipment whose order carries this SSCC (the newest such), None when none."""
+        names = self.state.shipments.names
+        for pipeline in (self._current(), self.settled):
+            for s in range(len(pipeline.state.info) - 1, -1, -1):
+                if pipeline.state.info[s].sscc == sscc:
+                    return names[s]
+        return None
+
+    def record_head(self, shipment_id: str) -> tuple[int, str]:
+        """(entries, hash of the newest entry) of a shipment's record; (0, GENESIS) when none
+        is kept."""
+        s = self.state.shipments.index.get(shipment_id)
+        if self.recorder is None or s is None:
+            return 0, GENESIS
+        return self.recorder.head(s)
+
+    def record_heads(self) -> list[tuple[str, int, str]]:
+        """(shipment id, entries, head) of every record kept, for anchoring."""
+        if self.recorder is None:
+            return []
+        names = self.state.shipments.names
+        return [(names[s], n, head) for s, (n, head)
+                in enumerate(zip(self.recorder.length, self.recorder.heads, strict=True)) if n]
+
     def last_seen(self, shipment_id: str) -> int | None:
         """The newest event time seen for a shipment (epoch ms), None when none yet."""
         s = self.state.shipments.index.get(shipment_id)
@@ -583,7 +654,9 @@ class Engine:
                 "business": [[seq, msgspec.to_builtins(event)]
                              for seq, event in self.business.items()],
                 "counters": self.counters, "idle_time": self._idle_time,
-                "arrival": list(self._arrival), "ended": self._ended}
+                "arrival": list(self._arrival), "ended": self._ended, "now": self._now}
+        if self.recorder is not None:
+            data["record"] = self.recorder.dump_state()
         if self.provisional is not None:
             data["provisional"] = {"state": self.provisional.state.dump_state(),
                                    **self.provisional.dump_state(),
@@ -606,6 +679,9 @@ class Engine:
         self._idle_time = data["idle_time"]
         self._arrival = tuple(data["arrival"])
         self._ended = data["ended"]
+        self._now = data.get("now", 0)
+        if self.recorder is not None and "record" in data:
+            self.recorder.load_state(data["record"])
         if self.provisional is not None and "provisional" in data:
             live = data["provisional"]
             self.provisional.state.load_state(live["state"])

@@ -211,7 +211,7 @@ class Pipeline:
         if type(event) is Order:
             info.status = event.status
             info.order_id = event.order_id
-            for name in ("customer_id", "weight_kg", "mode"):
+            for name in ("customer_id", "weight_kg", "mode", "sscc", "gtin"):
                 if getattr(event, name) is not None:
                     setattr(info, name, getattr(event, name))
             if event.promised_by is not None:

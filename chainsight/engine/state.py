@@ -88,7 +88,7 @@ class ShipmentInfo:
     """The slow-changing, string-valued part of a shipment's state, set by business events."""
 
     __slots__ = ("status", "profile", "order_id", "promised_by", "origin", "destination",
-                 "weight_kg", "mode", "lot", "customer_id", "eta")
+                 "weight_kg", "mode", "lot", "customer_id", "eta", "sscc", "gtin")
 
     def __init__(self) -> None:
         self.status: str | None = None
@@ -102,6 +102,8 @@ class ShipmentInfo:
         self.lot: Lot | None = None  # origin certificates, for traceability
         self.customer_id: str | None = None
         self.eta: int | None = None
+        self.sscc: str | None = None  # GS1 identifiers of the logistic unit and trade item
+        self.gtin: str | None = None
 
 
 class State:
@@ -182,8 +184,9 @@ class State:
         for pair in ("origin", "destination"):
             columns[pair] = [None if p is None else tuple(p) for p in columns[pair]]
         self.info = [ShipmentInfo() for _ in self.shipments.names]
+        blank = [None] * len(self.info)  # a slot added since the state was saved
         for slot in ShipmentInfo.__slots__:
-            for info, value in zip(self.info, columns[slot], strict=True):
+            for info, value in zip(self.info, columns.get(slot, blank), strict=True):
                 setattr(info, slot, value)
         self.device.load_state(data["device"])
         self.shipment.load_state(data["shipment"])

@@ -18,6 +18,9 @@ Keys (all under the deployment's prefix `cs:<topic prefix>:`):
                      `o` of input partition `p`: {"alert": its new record} or {"refused":
                      reason, "unknown": whether the alert was unknown};
 - `history:<id>`     list, the shipment's most recent raw events, newest first, capped;
+- `record:<id>`      list, the shipment's tamper-evident record (canonical JSON entries, in
+                     chain order; entries made again after a restore replace the dead run's);
+- `record_heads`     hash, shipment id -> [entries, head hash] of its record;
 - `partitions`       hash, partition -> {"offset", "counters", "worker", "at"} (progress);
 - `changes`          pub/sub channel; each message is a JSON array (one batch, at most 500) of
                      {"type": "state", "shipment_id", "state", "last_seen"}, {"type": "alert",
@@ -41,6 +44,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
+
+from chainsight.trace.record import Written
 
 log = logging.getLogger("chainsight.worker")
 PUBLISH_CHUNK = 500  # changes per pub/sub message
@@ -72,6 +77,23 @@ MAX_CLOSED = 10_000  # resolved and retracted alerts kept in `alerts`
 MAX_AUDIT = 1_000  # entries kept per alert
 COMMAND_TTL_S = 3600
 CLOSED_STATES = frozenset({"resolved", "retracted"})
+# Per key: put the entry at position `seq` of the record (ARGV: per key a seq, the entry and
+# its hash), dropping whatever follows it: after a restore a worker makes the entries since its
+# snapshot again (batched differently, so hashed differently) and they replace those of the run
+# that died. Then note the new length and head in the heads hash (KEYS[1]).
+APPEND_RECORD = """
+local heads = KEYS[1]
+for i = 2, #KEYS do
+  local seq, j = tonumber(ARGV[3 * i - 5]), 3 * i - 5
+  local n = redis.call('LLEN', KEYS[i])
+  if n > seq then
+    if seq == 0 then redis.call('DEL', KEYS[i]) else redis.call('LTRIM', KEYS[i], 0, seq - 1) end
+  end
+  redis.call('RPUSH', KEYS[i], ARGV[j + 1])
+  redis.call('HSET', heads, string.sub(KEYS[i], string.len(ARGV[#ARGV]) + 1),
+             cjson.encode({seq + 1, ARGV[j + 2]}))
+end
+"""
 RUN_ID_CHECK_S = 2.0
 BACKOFF_S = (0.2, 5.0)
 
@@ -118,8 +140,15 @@ class Keys:
     def channel(self) -> str:
         return f"{self.prefix}changes"
 
+    @property
+    def record_heads(self) -> str:
+        return f"{self.prefix}record_heads"
+
     def history(self, shipment_id: str) -> str:
         return f"{self.prefix}history:{shipment_id}"
+
+    def record(self, shipment_id: str) -> str:
+        return f"{self.prefix}record:{shipment_id}"
 
     def audit(self, alert_id: str) -> str:
         return f"{self.prefix}audit:{alert_id}"
@@ -136,7 +165,7 @@ class Changes:
     alerts: list[tuple[dict, bool]] = field(default_factory=list)  # (record, publish?)
     notifications: list[dict] = field(default_factory=list)  # escalations, severity raises
     open_alerts: dict[str, dict | None] = field(default_factory=dict)  # id -> record; None: closed
-    records: dict[str, dict | None] = field(default_factory=dict)  # id -> record; None: gone
+    alert_records: dict[str, dict | None] = field(default_factory=dict)  # id -> it; None: gone
     audit: list[dict] = field(default_factory=list)  # audit-trail entries, in chain order
     customers: dict[str, str | None] = field(default_factory=dict)  # shipment -> customer
     last_seen: dict[str, int | None] = field(default_factory=dict)  # shipment -> epoch ms
@@ -144,13 +173,14 @@ class Changes:
     commands: dict[tuple[int, int], dict] = field(default_factory=dict)  # (p, offset) -> outcome
     history: dict[str, list[bytes]] = field(default_factory=dict)  # shipment id -> raw events
     partitions: dict[int, dict] = field(default_factory=dict)  # partition -> progress
+    records: list[Written] = field(default_factory=list)  # new entries of the records
     known: set[str] = field(default_factory=set)  # full re-publish: every shipment we own
 
     def __bool__(self) -> bool:
         return bool(self.states or self.alerts or self.notifications or self.open_alerts
-                    or self.records or self.audit or self.customers or self.commands
+                    or self.alert_records or self.audit or self.customers or self.commands
                     or self.links
-                    or self.history or self.partitions)
+                    or self.history or self.partitions or self.records)
 
 
 class LiveState:
@@ -192,6 +222,7 @@ class LiveState:
                 full = self.full()
                 full.alerts, full.notifications = changes.alerts, changes.notifications
                 full.history, full.audit = changes.history, changes.audit
+                full.records = changes.records
                 full.commands, full.links = changes.commands, changes.links
                 self._apply(full, full=True)
                 log.info("live state re-published to Redis")
@@ -236,6 +267,8 @@ class LiveState:
                 args.append(min(len(lines), self.history_len))
                 args.extend(lines[-self.history_len:])
             pipe.eval(PUSH_HISTORY, len(keys), *keys, *args)
+        if changes.records:
+            self._append_records(changes.records, pipe)
         if changes.partitions:
             pipe.hset(self.partitions_key,
                       mapping={str(p): dumps(v) for p, v in changes.partitions.items()})
@@ -255,9 +288,9 @@ class LiveState:
         """What the API reads beyond the live state: every alert's record and audit trail,
         customers, last-seen times, device links and the outcomes of users' commands."""
         keys, dumps = self.keys, orjson.dumps
-        if changes.records:
-            kept = {aid: r for aid, r in changes.records.items() if r is not None}
-            gone = [aid for aid, r in changes.records.items() if r is None]
+        if changes.alert_records:
+            kept = {aid: r for aid, r in changes.alert_records.items() if r is not None}
+            gone = [aid for aid, r in changes.alert_records.items() if r is None]
             closed = {aid: time.time() * 1000 for aid, r in kept.items()
                       if r["state"] in CLOSED_STATES}
             reopened = [aid for aid in kept if aid not in closed]
@@ -288,6 +321,14 @@ class LiveState:
             pipe.hset(keys.links, mapping=changes.links)
         for (partition, offset), outcome in changes.commands.items():
             pipe.set(keys.command(partition, offset), dumps(outcome), ex=COMMAND_TTL_S)
+
+    def _append_records(self, records: list[Written], pipe: redis.client.Pipeline) -> None:
+        record_prefix = self.keys.record("")
+        for i in range(0, len(records), 1000):
+            chunk = records[i:i + 1000]
+            keys = [self.keys.record_heads] + [record_prefix + e.shipment_id for e in chunk]
+            args = [x for e in chunk for x in (e.seq, e.line, e.hash)]
+            pipe.eval(APPEND_RECORD, len(keys), *keys, *args, record_prefix)
 
     def _drop_stale_alerts(self, changes: Changes, still_open: set[str],
                            pipe: redis.client.Pipeline) -> None:

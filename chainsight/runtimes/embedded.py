@@ -110,6 +110,7 @@ class EmbeddedRuntime:
             if now - last_tick >= self.tick_s:
                 with self.lock:
                     self._publish(self.calls.advance(self.engine, self.clock()))
+                    self.calls.anchor(self.engine, self.clock())
                     if self.calls.due():
                         self.calls.snapshot(self.engine)
                 last_tick = now

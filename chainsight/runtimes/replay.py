@@ -109,21 +109,25 @@ def _read_error(path: Path, exc: OSError) -> str:
 
 def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
            dead_letter_out: Path | None = None, state_out: Path | None = None,
-           workers: int = 0, live_alerts_out: Path | None = None) -> ReplayResult:
+           workers: int = 0, live_alerts_out: Path | None = None,
+           record_out: Path | None = None) -> ReplayResult:
     """Replay `events` through `engine`, writing the contract's output files: the settled
     alert stream, and with `live_alerts_out` (a live engine's) the live stream as a live
-    runtime would have published it, each record with `line`, the input lines consumed."""
+    runtime would have published it, each record with `line`, the input lines consumed; with
+    `record_out` (an engine that records) the entries of the shipments' records."""
     started = time.perf_counter()
     n_alerts = consumed = 0
     with _open(alerts_out) as alerts, _open(dead_letter_out) as dead, \
-            _open(live_alerts_out) as live:
+            _open(live_alerts_out) as live, _open(record_out) as record:
 
         def emit(out: Output) -> None:
             nonlocal n_alerts
             n_alerts += len(out.settled)
             _write(alerts, out.settled)
             _write(dead, out.dead_letters)
-            _write(live, [{**record, "line": consumed} for record in out.alerts])
+            _write(live, [{**r, "line": consumed} for r in out.alerts])
+            if record is not None and out.record:
+                record.write(b"".join(e.line + b"\n" for e in out.record))
 
         if live_alerts_out is None:
             for batch in _extract(events, engine.decoder, workers):

@@ -10,7 +10,8 @@ by the callers waiting on it. Taking a snapshot starts log N+1 at once (under th
 lock, so nothing falls between); the older files go once snapshot-(N+1) is renamed into place.
 `recover` loads the newest snapshot and replays every log from its number up, in order, through
 the same engine calls (the engine is deterministic for the same calls and `now`s).
-`audit.jsonl` is the audit trail as written out (`AuditFile`).
+`audit.jsonl` is the audit trail as written out (`AuditFile`), `record.jsonl` the shipments'
+tamper-evident records (`RecordFile`), `anchors.jsonl` the anchors of their heads (`Anchors`).
 """
 
 from __future__ import annotations
@@ -35,25 +36,41 @@ from chainsight.contract.commands import (
 )
 from chainsight.engine.core import Engine, Output
 from chainsight.runtimes.kafka.snapshots import SnapshotError, decode, encode
+from chainsight.runtimes.records import Anchors, RecordFile
 
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"(snapshot|log)-(\d{6,})\.(bin|jsonl)")
 
 
 class Direct:
-    """Engine calls as they are (an in-memory runtime): the interface `Store` logs."""
+    """Engine calls as they are (an in-memory runtime): the interface `Store` logs. The
+    shipments' records are kept in memory."""
+
+    def __init__(self, anchor_every_s: float = 3600.0) -> None:
+        self.records = RecordFile()
+        self.anchors = Anchors(None, anchor_every_s)
 
     def process(self, engine: Engine, lines: list[bytes], now: int) -> Output:
-        return engine.process(lines, now=now)
+        return self._keep(engine.process(lines, now=now))
 
     def apply(self, engine: Engine, command: Command) -> Output:
-        return engine.apply(command)
+        return self._keep(engine.apply(command))
 
     def advance(self, engine: Engine, now: int) -> Output:
-        return engine.advance(now)
+        return self._keep(engine.advance(now))
 
     def flush(self, engine: Engine) -> Output:
-        return engine.flush()
+        return self._keep(engine.flush())
+
+    def _keep(self, out: Output) -> Output:
+        """Write out what the call added to the records (and, in a store, the audit trail)."""
+        self.records.write(out.record)
+        return out
+
+    def anchor(self, engine: Engine, now: int) -> None:
+        """Anchor every record's head when an anchor is due."""
+        if self.anchors.due():
+            self.anchors.anchor(engine.record_heads(), now)
 
     def sync(self) -> None:
         """Make every call made so far durable (nothing to do in memory)."""
@@ -70,7 +87,7 @@ class Store(Direct):
     """Snapshots and a log of engine calls in `directory` (see the module's docstring)."""
 
     def __init__(self, directory: Path, snapshot_every_s: float = 60.0,
-                 snapshot_every: int = 10_000) -> None:
+                 snapshot_every: int = 10_000, anchor_every_s: float = 3600.0) -> None:
         self.dir = Path(directory)
         self.snapshot_every_s = snapshot_every_s
         self.snapshot_every = snapshot_every
@@ -82,27 +99,34 @@ class Store(Direct):
         self._snapshot_at = time.monotonic()
         self._sync_lock = threading.Lock()  # one fsync (or log switch) at a time
         self.audit = AuditFile(self.dir / "audit.jsonl")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.records = RecordFile(self.dir / "record.jsonl")
+        self.anchors = Anchors(self.dir, anchor_every_s)
 
     # --- engine calls, logged first ---------------------------------------------------------
 
     def process(self, engine: Engine, lines: list[bytes], now: int) -> Output:
         self._append({"lines": [_text(line) for line in lines], "now": now})
-        return self.audit.write(engine.process(lines, now=now))
+        return self._keep(engine.process(lines, now=now))
 
     def apply(self, engine: Engine, command: Command) -> Output:
         self._append(b'{"command":' + encode_command(command) + b"}")
         out = engine.apply(command)  # a refused command is refused again on replay
         if type(command) is ReplaceFences:
             self.fences = command
-        return self.audit.write(out)
+        return self._keep(out)
 
     def advance(self, engine: Engine, now: int) -> Output:
         self._append({"advance": now})
-        return self.audit.write(engine.advance(now))
+        return self._keep(engine.advance(now))
 
     def flush(self, engine: Engine) -> Output:
         self._append({"flush": True})
-        return self.audit.write(engine.flush())
+        return self._keep(engine.flush())
+
+    def _keep(self, out: Output) -> Output:
+        self.audit.write(out)
+        return super()._keep(out)
 
     def _append(self, record: dict | bytes) -> None:
         data = (record if isinstance(record, bytes) else orjson.dumps(record)) + b"\n"
@@ -129,6 +153,7 @@ class Store(Direct):
             self._since > 0 and time.monotonic() - self._snapshot_at >= self.snapshot_every_s)
 
     def snapshot(self, engine: Engine) -> None:
+        self.records.sync()  # the entries made before it are not made again by a recovery
         state: dict = {"engine": engine.dump_state()}
         if self.fences is not None:
             state["fences"] = msgspec.to_builtins(self.fences)
@@ -158,6 +183,8 @@ class Store(Direct):
             self._fd, self._synced, self.number = fd, self._written, number
 
     def close(self) -> None:
+        self.records.sync()
+        self.records.close()
         with self._sync_lock:
             if self._fd >= 0:
                 os.fsync(self._fd)
@@ -259,7 +286,7 @@ class Store(Direct):
 
 class AuditFile:
     """The audit trail as written out (JSON Lines, chain order): every transition and user
-    action, with its hash, for `chainsight.alerts.audit.first_broken` to verify. Replaying
+    action, with its hash, for `chainsight.trace.chain.first_broken` to verify. Replaying
     the log after a restart makes the same entries again; those already written (by their
     `seq`) are not written twice, and a line cut short by a kill is written anew."""
 

@@ -38,6 +38,7 @@ from chainsight.runtimes.kafka.partition import Partition, PartitionState
 from chainsight.runtimes.kafka.publish import KafkaSink
 from chainsight.runtimes.kafka.snapshots import PartitionReader
 from chainsight.runtimes.replay import replay
+from chainsight.trace.record import business_events, readings, verify
 
 REPO = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
@@ -320,6 +321,7 @@ def test_worker_gives_the_same_alerts_state_and_dead_letters_as_replay(deploymen
     newest = {r["alert_id"]: r for r in want["alerts"] + want["notifications"]}
     assert all(stored[aid].pop("provisional") is False for aid in open_ids)  # all settled
     assert all(stored[aid] == newest[aid] for aid in open_ids)  # escalated: the notification
+    assert_records_intact(deployment, lines)
 
 
 def test_two_workers_give_the_same_alerts_as_one(deployment, tmp_path):
@@ -371,6 +373,32 @@ def test_worker_killed_and_restarted_loses_and_duplicates_nothing(deployment, tm
     assert "snapshot of" in log, log
     assert_same_alerts(deployment.alerts(), want["alerts"])
     assert deployment.shipments() == want["state"]["shipments"]
+    assert_records_intact(deployment, lines)
+
+
+def recorded_events(entries: list[dict]) -> int:
+    return len(readings(entries).ts) + len(business_events(entries))
+
+
+def assert_records_intact(deployment: Deployment, lines: list[bytes]) -> None:
+    """Each shipment's record in Redis verifies against its head, and holds every event of
+    the shipment once (as many as an engine given all the lines at once records)."""
+    engine = Engine(record=True)
+    out = engine.process(lines)
+    want = Counter()
+    for entry in out.record:
+        want[entry.shipment_id] += recorded_events([orjson.loads(entry.line)])
+    prefix = deployment.config.redis_prefix
+    heads = {k.decode(): orjson.loads(v)
+             for k, v in deployment.redis.hgetall(f"{prefix}record_heads").items()}
+    assert set(heads) == set(want)
+    for shipment, (length, head) in heads.items():
+        entries = [orjson.loads(e) for e in deployment.redis.lrange(f"{prefix}record:{shipment}",
+                                                                    0, -1)]
+        assert verify(entries, length, head)["intact"], shipment
+        assert recorded_events(entries) == want[shipment], shipment
+    topic = deployment.read(deployment.config.records_topic)
+    assert {e["shipment_id"] for e in topic} == set(want)
 
 
 def test_malformed_messages_reach_the_dead_letter_topic(deployment):

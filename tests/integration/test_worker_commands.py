@@ -23,7 +23,6 @@ from test_worker import (
     wait_for,
 )
 
-from chainsight.alerts.audit import first_broken
 from chainsight.alerts.book import NOTIFICATIONS
 from chainsight.contract.commands import Acknowledge, ReplaceFences, Resolve
 from chainsight.engine.core import Engine
@@ -32,6 +31,7 @@ from chainsight.runtimes.kafka.publish import publish_fences, send_command
 from chainsight.runtimes.kafka.snapshots import PartitionReader
 from chainsight.runtimes.replay import replay
 from chainsight.sim import simulate
+from chainsight.trace.chain import first_broken
 
 RECORDED_AT = 1_795_600_000_000  # wall clock the API stamps on a command
 

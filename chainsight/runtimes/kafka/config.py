@@ -15,6 +15,9 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6390/0"
 COMPACTED = {"cleanup.policy": "compact", "segment.ms": "300000",
              "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": "300000"}
 
+# Kept for good, one copy per key: entries made again after a restore replace themselves.
+KEPT_ONCE = {"cleanup.policy": "compact"}
+
 ENV = {"bootstrap": "CHAINSIGHT_KAFKA_BOOTSTRAP"}  # other fields: CHAINSIGHT_<FIELD>
 
 
@@ -70,6 +73,11 @@ class StreamsConfig:
         return f"{self.topic_prefix}.audit"
 
     @property
+    def records_topic(self) -> str:
+        """Entries of the shipments' tamper-evident records, keyed `<shipment>:<seq>`."""
+        return f"{self.topic_prefix}.records"
+
+    @property
     def fences_topic(self) -> str:
         """The latest fence set (one partition, compacted): what a new engine starts with."""
         return f"{self.topic_prefix}.fences"
@@ -82,7 +90,8 @@ class StreamsConfig:
     def partitioned_topics(self) -> tuple[str, ...]:
         """The topics whose partition p belongs to input partition p."""
         return (self.events_topic, self.alerts_topic, self.dead_letter_topic,
-                self.snapshots_topic, self.checkpoints_topic, self.audit_topic)
+                self.snapshots_topic, self.checkpoints_topic, self.audit_topic,
+                self.records_topic)
 
     def topics(self) -> dict[str, int]:
         """Every topic of the runtime and its partition count."""
@@ -91,7 +100,8 @@ class StreamsConfig:
 
     def topic_configs(self) -> dict[str, dict[str, str]]:
         return {self.snapshots_topic: COMPACTED, self.checkpoints_topic: COMPACTED,
-                self.audit_topic: COMPACTED, self.fences_topic: COMPACTED}
+                self.audit_topic: COMPACTED, self.fences_topic: COMPACTED,
+                self.records_topic: KEPT_ONCE}
 
 
 def load_streams_config(**overrides: object) -> StreamsConfig:

@@ -26,6 +26,7 @@ from chainsight.contract.commands import (
 )
 from chainsight.engine.core import Engine, Output
 from chainsight.runtimes.kafka import control
+from chainsight.trace.record import Written
 
 
 @dataclass
@@ -65,8 +66,9 @@ class Batch:
     alerts: list[tuple[dict, bytes, bool]] = field(default_factory=list)  # record, JSON, emit?
     notifications: list[dict] = field(default_factory=list)  # escalations, severity raises
     audit: list[dict] = field(default_factory=list)  # audit-trail entries, in chain order
+    record: list[Written] = field(default_factory=list)  # entries of the shipments' records
     open_alerts: dict[str, dict | None] = field(default_factory=dict)  # id -> record; None: closed
-    records: dict[str, dict | None] = field(default_factory=dict)  # id -> record; None: forgotten
+    alert_records: dict[str, dict | None] = field(default_factory=dict)  # None: forgotten
     commands: dict[int, dict] = field(default_factory=dict)  # input offset -> command's outcome
     links: dict[str, str] = field(default_factory=dict)  # device -> shipment, named by orders
     dead: list[tuple[int, bytes]] = field(default_factory=list)  # input offset, JSON
@@ -240,10 +242,11 @@ class Partition:
             batch.alerts.append((record, value, emit))
         batch.notifications += out.notifications
         batch.audit += out.audit
+        batch.record += out.record
         open_alerts = self.state.open_alerts
         for aid in {r["alert_id"] for r in out.alerts + out.notifications + out.confirmed
                     if r["details"].get("transition") != "notice"}:
-            current = batch.records[aid] = self.engine.alert(aid)  # its latest record
+            current = batch.alert_records[aid] = self.engine.alert(aid)  # its latest record
             if current is not None and current["state"] in OPEN_STATES:
                 open_alerts[aid] = current
             else:

@@ -179,7 +179,7 @@ class Worker:
             changes.alerts.append((record, emit))
         changes.notifications += batch.notifications
         changes.open_alerts.update(batch.open_alerts)
-        changes.records.update(batch.records)
+        changes.alert_records.update(batch.alert_records)
         changes.links.update(batch.links)
         changes.audit += batch.audit
         changes.commands.update({(p, offset): outcome
@@ -189,6 +189,10 @@ class Worker:
         for entry in batch.audit:
             send(cfg.audit_topic, f"{p}:{entry['seq']}".encode(), orjson.dumps(entry),
                  partition=p, on_delivery=self._delivered)
+        for entry in batch.record:
+            send(cfg.records_topic, f"{entry.shipment_id}:{entry.seq}".encode(), entry.line,
+                 partition=p, on_delivery=self._delivered)
+        changes.records += batch.record
         if batch.changed:
             views = part.views(batch.changed)
             changes.states.update(views)
@@ -363,7 +367,7 @@ class Worker:
             changes.last_seen.update(seen)
             changes.customers.update(customers)
             changes.open_alerts.update(part.state.open_alerts)
-            changes.records.update({a["alert_id"]: a for a in part.engine.alerts()})
+            changes.alert_records.update({a["alert_id"]: a for a in part.engine.alerts()})
             changes.partitions[part.number] = part.progress(self.config.worker_id, now_ms())
         changes.known = set(changes.states)
         return changes

@@ -1,4 +1,4 @@
-"""Files of the API's data directory that hold secrets (token hashes, webhook secrets)."""
+"""Files of the data directory that hold secrets (token hashes, webhook secrets, link keys)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Traceability: tamper-evident records, anchoring, customer links, carbon and EPCIS."""
