@@ -162,8 +162,9 @@ def cmd_serve_kafka(args: argparse.Namespace) -> int:
 
     fences = orjson.loads(args.fences.read_bytes()) if args.fences else None
     settings = load_settings(allowed_lateness_min=args.allowed_lateness)
+    profiles = load_profiles(*([args.profiles] if args.profiles else []))
     try:
-        backend = KafkaBackend(load_streams_config(), settings, fences)
+        backend = KafkaBackend(load_streams_config(), settings, profiles, fences)
     except (KafkaException, KeyError) as exc:
         print(f"chainsight serve: Kafka unavailable: {describe(exc)}", file=sys.stderr)
         return 2

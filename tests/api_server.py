@@ -22,7 +22,7 @@ from confluent_kafka.admin import AdminClient
 from chainsight.api.app import create_app
 from chainsight.api.auth import TokenStore
 from chainsight.api.kafka import KafkaBackend
-from chainsight.config import load_settings
+from chainsight.config import load_profiles, load_settings
 from chainsight.engine.core import Engine
 from chainsight.outputs.redis import Keys
 from chainsight.runtimes.embedded import EmbeddedRuntime
@@ -91,7 +91,7 @@ def kafka_api(data_dir: Path, fences: dict | None = None, lateness_min: float | 
                                   env=env, stdout=out, stderr=subprocess.STDOUT)
     settings = load_settings(**({} if lateness_min is None else
                                 {"allowed_lateness_min": lateness_min}))
-    backend = KafkaBackend(config, settings, fences)
+    backend = KafkaBackend(config, settings, load_profiles(), fences)
     try:
         deadline = time.monotonic() + 60  # until the worker owns both partitions
         while backend.redis.hlen(Keys(config.redis_prefix).partitions) < 2:

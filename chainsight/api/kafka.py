@@ -35,11 +35,12 @@ from chainsight.api.backend import (
     Delta,
     Ingested,
     NotApplied,
+    Recorded,
     Subscriber,
     T,
     Unavailable,
 )
-from chainsight.config import Settings
+from chainsight.config import Profile, Settings
 from chainsight.contract.commands import (
     Acknowledge,
     CommandRefused,
@@ -61,6 +62,7 @@ from chainsight.runtimes.kafka.publish import (
     send_fences,
 )
 from chainsight.runtimes.kafka.snapshots import PartitionReader
+from chainsight.trace.chain import GENESIS
 
 log = logging.getLogger("chainsight.api")
 EMPTY = {"type": "FeatureCollection", "features": []}
@@ -116,9 +118,12 @@ class Deliveries:
 class KafkaBackend:
     """`Backend` over Kafka and Redis (see the module's docstring)."""
 
-    def __init__(self, config: StreamsConfig, settings: Settings, fences: dict | None = None,
+    def __init__(self, config: StreamsConfig, settings: Settings,
+                 profiles: dict[str, Profile], fences: dict | None = None,
                  command_timeout_s: float = 10.0, ack_timeout_s: float = 30.0) -> None:
+        """`settings` and `profiles`: those the workers run with."""
         self.config = config
+        self.profiles = profiles
         self.keys = Keys(config.redis_prefix)
         self.initial_fences = fences or EMPTY
         self.command_timeout_s, self.ack_timeout_s = command_timeout_s, ack_timeout_s
@@ -219,6 +224,38 @@ class KafkaBackend:
             out[name] = out.get(name, 0) + 1
         out["shipments"] = shipments
         return out
+
+    @reached
+    def stream_time(self) -> int:
+        progress = self.redis.hvals(self.keys.partitions)
+        return max((orjson.loads(p).get("stream_time", 0) for p in progress), default=0)
+
+    @reached
+    def order_facts(self, shipment_id: str) -> dict | None:
+        facts = self.redis.hget(self.keys.orders, shipment_id)
+        return None if facts is None else orjson.loads(facts)
+
+    @reached
+    def recorded(self, shipment_id: str) -> Recorded | None:
+        facts = self.order_facts(shipment_id)
+        item = self.shipments([shipment_id]).get(shipment_id)
+        if facts is None or item is None:
+            return None
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(self.keys.record_heads, shipment_id)
+        pipe.lrange(self.keys.record(shipment_id), 0, -1)
+        head, lines = pipe.execute()
+        length, head = (0, GENESIS) if head is None else orjson.loads(head)
+        return Recorded(facts, item, [orjson.loads(e) for e in lines[:length]], length, head)
+
+    def anchor(self, shipment_id: str) -> dict | None:
+        """No anchors on Kafka (yet): the records topic is the durable copy."""
+        return None
+
+    @reached
+    def shipment_of_sscc(self, sscc: str) -> str | None:
+        found = self.redis.hget(self.keys.ssccs, sscc)
+        return None if found is None else found.decode()
 
     @reached
     def fences(self) -> dict:

@@ -11,6 +11,8 @@ Keys (all under the deployment's prefix `cs:<topic prefix>:`):
 - `audit:<alert id>` list, the alert's audit-trail entries, oldest first (the audit topic is the
                      durable copy: entries made while Redis was away are not re-published);
 - `customers`        hash, shipment id -> its customer id, once an order names one;
+- `orders`           hash, shipment id -> what its orders said (`Engine.order_facts`);
+- `ssccs`            hash, SSCC -> the shipment whose order carries it;
 - `last_seen`        hash, shipment id -> the newest event time seen for it (epoch ms);
 - `links`            hash, device id -> the shipment an order last linked it to (producers
                      route the device's events without `shipment_id` by it);
@@ -21,7 +23,8 @@ Keys (all under the deployment's prefix `cs:<topic prefix>:`):
 - `record:<id>`      list, the shipment's tamper-evident record (canonical JSON entries, in
                      chain order; entries made again after a restore replace the dead run's);
 - `record_heads`     hash, shipment id -> [entries, head hash] of its record;
-- `partitions`       hash, partition -> {"offset", "counters", "worker", "at"} (progress);
+- `partitions`       hash, partition -> {"offset", "counters", "worker", "at", "stream_time"}
+                     (progress);
 - `changes`          pub/sub channel; each message is a JSON array (one batch, at most 500) of
                      {"type": "state", "shipment_id", "state", "last_seen"}, {"type": "alert",
                      "alert"} and {"type": "notification", "notification"} (escalations,
@@ -125,6 +128,14 @@ class Keys:
         return f"{self.prefix}customers"
 
     @property
+    def orders(self) -> str:
+        return f"{self.prefix}orders"
+
+    @property
+    def ssccs(self) -> str:
+        return f"{self.prefix}ssccs"
+
+    @property
     def last_seen(self) -> str:
         return f"{self.prefix}last_seen"
 
@@ -168,6 +179,8 @@ class Changes:
     alert_records: dict[str, dict | None] = field(default_factory=dict)  # id -> it; None: gone
     audit: list[dict] = field(default_factory=list)  # audit-trail entries, in chain order
     customers: dict[str, str | None] = field(default_factory=dict)  # shipment -> customer
+    orders: dict[str, dict | None] = field(default_factory=dict)  # shipment -> order facts
+    ssccs: dict[str, str] = field(default_factory=dict)  # SSCC -> shipment
     last_seen: dict[str, int | None] = field(default_factory=dict)  # shipment -> epoch ms
     links: dict[str, str] = field(default_factory=dict)  # device -> shipment
     commands: dict[tuple[int, int], dict] = field(default_factory=dict)  # (p, offset) -> outcome
@@ -178,7 +191,8 @@ class Changes:
 
     def __bool__(self) -> bool:
         return bool(self.states or self.alerts or self.notifications or self.open_alerts
-                    or self.alert_records or self.audit or self.customers or self.commands
+                    or self.alert_records or self.audit or self.customers or self.orders
+                    or self.commands
                     or self.links
                     or self.history or self.partitions or self.records)
 
@@ -286,7 +300,8 @@ class LiveState:
 
     def _apply_api_views(self, changes: Changes, pipe: redis.client.Pipeline) -> None:
         """What the API reads beyond the live state: every alert's record and audit trail,
-        customers, last-seen times, device links and the outcomes of users' commands."""
+        customers, order facts, SSCCs, last-seen times, device links and the outcomes of
+        users' commands."""
         keys, dumps = self.keys, orjson.dumps
         if changes.alert_records:
             kept = {aid: r for aid, r in changes.alert_records.items() if r is not None}
@@ -314,6 +329,11 @@ class LiveState:
         customers = {s: c for s, c in changes.customers.items() if c is not None}
         if customers:
             pipe.hset(keys.customers, mapping=customers)
+        orders = {s: dumps(f) for s, f in changes.orders.items() if f is not None}
+        if orders:
+            pipe.hset(keys.orders, mapping=orders)
+        if changes.ssccs:
+            pipe.hset(keys.ssccs, mapping=changes.ssccs)
         seen = {s: t for s, t in changes.last_seen.items() if t is not None}
         if seen:
             pipe.hset(keys.last_seen, mapping=seen)

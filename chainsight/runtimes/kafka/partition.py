@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -71,6 +72,7 @@ class Batch:
     alert_records: dict[str, dict | None] = field(default_factory=dict)  # None: forgotten
     commands: dict[int, dict] = field(default_factory=dict)  # input offset -> command's outcome
     links: dict[str, str] = field(default_factory=dict)  # device -> shipment, named by orders
+    ordered: set[str] = field(default_factory=set)  # shipments whose orders came
     dead: list[tuple[int, bytes]] = field(default_factory=list)  # input offset, JSON
     changed: set[int] = field(default_factory=set)  # dense shipment ids
     history: dict[str, list[bytes]] = field(default_factory=dict)
@@ -83,6 +85,7 @@ class _Route(msgspec.Struct):
 
 class _Order(msgspec.Struct):
     type: str | None = None
+    shipment_id: str | None = None
     device_ids: list[str] | None = None
 
 
@@ -111,7 +114,6 @@ class Partition:
         self.last_input = 0.0  # monotonic time of the newest record seen
         self.tick_pending = False  # a tick was written and has not come back yet
         self.snapshot_due = 0.0  # monotonic time of the next periodic snapshot
-        self.customers: dict[str, str | None] = {}  # as last written to Redis
 
     def process(self, records: list[Message]) -> Batch:
         """Process records (one partition, ascending offsets); skips those already reflected."""
@@ -186,14 +188,14 @@ class Partition:
                 reason = "empty message" if run[i].value() is not None else "tombstone (no value)"
                 self._dead(run[i], reason, value.decode(errors="replace"), batch)
         self._collect(out, batch)
-        self._links(values, rejected, batch)
+        self._orders(values, rejected, batch)
         if self.keep_history:
             self._history(run, values, rejected, batch)
 
-    def _links(self, values: list[bytes], rejected: set[int], batch: Batch) -> None:
-        """The links of the devices the run's orders name, as the engine has them now (what
-        producers route device events without `shipment_id` by: `publish.Router`). Orders are
-        found by one scan of the run, not a look at each event."""
+    def _orders(self, values: list[bytes], rejected: set[int], batch: Batch) -> None:
+        """The shipments the run's orders name, and the links of their devices as the engine
+        has them now (what producers route device events without `shipment_id` by:
+        `publish.Router`). Orders are found by one scan of the run, not a look at each event."""
         blob = b"\n".join(values)
         at = blob.find(b'"order"')
         if at < 0:
@@ -208,7 +210,10 @@ class Partition:
                 order = _order(values[i])
             except msgspec.DecodeError:
                 continue
-            for device in order.device_ids or () if order.type == "order" else ():
+            if order.type != "order" or order.shipment_id is None:
+                continue
+            batch.ordered.add(order.shipment_id)
+            for device in order.device_ids or ():
                 shipment = self.engine.linked_shipment(device)
                 if shipment is not None:
                     batch.links[device] = shipment
@@ -288,18 +293,19 @@ class Partition:
     def all_views(self) -> dict[str, dict]:
         return self.engine.shipments()
 
-    def details(self, names: list[str], full: bool = False) -> tuple[dict, dict]:
-        """For the API: the last-seen time of these shipments, and their customers that
-        changed since they were last asked for (all of them when `full`)."""
-        engine, known = self.engine, self.customers
-        seen = {name: engine.last_seen(name) for name in names}
-        changed = {}
-        for name in names:
-            customer = engine.customer_of(name)
-            if full or known.get(name) != customer:
-                known[name] = changed[name] = customer
-        return seen, changed
+    def last_seen(self, names: list[str]) -> dict[str, int | None]:
+        """The newest event time seen for each of these shipments."""
+        return {name: self.engine.last_seen(name) for name in names}
+
+    def order_details(self, names: Iterable[str]) -> tuple[dict, dict, dict]:
+        """For the API, what these shipments' orders said: customers, order facts (shipment
+        id -> each), and the shipments of their SSCCs."""
+        engine = self.engine
+        customers = {name: engine.customer_of(name) for name in names}
+        facts = {name: engine.order_facts(name) for name in customers}
+        ssccs = {f["sscc"]: name for name, f in facts.items() if f and f.get("sscc")}
+        return customers, facts, ssccs
 
     def progress(self, worker: str, now_ms: int) -> dict:
         return {"offset": self.next_offset, "counters": dict(self.engine.counters),
-                "worker": worker, "at": now_ms}
+                "worker": worker, "at": now_ms, "stream_time": self.engine.stream_time}

@@ -17,7 +17,7 @@ import logging
 import signal
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 
 import orjson
@@ -196,13 +196,20 @@ class Worker:
         if batch.changed:
             views = part.views(batch.changed)
             changes.states.update(views)
-            seen, customers = part.details(list(views))
-            changes.last_seen.update(seen)
-            changes.customers.update(customers)
+            changes.last_seen.update(part.last_seen(list(views)))
+        if batch.ordered:
+            self._order_details(part, batch.ordered, changes)
         for shipment, lines in batch.history.items():
             changes.history.setdefault(shipment, []).extend(lines)
         changes.partitions[p] = part.progress(cfg.worker_id, now_ms())
         self.producer.poll(0)
+
+    @staticmethod
+    def _order_details(part: Partition, names: Iterable[str], changes: Changes) -> None:
+        customers, facts, ssccs = part.order_details(names)
+        changes.customers.update(customers)
+        changes.orders.update(facts)
+        changes.ssccs.update(ssccs)
 
     def _tick_idle(self, now: float) -> None:
         """Write a wall-clock tick into each partition idle for `tick_s` (see control.py)."""
@@ -363,9 +370,8 @@ class Worker:
         for part in self.parts.values():
             views = part.all_views()
             changes.states.update(views)
-            seen, customers = part.details(list(views), full=True)
-            changes.last_seen.update(seen)
-            changes.customers.update(customers)
+            changes.last_seen.update(part.last_seen(list(views)))
+            self._order_details(part, views, changes)
             changes.open_alerts.update(part.state.open_alerts)
             changes.alert_records.update({a["alert_id"]: a for a in part.engine.alerts()})
             changes.partitions[part.number] = part.progress(self.config.worker_id, now_ms())
