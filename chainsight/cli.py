@@ -145,6 +145,23 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trace_keys(args: argparse.Namespace) -> int:
+    from chainsight.api.auth import default_data_dir
+    from chainsight.trace.links import KeyRing
+
+    keys = KeyRing(args.data_dir or default_data_dir())
+    if args.action == "rotate":
+        print(keys.rotate())
+    elif args.action == "retire":
+        try:
+            keys.retire(args.key)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+    else:
+        print("\n".join(keys.keys))
+    return 0
+
+
 def _serve(app, args: argparse.Namespace) -> None:  # noqa: ANN001 - FastAPI, imported lazily
     import uvicorn
 
@@ -325,6 +342,17 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
                        help="the token store's directory")
     p.set_defaults(func=cmd_token, data_dir=None)
+
+    p = sub.add_parser("trace-keys", help="the keys that sign customer trace links")
+    actions = p.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="the key ids, oldest first (the newest signs)")
+    actions.add_parser("rotate", help="add a new signing key (older links keep working)")
+    retire = actions.add_parser("retire", help="stop accepting links signed with a key")
+    retire.add_argument("key", metavar="KEY_ID")
+    for q in actions.choices.values():
+        q.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
+                       help="the data directory `serve` uses")
+    p.set_defaults(func=cmd_trace_keys, data_dir=None)
 
     args = parser.parse_args(argv)
     try:

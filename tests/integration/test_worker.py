@@ -384,7 +384,7 @@ def assert_records_intact(deployment: Deployment, lines: list[bytes]) -> None:
     """Each shipment's record in Redis verifies against its head, and holds every event of
     the shipment once (as many as an engine given all the lines at once records)."""
     engine = Engine(record=True)
-    out = engine.process(lines)
+    out = engine.process(lines).extend(engine.flush())
     want = Counter()
     for entry in out.record:
         want[entry.shipment_id] += recorded_events([orjson.loads(entry.line)])

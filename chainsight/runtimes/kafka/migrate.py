@@ -99,6 +99,12 @@ def _upgrade(state: PartitionState) -> None:
     engine.setdefault("_idle_time", NO_TS)
     engine.setdefault("_arrival", (0, NO_TS))
     engine.setdefault("_ended", False)
+    engine.setdefault("recorder", None)  # version 2 kept no shipment records
+    engine.setdefault("_now", 0)
+    for info in state.engine.state.info:
+        for slot in ("sscc", "gtin"):
+            if not hasattr(info, slot):
+                setattr(info, slot, None)
     reorder = vars(state.engine.reorder)
     if "stream_newest" in reorder:  # now the two leading devices' times
         del reorder["stream_newest"]
