@@ -32,7 +32,7 @@ class History:
     def __init__(self, per_shipment: int = 50, max_shipments: int = 100_000) -> None:
         self.per_shipment = per_shipment
         self.max_shipments = max_shipments
-        self._events: OrderedDict[str, deque[dict]] = OrderedDict()
+        self._events: OrderedDict[str, tuple[deque[dict], set[tuple]]] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -43,22 +43,27 @@ class History:
                 event.get("ts"))
 
     def add(self, shipment_id: str, event: dict) -> None:
+        key = self.identity(event)
         with self._lock:
-            events = self._events.get(shipment_id)
-            if events is None:
-                events = self._events[shipment_id] = deque(maxlen=self.per_shipment)
+            recent = self._events.get(shipment_id)
+            if recent is None:
+                recent = self._events[shipment_id] = (deque(), set())
                 if len(self._events) > self.max_shipments:
                     self._events.popitem(last=False)
             else:
                 self._events.move_to_end(shipment_id)
-                key = self.identity(event)
-                if any(self.identity(e) == key for e in events):
+                if key in recent[1]:
                     return
+            events, keys = recent  # the identities of `events`, to find a resent one at once
+            if len(events) == self.per_shipment:
+                keys.discard(self.identity(events.popleft()))
             events.append(event)
+            keys.add(key)
 
     def of(self, shipment_id: str) -> list[dict]:
         with self._lock:
-            return list(self._events.get(shipment_id, ()))
+            recent = self._events.get(shipment_id)
+            return [] if recent is None else list(recent[0])
 
 
 def shipment_item(engine: Engine, shipment_id: str, view: dict) -> dict:

@@ -49,6 +49,25 @@ class EngineCollector:
                                 value=values.get("shipments", 0))
         yield GaugeMetricFamily("chainsight_websocket_clients", "websocket clients connected",
                                 value=self.websocket_clients())
+        yield from eta_metrics(values)
+
+
+def eta_metrics(values: dict[str, float]) -> Iterator[Metric]:
+    """ETAs published, and the accuracy of past ones (`eta_accuracy.WHO.mae_min[.BUCKET]`,
+    `...mape[...]`) by model or baseline and hours out (`all` for every ETA)."""
+    yield CounterMetricFamily("chainsight_eta_predictions", "ETAs published",
+                              value=values.get("eta_predictions", 0))
+    yield CounterMetricFamily("chainsight_eta_deliveries", "delivered trips learned from",
+                              value=values.get("eta_deliveries", 0))
+    for stat, help_text in (("mae_min", "mean absolute error of past ETAs, minutes"),
+                            ("mape", "mean absolute percentage error of past ETAs (0..1)")):
+        family = GaugeMetricFamily(f"chainsight_eta_{stat}", help_text,
+                                   labels=["who", "hours_out"])
+        for name, value in sorted(values.items()):
+            parts = name.split(".", 3)
+            if parts[0] == "eta_accuracy" and len(parts) >= 3 and parts[2] == stat:
+                family.add_metric([parts[1], parts[3] if len(parts) == 4 else "all"], value)
+        yield family
 
 
 def registry(collector: EngineCollector) -> CollectorRegistry:

@@ -354,7 +354,7 @@ class Worker:
                                                                   dead_from)
         part = Partition(cfg.events_topic, p, state, offset,
                          suppress_alerts=Counter(r.value for r in alerts),
-                         suppress_dead={orjson.loads(r.value)["offset"] for r in dead},
+                         suppress_dead=_own_dead_offsets(cfg.events_topic, dead),
                          history=cfg.history_len > 0)
         part.last_input = time.monotonic()
         part.snapshot_due = part.last_input + cfg.snapshot_s * (1 + p / cfg.partitions)
@@ -377,6 +377,13 @@ class Worker:
             changes.partitions[part.number] = part.progress(self.config.worker_id, now_ms())
         changes.known = set(changes.states)
         return changes
+
+
+def _own_dead_offsets(events_topic: str, dead: list) -> set[int]:
+    """Input offsets of the dead letters workers wrote for `events_topic` (others, such as the
+    MQTT bridge's, also go to the dead-letter topic)."""
+    records = (orjson.loads(r.value) for r in dead)
+    return {d["offset"] for d in records if d.get("topic") == events_topic and "offset" in d}
 
 
 def run_worker(config: StreamsConfig, engine_factory: EngineFactory) -> None:
