@@ -150,12 +150,7 @@ class FenceSet:
         lat = np.ascontiguousarray(lat, dtype=np.float64).ravel()
         if lon.shape != lat.shape:
             raise ValueError("lon and lat must have the same length")
-        ix = self._index(float(margin_m))
-        cap = lon.size + 1024
-        pts, fen, n = contains_kernel(lon, lat, float(margin_m), self._geo, ix, cap)
-        if n > cap:
-            pts, fen, n = contains_kernel(lon, lat, float(margin_m), self._geo, ix, n)
-        return pts[:n], fen[:n]
+        return contains_kernel(lon, lat, float(margin_m), self._geo, self._index(float(margin_m)))
 
     def distances_m(self, lon: float, lat: float) -> np.ndarray:
         """Distance in metres from a point to each fence (0 inside), on WGS-84."""
