@@ -198,12 +198,49 @@ def cmd_trace_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import orjson
+def _serve(app, args: argparse.Namespace) -> None:  # noqa: ANN001 - FastAPI, imported lazily
     import uvicorn
+
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+def cmd_serve_kafka(args: argparse.Namespace) -> int:
+    if args.mqtt:
+        print("chainsight serve: --mqtt serves the embedded runtime; with --kafka, devices "
+              "reach the workers through `chainsight mqtt-bridge`", file=sys.stderr)
+        return 2
+    import orjson
+    from confluent_kafka import KafkaException
+
+    from chainsight.api.app import create_app
+    from chainsight.api.kafka import KafkaBackend
+    from chainsight.runtimes.kafka.admin import describe
+    from chainsight.runtimes.kafka.config import load_streams_config
+
+    fences = orjson.loads(args.fences.read_bytes()) if args.fences else None
+    settings = load_settings(allowed_lateness_min=args.allowed_lateness)
+    profiles = load_profiles(*([args.profiles] if args.profiles else []))
+    try:
+        backend = KafkaBackend(load_streams_config(), settings, profiles, fences)
+    except (KafkaException, KeyError) as exc:
+        print(f"chainsight serve: Kafka unavailable: {describe(exc)}", file=sys.stderr)
+        return 2
+    public_url = args.public_url or f"http://{args.host}:{args.port}"
+    try:
+        _serve(create_app(backend, _token_store(args), public_url=public_url), args)
+    finally:
+        backend.close()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    if args.kafka:
+        return cmd_serve_kafka(args)
+    import orjson
 
     from chainsight.api.app import create_app
     from chainsight.api.auth import default_data_dir
+    from chainsight.api.embedded import EmbeddedBackend
     from chainsight.api.mqtt import mqtt_ingest
     from chainsight.runtimes.embedded import EmbeddedRuntime
     from chainsight.runtimes.kafka.snapshots import SnapshotError
@@ -221,19 +258,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if replayed:
         print(f"restored the engine's state ({replayed:,} logged calls replayed)",
               file=sys.stderr)
+    version = 0
     if store.fences is not None:  # put live before the restart
-        fences = store.fences.geojson
+        fences, version = store.fences.geojson, store.fences.version
     runtime = EmbeddedRuntime(engine, calls=store).start()
     public_url = args.public_url or f"http://{args.host}:{args.port}"
-    app = create_app(runtime, _token_store(args), fences=fences, public_url=public_url)
-    if store.fences is not None:
-        app.state.context.fences_version = store.fences.version
+    app = create_app(EmbeddedBackend(runtime, fences, version), _token_store(args),
+                     public_url=public_url)
     devices = None
     try:
         if args.mqtt:
             devices = mqtt_ingest(app, _broker(args), args.mqtt_client_id, data_dir,
                                   args.mqtt_topic_root).start()
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        _serve(app, args)
     finally:
         if devices is not None:
             devices.stop()
@@ -336,13 +373,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="required: the old snapshots are pickles, and unpickling runs code")
     p.set_defaults(func=cmd_migrate_snapshots)
 
-    p = sub.add_parser("serve", help="the HTTP API and websockets over the embedded runtime")
+    p = sub.add_parser("serve", help="the HTTP API and websockets over the embedded runtime "
+                                     "(or the distributed one: --kafka)")
+    p.add_argument("--kafka", action="store_true",
+                   help="serve the distributed runtime: state from Redis, events and commands "
+                        "to Kafka (connection settings as for `worker`: CHAINSIGHT_* variables "
+                        "and config/streams.json)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--data-dir", type=Path,
                    help="token store and the engine's durable state (default: "
                         "$CHAINSIGHT_DATA_DIR, else ~/.local/share/chainsight)")
-    p.add_argument("--fences", type=Path, help="geofences (GeoJSON) to start with")
+    p.add_argument("--fences", type=Path, help="geofences (GeoJSON) to start with (--kafka: "
+                                               "those the workers started with)")
     p.add_argument("--public-url", help="the server's public base URL (default: the address "
                                         "it listens on)")
     mqtt_options(p, required=False, client_id="chainsight-serve")

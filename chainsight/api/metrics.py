@@ -1,5 +1,5 @@
 """`GET /metrics`: the engine's counters and the API's own, in Prometheus text format,
-read from the engine when scraped."""
+read from the backend when scraped."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from chainsight.engine.core import Output
-from chainsight.runtimes.embedded import EmbeddedRuntime
+from chainsight.api.backend import Backend, Delta
 
 COUNTERS = {"events": "events accepted (duplicates included)",
             "rejected": "events rejected (dead-lettered)",
@@ -18,25 +17,24 @@ COUNTERS = {"events": "events accepted (duplicates included)",
 
 
 class Retractions:
-    """Counts withdrawals on the live alert stream (a runtime subscriber)."""
+    """Counts withdrawals on the live alert stream (a backend subscriber)."""
 
     def __init__(self) -> None:
         self.count = 0
 
-    def on_output(self, out: Output) -> None:
-        self.count += sum(1 for record in out.alerts if record["state"] == "retracted")
+    def on_delta(self, delta: Delta) -> None:
+        self.count += sum(1 for record in delta.alerts if record["state"] == "retracted")
 
 
 class EngineCollector:
-    def __init__(self, runtime: EmbeddedRuntime, retractions: Retractions,
+    def __init__(self, backend: Backend, retractions: Retractions,
                  websocket_clients: Callable[[], int]) -> None:
-        self.runtime = runtime
+        self.backend = backend
         self.retractions = retractions
         self.websocket_clients = websocket_clients
 
     def collect(self) -> Iterator[Metric]:
-        with self.runtime.lock:
-            values = self.runtime.engine.metrics()
+        values = self.backend.metrics()
         for name, help_text in COUNTERS.items():
             yield CounterMetricFamily(f"chainsight_{name}", help_text, value=values.get(name, 0))
         yield CounterMetricFamily("chainsight_retracted", "alert transitions withdrawn",

@@ -160,7 +160,7 @@ def test_mqtt_into_the_embedded_engine_gives_replays_alerts_state_and_dead_lette
         (d["payload"], d["reason"]) for d in want["dead"])
     assert all(d["topic"].startswith(f"{root}/") for d in dead)
     assert_refused_dead_lettered(dead, root)
-    history = app.state.context.history.of("S01")  # as POST /v1/events keeps it
+    history = app.state.context.backend.history("S01")  # as POST /v1/events keeps it
     assert history and all(e.get("shipment_id", "S01") == "S01" for e in history)
 
 

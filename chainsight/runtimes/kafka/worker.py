@@ -17,7 +17,7 @@ import logging
 import signal
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 
 import orjson
@@ -179,6 +179,11 @@ class Worker:
             changes.alerts.append((record, emit))
         changes.notifications += batch.notifications
         changes.open_alerts.update(batch.open_alerts)
+        changes.alert_records.update(batch.alert_records)
+        changes.links.update(batch.links)
+        changes.audit += batch.audit
+        changes.commands.update({(p, offset): outcome
+                                 for offset, outcome in batch.commands.items()})
         for _, value in batch.dead:
             send(cfg.dead_letter_topic, None, value, partition=p, on_delivery=self._delivered)
         for entry in batch.audit:
@@ -189,11 +194,22 @@ class Worker:
                  partition=p, on_delivery=self._delivered)
         changes.records += batch.record
         if batch.changed:
-            changes.states.update(part.views(batch.changed))
+            views = part.views(batch.changed)
+            changes.states.update(views)
+            changes.last_seen.update(part.last_seen(list(views)))
+        if batch.ordered:
+            self._order_details(part, batch.ordered, changes)
         for shipment, lines in batch.history.items():
             changes.history.setdefault(shipment, []).extend(lines)
         changes.partitions[p] = part.progress(cfg.worker_id, now_ms())
         self.producer.poll(0)
+
+    @staticmethod
+    def _order_details(part: Partition, names: Iterable[str], changes: Changes) -> None:
+        customers, facts, ssccs = part.order_details(names)
+        changes.customers.update(customers)
+        changes.orders.update(facts)
+        changes.ssccs.update(ssccs)
 
     def _tick_idle(self, now: float) -> None:
         """Write a wall-clock tick into each partition idle for `tick_s` (see control.py)."""
@@ -352,8 +368,12 @@ class Worker:
         """Everything this worker owns, for a Redis re-publish."""
         changes = Changes()
         for part in self.parts.values():
-            changes.states.update(part.all_views())
+            views = part.all_views()
+            changes.states.update(views)
+            changes.last_seen.update(part.last_seen(list(views)))
+            self._order_details(part, views, changes)
             changes.open_alerts.update(part.state.open_alerts)
+            changes.alert_records.update({a["alert_id"]: a for a in part.engine.alerts()})
             changes.partitions[part.number] = part.progress(self.config.worker_id, now_ms())
         changes.known = set(changes.states)
         return changes
