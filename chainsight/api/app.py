@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from chainsight.api import live
+from chainsight.api import live, pages
 from chainsight.api.auth import TokenStore
 from chainsight.api.context import Context
 from chainsight.api.errors import JSON, error, install
@@ -51,6 +51,7 @@ def create_app(runtime: EmbeddedRuntime, tokens: TokenStore, fences: dict | None
     for module in (events, shipments, alerts, fence_routes, webhook_routes):
         app.include_router(module.router)
     app.include_router(live.router)
+    pages.install(app)
 
     @app.get("/healthz", tags=["operations"], summary="200 once ready to serve")
     async def healthz() -> Response:
