@@ -16,6 +16,7 @@ const KIND_COLORS = ["match", ["get", "kind"], "hub", "#3867d6", "customer", "#8
   "restricted", "#eb3b5a", "cold_store", "#0fb9b1", "corridor", "#7f8c9d", "#95a5a6"];
 const CLUSTER_MAX_ZOOM = 12;
 const CHART_POINTS = 400;
+const CHART_SPAN_S = 30 * 60; // the chart shows at least the last half hour
 const EMPTY = { type: "FeatureCollection", features: [] };
 const byHealth = (property) => ["match", ["get", property], 3, HEALTH_COLORS[3], 2, HEALTH_COLORS[2], 1, HEALTH_COLORS[1], HEALTH_COLORS[0]];
 const $ = (id) => document.getElementById(id);
@@ -210,13 +211,12 @@ class Panel {
   }
 
   addReading(at, temp) {
-    const last = this.times.length - 1;
-    if (last >= 0 && at <= this.times[last]) {
-      if (at === this.times[last]) this.temps[last] = temp;
-      return;
+    const i = insertionPoint(this.times, at);
+    if (this.times[i] === at) this.temps[i] = temp;
+    else {
+      this.times.splice(i, 0, at);
+      this.temps.splice(i, 0, temp);
     }
-    this.times.push(at);
-    this.temps.push(temp);
     if (this.times.length > CHART_POINTS) {
       this.times.shift();
       this.temps.shift();
@@ -224,12 +224,15 @@ class Panel {
   }
 
   addFix(position, at, speedKmh) {
-    const last = this.trail[this.trail.length - 1];
-    if (last && last.at >= at) return;
-    if (Number.isFinite(speedKmh)) this.speed = speedKmh;
-    else if (last && at > last.at) this.speed = (distanceM(last.position, position) / (at - last.at)) * 3.6;
-    this.trail.push({ position, at });
+    const times = this.trail.map((fix) => fix.at);
+    const i = insertionPoint(times, at);
+    if (times[i] === at) return;
+    this.trail.splice(i, 0, { position, at, speedKmh });
     if (this.trail.length > 500) this.trail.shift();
+    const last = this.trail[this.trail.length - 1];
+    const before = this.trail[this.trail.length - 2];
+    if (Number.isFinite(last.speedKmh)) this.speed = last.speedKmh;
+    else if (before) this.speed = (distanceM(before.position, last.position) / (last.at - before.at)) * 3.6;
   }
 
   /** Live: the worker's latest state of this shipment. */
@@ -240,12 +243,12 @@ class Panel {
     const p = item.last_position;
     if (p) this.addFix([p.lon, p.lat], Date.parse(p.ts) / 1000, null);
     this.show(item, health, alerts);
-    if (this.chart) this.chart.setData(this.chartData(item.profile));
+    if (this.chart) this.chart.setData(this.chartData());
     else this.drawChart(item.profile);
   }
 
   show(item, health, alerts) {
-    const sub = [item.status || "status unknown", item.profile || "no profile"];
+    const sub = [(item.status || "status unknown").replace(/_/g, " "), (item.profile || "no profile").replace(/_/g, " ")];
     if (health != null) sub.push(HEALTH_NAMES[health]);
     $("panel-sub").textContent = sub.join(" · ");
     $("p-temp").textContent = item.last_temp_c == null ? "—" : `${item.last_temp_c.toFixed(1)} °C`;
@@ -264,10 +267,8 @@ class Panel {
     this.map.getSource("selected").setData(here ? { type: "Feature", properties: {}, geometry: { type: "Point", coordinates: here } } : EMPTY);
   }
 
-  chartData(profile) {
-    const range = this.profiles[profile];
-    const flat = (value) => this.times.map(() => value);
-    return [this.times, this.temps, flat(range ? range.min_c : null), flat(range ? range.max_c : null)];
+  chartData() {
+    return [this.times, this.temps];
   }
 
   drawChart(profile) {
@@ -278,16 +279,56 @@ class Panel {
       box.innerHTML = `<p class="muted">No temperature readings yet</p>`;
       return;
     }
-    const limit = { stroke: "#d7263d", dash: [5, 4], width: 1, points: { show: false } };
+    const range = this.profiles[profile];
     this.chart = new uPlot({
       width: box.clientWidth || 320,
-      height: 150,
+      height: 160,
       legend: { show: false },
-      scales: { x: { time: true } },
-      axes: [{ stroke: "#555", size: 30 }, { stroke: "#555", size: 40, label: "°C", labelSize: 14 }],
-      series: [{}, { label: "°C", stroke: "#1f6fb2", width: 2, points: { show: false } }, { label: "min", ...limit }, { label: "max", ...limit }],
-    }, this.chartData(profile), box);
+      scales: {
+        x: { time: true, range: (u, min, max) => [Math.min(min, max - CHART_SPAN_S), max] },
+        y: { range: (u, min, max) => padded(range ? [Math.min(min, range.min_c), Math.max(max, range.max_c)] : [min, max]) },
+      },
+      axes: [{ stroke: "#555", size: 30, space: 60 }, { stroke: "#555", size: 36 }],
+      series: [{}, { label: "°C", stroke: "#1f6fb2", width: 2, points: { show: true, size: 4 } }],
+      hooks: { drawClear: [(u) => range && drawBand(u, range)] },
+    }, this.chartData(), box);
   }
+}
+
+/** The profile's allowed range, shaded behind the readings. */
+function drawBand(u, range) {
+  const top = u.valToPos(range.max_c, "y", true);
+  const bottom = u.valToPos(range.min_c, "y", true);
+  const { left, width } = u.bbox;
+  u.ctx.save();
+  u.ctx.fillStyle = "rgba(46, 158, 91, 0.14)";
+  u.ctx.fillRect(left, top, width, bottom - top);
+  u.ctx.strokeStyle = "rgba(46, 158, 91, 0.7)";
+  u.ctx.setLineDash([5, 4]);
+  u.ctx.beginPath();
+  for (const y of [top, bottom]) {
+    u.ctx.moveTo(left, y);
+    u.ctx.lineTo(left + width, y);
+  }
+  u.ctx.stroke();
+  u.ctx.restore();
+}
+
+function padded([min, max]) {
+  const pad = Math.max(1, (max - min) * 0.15);
+  return [Math.floor(min - pad), Math.ceil(max + pad)];
+}
+
+/** Where `value` goes in the ascending `values`. */
+function insertionPoint(values, value) {
+  let lo = 0;
+  let hi = values.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (values[mid] < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function p(item) {

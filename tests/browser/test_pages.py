@@ -71,8 +71,9 @@ def test_the_map_shows_the_fleet_and_its_markers_move(browser, demo):
 
 def test_clicking_a_shipment_opens_its_panel_with_a_chart(browser, demo):
     headers = {"Authorization": f"Bearer {demo.tokens['dispatcher']}"}
-    moving = [s for s in httpx.get(f"{demo.base}/v1/shipments", headers=headers).json()
-              if s["last_temp_c"] is not None and s["last_position"] and s["status"] == "in_transit"]
+    shipments = httpx.get(f"{demo.base}/v1/shipments", headers=headers,
+                          params={"status": "in_transit"}).json()
+    moving = [s for s in shipments if s["last_temp_c"] is not None and s["last_position"]]
     assert moving, "no shipment in transit with a temperature in the demo"
     target = moving[0]
     position = target["last_position"]
@@ -130,24 +131,31 @@ def test_the_console_receives_an_alert_and_a_click_acknowledges_it(browser, demo
     browser.wait(lambda: browser.js("return window.chainsightConsole && "
                                     "window.chainsightConsole.live > 0"), 60,
                  "an alert on the live channel")
+    def state_of(alert_id: str) -> str:
+        """The state the list shows for an alert ('' once it has left the list)."""
+        return browser.js("const cell = document.querySelector("
+                          "`tr[data-id='${arguments[0]}'] .state`);"
+                          "return cell ? cell.textContent : '';", alert_id)
+
     acknowledged = None
     for _ in range(5):  # a provisional alert may be withdrawn before the click lands
         button = browser.wait(lambda: browser.driver.find_elements(
             By.CSS_SELECTOR, "button[data-act=acknowledge]"), 60, "an alert to acknowledge")[0]
         alert_id = button.get_attribute("data-id")
         button.click()
-        state = browser.wait(lambda: browser.js(
-            "const tr = document.querySelector(`tr[data-id='${arguments[0]}'] .state`);"
-            "return tr ? tr.textContent : 'gone';", alert_id) != "open", 10, "the acknowledgement")
-        row = browser.driver.find_elements(By.CSS_SELECTOR, f"tr[data-id='{alert_id}']")
-        if state and row and "acknowledged" in row[0].text:
+        state = browser.wait(lambda a=alert_id: state_of(a) != "open" and (state_of(a) or "gone"),
+                             10, "the acknowledgement")
+        if state == "acknowledged":
             acknowledged = alert_id
             break
     assert acknowledged, "no alert could be acknowledged"
-    browser.driver.find_element(By.CSS_SELECTOR, f"tr[data-id='{acknowledged}'] td:nth-child(4)").click()
+    browser.driver.find_element(By.CSS_SELECTOR, f"tr[data-id='{acknowledged}'] td:nth-child(4)"
+                                ).click()
     browser.wait(lambda: "demo-quality" in browser.driver.find_element(By.ID, "d-audit").text,
                  10, "the audit trail naming the user")
     assert "acknowledged" in browser.driver.find_element(By.ID, "d-audit").text
+    browser.js("const state = document.getElementById('f-state'); state.value = '';"
+               "state.dispatchEvent(new Event('input'));")  # all of them, for the screenshot
     browser.screenshot("console-desktop")
     browser.size(*PHONE)
     time.sleep(1)
@@ -171,19 +179,23 @@ def test_a_dispatcher_token_cannot_open_the_console(browser, demo):
 
 
 def test_sign_in_shows_only_the_pages_a_role_may_use(browser, demo):
+    def token_field():  # on the sign-in page loaded anew (signing out reloads it)
+        return browser.wait(lambda: [f for f in browser.driver.find_elements(By.ID, "token")
+                                     if f.is_displayed()], 10, "the token field")[0]
+
     browser.driver.get(demo.links["admin"])  # the sign-in page
     browser.wait(lambda: browser.driver.find_element(By.ID, "choose").is_displayed(), 10)
     assert browser.driver.find_element(By.ID, "pages").text.split("\n") == [
         "Live map", "Quality console"]
     browser.screenshot("signin-admin")
     browser.driver.find_element(By.ID, "signout").click()
-    token = browser.wait(lambda: browser.driver.find_element(By.ID, "token"), 10)
-    token.send_keys(demo.tokens["sales"], Keys.ENTER)
+    token_field().send_keys(demo.tokens["sales"], Keys.ENTER)
     browser.wait(lambda: browser.driver.find_element(By.ID, "choose").is_displayed(), 10)
     assert browser.driver.find_element(By.ID, "pages").text.split("\n") == ["Live map"]
     browser.driver.get(f"{demo.base}/")
-    token = browser.driver.find_element(By.ID, "signout").click()
-    browser.driver.find_element(By.ID, "token").send_keys("cs_not_a_token", Keys.ENTER)
+    browser.wait(lambda: browser.driver.find_element(By.ID, "signout").is_displayed(), 10)
+    browser.driver.find_element(By.ID, "signout").click()
+    token_field().send_keys("cs_not_a_token", Keys.ENTER)
     browser.wait(lambda: "not known" in browser.driver.find_element(By.ID, "message").text, 10)
     browser.size(*PHONE)
     browser.screenshot("signin-phone")
