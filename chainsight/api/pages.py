@@ -8,6 +8,7 @@ and send it with every API call. Everything they load comes from this server.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
@@ -26,17 +27,22 @@ POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'uns
 router = APIRouter(include_in_schema=False)
 
 
-def _page(name: str) -> Response:
-    path = STATIC / name
-    if not path.is_file():
-        return error(503, "the pages are not built: run scripts/bootstrap.sh "
-                          "(npm ci && npm run build in frontend/)")
-    return FileResponse(path, media_type="text/html",
-                        headers={"Content-Security-Policy": POLICY, "Cache-Control": "no-cache"})
+def _page(name: str) -> Callable[[], Response]:
+    """The route answering the built page `name` (a route without parameters)."""
+
+    def answer() -> Response:
+        path = STATIC / name
+        if not path.is_file():
+            return error(503, "the pages are not built: run scripts/bootstrap.sh "
+                              "(npm ci && npm run build in frontend/)")
+        return FileResponse(path, media_type="text/html", headers={
+            "Content-Security-Policy": POLICY, "Cache-Control": "no-cache"})
+
+    return answer
 
 
 for route, page in PAGES.items():
-    router.add_api_route(route, lambda page=page: _page(page), methods=["GET"])
+    router.add_api_route(route, _page(page), methods=["GET"])
 
 
 @router.get("/pages/profiles.json")

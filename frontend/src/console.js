@@ -6,6 +6,8 @@ import { LiveSocket, channelUrl } from "./socket.js";
 import { api, enter, escapeHtml, showConnection, token } from "./session.js";
 
 const MAX_ROWS = 500;
+const AUDIT_REFRESH_MS = 5000;
+const REFRESH_MS = 10000;
 const ACTIVE = new Set(["open", "acknowledged"]);
 // one-off notices (the contract's single "open" records): nothing to act on, so they are
 // listed only when asked for by kind
@@ -165,6 +167,15 @@ async function load() {
   if (response.ok) for (const record of await response.json()) receive(record, false);
 }
 
+/** The active alerts again: the live channel sends no record when a provisional alert is
+ * settled (confirmed), so the list learns it here. */
+async function refresh() {
+  for (const state of ACTIVE) {
+    const response = await api(`/v1/alerts?state=${state}`);
+    if (response.ok) for (const record of await response.json()) receive(record, false);
+  }
+}
+
 async function start() {
   window.chainsightConsole = { announced: [], live: 0 }; // what the tests read
   const fenceAnswer = await api("/v1/fences");
@@ -183,7 +194,7 @@ async function start() {
     },
     onState: (state) => {
       showConnection(state);
-      if (state === "back") load(); // what was missed while away
+      if (state === "back") load().catch(() => {}); // what was missed while away
     },
   });
 
@@ -243,6 +254,10 @@ async function start() {
     $("notify").disabled = true;
     beep();
   });
+  // the audit trail is the settled record: an action on a provisional alert shows there once
+  // the alert is settled, so an open trail is read again now and then
+  setInterval(() => current && !document.hidden && showDetail(current), AUDIT_REFRESH_MS);
+  setInterval(() => !document.hidden && refresh().catch(() => {}), REFRESH_MS);
   render();
 }
 

@@ -41,9 +41,10 @@ async function start(data) {
   });
 }
 
+/** The current alerts (their severities colour the shipments); none when the server is away. */
 async function loadAlerts() {
-  const response = await fetch(`${origin}/v1/alerts`, { headers: { Authorization: `Bearer ${token}` } });
-  if (!response.ok) return;
+  const response = await fetch(`${origin}/v1/alerts`, { headers: { Authorization: `Bearer ${token}` } }).catch(() => null);
+  if (!response || !response.ok) return;
   for (const record of await response.json()) {
     if (record.state === "open" || record.state === "acknowledged") alerts.set(record.alert_id, record);
   }
