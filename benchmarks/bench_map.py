@@ -208,13 +208,10 @@ def report(browser: Browser, fleet: Fleet, seconds: int) -> None:
     print(f"main thread busy:      {percentiles(busy_ms)} ms per s (rendering included)")
     print(f"frame time:            {percentiles(frames)} ms "
           f"({sum(f > 50 for f in frames)} of {len(frames)} frames over 50 ms)")
-    if first_minute:
-        print(f"page memory:           JS heap {heap_mb:.0f} MiB (at 1 min "
-              f"{first_minute[0] / 2**20:.0f}), renderer+GPU RSS {rss_mb:.0f} MiB (at 1 min "
-              f"{first_minute[1]:.0f}) after {seconds} s")
-    else:
-        print(f"page memory:           JS heap {heap_mb:.0f} MiB, renderer+GPU RSS {rss_mb:.0f} MiB "
-              f"after {seconds} s")
+    early = "" if first_minute is None else (
+        f" (at 1 min: {first_minute[0] / 2**20:.0f} and {first_minute[1]:.0f} MiB)")
+    print(f"page memory:           JS heap {heap_mb:.0f} MiB, renderer+GPU RSS {rss_mb:.0f} MiB "
+          f"after {seconds} s{early}")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ function row(a) {
     <td><span class="sev ${escapeHtml(a.severity)}">${escapeHtml(a.severity)}</span></td>
     <td class="nowrap">${escapeHtml((a.at || "").replace("T", " ").slice(5, 19))}</td>
     <td>${escapeHtml(label(a.kind))}${a.fence_id ? ` <span class="muted">${escapeHtml(fences.get(a.fence_id) || a.fence_id)}</span>` : ""}</td>
-    <td>${escapeHtml(a.shipment_id || "—")}</td>
+    <td class="nowrap">${escapeHtml(a.shipment_id || "—")}</td>
     <td><span class="state">${escapeHtml(NOTICES.has(a.kind) && a.state === "open" ? "notice" : a.state)}</span> ${tags.join("")}</td>
     <td>${escapeHtml(suggested(a))}</td>
     <td class="nowrap">${actions.join("")}</td></tr>`;

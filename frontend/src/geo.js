@@ -23,7 +23,7 @@ function circle([lon, lat], radiusM, steps = 48) {
 }
 
 /** The contract's fences (circles as Points with radius_m, polygons, corridors) as GeoJSON the
- * map can draw: circles become polygons. */
+ * map can draw: circles become polygons, and keep their centre as a point. */
 export function drawableFences(collection) {
   const features = [];
   for (const fence of collection.features || []) {
@@ -32,6 +32,7 @@ export function drawableFences(collection) {
     const properties = { kind: props.kind || "other", name: props.name || props.fence_id };
     if (geometry.type === "Point" && props.radius_m) {
       features.push({ type: "Feature", properties, geometry: { type: "Polygon", coordinates: [circle(geometry.coordinates, props.radius_m)] } });
+      features.push({ type: "Feature", properties, geometry }); // its site, seen when zoomed out
     } else if (["Polygon", "MultiPolygon", "LineString"].includes(geometry.type)) {
       features.push({ type: "Feature", properties, geometry });
     }

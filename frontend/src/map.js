@@ -54,6 +54,8 @@ function style() {
       { id: "fence-areas", type: "fill", source: "fences", filter: polygons, paint: { "fill-color": KIND_COLORS, "fill-opacity": 0.2 } },
       { id: "fence-outlines", type: "line", source: "fences", filter: polygons, paint: { "line-color": KIND_COLORS, "line-width": 1.2 } },
       { id: "corridors", type: "line", source: "fences", filter: ["==", ["geometry-type"], "LineString"], paint: { "line-color": KIND_COLORS, "line-width": 3, "line-opacity": 0.3 } },
+      { id: "fence-sites", type: "circle", source: "fences", filter: ["==", ["geometry-type"], "Point"], paint: {
+        "circle-radius": 4, "circle-color": "#ffffff", "circle-stroke-width": 2, "circle-stroke-color": KIND_COLORS } },
       { id: "trail", type: "line", source: "trail", paint: { "line-color": "#1f2d3d", "line-width": 2.5, "line-opacity": 0.8 } },
       { id: "clusters", type: "circle", source: "shipments", filter: ["has", "point_count"], paint: {
         "circle-color": byHealth("worst"), "circle-opacity": 0.85, "circle-stroke-width": 2, "circle-stroke-color": "#ffffff",
