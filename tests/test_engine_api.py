@@ -19,8 +19,8 @@ SHELLS = sorted({*ROOT.glob("chainsight/runtimes/**/*.py"), *ROOT.glob("chainsig
 API = {"process", "process_extracted", "advance", "flush", "apply", "replace_fences",
        "decoder", "counters", "metrics", "alerts", "alert", "audit_trail", "verify_audit",
        "shipments", "shipment_views", "snapshot", "linked_shipment", "has_shipment",
-       "shipment_count", "settings", "dump_state", "load_state", "ended", "stream_time",
-       "customer_of", "last_seen"}
+       "shipment_count", "settings", "profiles", "dump_state", "load_state", "ended",
+       "stream_time", "customer_of", "last_seen"}
 
 
 def engine_uses(path: Path) -> list[tuple[int, str]]:
