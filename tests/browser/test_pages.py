@@ -11,6 +11,7 @@ import httpx
 import pytest
 from browser import DESKTOP, PHONE, Browser, foreign
 from demo_server import running_demo
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -130,6 +131,37 @@ def test_search_finds_a_shipment_and_filters_narrow_the_map(browser, demo):
                "box.dispatchEvent(new Event('change'));")
 
 
+def test_a_cluster_that_cannot_split_lists_its_members(browser, demo):
+    browser.driver.find_element(By.ID, "panel-close").click()
+    admin = {"Authorization": f"Bearer {demo.tokens['admin']}"}
+    now = max(s["last_seen"] for s in httpx.get(f"{demo.base}/v1/shipments", headers=admin).json()
+              if s["last_seen"])
+    together = [{"type": "gps", "device_id": f"GPS-{name}", "shipment_id": name, "ts": now,
+                 "lat": 50.5, "lon": 5.0} for name in ("SHP-TOGETHER-A", "SHP-TOGETHER-B")]
+    assert httpx.post(f"{demo.base}/v1/events", json=together, headers=admin).json()[
+        "accepted"] == 2  # two trucks in one yard
+    browser.js("window.chainsightMap.map.jumpTo({center: [5.0, 50.5], zoom: 10})")
+    cluster = browser.wait(lambda: browser.js("""
+        const map = window.chainsightMap.map;
+        return map.queryRenderedFeatures({layers: ['clusters']}).map(f => [
+            f.properties.point_count,
+            Object.values(map.project(f.geometry.coordinates)).slice(0, 2)]);"""), 20,
+        "the two trucks as one cluster")
+    (x, y) = cluster[0][1]
+    canvas = browser.driver.find_element(By.CSS_SELECTOR, "#map canvas")
+    size = canvas.size
+    ActionChains(browser.driver).move_to_element_with_offset(
+        canvas, int(x - size["width"] / 2), int(y - size["height"] / 2)).click().perform()
+    members = browser.driver.find_element(By.ID, "members")
+    browser.wait(members.is_displayed, 10, "the cluster's members listed")
+    listed = members.find_elements(By.CSS_SELECTOR, "li button")
+    assert sorted(b.text for b in listed) == ["SHP-TOGETHER-A", "SHP-TOGETHER-B"]
+    browser.screenshot("map-desktop-cluster-members")
+    listed[0].click()
+    browser.wait(lambda: browser.driver.find_element(By.ID, "panel").is_displayed(), 10)
+    assert browser.driver.find_element(By.ID, "panel-title").text.startswith("SHP-TOGETHER-")
+
+
 def test_the_console_receives_an_alert_and_a_click_acknowledges_it(browser, demo):
     browser.driver.get(demo.links["quality"])
     browser.wait(lambda: browser.js("return window.chainsightConsole && "
@@ -142,14 +174,17 @@ def test_the_console_receives_an_alert_and_a_click_acknowledges_it(browser, demo
                           "return cell ? cell.textContent : '';", alert_id)
 
     acknowledged = None
-    for _ in range(5):  # an alert may be resolved before the click lands
+    for _ in range(8):  # an alert may be resolved before the click lands
         # a settled one: a provisional alert's audit trail (the settled record) shows the
         # acknowledgement only once it is settled
         button = browser.wait(lambda: browser.driver.find_elements(
             By.CSS_SELECTOR, "tr:not(:has(.provisional)) button[data-act=acknowledge]"), 90,
             "a settled alert to acknowledge")[0]
-        alert_id = button.get_attribute("data-id")
-        button.click()
+        try:
+            alert_id = button.get_attribute("data-id")
+            button.click()
+        except StaleElementReferenceException:  # the live list was redrawn in between
+            continue
         state = browser.wait(lambda a=alert_id: state_of(a) != "open" and (state_of(a) or "gone"),
                              10, "the acknowledgement")
         if state == "acknowledged":
