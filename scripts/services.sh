@@ -50,8 +50,6 @@ MQTT_CONF=$MQTT_DIR/mosquitto.conf
 MQTT_PIDFILE=$MQTT_DIR/mosquitto.pid
 MQTT_LOG=$MQTT_DIR/mosquitto.log
 
-APT_UPDATED=0
-
 log() { echo "services: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
@@ -89,21 +87,10 @@ stop_pid() {
     done
 }
 
-# Installs Debian packages (non-interactive), running apt-get update once.
+# Installs Debian packages (non-interactive).
 apt_install() {
-    local sudo=()
-    if ((EUID != 0)); then
-        command -v sudo >/dev/null || die "need root (or sudo) to apt-get install $*"
-        sudo=(sudo -n)
-    fi
-    export DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes
-    if ((APT_UPDATED == 0)); then
-        log "apt-get update"
-        "${sudo[@]}" apt-get update -qq >/dev/null
-        APT_UPDATED=1
-    fi
     log "apt-get install $*"
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    "$REPO_ROOT/scripts/apt-install" "$@"
 }
 
 tail_log() {

@@ -37,9 +37,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running(app) -> Iterator[str]:
-    """Serve `app`; yields its base URL."""
-    port = free_port()
+def running(app, port: int | None = None) -> Iterator[str]:
+    """Serve `app` (on `port`, else a free one); yields its base URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)

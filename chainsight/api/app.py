@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from chainsight.api import live
+from chainsight.api import live, pages
 from chainsight.api.auth import TokenStore
 from chainsight.api.backend import Backend, Unavailable
 from chainsight.api.context import Context
@@ -59,6 +59,7 @@ def create_app(source: Backend | EmbeddedRuntime, tokens: TokenStore,
     for module in (events, shipments, alerts, fence_routes, webhook_routes, trace, ask):
         app.include_router(module.router)
     app.include_router(live.router)
+    pages.install(app)
 
     @app.get("/healthz", tags=["operations"], summary="200 once ready to serve")
     async def healthz() -> Response:

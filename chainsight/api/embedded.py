@@ -158,12 +158,12 @@ class EmbeddedBackend:
         out, counted = self.runtime.process(lines) if lines else (None, {})
         rejected = {dead["line"] - 1: dead["reason"]
                     for dead in ([] if out is None else out.dead_letters)}
-        self._remember([i for i in range(len(lines)) if i not in rejected], lines, objects)
+        self.remember([i for i in range(len(lines)) if i not in rejected], lines, objects)
         duplicates = counted.get("duplicates", 0)
         return Ingested(counted.get("events", 0) - duplicates, duplicates, rejected)
 
-    def _remember(self, accepted: list[int], lines: list[bytes],
-                  objects: list[object | None]) -> None:
+    def remember(self, accepted: list[int], lines: list[bytes],
+                 objects: list[object | None]) -> None:
         """Put accepted events into their shipment's recent history (a device's event under
         the shipment the device is linked to now)."""
         events = []

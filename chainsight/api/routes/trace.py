@@ -98,7 +98,7 @@ def _customer_page(request: Request, token: str, sscc: str | None = None) -> Res
     data = story.customer_view(link.shipment_id, facts, view, entries, verification, profile)
     if wants_json:
         return JSON(data)
-    return HTMLResponse(trace_page.render(data, lang))
+    return HTMLResponse(trace_page.render(data, lang, trace_page.places(ctx.backend.fences())))
 
 
 @router.get("/trace/{token}", summary="A customer's trace page (HTML, or JSON on request)",
