@@ -205,6 +205,32 @@ def test_the_console_receives_an_alert_and_a_click_acknowledges_it(browser, demo
     browser.size(*DESKTOP)
 
 
+def test_the_console_answers_a_question_and_highlights_its_shipments(browser, demo):
+    browser.driver.get(demo.links["quality"])
+    browser.wait(lambda: browser.js("return window.chainsightConsole && "
+                                    "window.chainsightConsole.live > 0"), 60, "live alerts")
+    asked = browser.driver.find_element(By.ID, "ask-q")
+    asked.clear()
+    asked.send_keys("which shipments have alerts?", Keys.ENTER)
+    answer = browser.wait(lambda: (t := browser.driver.find_element(By.ID, "ask-answer").text)
+                          and t != "…" and t, 30, "the answer")
+    assert "Understood as" in answer
+    ids = httpx.post(f"{demo.base}/v1/ask", json={"q": "which shipments have alerts?"},
+                     headers={"Authorization": f"Bearer {demo.tokens['quality']}"},
+                     timeout=30).json()["shipment_ids"]
+    rows = browser.wait(lambda: browser.driver.find_elements(By.CSS_SELECTOR, "tr.asked"), 10,
+                        "highlighted rows")
+    shown = {r.find_elements(By.TAG_NAME, "td")[4].text for r in rows}
+    assert shown and shown <= set(ids) | {"—"}
+    browser.screenshot("console-asked-desktop")
+    asked.clear()
+    asked.send_keys("谁是世界上最好的足球运动员?", Keys.ENTER)  # not about shipments
+    browser.wait(lambda: browser.driver.find_element(By.ID, "ask-answer").get_attribute(
+        "data-understood") == "false", 30, "a not-understood answer")
+    assert not browser.driver.find_elements(By.CSS_SELECTOR, "tr.asked")
+    browser.screenshot("console-not-understood-desktop")
+
+
 def test_a_dispatcher_token_cannot_open_the_console(browser, demo):
     browser.driver.get(f"{demo.base}/console#token={demo.tokens['dispatcher']}")
     denied = browser.driver.find_element(By.ID, "denied")
