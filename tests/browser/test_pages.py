@@ -191,8 +191,8 @@ def test_the_console_receives_an_alert_and_a_click_acknowledges_it(browser, demo
             acknowledged = alert_id
             break
     assert acknowledged, "no alert could be acknowledged"
-    browser.driver.find_element(By.CSS_SELECTOR, f"tr[data-id='{acknowledged}'] td:nth-child(4)"
-                                ).click()
+    browser.js("document.querySelector(`tr[data-id='${arguments[0]}'] td:nth-child(4)`)"
+               ".click()", acknowledged)  # in one step: the live list may be redrawn any time
     browser.wait(lambda: "demo-quality" in browser.driver.find_element(By.ID, "d-audit").text,
                  20, "the audit trail naming the user")
     assert "acknowledged" in browser.driver.find_element(By.ID, "d-audit").text
