@@ -97,9 +97,11 @@ def _each(device: str, ts: np.ndarray, temp: np.ndarray, humidity: np.ndarray) -
 def _readings(entries: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Sensor readings of the record by device: (ts, temp_c, humidity_pct), in time order."""
     sensor = recorded_readings(entries).of_type(1)
-    return {device: (sensor.ts[mine], sensor.a[mine], sensor.b[mine])
-            for device in dict.fromkeys(sensor.device.tolist())
-            for mine in [sensor.device == device]}
+    out = {}
+    for device in dict.fromkeys(sensor.device.tolist()):
+        mine = sensor.device == device
+        out[device] = (sensor.ts[mine], sensor.a[mine], sensor.b[mine])
+    return out
 
 
 def document(shipment_id: str, info: dict, entries: list[dict], now: int,

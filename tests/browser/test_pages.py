@@ -46,6 +46,14 @@ def points(browser, pixels: bool = False) -> dict[str, tuple[float, float]]:
     return {sid: tuple(xy[:2]) for sid, xy in found}
 
 
+def click_map(browser, x: float, y: float) -> None:
+    """A click on the map at pixel (x, y) of its canvas."""
+    canvas = browser.driver.find_element(By.CSS_SELECTOR, "#map canvas")
+    size = canvas.size
+    ActionChains(browser.driver).move_to_element_with_offset(
+        canvas, int(x - size["width"] / 2), int(y - size["height"] / 2)).click().perform()
+
+
 def open_map(browser, demo) -> None:
     browser.driver.get(demo.links["dispatcher"])
     browser.wait(lambda: browser.js("return window.chainsightMap && "
@@ -88,10 +96,7 @@ def test_clicking_a_shipment_opens_its_panel_with_a_chart(browser, demo):
                          "the shipment drawn as a point")
     x, y = browser.js("const p = window.chainsightMap.map.project(arguments[0]);"
                       "return [p.x, p.y];", list(drawn))
-    canvas = browser.driver.find_element(By.CSS_SELECTOR, "#map canvas")
-    size = canvas.size
-    ActionChains(browser.driver).move_to_element_with_offset(
-        canvas, int(x - size["width"] / 2), int(y - size["height"] / 2)).click().perform()
+    click_map(browser, x, y)
     panel = browser.driver.find_element(By.ID, "panel")
     browser.wait(panel.is_displayed, 10, "the shipment's panel")
     assert browser.driver.find_element(By.ID, "panel-title").text == target["shipment_id"]
@@ -148,10 +153,7 @@ def test_a_cluster_that_cannot_split_lists_its_members(browser, demo):
             Object.values(map.project(f.geometry.coordinates)).slice(0, 2)]);"""), 20,
         "the two trucks as one cluster")
     (x, y) = cluster[0][1]
-    canvas = browser.driver.find_element(By.CSS_SELECTOR, "#map canvas")
-    size = canvas.size
-    ActionChains(browser.driver).move_to_element_with_offset(
-        canvas, int(x - size["width"] / 2), int(y - size["height"] / 2)).click().perform()
+    click_map(browser, x, y)
     members = browser.driver.find_element(By.ID, "members")
     browser.wait(members.is_displayed, 10, "the cluster's members listed")
     listed = members.find_elements(By.CSS_SELECTOR, "li button")
