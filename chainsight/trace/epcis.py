@@ -18,6 +18,7 @@ the reason.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from hashlib import sha256
 from urllib.parse import quote, unquote
 
@@ -205,7 +206,9 @@ def _shipment(event: dict, shipment_of_sscc: Callable[[str], str | None]) -> str
 def capture(doc: object, shipment_of_sscc: Callable[[str], str | None]
             ) -> tuple[list[tuple[int, dict]], list[tuple[int, str]]]:
     """Contract events from an EPCIS 2.0 capture document: ([(index of the EPCIS event,
-    event)], [(index, reason)]); `shipment_of_sscc` names the shipment an SSCC belongs to."""
+    event)], [(index, reason)]); `shipment_of_sscc` names the shipment an SSCC belongs to
+    (asked once per SSCC: a document's events mostly name the same few)."""
+    shipment_of_sscc = cache(shipment_of_sscc)
     if not isinstance(doc, dict) or doc.get("type") != "EPCISDocument":
         raise ValueError("not an EPCIS 2.0 document: expected \"type\": \"EPCISDocument\"")
     body = doc.get("epcisBody")
