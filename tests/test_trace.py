@@ -135,15 +135,19 @@ def test_a_restored_engine_continues_the_same_chains():
     lines = [order("S1", devices=("T1",))] + [reading(m, 5, device="T1") for m in range(30)]
     settings = load_settings(allowed_lateness_min=0.1)
     whole = Engine(settings, record=True)
-    whole.process(lines, now=ms(40))
+    all_at_once = whole.process(lines, now=ms(40)).extend(whole.flush())
     first = Engine(settings, record=True)
     part = first.process(lines[:10], now=ms(40))
+    assert part.record == []  # the order and the first readings wait in the dumped state
     second = Engine(settings, record=True)
     second.load_state(first.dump_state())
-    part.extend(second.process(lines[10:], now=ms(40)))
+    part.extend(second.process(lines[10:], now=ms(40))).extend(second.flush())
     assert second.record_head("S1")[0] == len(part.record)
     assert verify(as_written(part.record), *second.record_head("S1"))["intact"]
     assert whole.record_head("S1")[0] <= second.record_head("S1")[0]  # batches differ
+    restored, uninterrupted = as_written(part.record), as_written(all_at_once.record)
+    assert business_events(restored) == business_events(uninterrupted) != []
+    assert np.array_equal(readings(restored).ts, readings(uninterrupted).ts)
 
 
 def test_engines_without_a_record_keep_none():

@@ -32,6 +32,7 @@ from chainsight.ingest.columnar import Extracted, decode_jsonl
 LIVE_BATCH_LINES = 500  # a live runtime's batches: what it publishes comes this soon
 CHUNK_BYTES = 16 << 20  # bytes per engine call (and per worker task)
 FIRST_CHUNK_BYTES = 1 << 20
+RECORD_BUFFER = 1 << 20  # the record's lines are many and long (a block of readings each)
 DECODE_NICENESS = 10
 _worker: tuple[Path, EventDecoder, int]  # each worker's file, decoder and "now"
 
@@ -119,7 +120,7 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
     started = time.perf_counter()
     n_alerts = consumed = 0
     with _open(alerts_out) as alerts, _open(dead_letter_out) as dead, \
-            _open(live_alerts_out) as live, _open(record_out) as record, \
+            _open(live_alerts_out) as live, _open(record_out, RECORD_BUFFER) as record, \
             _open(eta_out) as etas:
 
         def emit(out: Output) -> None:
@@ -128,8 +129,8 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
             _write(alerts, out.settled)
             _write(dead, out.dead_letters)
             _write(live, [{**r, "line": consumed} for r in out.alerts])
-            if record is not None and out.record:
-                record.write(b"".join(e.line + b"\n" for e in out.record))
+            if record is not None:  # the lines through the buffer: no copy of them all
+                record.writelines(part for e in out.record for part in (e.line, b"\n"))
             if etas is not None and out.etas:
                 etas.write(b"".join(batch.jsonl() for batch in out.etas))
 
@@ -246,5 +247,5 @@ def _write(sink: BinaryIO | None, records: list[dict]) -> None:
         sink.write(b"".join(orjson.dumps(r) + b"\n" for r in records))
 
 
-def _open(path: Path | None) -> BinaryIO | nullcontext[None]:
-    return open(path, "wb") if path is not None else nullcontext()
+def _open(path: Path | None, buffering: int = -1) -> BinaryIO | nullcontext[None]:
+    return open(path, "wb", buffering) if path is not None else nullcontext()

@@ -25,7 +25,9 @@ def canonical(entry: dict) -> bytes:
 
 
 def digest(prev: str, canonical_entry: bytes) -> str:
-    return sha256(prev.encode() + canonical_entry).hexdigest()
+    hashed = sha256(prev.encode())
+    hashed.update(canonical_entry)
+    return hashed.hexdigest()
 
 
 def first_broken(entries: Iterable[dict], anchor: str = GENESIS) -> int | None:

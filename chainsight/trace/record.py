@@ -23,6 +23,8 @@ JSON with `"hash"` added last (reading it back and dropping `hash` gives the has
 from __future__ import annotations
 
 import base64
+import binascii
+from itertools import pairwise
 from typing import NamedTuple
 
 import msgspec
@@ -40,7 +42,9 @@ ROW = np.dtype([("ts", "<i8"), ("device", "<u2"), ("type", "u1"), ("door", "i1")
                 ("a", "<f8"), ("b", "<f8")])
 LAYOUT = "ts:<i8 device:<u2 type:u1 door:i1 a:<f8 b:<f8"
 PENDING = ("shipment", "device", "ts", "type", "door", "a", "b")
+PENDING_TYPES = (np.int64, np.int32, np.int64, np.uint8, np.int8, np.float64, np.float64)
 EMPTY = orjson.Fragment(b"[]")
+_EVENT_JSON = msgspec.json.Encoder(order="sorted")  # an event as `canonical` writes it
 
 
 class Written(NamedTuple):
@@ -53,11 +57,13 @@ class Written(NamedTuple):
 
 
 @numba.njit(cache=True)
-def _blocks(shipment: np.ndarray, device: np.ndarray, n_devices: int
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Group rows (arrival order) by shipment, keeping arrival order within each: (order of
-    the rows, start of each block in it, each row's device index within its block, the
-    blocks' devices in first-appearance order, start of each block's devices)."""
+def _pack(shipment: np.ndarray, device: np.ndarray, ts: np.ndarray, kind: np.ndarray,
+          door: np.ndarray, a: np.ndarray, b: np.ndarray, n_devices: int, packed: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pack rows (arrival order, `PENDING` columns) into `packed` (`ROW`), grouped by shipment
+    and in arrival order within each, a row's device as its index among its block's devices.
+    Returns (each block's shipment, where each block starts and the last ends, the blocks'
+    devices in first-appearance order, where each block's devices start and the last's end)."""
     n = len(shipment)
     n_ship = 0
     for s in shipment:
@@ -68,31 +74,34 @@ def _blocks(shipment: np.ndarray, device: np.ndarray, n_devices: int
     for s in range(n_ship):
         counts[s + 1] += counts[s]
     fill = counts[:-1].copy()
-    order = np.empty(n, np.int64)
-    for i in range(n):
-        order[fill[shipment[i]]] = i
+    grouped_device = np.empty(n, np.int64)
+    for i in range(n):  # in arrival order: each row to the next place of its shipment's block
+        j = fill[shipment[i]]
         fill[shipment[i]] += 1
-    starts = counts[:-1][counts[1:] > counts[:-1]]
-    local = np.empty(n, np.uint16)
+        grouped_device[j] = device[i]
+        row = packed[j]
+        row.ts, row.type, row.door, row.a, row.b = ts[i], kind[i], door[i], a[i], b[i]
+    block_ship = np.flatnonzero(counts[1:] > counts[:-1])
+    bounds = np.empty(len(block_ship) + 1, np.int64)
+    bounds[:-1], bounds[-1] = counts[block_ship], n
     seen_in = np.full(n_devices, -1, np.int64)  # block a device was last given an index in
     index_of = np.zeros(n_devices, np.int64)
     codes = np.empty(n, np.int64)
-    code_starts = np.empty(len(starts) + 1, np.int64)
+    code_bounds = np.empty(len(bounds), np.int64)
     n_codes = 0
-    for b in range(len(starts)):
-        code_starts[b] = n_codes
-        end = n if b + 1 == len(starts) else starts[b + 1]
-        k = 0
-        for j in range(starts[b], end):
-            d = device[order[j]]
-            if seen_in[d] != b:
-                seen_in[d], index_of[d] = b, k
+    for k in range(len(block_ship)):
+        code_bounds[k] = n_codes
+        local = 0
+        for j in range(bounds[k], bounds[k + 1]):
+            d = grouped_device[j]
+            if seen_in[d] != k:
+                seen_in[d], index_of[d] = k, local
                 codes[n_codes] = d
                 n_codes += 1
-                k += 1
-            local[j] = index_of[d]
-    code_starts[len(starts)] = n_codes
-    return order, starts, local, codes[:n_codes], code_starts
+                local += 1
+            packed[j].device = index_of[d]
+    code_bounds[-1] = n_codes
+    return block_ship, bounds, codes[:n_codes], code_bounds
 
 
 class Recorder:
@@ -104,7 +113,8 @@ class Recorder:
         self.length: list[int] = []  # by shipment code
         self.heads: list[str] = []
         self._chunks: list[tuple[np.ndarray, ...]] = []  # readings waiting (PENDING columns)
-        self._business: list[tuple[np.ndarray, list[Scan | Order]]] = []  # shipments, events
+        # scans and orders waiting: (their shipments, their JSON), encoded on arrival
+        self._business: list[tuple[np.ndarray, list[bytes]]] = []
         self._alerts: dict[int, list[dict]] = {}  # shipment -> alert records waiting
         self._waiting = np.zeros(0, np.int64)  # per shipment: readings waiting
         self._since = np.zeros(0, np.int64)  # per shipment: stream time its wait began
@@ -150,7 +160,8 @@ class Recorder:
         others = np.flatnonzero(known & ~readings)
         if len(others):
             ship = shipment[others].astype(np.int64)
-            self._business.append((ship, [business[seq] for seq in rows.seq[others].tolist()]))
+            self._business.append((ship, [_EVENT_JSON.encode(business[seq])
+                                          for seq in rows.seq[others].tolist()]))
             self._started(ship, stream_time)
 
     def add_alerts(self, records: list[dict], state: State, stream_time: int) -> None:
@@ -198,37 +209,37 @@ class Recorder:
         self._business = [(ship[~mine], [e for e, m in zip(events, mine.tolist(), strict=True)
                                          if not m])] if not mine.all() else []
         picked = np.flatnonzero(mine)
+        if not len(picked):
+            return {}
         picked = picked[np.argsort(ship[picked], kind="stable")]
         codes = ship[picked]
-        cuts = np.flatnonzero(np.diff(codes)) + 1
-        out = {}
-        for part in np.split(picked, cuts) if len(picked) else []:
-            out[int(ship[part[0]])] = orjson.Fragment(msgspec.json.encode(
-                [events[i] for i in part.tolist()], order="sorted"))
-        return out
+        cuts = [0, *(np.flatnonzero(np.diff(codes)) + 1).tolist(), len(picked)]
+        codes, picked = codes.tolist(), picked.tolist()
+        return {codes[first]: orjson.Fragment(
+                    b"[%b]" % b",".join([events[i] for i in picked[first:last]]))
+                for first, last in pairwise(cuts)}
 
     def _write(self, shipments: np.ndarray, rows: list[np.ndarray],
                events: dict[int, orjson.Fragment], state: State,
                recorded_at: str) -> list[Written]:
-        ship, device, ts, kind, door, a, b = rows
-        order, starts, local, codes, code_starts = _blocks(ship, device.astype(np.int64),
-                                                           max(len(state.devices), 1))
-        packed = np.empty(len(order), ROW)
-        packed["ts"], packed["device"], packed["type"] = ts[order], local, kind[order]
-        packed["door"], packed["a"], packed["b"] = door[order], a[order], b[order]
-        data = packed.tobytes()
-        ends = np.append(starts[1:], len(order)) if len(starts) else starts
-        span = {int(ship[order[s]]): (int(s), int(e), k) for k, (s, e)
-                in enumerate(zip(starts.tolist(), ends.tolist(), strict=True))}
+        packed = np.empty(len(rows[0]), ROW)
+        block_ship = codes = np.zeros(0, np.int64)
+        bounds = code_bounds = np.zeros(1, np.int64)
+        if len(packed):
+            block_ship, bounds, codes, code_bounds = _pack(*rows, len(state.devices), packed)
+        data = memoryview(packed.view(np.uint8))
+        span = {s: k for k, s in enumerate(block_ship.tolist())}  # shipment -> its block
+        bounds = (bounds * ROW.itemsize).tolist()
         names, device_names = state.shipments.names, state.devices.names
         out = []
         for s in shipments.tolist():
-            first, last, k = span.get(s, (0, 0, -1))
-            devices = [] if k < 0 else [device_names[c] for c in
-                                        codes[code_starts[k]:code_starts[k + 1]].tolist()]
-            chunk = data[first * ROW.itemsize:last * ROW.itemsize]
+            k = span.get(s)
+            devices = [] if k is None else [device_names[c] for c in
+                                            codes[code_bounds[k]:code_bounds[k + 1]].tolist()]
+            chunk = b"" if k is None else data[bounds[k]:bounds[k + 1]]
+            rows_text = b'"%b"' % binascii.b2a_base64(chunk, newline=False)
             entry = {"entry": "block", "devices": devices, "layout": LAYOUT,
-                     "rows": base64.b64encode(chunk).decode(),
+                     "rows": orjson.Fragment(rows_text),
                      "events": events.get(s, EMPTY), "alerts": self._alerts.pop(s, [])}
             out.append(self._append(s, names[s], entry, recorded_at))
         return out
@@ -240,7 +251,8 @@ class Recorder:
         hashed = digest(prev, body)
         self.length[s] += 1
         self.heads[s] = hashed
-        return Written(name, seq, hashed, b'%b,"hash":"%b"}' % (body[:-1], hashed.encode()))
+        return Written(name, seq, hashed,
+                       b'%b,"hash":"%b"}' % (memoryview(body)[:-1], hashed.encode()))
 
     def _pending(self) -> list[np.ndarray]:
         """The waiting readings' columns (`PENDING`), joined into one chunk."""
@@ -256,7 +268,7 @@ class Recorder:
         return {"length": self.length, "heads": self.heads,
                 "pending": dict(zip(PENDING, pending, strict=True)) if pending else {},
                 "business": [np.concatenate(ship) if ship else np.empty(0, np.int64),
-                             msgspec.to_builtins([e for _, c in self._business for e in c])],
+                             [orjson.loads(e) for _, c in self._business for e in c]],
                 "alerts": [[s, records] for s, records in self._alerts.items()],
                 "waiting": self._waiting, "since": self._since}
 
@@ -265,10 +277,12 @@ class Recorder:
             raise ValueError("record lengths and heads differ in number")
         self.length, self.heads = list(data["length"]), list(data["heads"])
         pending = data["pending"]
-        self._chunks = [tuple(np.asarray(pending[c]) for c in PENDING)] if pending else []
+        self._chunks = [tuple(np.asarray(pending[c], t) for c, t in
+                              zip(PENDING, PENDING_TYPES, strict=True))] if pending else []
         ship, events = data["business"]
-        self._business = [(np.asarray(ship, np.int64),
-                           msgspec.convert(events, list[Scan | Order]))] if len(events) else []
+        self._business = [(np.asarray(ship, np.int64), [
+            _EVENT_JSON.encode(e) for e in msgspec.convert(events, list[Scan | Order])])] \
+            if len(events) else []
         self._alerts = {int(s): records for s, records in data["alerts"]}
         self._waiting = np.asarray(data["waiting"], np.int64)
         self._since = np.asarray(data["since"], np.int64)
