@@ -68,6 +68,11 @@ def main() -> None:
     print(f"record: {entries:,} entries, {size / 1e6:.0f} MB")
     print(f"cost of the record: {100 * (on / off - 1):+.1f}% of replay time "
           f"(target: <= 10%)")
+    paired = sorted(t_on / t_off for t_off, t_on in zip(timings[False], timings[True],
+                                                          strict=True))
+    print(f"run by run (each with record / the run before it without): median "
+          f"{100 * (paired[len(paired) // 2] - 1):+.1f}%, "
+          f"{', '.join(f'{100 * (r - 1):+.0f}%' for r in paired)}")
 
 
 def _children_cpu() -> float:

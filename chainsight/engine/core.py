@@ -224,7 +224,7 @@ class Engine:
         out = Output(dead_letters=decoded.dead_letters, late=late, changed=changed)
         if self.recorder is not None:
             self.recorder.add_events(decoded.rows, shipment_of_row, decoded.business,
-                                     self.state, self.stream_time)
+                                     decoded.business_json, self.state, self.stream_time)
         if self.provisional is not None:  # first: what it publishes, the settling confirms
             on_time = decoded.rows
             if len(late):

@@ -10,7 +10,7 @@ invalid) goes through msgspec (`EventDecoder`), which gives the contract's dead-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 import numba
@@ -74,6 +74,8 @@ class Extracted:
     id_hash: tuple[np.ndarray, np.ndarray]  # 128-bit hash of the event_id (0, 0 without)
     business: dict[int, Scan | Order]  # row -> scan/order event
     dead_letters: list[dict]
+    # row -> a scan's or order's JSON as a record holds it, when the decoding process made it
+    business_json: dict[int, bytes] = field(default_factory=dict)
 
     def __getstate__(self) -> dict:
         """Pickled with the business events as MessagePack: several times cheaper both ways

@@ -28,6 +28,7 @@ class Decoded:
     dead_letters: list[dict]
     valid: int
     duplicates: int
+    business_json: dict[int, bytes]  # seq -> as `Extracted.business_json`
 
 
 class Ingest:
@@ -77,8 +78,10 @@ class Ingest:
             h2 = np.where(x.has_id, h2, x.ts)
         keep = self.dedup.fresh(h1, h2)
         business = {first + i: e for i, e in x.business.items()}
+        business_json = {first + i: e for i, e in x.business_json.items()}
         if keep is not None:
             rows = rows.take(keep)
             kept = set(rows.seq[rows.kind > SENSOR].tolist())
             business = {s: e for s, e in business.items() if s in kept}
-        return Decoded(rows, business, x.dead_letters, n, n - len(rows))
+            business_json = {s: e for s, e in business_json.items() if s in kept}
+        return Decoded(rows, business, x.dead_letters, n, n - len(rows), business_json)

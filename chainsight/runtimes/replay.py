@@ -28,13 +28,14 @@ from chainsight.contract.events import EventDecoder
 from chainsight.contract.times import now_ms
 from chainsight.engine.core import Engine, Output
 from chainsight.ingest.columnar import Extracted, decode_jsonl
+from chainsight.trace.record import event_json
 
 LIVE_BATCH_LINES = 500  # a live runtime's batches: what it publishes comes this soon
 CHUNK_BYTES = 16 << 20  # bytes per engine call (and per worker task)
 FIRST_CHUNK_BYTES = 1 << 20
 RECORD_BUFFER = 1 << 20  # the record's lines are many and long (a block of readings each)
 DECODE_NICENESS = 10
-_worker: tuple[Path, EventDecoder, int]  # each worker's file, decoder and "now"
+_worker: tuple[Path, EventDecoder, int, bool]  # each worker's file, decoder, "now", record
 
 
 @dataclass
@@ -135,7 +136,8 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
                 etas.write(b"".join(batch.jsonl() for batch in out.etas))
 
         if live_alerts_out is None:
-            for batch in _extract(events, engine.decoder, workers):
+            for batch in _extract(events, engine.decoder, workers,
+                                  record=engine.recorder is not None):
                 emit(engine.process_extracted(batch))
         else:
             for first, lines in _line_batches(events, LIVE_BATCH_LINES):
@@ -165,26 +167,28 @@ def _line_batches(path: Path, size: int) -> Iterator[tuple[int, list[bytes]]]:
         raise OSError(_read_error(path, exc)) from None
 
 
-def _extract(path: Path, decoder: EventDecoder, workers: int) -> Iterator[Extracted]:
+def _extract(path: Path, decoder: EventDecoder, workers: int,
+             record: bool = False) -> Iterator[Extracted]:
     """The file's ranges in order, decoded here or by `workers` processes a few ranges ahead,
-    with the dead letters' lines numbered from the start of the file."""
+    with the dead letters' lines numbered from the start of the file; with `record`, with
+    the JSON the shipments' records hold of their scans and orders (made there too)."""
     lines_before = 0
-    for batch, n_lines in _decoded_ranges(path, decoder, workers):
+    for batch, n_lines in _decoded_ranges(path, decoder, workers, record):
         for dead in batch.dead_letters:
             dead["line"] += lines_before
         lines_before += n_lines
         yield batch
 
 
-def _decoded_ranges(path: Path, decoder: EventDecoder,
-                    workers: int) -> Iterator[tuple[Extracted, int]]:
+def _decoded_ranges(path: Path, decoder: EventDecoder, workers: int,
+                    record: bool) -> Iterator[tuple[Extracted, int]]:
     if workers == 0:
-        _start_worker(path, decoder, now_ms())
+        _start_worker(path, decoder, now_ms(), record)
         yield from (_extract_range(*byte_range) for byte_range in _byte_ranges(path))
         return
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     with context.Pool(workers, initializer=_start_decode_process,
-                      initargs=(path, decoder, now_ms())) as pool:
+                      initargs=(path, decoder, now_ms(), record)) as pool:
         ahead: deque[AsyncResult] = deque()
         for byte_range in _byte_ranges(path):
             ahead.append(pool.apply_async(_extract_range, byte_range))
@@ -216,30 +220,34 @@ def _byte_ranges(path: Path) -> Iterator[tuple[int, int]]:
         raise OSError(_read_error(path, exc)) from None
 
 
-def _start_decode_process(path: Path, decoder: EventDecoder, now: int) -> None:
+def _start_decode_process(path: Path, decoder: EventDecoder, now: int,
+                          record: bool = False) -> None:
     """Decode processes yield the CPU to the engine's process, the pipeline's bottleneck, when
     both want it (they only run ahead of it)."""
     os.nice(DECODE_NICENESS)
-    _start_worker(path, decoder, now)
+    _start_worker(path, decoder, now, record)
 
 
-def _start_worker(path: Path, decoder: EventDecoder, now: int) -> None:
+def _start_worker(path: Path, decoder: EventDecoder, now: int, record: bool = False) -> None:
     """Nothing here may fail: a pool whose initializer raises prints tracebacks and restarts
     its workers for ever. The file is opened by each task, whose error reaches the caller."""
     global _worker
-    _worker = (path, decoder, now)
+    _worker = (path, decoder, now, record)
 
 
 def _extract_range(start: int, end: int) -> tuple[Extracted, int]:
     """Decode the lines in bytes [start, end); dead letters are numbered from 1 in the range."""
-    path, decoder, now = _worker
+    path, decoder, now, record = _worker
     try:
         with open(path, "rb") as source:
             source.seek(start)
             data = source.read(end - start)
     except OSError as exc:
         raise OSError(_read_error(path, exc)) from None
-    return decode_jsonl(decoder, data, 1, now)
+    batch, n_lines = decode_jsonl(decoder, data, 1, now)
+    if record:  # here, off the engine's process
+        batch.business_json = {row: event_json(e) for row, e in batch.business.items()}
+    return batch, n_lines
 
 
 def _write(sink: BinaryIO | None, records: list[dict]) -> None:

@@ -44,7 +44,12 @@ LAYOUT = "ts:<i8 device:<u2 type:u1 door:i1 a:<f8 b:<f8"
 PENDING = ("shipment", "device", "ts", "type", "door", "a", "b")
 PENDING_TYPES = (np.int64, np.int32, np.int64, np.uint8, np.int8, np.float64, np.float64)
 EMPTY = orjson.Fragment(b"[]")
-_EVENT_JSON = msgspec.json.Encoder(order="sorted")  # an event as `canonical` writes it
+_EVENT_JSON = msgspec.json.Encoder(order="sorted")
+
+
+def event_json(event: Scan | Order) -> bytes:
+    """A scan or order as a record holds it: its JSON as `canonical` writes it (sorted keys)."""
+    return _EVENT_JSON.encode(event)
 
 
 class Written(NamedTuple):
@@ -141,8 +146,9 @@ class Recorder:
         self._since[(counts > 0) & (self._since == NO_TS)] = stream_time
 
     def add_events(self, rows: Rows, shipment: np.ndarray, business: dict[int, Scan | Order],
-                   state: State, stream_time: int) -> None:
-        """Gather accepted rows (arrival order) whose shipment (per row, -1: none) is known."""
+                   business_json: dict[int, bytes], state: State, stream_time: int) -> None:
+        """Gather accepted rows (arrival order) whose shipment (per row, -1: none) is known;
+        `business_json` has the `event_json` of scans and orders (by seq) already made."""
         known = shipment >= 0
         if not known.any():
             return
@@ -160,7 +166,7 @@ class Recorder:
         others = np.flatnonzero(known & ~readings)
         if len(others):
             ship = shipment[others].astype(np.int64)
-            self._business.append((ship, [_EVENT_JSON.encode(business[seq])
+            self._business.append((ship, [business_json.get(seq) or event_json(business[seq])
                                           for seq in rows.seq[others].tolist()]))
             self._started(ship, stream_time)
 
@@ -192,9 +198,12 @@ class Recorder:
         pending = self._pending()
         chosen = np.zeros(len(due), bool)
         chosen[shipments] = True
-        mine = chosen[pending[0]] if len(pending[0]) else np.zeros(0, bool)
-        rows = [c[mine] for c in pending]
-        self._chunks = [tuple(c[~mine] for c in pending)] if (~mine).any() else []
+        mine = chosen[pending[0]]
+        if mine.all():  # e.g. at the end of a stream: no copy of them all
+            rows, self._chunks = pending, []
+        else:
+            rows = [c[mine] for c in pending]
+            self._chunks = [tuple(c[~mine] for c in pending)]
         self._waiting[shipments], self._since[shipments] = 0, NO_TS
         return self._write(shipments, rows, self._events_of(chosen), state, iso(now))
 
@@ -281,7 +290,7 @@ class Recorder:
                               zip(PENDING, PENDING_TYPES, strict=True))] if pending else []
         ship, events = data["business"]
         self._business = [(np.asarray(ship, np.int64), [
-            _EVENT_JSON.encode(e) for e in msgspec.convert(events, list[Scan | Order])])] \
+            event_json(e) for e in msgspec.convert(events, list[Scan | Order])])] \
             if len(events) else []
         self._alerts = {int(s): records for s, records in data["alerts"]}
         self._waiting = np.asarray(data["waiting"], np.int64)
