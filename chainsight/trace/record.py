@@ -14,16 +14,16 @@ Unknown extra fields of events are not part of the record.
 
 Events are gathered per shipment and a shipment's block is made once it holds `block_rows`
 readings or its oldest has waited `block_ms` of stream time (None: only when full, or at the
-end of the stream), so a block carries many events and the record costs little per event. The
-engine keeps each chain's length and head, and what waits for the next block (durable state);
+end of the stream), so a block carries many events and the record costs little per event:
+readings wait as columns and are packed in one pass, scans and orders wait as their JSON (made
+on arrival, by replay's decode processes when they made it there). The engine keeps each
+chain's length and head, and what waits for the next block (durable state);
 blocks go out in `Output.record` as `Written`: the line a store keeps, the entry's canonical
 JSON with `"hash"` added last (reading it back and dropping `hash` gives the hashed bytes).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from itertools import pairwise
 from typing import NamedTuple
 
@@ -31,6 +31,7 @@ import msgspec
 import numba
 import numpy as np
 import orjson
+import pybase64
 
 from chainsight.contract.events import GPS, SENSOR, Order, Scan
 from chainsight.contract.times import iso
@@ -246,7 +247,7 @@ class Recorder:
             devices = [] if k is None else [device_names[c] for c in
                                             codes[code_bounds[k]:code_bounds[k + 1]].tolist()]
             chunk = b"" if k is None else data[bounds[k]:bounds[k + 1]]
-            rows_text = b'"%b"' % binascii.b2a_base64(chunk, newline=False)
+            rows_text = b'"%b"' % pybase64.b64encode(chunk)
             entry = {"entry": "block", "devices": devices, "layout": LAYOUT,
                      "rows": orjson.Fragment(rows_text),
                      "events": events.get(s, EMPTY), "alerts": self._alerts.pop(s, [])}
@@ -318,7 +319,7 @@ def readings(entries: list[dict]) -> Readings:
     """Every reading of a record's blocks."""
     parts, names = [], []
     for entry in entries:
-        rows = np.frombuffer(base64.b64decode(entry.get("rows", "")), ROW)
+        rows = np.frombuffer(pybase64.b64decode(entry.get("rows", "")), ROW)
         parts.append(rows)
         names.append(np.array(entry.get("devices") or [""], dtype=object)[rows["device"]])
     rows = np.concatenate(parts) if parts else np.empty(0, ROW)
