@@ -120,7 +120,7 @@ class EmbeddedBackend:
         with self.runtime.lock:
             return self.engine.audit_trail(alert_id)
 
-    def metrics(self) -> dict[str, int]:
+    def metrics(self) -> dict[str, float]:
         with self.runtime.lock:
             return self.engine.metrics()
 
