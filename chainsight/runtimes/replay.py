@@ -33,6 +33,7 @@ LIVE_BATCH_LINES = 500  # a live runtime's batches: what it publishes comes this
 CHUNK_BYTES = 16 << 20  # bytes per engine call (and per worker task)
 FIRST_CHUNK_BYTES = 1 << 20
 DECODE_NICENESS = 10
+POOL_MIN_BYTES = 16 << 20  # a smaller file is decoded before a pool's workers would help
 _worker: tuple[Path, EventDecoder, int]  # each worker's file, decoder and "now"
 
 
@@ -48,8 +49,11 @@ class ReplayResult:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-def default_workers() -> int:
-    """Decode workers worth starting on this machine (0: decode in this process)."""
+def default_workers(file_bytes: int | None = None) -> int:
+    """Decode workers worth starting on this machine (0: decode in this process), for a file
+    of `file_bytes` if given: none for a small file (starting them costs ~0.05 s or more)."""
+    if file_bytes is not None and file_bytes < POOL_MIN_BYTES:
+        return 0
     return 2 if (os.cpu_count() or 1) >= 2 else 0
 
 
