@@ -18,9 +18,11 @@ def _engine(args: argparse.Namespace, live: bool,  # noqa: ANN202 - imports kept
     """The engine the options describe; `live` for a live runtime (provisional alerts), which
     keeps the shipments' records unless `record` says otherwise; `eta_shards` overrides the
     setting (a worker: one ETA model per partition)."""
+    from chainsight import jit
     from chainsight.engine.core import Engine
     from chainsight.geofence import FenceSet
 
+    jit.start()
     settings = load_settings(allowed_lateness_min=args.allowed_lateness, eta_shards=eta_shards)
     if record and not live:  # a recording's replay: blocks by size, not by waiting
         settings = dataclasses.replace(settings, record_block_min=None)

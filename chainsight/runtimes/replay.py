@@ -9,7 +9,6 @@ output is the same as in one process.
 from __future__ import annotations
 
 import codecs
-import multiprocessing
 import os
 import stat
 import time
@@ -18,9 +17,8 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import islice
-from multiprocessing.pool import AsyncResult
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import orjson
 
@@ -28,6 +26,9 @@ from chainsight.contract.events import EventDecoder
 from chainsight.contract.times import now_ms
 from chainsight.engine.core import Engine, Output
 from chainsight.ingest.columnar import Extracted, decode_jsonl
+
+if TYPE_CHECKING:
+    from multiprocessing.pool import AsyncResult
 
 LIVE_BATCH_LINES = 500  # a live runtime's batches: what it publishes comes this soon
 CHUNK_BYTES = 16 << 20  # bytes per engine call (and per worker task)
@@ -185,6 +186,8 @@ def _decoded_ranges(path: Path, decoder: EventDecoder,
         _start_worker(path, decoder, now_ms())
         yield from (_extract_range(*byte_range) for byte_range in _byte_ranges(path))
         return
+    import multiprocessing  # here: a small file's replay does without it
+
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     with context.Pool(workers, initializer=_start_decode_process,
                       initargs=(path, decoder, now_ms())) as pool:
