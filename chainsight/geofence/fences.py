@@ -41,6 +41,7 @@ from .index import (
 KINDS = ("hub", "customer", "restricted", "cold_store", "corridor")
 PIECE_M = 2000.0  # corridor lines and measured edges are cut into pieces of at most this length
 CHUNK = 16  # corridor pieces per index item (a longer segment is an item of its own)
+_LIMITS = np.array([180.0, 90.0])  # |lon|, |lat|
 
 
 class FenceError(ValueError):
@@ -305,9 +306,9 @@ def _positions(coords: Any, fail: Any, what: str, at_least: int) -> np.ndarray:
         xy = np.array(values, np.float64).reshape(-1, 2)
     else:
         xy = np.array([p[:2] for p in coords], np.float64)
-    if not np.isfinite(xy).all():
-        _check_positions(coords, fail, what)
-    if np.any(np.abs(xy[:, 0]) > 180) or np.any(np.abs(xy[:, 1]) > 90):
+    if not (np.abs(xy) <= _LIMITS).all():  # NaN is not
+        if not np.isfinite(xy).all():
+            _check_positions(coords, fail, what)
         raise fail(f"{what} has a position outside lon [-180, 180] / lat [-90, 90]")
     return xy
 
@@ -325,6 +326,8 @@ def _check_positions(coords: list | tuple, fail: Any, what: str) -> None:
 def _unwrap(lon: np.ndarray, seam: bool) -> np.ndarray:
     """Longitudes made continuous: jumps over 180 degrees cross the antimeridian (unless
     `seam` and both ends lie on +-180, i.e. the edge runs along the antimeridian)."""
+    if np.ptp(lon) <= 180:  # no jump can be over 180 degrees (most fences)
+        return lon
     d = np.diff(lon)
     turns = np.where(d > 180, -1, np.where(d < -180, 1, 0))
     if seam:
