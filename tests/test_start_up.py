@@ -7,7 +7,7 @@ import sys
 from helpers import fix
 
 NOT_FOR_REPLAY = ("scipy.linalg", "fastapi", "uvicorn", "redis", "confluent_kafka", "river",
-                  "segno", "jieba", "paho", "multiprocessing.pool")
+                  "segno", "jieba", "paho", "multiprocessing.pool", "shapely")
 
 
 def test_replay_of_a_small_file_loads_only_what_it_needs(tmp_path):

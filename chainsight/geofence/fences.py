@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-import shapely
 
 from .geodesy import densify, ecef, geodesic_m, piece_counts, radii, wrap_lon
 from .index import (
@@ -365,6 +364,8 @@ def _polygon_part(coords: Any, fail: Any) -> _Item:
 
 
 def _check_valid(parts: list[_Item], fail: Any) -> None:
+    import shapely  # here: an engine without polygon fences does without it
+
     polys = [shapely.Polygon(p.rings[0], p.rings[1:]) for p in parts]
     geom = polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
     if not geom.is_valid:

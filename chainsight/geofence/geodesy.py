@@ -73,11 +73,12 @@ def geodesic_m(lon1: Num, lat1: Num, lon2: Num, lat2: Num) -> Num:
     """`geodesic_scalar_m` over scalars or arrays broadcast together as numpy does: a float for four
     scalars, else an array of the broadcast shape. (A compiled function, loaded at its first
     call, rather than a ufunc, which Numba would build when this module is imported.)"""
-    args = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (lon1, lat1, lon2, lat2)))
-    flat = [np.ascontiguousarray(a).ravel() for a in args]
+    args = [np.asarray(v, dtype=np.float64) for v in (lon1, lat1, lon2, lat2)]
+    shape = np.broadcast_shapes(*(a.shape for a in args))
+    flat = [np.broadcast_to(a, shape).flatten() for a in args]  # writable copies
     out = np.empty(flat[0].size)
     _geodesic_each(*flat, out)
-    return float(out[0]) if args[0].ndim == 0 else out.reshape(args[0].shape)
+    return float(out[0]) if shape == () else out.reshape(shape)
 
 
 def piece_counts(lon: np.ndarray, lat: np.ndarray, max_m: float) -> np.ndarray:
