@@ -145,8 +145,9 @@ class Pipeline:
                 take = np.flatnonzero(device_rows & (phase == k))
                 if len(take):
                     self._device_rows(rows.take(take), out)
-                for b in np.flatnonzero(~device_rows & (phase == k + 1)).tolist():
-                    self._business(business(int(rows.seq[b])), int(rows.shipment[b]), out)
+                take = np.flatnonzero(~device_rows & (phase == k + 1))
+                if len(take):
+                    self._business_rows(rows.take(take), business, out)
         self.tick(clock, out)
         self.state.segment += 1  # its rows are done: positions are the last ones now
 
@@ -215,6 +216,15 @@ class Pipeline:
             rule.on_rows(seg, st, self.book)
         touched = np.bincount(seg.shipment[seg.shipment >= 0], minlength=1)
         out.changed.update(np.flatnonzero(touched).tolist())
+
+    def _business_rows(self, seg: Rows, business: BusinessEvents, out: Transitions) -> None:
+        """A phase's business events (of distinct shipments): one at a time, then the rules
+        that take them all at once."""
+        events = [business(seq) for seq in seg.seq.tolist()]
+        for event, s in zip(events, seg.shipment.tolist(), strict=True):
+            self._business(event, s, out)
+        for rule in self.rules:
+            rule.on_business_rows(seg, events, self.state, self.book)
 
     def _business(self, event: Scan | Order, s: int, out: Transitions) -> None:
         st = self.state

@@ -88,7 +88,7 @@ class ShipmentInfo:
     """The slow-changing, string-valued part of a shipment's state, set by business events."""
 
     __slots__ = ("status", "profile", "order_id", "promised_by", "origin", "destination",
-                 "weight_kg", "mode", "lot", "customer_id", "eta", "sscc", "gtin")
+                 "weight_kg", "mode", "lot", "customer_id", "sscc", "gtin")
 
     def __init__(self) -> None:
         self.status: str | None = None
@@ -101,7 +101,6 @@ class ShipmentInfo:
         self.mode: str | None = None
         self.lot: Lot | None = None  # origin certificates, for traceability
         self.customer_id: str | None = None
-        self.eta: int | None = None
         self.sscc: str | None = None  # GS1 identifiers of the logistic unit and trade item
         self.gtin: str | None = None
 

@@ -34,7 +34,6 @@ def trip_columns() -> Columns:
         dest_lat=(np.float64, np.nan), dest_lon=(np.float64, np.nan),
         origin_lat=(np.float64, np.nan), origin_lon=(np.float64, np.nan),
         lane=(np.int32, -1), shard=(np.int32, 0), promised=(np.int64, NO_TS),
-        temp_controlled=(np.bool_, False),
         fix_ts=(np.int64, NO_TS), fix_lat=(np.float64, np.nan), fix_lon=(np.float64, np.nan),
         speed=(np.float64, np.nan), stopped=(np.bool_, False), stop_start=(np.int64, NO_TS),
         dwell_ms=(np.int64, 0), stops=(np.int32, 0), depart=(np.int64, NO_TS),

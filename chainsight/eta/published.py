@@ -14,10 +14,16 @@ from chainsight.contract.times import iso_many
 class Etas(NamedTuple):
     """`{"shipment_id", "at", "eta", "remaining_km"}` records, as columns."""
 
-    shipment_ids: list[str]
+    names: list[str]  # shipment ids by dense id (the engine's registry, which only grows)
+    shipment: np.ndarray  # dense ids
     at: np.ndarray  # epoch ms
     eta: np.ndarray  # epoch ms
     remaining_km: np.ndarray
+
+    @property
+    def shipment_ids(self) -> list[str]:
+        names = self.names
+        return [names[s] for s in self.shipment.tolist()]
 
     def records(self) -> list[dict]:
         """The contract's ETA.jsonl objects."""

@@ -65,7 +65,10 @@ class Samples:
 
     def take_many(self, ships: list[int]) -> dict[int, Taken]:
         """`take` of several shipments at once (one pass over the rows)."""
-        rows = np.flatnonzero(np.isin(self.ship[:self._n], ships))
+        owners = self.ship[:self._n]
+        wanted = np.zeros(max(int(owners.max(initial=-1)), *ships, -1) + 2, bool)
+        wanted[np.asarray(ships, np.int64) + 1] = True  # by shipment + 1 (0: rows taken)
+        rows = np.flatnonzero(wanted[owners + 1])
         rows = rows[np.argsort(self.ship[rows], kind="stable")]
         owner = self.ship[rows]
         cuts = np.flatnonzero(np.diff(owner)) + 1
