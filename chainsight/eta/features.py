@@ -51,6 +51,13 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 @numba.njit(cache=True)
+def step_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """The distance from a fix to the next (equirectangular: they are close)."""
+    dx = (lon2 - lon1) * np.cos(np.radians(0.5 * (lat1 + lat2)))
+    return EARTH_M * np.radians(np.sqrt(dx * dx + (lat2 - lat1) ** 2))
+
+
+@numba.njit(cache=True)
 def _snapshot(s: int, at: int, why: int, fix_ts: np.ndarray, fix_lat: np.ndarray,
               fix_lon: np.ndarray, speed: np.ndarray, stopped: np.ndarray,
               stop_start: np.ndarray, dwell: np.ndarray, stops: np.ndarray, depart: np.ndarray,
@@ -103,7 +110,7 @@ def track_trips(kind: np.ndarray, ship: np.ndarray, ts: np.ndarray, lat: np.ndar
             _snapshot(s, last_at[s], DUE, fix_ts, fix_lat, fix_lon, speed, stopped,
                       stop_start, dwell, stops, depart, n, out_ship, out_at, out_why, out_f)
             n += 1
-        kmh = haversine_m(fix_lat[s], fix_lon[s], lat[i], lon[i]) / dt * 3_600.0
+        kmh = step_m(fix_lat[s], fix_lon[s], lat[i], lon[i]) / dt * 3_600.0
         if kmh > OUTLIER_KMH:
             continue
         alpha = 1.0 - np.exp(-dt / SPEED_TAU_MS)
