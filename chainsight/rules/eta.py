@@ -34,7 +34,7 @@ from chainsight.eta.features import (
 from chainsight.eta.model import FEATURES, HOURS, EtaModel, shard_of
 from chainsight.eta.published import Etas
 from chainsight.eta.routes import RouteTable
-from chainsight.eta.samples import MAX_AGE_MS, Samples, Taken
+from chainsight.eta.samples import MAX_AGE_MS, Samples
 from chainsight.ingest.rows import Rows
 from chainsight.rules.advisor import ColdStoreAdvisor
 from chainsight.rules.base import Rule, minutes_ms
@@ -334,60 +334,72 @@ class EtaRule(Rule):
 
     def _end_all(self, ends: list[tuple[int, int, int]], state: State,
                  book: AlertBook) -> None:
-        """Trips ended (in time order): delivered ones have their samples taken in one pass
-        and their ETAs scored at once."""
+        """Trips ended (`ends` in time order), at once: `eta_late` resolves; a delivered
+        trip's true arrival is known, so its samples are scored and what they teach is
+        queued for the model; delivered and cancelled trips are forgotten."""
         if not ends:
             return
-        taken: dict[int, Taken] = {}
-        if self.learns:
-            delivered: dict[int, int] = {}  # shipment -> its (first) delivery
-            for at, s, how in ends:
-                if how == DELIVERED:
-                    delivered.setdefault(s, at)
-            taken = self.samples.take_many(list(delivered))
-            scored = [(t.at, np.full(len(t.at), delivered[s]), t.eta, t.baseline_eta)
-                      for s, t in taken.items()]
-            if scored:
-                self.model.accuracy.add(*(np.concatenate(c) for c in zip(*scored, strict=True)))
-        for at, s, how in ends:
-            self._end(at, s, how, state, book, taken.pop(s, None))
-
-    def _end(self, at: int, s: int, how: int, state: State, book: AlertBook,
-             taken: Taken | None) -> None:
-        """A trip ended at `at`: `eta_late` resolves; delivered, its true arrival is known,
-        so what its samples (`taken`) teach is queued for the model."""
         trip = self.trip
-        if how == ENDED:  # no longer in transit (cancelled, or back before shipping)
-            self._resolve(s, at, state, book, {})
-            if state.info[s].status == "cancelled":
-                self._end_trip(s, state)
-            return
-        if trip.late[s]:
-            self._resolve(s, at, state, book, {"delivered_at": iso(at)})
-        if taken is not None:
-            before = np.flatnonzero(taken.fix_ts <= at)
-            if len(before):  # LEARN_PER_TRIP of them, spread evenly (fewer when fewer)
-                spread = np.arange(LEARN_PER_TRIP) * (len(before) - 1) // (LEARN_PER_TRIP - 1)
-                pick = before[np.unique(spread)]
-                start_km = float(trip.start_km[s])
-                self.model.queue(at, int(trip.shard[s]), taken.x[pick],
-                                 (at - taken.fix_ts[pick]) / 60_000.0,
-                                 (taken.at[pick] // 3_600_000) % HOURS, int(trip.lane[s]),
-                                 0.0 if math.isnan(start_km) else start_km,
-                                 (at - int(trip.depart[s])) / 3.6e6)
-        self._end_trip(s, state, samples_taken=True)
+        at, ships, how = (np.array(c, np.int64) for c in zip(*ends, strict=True))
+        for j in np.flatnonzero(trip.late[ships]).tolist():
+            self._resolve(int(ships[j]), int(at[j]), state, book,
+                          {"delivered_at": iso(int(at[j]))} if how[j] == DELIVERED else {})
+        delivered = how == DELIVERED
+        ended = ships[~delivered]
+        cancelled = ended[[state.info[s].status == "cancelled" for s in ended.tolist()]]
+        if self.learns:
+            first: dict[int, int] = {}  # shipment -> its (first) delivery
+            for s, t in zip(ships[delivered].tolist(), at[delivered].tolist(), strict=True):
+                first.setdefault(s, t)
+            if first:
+                self._learn_from(first)
+            if len(cancelled):
+                self.samples.take(cancelled.tolist())
+        self._forget(np.r_[ships[delivered], cancelled])
 
-    def _end_trip(self, s: int, state: State, samples_taken: bool = False) -> None:
-        """Forget the trip's progress (a later trip of the shipment starts afresh) and its
-        samples (unless `samples_taken`)."""
+    def _learn_from(self, first: dict[int, int]) -> None:
+        """Trips delivered (shipment -> when, in delivery order): their samples are scored,
+        and what LEARN_PER_TRIP of those before the delivery, spread evenly (fewer when
+        fewer), teach is queued for the model."""
+        taken = self.samples.take(list(first))
+        if not len(taken.at):
+            return
+        ships = np.array(list(first), np.int64)
+        by_ship = np.argsort(ships)
+        arrived = np.array(list(first.values()), np.int64)[by_ship][
+            np.searchsorted(ships[by_ship], taken.ship)]
+        self.model.accuracy.add(taken.at, arrived, taken.eta, taken.baseline_eta)
+        before = np.flatnonzero(taken.fix_ts <= arrived)
+        learned, start, count = np.unique(taken.ship[before], return_index=True,
+                                          return_counts=True)
+        pos = start[:, None] + (np.arange(LEARN_PER_TRIP) * (count[:, None] - 1)
+                                // (LEARN_PER_TRIP - 1))
+        picked = np.ones(pos.shape, bool)
+        picked[:, 1:] = pos[:, 1:] != pos[:, :-1]
+        pick = before[pos[picked]]
+        end = np.cumsum(picked.sum(axis=1)).tolist()
+        x, at = taken.x[pick], taken.at[pick]
+        minutes = (arrived[pick] - taken.fix_ts[pick]) / 60_000.0
+        hour = (at // 3_600_000) % HOURS
+        trip = self.trip
+        k_of = {s: k for k, s in enumerate(learned.tolist())}
+        km = np.nan_to_num(trip.start_km[learned]).tolist()
+        for s, t in first.items():
+            k = k_of.get(s)
+            if k is not None:
+                lo, hi = end[k - 1] if k else 0, end[k]
+                self.model.queue(t, int(trip.shard[s]), x[lo:hi], minutes[lo:hi], hour[lo:hi],
+                                 int(trip.lane[s]), km[k], (t - int(trip.depart[s])) / 3.6e6)
+
+    def _forget(self, ships: np.ndarray) -> None:
+        """Forget these trips' progress: a later trip of a shipment starts afresh."""
         trip = self.trip
         for name in ("fix_ts", "stop_start", "depart", "last_at", "eta"):
-            getattr(trip, name)[s] = NO_TS
-        trip.fix_lat[s] = trip.fix_lon[s] = trip.speed[s] = trip.start_km[s] = np.nan
-        trip.stopped[s], trip.dwell_ms[s], trip.stops[s] = False, 0, 0
-        self.changed.add(s)
-        if self.learns and not samples_taken:
-            self.samples.take(s)
+            getattr(trip, name)[ships] = NO_TS
+        for name in ("fix_lat", "fix_lon", "speed", "start_km"):
+            getattr(trip, name)[ships] = np.nan
+        trip.stopped[ships], trip.dwell_ms[ships], trip.stops[ships] = False, 0, 0
+        self.changed.update(ships.tolist())
 
     def view(self, shipments: np.ndarray) -> dict[str, list]:
         """Each shipment's ETA (ISO), None when it has none."""
