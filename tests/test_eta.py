@@ -17,7 +17,7 @@ from chainsight.api.auth import TokenStore
 from chainsight.cli import main
 from chainsight.config import load_settings
 from chainsight.contract.events import GPS
-from chainsight.contract.times import parse_time
+from chainsight.contract.times import MAX_MS, MIN_MS, parse_time
 from chainsight.engine.core import Engine
 from chainsight.engine.state import NO_TS
 from chainsight.eta.features import (
@@ -176,6 +176,8 @@ def test_eta_lines_are_written_byte_for_byte_as_orjson_writes_the_records():
     names = [f"S{i}" for i in range(99)] + ['we"ird\\id\u00e9\n']
     at_ms = ms(0) + rng.integers(0, 10**8, n)
     at_ms[::2] = at_ms[::2] // 1000 * 1000  # whole seconds: no milliseconds written
+    leap_day = 951_782_400_000  # 2000-02-29
+    at_ms[:5] = [MIN_MS, MAX_MS, -1, ms(0) // 86_400_000 * 86_400_000, leap_day]
     km = rng.uniform(0, 300, n)
     km[::5], km[::7] = np.round(km[::5], 1), np.round(km[::7])
     km[:4] = [0.0, 0.0005, 0.0004999, 123456.9995]

@@ -1,9 +1,9 @@
 """ETAs as published: one batch of a prediction run, kept as columns (dicts for thousands of
 ETAs would cost more than making them) and turned into ETA.jsonl's records when written.
 
-ETA.jsonl's lines are written by a Numba kernel into one byte buffer: the times formatted by
-NumPy, the shipment ids JSON-encoded once each, and `remaining_km` (rounded to metres) as the
-shortest decimal that reads back as the same number, as `repr` writes it."""
+ETA.jsonl's lines are written by a Numba kernel into one byte buffer: the shipment ids
+JSON-encoded once each, the times as `iso` writes them, and `remaining_km` (rounded to metres)
+as the shortest decimal that reads back as the same number, as `repr` writes it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import orjson
 
 from chainsight.contract.times import MAX_MS, MIN_MS, iso_many
 
-ISO_MS = 23  # "YYYY-MM-DDTHH:MM:SS.mmm"; 19 bytes without the milliseconds
 MAX_KM = 1e12  # beyond this (or NaN), remaining_km is written by `repr`
 LINE_BYTES = 128  # at most, without the shipment id
 
@@ -51,12 +50,12 @@ class Etas(NamedTuple):
         ids, which = np.unique(self.shipment, return_inverse=True)
         names = [orjson.dumps(self.names[s]) for s in ids.tolist()]
         name_end = np.cumsum([len(n) for n in names], dtype=np.int64)
-        text = times.astype("datetime64[ms]").astype(f"S{ISO_MS}").view(np.uint8)
-        name_bytes = np.diff(name_end, prepend=0)[which].sum()
-        out = np.empty(len(km) * LINE_BYTES + int(name_bytes), np.uint8)
+        out = np.empty(len(km) * LINE_BYTES + int(np.diff(name_end, prepend=0)[which].sum()),
+                       np.uint8)
         n = _write_lines(np.frombuffer(b"".join(names), np.uint8), name_end,
-                         which.astype(np.int64), text.reshape(-1, ISO_MS),
-                         times % 1000 != 0, np.rint(km * 1000).astype(np.int64), out)
+                         which.astype(np.int64), np.asarray(self.at, np.int64),
+                         np.asarray(self.eta, np.int64), np.rint(km * 1000).astype(np.int64),
+                         out)
         return out[:n].tobytes()
 
 
@@ -69,39 +68,57 @@ def _put(out: np.ndarray, n: int, text: bytes) -> int:
 
 
 @numba.njit(cache=True)
-def _put_time(out: np.ndarray, n: int, times: np.ndarray, has_ms: np.ndarray, t: int) -> int:
-    for k in range(ISO_MS if has_ms[t] else ISO_MS - 4):
-        out[n] = times[t, k]
+def _put_digits(out: np.ndarray, n: int, value: int, digits: int) -> int:
+    for d in range(digits - 1, -1, -1):
+        out[n] = 48 + value // 10 ** d % 10
         n += 1
     return n
 
 
 @numba.njit(cache=True)
-def _write_lines(names: np.ndarray, name_end: np.ndarray, which: np.ndarray,
-                 times: np.ndarray, has_ms: np.ndarray, milli_km: np.ndarray,
-                 out: np.ndarray) -> int:
-    """Write the records' lines into `out`; returns the bytes written. `times`: the `at`
-    times' ISO text, then the `eta` times'."""
-    rows = len(which)
+def _put_time(out: np.ndarray, n: int, ms: int) -> int:
+    """`iso(ms)` without its `Z` (years 1..9999): the date from the days since 1970 by
+    H. Hinnant's `civil_from_days`."""
+    days, ms = ms // 86_400_000, ms % 86_400_000
+    z = days + 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    month = mp + 3 if mp < 10 else mp - 9
+    n = _put_digits(out, n, yoe + era * 400 + (1 if month <= 2 else 0), 4)
+    for value, sep in ((month, 45), (doy - (153 * mp + 2) // 5 + 1, 45),  # "-"
+                       (ms // 3_600_000, 84), (ms // 60_000 % 60, 58), (ms // 1000 % 60, 58)):
+        out[n] = sep  # "-", "-", "T", ":", ":"
+        n = _put_digits(out, n + 1, value, 2)
+    if ms % 1000:
+        out[n] = 46  # "."
+        n = _put_digits(out, n + 1, ms % 1000, 3)
+    return n
+
+
+@numba.njit(cache=True)
+def _write_lines(names: np.ndarray, name_end: np.ndarray, which: np.ndarray, at: np.ndarray,
+                 eta: np.ndarray, milli_km: np.ndarray, out: np.ndarray) -> int:
+    """Write the records' lines into `out`; returns the bytes written."""
     n = 0
-    for i in range(rows):
+    for i in range(len(which)):
         n = _put(out, n, b'{"shipment_id":')
         j = which[i]
         for k in range(0 if j == 0 else name_end[j - 1], name_end[j]):
             out[n] = names[k]
             n += 1
         n = _put(out, n, b',"at":"')
-        n = _put_time(out, n, times, has_ms, i)
+        n = _put_time(out, n, at[i])
         n = _put(out, n, b'Z","eta":"')
-        n = _put_time(out, n, times, has_ms, rows + i)
+        n = _put_time(out, n, eta[i])
         n = _put(out, n, b'Z","remaining_km":')
         whole, frac = milli_km[i] // 1000, milli_km[i] % 1000
         digits = 1
         while 10 ** digits <= whole:
             digits += 1
-        for d in range(digits - 1, -1, -1):
-            out[n] = 48 + whole // 10 ** d % 10
-            n += 1
+        n = _put_digits(out, n, whole, digits)
         out[n] = 46  # "."
         out[n + 1] = 48 + frac // 100
         n += 2
