@@ -29,7 +29,7 @@ from chainsight.eta.features import (
     trip_columns,
 )
 from chainsight.eta.model import FEATURES, EtaModel
-from chainsight.eta.published import Etas
+from chainsight.eta.published import Etas, ShipmentIds
 from chainsight.geofence import FenceSet
 from chainsight.runtimes.kafka import snapshots
 from chainsight.runtimes.store import Store
@@ -181,11 +181,12 @@ def test_eta_lines_are_written_byte_for_byte_as_orjson_writes_the_records():
     km = rng.uniform(0, 300, n)
     km[::5], km[::7] = np.round(km[::5], 1), np.round(km[::7])
     km[:4] = [0.0, 0.0005, 0.0004999, 123456.9995]
-    etas = Etas(names, rng.integers(0, 100, n), at_ms, at_ms + rng.integers(0, 10**7, n), km)
+    ids = ShipmentIds(names)
+    etas = Etas(ids, rng.integers(0, 100, n), at_ms, at_ms + rng.integers(0, 10**7, n), km)
     as_orjson = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE)
                          for r in etas.records())
     assert etas.jsonl() == as_orjson and len(as_orjson.splitlines()) == n
-    odd = Etas(names, np.array([1, 2]), np.array([0, 1]), np.array([10**15, 2]),
+    odd = Etas(ids, np.array([1, 2]), np.array([0, 1]), np.array([10**15, 2]),
                np.array([np.nan, 1.0]))  # year 33658, NaN: written from the records
     assert [orjson.loads(x) for x in odd.jsonl().splitlines()][1] == odd.records()[1]
 

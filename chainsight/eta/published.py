@@ -2,8 +2,9 @@
 ETAs would cost more than making them) and turned into ETA.jsonl's records when written.
 
 ETA.jsonl's lines are written by a Numba kernel into one byte buffer: the shipment ids
-JSON-encoded once each, the times as `iso` writes them, and `remaining_km` (rounded to metres)
-as the shortest decimal that reads back as the same number, as `repr` writes it."""
+JSON-encoded once for all batches, the times as `iso` writes them, and `remaining_km`
+(rounded to metres) as the shortest decimal that reads back as the same number, as `repr`
+writes it."""
 
 from __future__ import annotations
 
@@ -19,10 +20,29 @@ MAX_KM = 1e12  # beyond this (or NaN), remaining_km is written by `repr`
 LINE_BYTES = 128  # at most, without the shipment id
 
 
+class ShipmentIds:
+    """Shipment ids by dense id (an engine's registry, which only grows) and, for writing,
+    JSON-encoded in one buffer (`quoted`)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self._data = np.zeros(0, np.uint8)
+        self._end = np.zeros(0, np.int64)  # where each id's text ends in `_data`
+
+    def quoted(self) -> tuple[np.ndarray, np.ndarray]:
+        """(bytes, end of each id's) of every id, each JSON-encoded."""
+        done = len(self._end)
+        if done < len(self.names):
+            new = [orjson.dumps(name) for name in self.names[done:]]
+            self._end = np.r_[self._end, self._end[-1:].sum() + np.cumsum([len(q) for q in new])]
+            self._data = np.r_[self._data, np.frombuffer(b"".join(new), np.uint8)]
+        return self._data, self._end
+
+
 class Etas(NamedTuple):
     """`{"shipment_id", "at", "eta", "remaining_km"}` records, as columns."""
 
-    names: list[str]  # shipment ids by dense id (the engine's registry, which only grows)
+    ids: ShipmentIds
     shipment: np.ndarray  # dense ids
     at: np.ndarray  # epoch ms
     eta: np.ndarray  # epoch ms
@@ -30,7 +50,7 @@ class Etas(NamedTuple):
 
     @property
     def shipment_ids(self) -> list[str]:
-        names = self.names
+        names = self.ids.names
         return [names[s] for s in self.shipment.tolist()]
 
     def records(self) -> list[dict]:
@@ -47,15 +67,12 @@ class Etas(NamedTuple):
                         or times.min() < MIN_MS or times.max() > MAX_MS):
             return b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE)
                             for r in self.records())
-        ids, which = np.unique(self.shipment, return_inverse=True)
-        names = [orjson.dumps(self.names[s]) for s in ids.tolist()]
-        name_end = np.cumsum([len(n) for n in names], dtype=np.int64)
-        out = np.empty(len(km) * LINE_BYTES + int(np.diff(name_end, prepend=0)[which].sum()),
+        data, end = self.ids.quoted()
+        out = np.empty(len(km) * LINE_BYTES + int(np.diff(end, prepend=0)[self.shipment].sum()),
                        np.uint8)
-        n = _write_lines(np.frombuffer(b"".join(names), np.uint8), name_end,
-                         which.astype(np.int64), np.asarray(self.at, np.int64),
-                         np.asarray(self.eta, np.int64), np.rint(km * 1000).astype(np.int64),
-                         out)
+        n = _write_lines(data, end, np.asarray(self.shipment, np.int64),
+                         np.asarray(self.at, np.int64), np.asarray(self.eta, np.int64),
+                         np.rint(km * 1000).astype(np.int64), out)
         return out[:n].tobytes()
 
 
@@ -99,15 +116,15 @@ def _put_time(out: np.ndarray, n: int, ms: int) -> int:
 
 
 @numba.njit(cache=True)
-def _write_lines(names: np.ndarray, name_end: np.ndarray, which: np.ndarray, at: np.ndarray,
+def _write_lines(ids: np.ndarray, id_end: np.ndarray, shipment: np.ndarray, at: np.ndarray,
                  eta: np.ndarray, milli_km: np.ndarray, out: np.ndarray) -> int:
     """Write the records' lines into `out`; returns the bytes written."""
     n = 0
-    for i in range(len(which)):
+    for i in range(len(shipment)):
         n = _put(out, n, b'{"shipment_id":')
-        j = which[i]
-        for k in range(0 if j == 0 else name_end[j - 1], name_end[j]):
-            out[n] = names[k]
+        s = shipment[i]
+        for k in range(0 if s == 0 else id_end[s - 1], id_end[s]):
+            out[n] = ids[k]
             n += 1
         n = _put(out, n, b',"at":"')
         n = _put_time(out, n, at[i])

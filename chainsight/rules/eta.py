@@ -32,7 +32,7 @@ from chainsight.eta.features import (
     trip_columns,
 )
 from chainsight.eta.model import FEATURES, HOURS, EtaModel, shard_of
-from chainsight.eta.published import Etas
+from chainsight.eta.published import Etas, ShipmentIds
 from chainsight.eta.routes import RouteTable
 from chainsight.eta.samples import MAX_AGE_MS, Samples
 from chainsight.ingest.rows import Rows
@@ -45,7 +45,7 @@ LEARN_DELAY_MS = 30 * 60_000  # a delivery is learned from this long after it (e
 LEARN_EPOCH_MS = 15 * 60_000  # at the next of these steps (so few batches are cut by learning)
 DELIVERED, ENDED = 0, 1  # how a trip ended
 NEVER = 2**62
-NOWHERE = Point(lat=math.nan, lon=math.nan)  # an order's origin or destination not given
+NOWHERE = Point(lat=math.nan, lon=math.nan)  # for an origin or destination not given
 
 
 class EtaRule(Rule):
@@ -67,6 +67,7 @@ class EtaRule(Rule):
         self.samples = Samples(len(FEATURES))
         self.routes = RouteTable()
         self.published: list[Etas] = []  # ETAs not yet collected (the learner's only)
+        self._ids = ShipmentIds([])  # the shipment ids they name
         self.changed: set[int] = set()  # shipments whose ETA changed, not yet collected
         self.predictions = 0
         # due predictions: shipments, times, SNAPSHOT rows, and promised_by as it was then
@@ -120,18 +121,17 @@ class EtaRule(Rule):
         orders = np.flatnonzero(rows.kind == ORDER)
         if len(orders):
             self._orders([events[j] for j in orders.tolist()], ships[orders])
-        delivered = np.array([(e.status if type(e) is Order else e.step) == "delivered"
-                              for e in events], bool)
         last = trip.last_at[ships]
-        ending = delivered | ~state.shipment.in_transit[ships]
+        ending = ~state.shipment.in_transit[ships]  # (a delivered one is not in transit)
         running = ending & (last != NO_TS)
         due = running & (last <= ts - 1 - self.interval)
         if due.any():  # a trip's ETAs due until it ends first, and no more
             self._fall_due(ships[due], ts[due] - 1)
         trip.last_at[ships[running]] = NO_TS
-        end = running | (ending & trip.late[ships])
-        self._ends += zip(ts[end].tolist(), ships[end].tolist(),
-                          np.where(delivered[end], DELIVERED, ENDED).tolist(), strict=True)
+        end = np.flatnonzero(running | (ending & trip.late[ships]))
+        self._ends += zip(ts[end].tolist(), ships[end].tolist(), [
+            DELIVERED if (e.status if type(e) is Order else e.step) == "delivered" else ENDED
+            for e in (events[j] for j in end.tolist())], strict=True)
         first = ~ending & (last == NO_TS) & ~np.isnan(trip.dest_lat[ships])
         if first.any():
             self._first_estimates(ships[first], ts[first], state)
@@ -259,7 +259,9 @@ class EtaRule(Rule):
         if self.learns:
             baseline = np.maximum(at, fix_ts + np.rint(x[:, 0] * 60_000).astype(np.int64))
             self.samples.add(ship, at, fix_ts, x, baseline, eta)
-            self.published.append(Etas(state.shipments.names, ship, at, eta, km))
+            if self._ids.names is not state.shipments.names:  # (a state loaded since)
+                self._ids = ShipmentIds(state.shipments.names)
+            self.published.append(Etas(self._ids, ship, at, eta, km))
         self._late(ship, at, eta, promised, state, book)
 
     # --- eta_late ----------------------------------------------------------------------------
@@ -305,23 +307,26 @@ class EtaRule(Rule):
         given = promised != NO_TS
         trip.promised[ships[given]] = promised[given]
         moved = np.zeros(len(ships), bool)
-        for lat, lon, points in ((trip.origin_lat, trip.origin_lon, [o.origin for o in orders]),
-                                 (trip.dest_lat, trip.dest_lon, [o.destination for o in orders])):
-            points = [NOWHERE if p is None else p for p in points]
+        for lat, lon, points in (
+                (trip.origin_lat, trip.origin_lon, [o.origin or NOWHERE for o in orders]),
+                (trip.dest_lat, trip.dest_lon, [o.destination or NOWHERE for o in orders])):
             new_lat = np.array([p.lat for p in points])
             new_lon = np.array([p.lon for p in points])
             new = ~np.isnan(new_lat) & ((new_lat != lat[ships]) | (new_lon != lon[ships]))
             lat[ships[new]], lon[ships[new]] = new_lat[new], new_lon[new]
             moved |= new
         route_of = self.route_of
-        for j, (s, o) in enumerate(zip(ships.tolist(), orders, strict=True)):
-            if o.corridor_id is not None and route_of.get(s) != o.corridor_id:
-                route_of[s] = o.corridor_id
-                moved[j] = True
-        for j in np.flatnonzero(moved & ~np.isnan(trip.dest_lat[ships])).tolist():
-            s = int(ships[j])
-            trip.lane[s] = self.model.lanes.lane(self._lane_name(s))
-            trip.shard[s] = shard_of(orders[j].shipment_id, self.model.shards)
+        rerouted = np.array([o.corridor_id is not None and route_of.get(s) != o.corridor_id
+                             for s, o in zip(ships.tolist(), orders, strict=True)], bool)
+        for j in np.flatnonzero(rerouted).tolist():
+            route_of[int(ships[j])] = orders[j].corridor_id
+        renamed = np.flatnonzero((moved | rerouted) & ~np.isnan(trip.dest_lat[ships]))
+        if len(renamed):
+            lanes = self.model.lanes
+            trip.lane[ships[renamed]] = [lanes.lane(self._lane_name(s))
+                                         for s in ships[renamed].tolist()]
+            trip.shard[ships[renamed]] = [shard_of(orders[j].shipment_id, self.model.shards)
+                                          for j in renamed.tolist()]
 
     def _lane_name(self, s: int) -> str:
         """The lane: the corridor the order names, else origin -> destination (~100 m)."""
