@@ -218,15 +218,18 @@ class Pipeline:
         out.changed.update(np.flatnonzero(touched).tolist())
 
     def _business_rows(self, seg: Rows, business: BusinessEvents, out: Transitions) -> None:
-        """A phase's business events (of distinct shipments): one at a time, then the rules
-        that take them all at once."""
+        """A phase's business events (of distinct shipments): one at a time (with the rules
+        that take them so), then all at once to every rule's `on_business_rows`."""
         events = [business(seq) for seq in seg.seq.tolist()]
+        one_at_a_time = [rule for rule in self.rules
+                         if type(rule).on_business is not Rule.on_business]
         for event, s in zip(events, seg.shipment.tolist(), strict=True):
-            self._business(event, s, out)
+            self._business(event, s, one_at_a_time, out)
         for rule in self.rules:
             rule.on_business_rows(seg, events, self.state, self.book)
 
-    def _business(self, event: Scan | Order, s: int, out: Transitions) -> None:
+    def _business(self, event: Scan | Order, s: int, rules: list[Rule],
+                  out: Transitions) -> None:
         st = self.state
         info = st.info[s]
         if type(event) is Order:
@@ -251,7 +254,7 @@ class Pipeline:
         elif event.step in STATUS_OF_SCAN:
             info.status = STATUS_OF_SCAN[event.step]
         st.shipment.in_transit[s] = info.status in IN_TRANSIT
-        for rule in self.rules:
+        for rule in rules:
             rule.on_business(event, s, st, self.book)
         out.changed.add(s)
 

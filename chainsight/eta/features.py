@@ -84,6 +84,7 @@ def track_trips(kind: np.ndarray, ship: np.ndarray, ts: np.ndarray, lat: np.ndar
     is full: called again from that row, it carries on where it stopped."""
     cap = len(out_ship)
     n = 0
+    alpha, alpha_dt = 0.0, -1  # the recent speed's weight of a fix `alpha_dt` after the last
     for i in range(start, len(ts)):
         if n + 2 > cap:
             return n, i
@@ -113,7 +114,8 @@ def track_trips(kind: np.ndarray, ship: np.ndarray, ts: np.ndarray, lat: np.ndar
         kmh = step_m(fix_lat[s], fix_lon[s], lat[i], lon[i]) / dt * 3_600.0
         if kmh > OUTLIER_KMH:
             continue
-        alpha = 1.0 - np.exp(-dt / SPEED_TAU_MS)
+        if dt != alpha_dt:  # (fixes mostly come at one interval)
+            alpha, alpha_dt = 1.0 - np.exp(-dt / SPEED_TAU_MS), dt
         speed[s] = kmh if np.isnan(speed[s]) else speed[s] + alpha * (kmh - speed[s])
         why = -1
         if not stopped[s] and kmh < STOP_KMH:
