@@ -104,6 +104,13 @@ class ShipmentInfo:
         self.sscc: str | None = None  # GS1 identifiers of the logistic unit and trade item
         self.gtin: str | None = None
 
+    def __setstate__(self, state: tuple[None, dict]) -> None:
+        """From a pickle (a copy, a version-2 snapshot), without the slots this version no
+        longer has (`eta`, now the ETA rule's)."""
+        for slot, value in state[1].items():
+            if slot in ShipmentInfo.__slots__:
+                setattr(self, slot, value)
+
 
 class State:
     """Everything the processing core remembers between batches."""
