@@ -17,7 +17,9 @@ with ETAs on and off.
    with the MAE of the corrected minutes left and the µs per learn and prediction.
 3. Throughput: replay of the default scenario (as bench_replay.py: decode processes ahead of
    the engine), best of N runs, with the default settings (ETAs on) and with the setting
-   `eta = false` (CHAINSIGHT_ETA=false): ETAs off (target: on within 15% of off).
+   `eta = false` (CHAINSIGHT_ETA=false): ETAs off (target: on within 15% of off). Then the
+   engine's own CPU time over the same decoded batches, off and on interleaved (ETA.jsonl's
+   lines made too): the ETAs' cost, less sensitive to a busy machine than wall time.
 
     .venv/bin/python benchmarks/bench_eta.py [--shipments 1500] [--events 1000000] [--runs 3]
 """
@@ -34,11 +36,12 @@ import orjson
 from river import forest, preprocessing, tree
 
 from chainsight.config import load_settings
-from chainsight.contract.times import parse_time
+from chainsight.contract.times import now_ms, parse_time
 from chainsight.engine.core import Engine
 from chainsight.eta.accuracy import BUCKET_NAMES, BUCKETS_H
 from chainsight.eta.model import FEATURES, EtaModel, regressor
 from chainsight.geofence import FenceSet
+from chainsight.ingest.columnar import decode_jsonl
 from chainsight.runtimes.replay import default_workers, replay
 from chainsight.sim import simulate
 
@@ -221,6 +224,27 @@ def throughput(args: argparse.Namespace, work: Path) -> None:
     ratio_cpu = 100 * (min(cpu["on"]) / min(cpu["off"]) - 1)
     print(f"  replay {n:,} lines: ETA on takes {ratio_wall:+.1f}% wall time vs off (target "
           f"within 15%), {ratio_cpu:+.1f}% CPU time of the engine's process")
+    engine_cpu(events, settings, args.runs)
+
+
+def engine_cpu(events: Path, settings: dict, runs: int) -> None:
+    """CPU time of `Engine.process_extracted` and `flush` alone over the same decoded batches
+    (decoded again for each run, untimed), ETAs off and on interleaved."""
+    lines = events.read_bytes().splitlines(keepends=True)
+    chunks = [b"".join(lines[i:i + 65_536]) for i in range(0, len(lines), 65_536)]
+    decoder, now = Engine().decoder, now_ms()
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(runs):
+        for label in ("off", "on"):
+            batches = [decode_jsonl(decoder, chunk, 1, now)[0] for chunk in chunks]
+            engine = Engine(settings[label])
+            started = time.process_time()
+            for out in [*(engine.process_extracted(b, now) for b in batches), engine.flush()]:
+                b"".join(batch.jsonl() for batch in out.etas)  # as replay writes ETA.jsonl
+            cpu[label].append(time.process_time() - started)
+    off, on = min(cpu["off"]), min(cpu["on"])
+    print(f"  engine alone, same batches: ETA off {off:.3f} s, on {on:.3f} s CPU (best of "
+          f"{runs}): {100 * (on / off - 1):+.1f}%")
 
 
 def main() -> None:

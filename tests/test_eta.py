@@ -17,7 +17,7 @@ from chainsight.api.auth import TokenStore
 from chainsight.cli import main
 from chainsight.config import load_settings
 from chainsight.contract.events import GPS
-from chainsight.contract.times import parse_time
+from chainsight.contract.times import MAX_MS, MIN_MS, parse_time
 from chainsight.engine.core import Engine
 from chainsight.engine.state import NO_TS
 from chainsight.eta.features import (
@@ -29,6 +29,7 @@ from chainsight.eta.features import (
     trip_columns,
 )
 from chainsight.eta.model import FEATURES, EtaModel
+from chainsight.eta.published import Etas, ShipmentIds
 from chainsight.geofence import FenceSet
 from chainsight.runtimes.kafka import snapshots
 from chainsight.runtimes.store import Store
@@ -167,6 +168,27 @@ def test_eta_lines_are_the_records():
     for batch in batches:
         assert [orjson.loads(x) for x in batch.jsonl().splitlines()] == batch.records()
     assert sum(len(b.at) for b in batches) > 10
+
+
+def test_eta_lines_are_written_byte_for_byte_as_orjson_writes_the_records():
+    rng = np.random.default_rng(3)
+    n = 2000
+    names = [f"S{i}" for i in range(99)] + ['we"ird\\id\u00e9\n']
+    at_ms = ms(0) + rng.integers(0, 10**8, n)
+    at_ms[::2] = at_ms[::2] // 1000 * 1000  # whole seconds: no milliseconds written
+    leap_day = 951_782_400_000  # 2000-02-29
+    at_ms[:5] = [MIN_MS, MAX_MS, -1, ms(0) // 86_400_000 * 86_400_000, leap_day]
+    km = rng.uniform(0, 300, n)
+    km[::5], km[::7] = np.round(km[::5], 1), np.round(km[::7])
+    km[:4] = [0.0, 0.0005, 0.0004999, 123456.9995]
+    ids = ShipmentIds(names)
+    etas = Etas(ids, rng.integers(0, 100, n), at_ms, at_ms + rng.integers(0, 10**7, n), km)
+    as_orjson = b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE)
+                         for r in etas.records())
+    assert etas.jsonl() == as_orjson and len(as_orjson.splitlines()) == n
+    odd = Etas(ids, np.array([1, 2]), np.array([0, 1]), np.array([10**15, 2]),
+               np.array([np.nan, 1.0]))  # year 33658, NaN: written from the records
+    assert [orjson.loads(x) for x in odd.jsonl().splitlines()][1] == odd.records()[1]
 
 
 # --- learning ---------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from chainsight.contract.commands import (
     Resolve,
 )
 from chainsight.contract.events import GPS, SCAN, SENSOR, EventDecoder, Order, Scan
-from chainsight.contract.times import iso, iso_many, now_ms
+from chainsight.contract.times import iso_many, now_ms
 from chainsight.engine.live import LiveStream, group_of
 from chainsight.engine.pipeline import STATUS_OF_SCAN, STATUSES, Pipeline, Transitions
 from chainsight.engine.state import NO_TS, Columns, ShipmentInfo, State
@@ -656,14 +656,13 @@ class Engine:
                 ids.tolist(), lats[ids].tolist(), lons[ids].tolist(), position_ts,
                 has_position.tolist(), temps[ids].tolist(), strict=True)):
             info, name = st.info[s], st.shipments.names[s]
-            eta = pipeline.state.info[s].eta if s < len(pipeline.state.info) else None
             view = views[name] = {
                 "status": status[j],
                 "last_position": {"lat": lat, "lon": lon, "ts": at} if has else None,
                 "last_temp_c": None if temp != temp else temp,  # NaN: no reading yet
                 "profile": info.profile,
                 "open_alerts": open_alerts.get(name, []),
-                "eta": None if eta is None else iso(eta),
+                "eta": None,  # the ETA rule's view gives it when ETAs are on
             }
             for column, values in extra:
                 view[column] = values[j]

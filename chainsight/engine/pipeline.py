@@ -145,8 +145,9 @@ class Pipeline:
                 take = np.flatnonzero(device_rows & (phase == k))
                 if len(take):
                     self._device_rows(rows.take(take), out)
-                for b in np.flatnonzero(~device_rows & (phase == k + 1)).tolist():
-                    self._business(business(int(rows.seq[b])), int(rows.shipment[b]), out)
+                take = np.flatnonzero(~device_rows & (phase == k + 1))
+                if len(take):
+                    self._business_rows(rows.take(take), business, out)
         self.tick(clock, out)
         self.state.segment += 1  # its rows are done: positions are the last ones now
 
@@ -216,7 +217,19 @@ class Pipeline:
         touched = np.bincount(seg.shipment[seg.shipment >= 0], minlength=1)
         out.changed.update(np.flatnonzero(touched).tolist())
 
-    def _business(self, event: Scan | Order, s: int, out: Transitions) -> None:
+    def _business_rows(self, seg: Rows, business: BusinessEvents, out: Transitions) -> None:
+        """A phase's business events (of distinct shipments): one at a time (with the rules
+        that take them so), then all at once to every rule's `on_business_rows`."""
+        events = [business(seq) for seq in seg.seq.tolist()]
+        one_at_a_time = [rule for rule in self.rules
+                         if type(rule).on_business is not Rule.on_business]
+        for event, s in zip(events, seg.shipment.tolist(), strict=True):
+            self._business(event, s, one_at_a_time, out)
+        for rule in self.rules:
+            rule.on_business_rows(seg, events, self.state, self.book)
+
+    def _business(self, event: Scan | Order, s: int, rules: list[Rule],
+                  out: Transitions) -> None:
         st = self.state
         info = st.info[s]
         if type(event) is Order:
@@ -241,7 +254,7 @@ class Pipeline:
         elif event.step in STATUS_OF_SCAN:
             info.status = STATUS_OF_SCAN[event.step]
         st.shipment.in_transit[s] = info.status in IN_TRANSIT
-        for rule in self.rules:
+        for rule in rules:
             rule.on_business(event, s, st, self.book)
         out.changed.add(s)
 

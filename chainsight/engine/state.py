@@ -88,7 +88,7 @@ class ShipmentInfo:
     """The slow-changing, string-valued part of a shipment's state, set by business events."""
 
     __slots__ = ("status", "profile", "order_id", "promised_by", "origin", "destination",
-                 "weight_kg", "mode", "lot", "customer_id", "eta", "sscc", "gtin")
+                 "weight_kg", "mode", "lot", "customer_id", "sscc", "gtin")
 
     def __init__(self) -> None:
         self.status: str | None = None
@@ -101,9 +101,15 @@ class ShipmentInfo:
         self.mode: str | None = None
         self.lot: Lot | None = None  # origin certificates, for traceability
         self.customer_id: str | None = None
-        self.eta: int | None = None
         self.sscc: str | None = None  # GS1 identifiers of the logistic unit and trade item
         self.gtin: str | None = None
+
+    def __setstate__(self, state: tuple[None, dict]) -> None:
+        """From a pickle (a copy, a version-2 snapshot), without the slots this version no
+        longer has (`eta`, now the ETA rule's)."""
+        for slot, value in state[1].items():
+            if slot in ShipmentInfo.__slots__:
+                setattr(self, slot, value)
 
 
 class State:

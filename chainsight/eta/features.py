@@ -34,7 +34,6 @@ def trip_columns() -> Columns:
         dest_lat=(np.float64, np.nan), dest_lon=(np.float64, np.nan),
         origin_lat=(np.float64, np.nan), origin_lon=(np.float64, np.nan),
         lane=(np.int32, -1), shard=(np.int32, 0), promised=(np.int64, NO_TS),
-        temp_controlled=(np.bool_, False),
         fix_ts=(np.int64, NO_TS), fix_lat=(np.float64, np.nan), fix_lon=(np.float64, np.nan),
         speed=(np.float64, np.nan), stopped=(np.bool_, False), stop_start=(np.int64, NO_TS),
         dwell_ms=(np.int64, 0), stops=(np.int32, 0), depart=(np.int64, NO_TS),
@@ -49,6 +48,13 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     h = (np.sin((p2 - p1) / 2) ** 2
          + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon2 - lon1) / 2) ** 2)
     return 2.0 * EARTH_M * np.arcsin(np.sqrt(min(1.0, h)))
+
+
+@numba.njit(cache=True)
+def step_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """The distance from a fix to the next (equirectangular: they are close)."""
+    dx = (lon2 - lon1) * np.cos(np.radians(0.5 * (lat1 + lat2)))
+    return EARTH_M * np.radians(np.sqrt(dx * dx + (lat2 - lat1) ** 2))
 
 
 @numba.njit(cache=True)
@@ -78,6 +84,7 @@ def track_trips(kind: np.ndarray, ship: np.ndarray, ts: np.ndarray, lat: np.ndar
     is full: called again from that row, it carries on where it stopped."""
     cap = len(out_ship)
     n = 0
+    alpha, alpha_dt = 0.0, -1  # the recent speed's weight of a fix `alpha_dt` after the last
     for i in range(start, len(ts)):
         if n + 2 > cap:
             return n, i
@@ -104,10 +111,11 @@ def track_trips(kind: np.ndarray, ship: np.ndarray, ts: np.ndarray, lat: np.ndar
             _snapshot(s, last_at[s], DUE, fix_ts, fix_lat, fix_lon, speed, stopped,
                       stop_start, dwell, stops, depart, n, out_ship, out_at, out_why, out_f)
             n += 1
-        kmh = haversine_m(fix_lat[s], fix_lon[s], lat[i], lon[i]) / dt * 3_600.0
+        kmh = step_m(fix_lat[s], fix_lon[s], lat[i], lon[i]) / dt * 3_600.0
         if kmh > OUTLIER_KMH:
             continue
-        alpha = 1.0 - np.exp(-dt / SPEED_TAU_MS)
+        if dt != alpha_dt:  # (fixes mostly come at one interval)
+            alpha, alpha_dt = 1.0 - np.exp(-dt / SPEED_TAU_MS), dt
         speed[s] = kmh if np.isnan(speed[s]) else speed[s] + alpha * (kmh - speed[s])
         why = -1
         if not stopped[s] and kmh < STOP_KMH:

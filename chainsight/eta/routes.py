@@ -9,37 +9,38 @@ from chainsight.geofence import FenceSet
 
 
 class RouteTable:
-    """The lines of the corridors orders name, numbered as they are first asked for; rebuilt
-    when the fences change."""
+    """The lines of the corridors lanes are named after (a lane is its orders' corridor when
+    they name one), numbered as they are first asked for; rebuilt when the fences or the
+    lanes' names change."""
 
     def __init__(self) -> None:
         self.fences: FenceSet | None = None
-        self._number: dict[str, int] = {}
+        self.names: dict[str, int] = {}
+        self.of_lane = np.zeros(0, np.int64)  # lane -> line number (-1: not a corridor)
         self._parts: list[np.ndarray] = []
         self.lat = self.lon = self.cum = np.zeros(0)
         self.start = self.count = np.zeros(0, np.int64)
 
-    def lines(self, corridors: list[str | None], fences: FenceSet | None) -> np.ndarray:
-        """Line numbers of these corridor ids (-1: none, or not a corridor of `fences`)."""
-        if fences is not self.fences:
+    def lines(self, lanes: np.ndarray, names: dict[str, int],
+              fences: FenceSet | None) -> np.ndarray:
+        """Line numbers of these lanes (-1: none, or not a corridor of `fences`); `names`:
+        every lane's number by name, in the order they were numbered."""
+        if fences is not self.fences or names is not self.names:
             self.__init__()
-            self.fences = fences
-        if fences is None:
-            return np.full(len(corridors), -1, np.int64)
-        out = np.empty(len(corridors), np.int64)
-        grown = False
-        for j, name in enumerate(corridors):
-            k = -1 if name is None else self._number.get(name)
-            if k is None:
+            self.fences, self.names = fences, names
+        if fences is None or not names:
+            return np.full(len(lanes), -1, np.int64)
+        if len(self.of_lane) < len(names):  # lanes not asked for yet
+            parts, numbers = len(self._parts), []
+            for name in list(names)[len(self.of_lane):]:
                 line = fences.line(name)
-                k = self._number[name] = -1 if line is None else len(self._parts)
+                numbers.append(-1 if line is None else len(self._parts))
                 if line is not None:
                     self._parts.append(line)
-                    grown = True
-            out[j] = k
-        if grown:
-            self._compile()
-        return out
+            self.of_lane = np.r_[self.of_lane, np.array(numbers, np.int64)]
+            if len(self._parts) > parts:
+                self._compile()
+        return np.where(lanes >= 0, self.of_lane[np.maximum(lanes, 0)], -1)
 
     def _compile(self) -> None:
         lon = np.concatenate([p[:, 0] for p in self._parts])

@@ -12,6 +12,7 @@ COLUMNS = ("ship", "at", "fix_ts", "x", "baseline_eta", "eta")
 
 
 class Taken(NamedTuple):
+    ship: np.ndarray  # whose ETA (rows by shipment, each's in the order they were added)
     at: np.ndarray  # when each ETA was made
     fix_ts: np.ndarray  # time of the position it was made from
     x: np.ndarray  # its features
@@ -52,31 +53,20 @@ class Samples:
             getattr(self, name)[n:n + k] = values
         self._n += k
 
-    def take(self, s: int) -> Taken:
-        """The samples of shipment `s`, in the order they were added; removed."""
-        rows = np.flatnonzero(self.ship[:self._n] == s)
-        taken = Taken(self.at[rows], self.fix_ts[rows], self.x[rows], self.baseline_eta[rows],
-                      self.eta[rows])
+    def take(self, ships: list[int]) -> Taken:
+        """The samples of these shipments, by shipment (each's in the order they were
+        added); removed."""
+        owners = self.ship[:self._n]
+        wanted = np.zeros(max(int(owners.max(initial=-1)), *ships, -1) + 2, bool)
+        wanted[np.asarray(ships, np.int64) + 1] = True  # by shipment + 1 (0: rows taken)
+        rows = np.flatnonzero(wanted[owners + 1])
+        rows = rows[np.argsort(self.ship[rows], kind="stable")]
+        taken = Taken(*(getattr(self, name)[rows] for name in COLUMNS))
         self.ship[rows] = -1
         self._dead += len(rows)
         if self._dead > 1024 and self._dead * 2 > self._n:
             self._compact()
         return taken
-
-    def take_many(self, ships: list[int]) -> dict[int, Taken]:
-        """`take` of several shipments at once (one pass over the rows)."""
-        rows = np.flatnonzero(np.isin(self.ship[:self._n], ships))
-        rows = rows[np.argsort(self.ship[rows], kind="stable")]
-        owner = self.ship[rows]
-        cuts = np.flatnonzero(np.diff(owner)) + 1
-        out = {int(self.ship[g[0]]): Taken(self.at[g], self.fix_ts[g], self.x[g],
-                                           self.baseline_eta[g], self.eta[g])
-               for g in np.split(rows, cuts) if len(g)}
-        self.ship[rows] = -1
-        self._dead += len(rows)
-        if self._dead > 1024 and self._dead * 2 > self._n:
-            self._compact()
-        return out
 
     def expire(self, before: int) -> None:
         """Forget samples made before `before` (trips that never got a delivery)."""

@@ -74,6 +74,11 @@ class Rule:
                     book: AlertBook) -> None:
         """A scan or order event, after the shipment's state has been updated."""
 
+    def on_business_rows(self, rows: Rows, events: list[Scan | Order], state: State,
+                         book: AlertBook) -> None:
+        """Business events of distinct shipments (`rows` theirs, in event-time order) whose
+        `on_business` has been called: for a rule that takes them all at once."""
+
     def on_clock(self, clock: int, state: State, book: AlertBook) -> None:
         """Event time has advanced to `clock`: fire time-driven conditions."""
 

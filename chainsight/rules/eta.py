@@ -20,9 +20,9 @@ import math
 import numpy as np
 
 from chainsight.alerts.book import AlertBook
-from chainsight.config import Profile, Settings
-from chainsight.contract.events import Order, Scan
-from chainsight.contract.times import iso
+from chainsight.config import Settings
+from chainsight.contract.events import ORDER, Order, Point, Scan
+from chainsight.contract.times import iso, iso_many
 from chainsight.engine.state import NO_TS, State
 from chainsight.eta.features import (
     SNAPSHOT,
@@ -32,9 +32,9 @@ from chainsight.eta.features import (
     trip_columns,
 )
 from chainsight.eta.model import FEATURES, HOURS, EtaModel, shard_of
-from chainsight.eta.published import Etas
+from chainsight.eta.published import Etas, ShipmentIds
 from chainsight.eta.routes import RouteTable
-from chainsight.eta.samples import MAX_AGE_MS, Samples, Taken
+from chainsight.eta.samples import MAX_AGE_MS, Samples
 from chainsight.ingest.rows import Rows
 from chainsight.rules.advisor import ColdStoreAdvisor
 from chainsight.rules.base import Rule, minutes_ms
@@ -45,11 +45,12 @@ LEARN_DELAY_MS = 30 * 60_000  # a delivery is learned from this long after it (e
 LEARN_EPOCH_MS = 15 * 60_000  # at the next of these steps (so few batches are cut by learning)
 DELIVERED, ENDED = 0, 1  # how a trip ended
 NEVER = 2**62
+NOWHERE = Point(lat=math.nan, lon=math.nan)  # for an origin or destination not given
 
 
 class EtaRule(Rule):
     name = "eta"  # names the rule's state in snapshots
-    shipment_state = ("trip", "route_of", "where_of")
+    shipment_state = ("trip", "route_of")
 
     def __init__(self, model: EtaModel, settings: Settings, advisor: ColdStoreAdvisor,
                  learns: bool = True) -> None:
@@ -63,10 +64,10 @@ class EtaRule(Rule):
         self.advisor = advisor  # its fences hold the corridors orders name
         self.trip = trip_columns()
         self.route_of: dict[int, str] = {}  # shipment -> the corridor its order names
-        self.where_of: dict[int, list] = {}  # shipment -> where its last order said it goes
         self.samples = Samples(len(FEATURES))
         self.routes = RouteTable()
         self.published: list[Etas] = []  # ETAs not yet collected (the learner's only)
+        self._ids = ShipmentIds([])  # the shipment ids they name
         self.changed: set[int] = set()  # shipments whose ETA changed, not yet collected
         self.predictions = 0
         # due predictions: shipments, times, SNAPSHOT rows, and promised_by as it was then
@@ -109,31 +110,31 @@ class EtaRule(Rule):
             if n:
                 self._due.append((ship[:n], at[:n], snap[:n], trip.promised[ship[:n]]))
 
-    def on_business(self, event: Scan | Order, shipment: int, state: State,
-                    book: AlertBook) -> None:
-        trip, s = self.trip, shipment
-        if s >= len(trip.last_at):
-            trip.ensure(len(state.shipments))
-        if type(event) is Order:
-            self._order(event, s)
-            delivered = event.status == "delivered"
-        else:
-            delivered = event.step == "delivered"
-        last = int(trip.last_at[s])
-        if delivered or not state.shipment.in_transit[s]:
-            if last != NO_TS or trip.late[s]:  # a trip to end
-                if last != NO_TS:  # its ETAs due until then first, and no more
-                    if last <= event.ts - 1 - self.interval:
-                        self._fall_due(np.array([s]), event.ts - 1)
-                    trip.last_at[s] = NO_TS
-                self._ends.append((event.ts, s, DELIVERED if delivered else ENDED))
-        elif last == NO_TS and not math.isnan(trip.dest_lat[s]):
-            self._first_estimate(s, event.ts, state)
-
-    def on_profile(self, shipment: int, profile: Profile | None, state: State) -> None:
-        if shipment >= len(self.trip.last_at):
-            self.trip.ensure(len(state.shipments))
-        self.trip.temp_controlled[shipment] = profile is not None and profile.max_c <= 8.0
+    def on_business_rows(self, rows: Rows, events: list[Scan | Order], state: State,
+                         book: AlertBook) -> None:
+        """Scans and orders of distinct shipments, at once: orders set where trips go and
+        their promised times; a trip that goes in transit gets its first ETA, and one that is
+        delivered or no longer in transit ends (after the ETAs due until then)."""
+        trip = self.trip
+        trip.ensure(len(state.shipments))
+        ships, ts = rows.shipment.astype(np.int64), rows.ts
+        orders = np.flatnonzero(rows.kind == ORDER)
+        if len(orders):
+            self._orders([events[j] for j in orders.tolist()], ships[orders])
+        last = trip.last_at[ships]
+        ending = ~state.shipment.in_transit[ships]  # (a delivered one is not in transit)
+        running = ending & (last != NO_TS)
+        due = running & (last <= ts - 1 - self.interval)
+        if due.any():  # a trip's ETAs due until it ends first, and no more
+            self._fall_due(ships[due], ts[due] - 1)
+        trip.last_at[ships[running]] = NO_TS
+        end = np.flatnonzero(running | (ending & trip.late[ships]))
+        self._ends += zip(ts[end].tolist(), ships[end].tolist(), [
+            DELIVERED if (e.status if type(e) is Order else e.step) == "delivered" else ENDED
+            for e in (events[j] for j in end.tolist())], strict=True)
+        first = ~ending & (last == NO_TS) & ~np.isnan(trip.dest_lat[ships])
+        if first.any():
+            self._first_estimates(ships[first], ts[first], state)
 
     def on_clock(self, clock: int, state: State, book: AlertBook) -> None:
         """Trips without a fix since their last ETA get theirs when due, up to the time every
@@ -153,9 +154,9 @@ class EtaRule(Rule):
             self.samples.expire(clock - MAX_AGE_MS)
             self._expired = clock
 
-    def _fall_due(self, ships: np.ndarray, until: int) -> None:
-        """The predictions of these trips due every interval up to `until`, from what was
-        known of them then (their last fix)."""
+    def _fall_due(self, ships: np.ndarray, until: int | np.ndarray) -> None:
+        """The predictions of these trips due every interval up to `until` (one time, or
+        each trip's), from what was known of them then (their last fix)."""
         trip = self.trip
         k = np.maximum(0, (until - trip.last_at[ships]) // self.interval)
         rep = np.repeat(ships, k)
@@ -164,18 +165,22 @@ class EtaRule(Rule):
         trip.last_at[ships] += k * self.interval
         self._due.append((rep, at, snapshot_now(trip, rep, at), trip.promised[rep]))
 
-    def _first_estimate(self, s: int, at: int, state: State) -> None:
-        """A shipment just went in transit: an ETA from its last known position (or its
-        origin) before its first fix of the trip."""
+    def _first_estimates(self, ships: np.ndarray, at: np.ndarray, state: State) -> None:
+        """Shipments just went in transit (at `at`): ETAs from their last known positions
+        (or their origins) before their first fixes of the trips."""
         trip, sh = self.trip, state.shipment
-        lat, lon = sh.last_lat[s], sh.last_lon[s]
-        if math.isnan(lat):
-            lat, lon = trip.origin_lat[s], trip.origin_lon[s]
-        if not math.isnan(lat):
-            trip.depart[s] = trip.last_at[s] = at
-            self._due.append((np.array([s]), np.array([at]),
-                              np.array([[at, lat, lon, np.nan, 0.0, 0.0, 0.0, 0.0, at]]),
-                              trip.promised[[s]]))
+        lat, lon = sh.last_lat[ships], sh.last_lon[ships]
+        unknown = np.isnan(lat)
+        lat[unknown], lon[unknown] = trip.origin_lat[ships[unknown]], trip.origin_lon[
+            ships[unknown]]
+        known = ~np.isnan(lat)
+        ships, at, lat, lon = ships[known], at[known], lat[known], lon[known]
+        if len(ships):
+            trip.depart[ships] = trip.last_at[ships] = at
+            zeros = np.zeros(len(ships))
+            snap = np.column_stack([at, lat, lon, np.full(len(ships), np.nan), zeros, zeros,
+                                    zeros, zeros, at]).astype(np.float64)
+            self._due.append((ships, at, snap, trip.promised[ships]))
 
     # --- carrying out, in event-time order -----------------------------------------------------
 
@@ -229,7 +234,7 @@ class EtaRule(Rule):
 
     def _remaining_km(self, ship: np.ndarray, snap: np.ndarray) -> np.ndarray:
         trip, r = self.trip, self.routes
-        lines = r.lines([self.route_of.get(s) for s in ship.tolist()], self.advisor.fences)
+        lines = r.lines(trip.lane[ship], self.model.lanes.index, self.advisor.fences)
         return remaining_m(snap[:, 1], snap[:, 2], trip.dest_lat[ship], trip.dest_lon[ship],
                            lines, r.lat, r.lon, r.cum, r.start, r.count) / 1000.0
 
@@ -243,21 +248,20 @@ class EtaRule(Rule):
         x = model.features(shard, at, fix_ts, km, trip.lane[ship], snap[:, 3], snap[:, 4],
                            snap[:, 5], snap[:, 6], snap[:, 7], snap[:, 8].astype(np.int64),
                            trip.start_km[ship], promised,
-                           trip.temp_controlled[ship].astype(np.float64))
+                           (state.shipment.max_c[ship] <= 8.0).astype(np.float64))
         eta = np.maximum(at, fix_ts + np.rint(model.predict_minutes(x, shard) * 60_000)
                          .astype(np.int64))
         self.predictions += len(ship)
         _, last = np.unique(ship[::-1], return_index=True)
         last = len(ship) - 1 - last  # each shipment's newest sample
         trip.eta[ship[last]] = eta[last]
-        for s, e in zip(ship[last].tolist(), eta[last].tolist(), strict=True):
-            state.info[s].eta = e
-            self.changed.add(s)
+        self.changed.update(ship[last].tolist())
         if self.learns:
             baseline = np.maximum(at, fix_ts + np.rint(x[:, 0] * 60_000).astype(np.int64))
             self.samples.add(ship, at, fix_ts, x, baseline, eta)
-            names = state.shipments.names
-            self.published.append(Etas([names[s] for s in ship.tolist()], at, eta, km))
+            if self._ids.names is not state.shipments.names:  # (a state loaded since)
+                self._ids = ShipmentIds(state.shipments.names)
+            self.published.append(Etas(self._ids, ship, at, eta, km))
         self._late(ship, at, eta, promised, state, book)
 
     # --- eta_late ----------------------------------------------------------------------------
@@ -294,25 +298,35 @@ class EtaRule(Rule):
 
     # --- business events -----------------------------------------------------------------------
 
-    def _order(self, event: Order, s: int) -> None:
+    def _orders(self, orders: list[Order], ships: np.ndarray) -> None:
+        """Orders of distinct shipments: their promised times, and where they go (the fields
+        given); a trip's lane is named again when where it goes changed."""
         trip = self.trip
-        if event.promised_by is not None:
-            trip.promised[s] = event.promised_by
-        o, d = event.origin, event.destination
-        where = [event.corridor_id, None if o is None else o.lat, None if o is None else o.lon,
-                 None if d is None else d.lat, None if d is None else d.lon]
-        if self.where_of.get(s) == where:  # as before (orders repeat the whole order)
-            return
-        self.where_of[s] = where
-        if event.corridor_id is not None:
-            self.route_of[s] = event.corridor_id
-        if event.origin is not None:
-            trip.origin_lat[s], trip.origin_lon[s] = event.origin.lat, event.origin.lon
-        if event.destination is not None:
-            trip.dest_lat[s], trip.dest_lon[s] = event.destination.lat, event.destination.lon
-        if not math.isnan(trip.dest_lat[s]):
-            trip.lane[s] = self.model.lanes.lane(self._lane_name(s))
-            trip.shard[s] = shard_of(event.shipment_id, self.model.shards)
+        promised = np.array([NO_TS if o.promised_by is None else o.promised_by
+                             for o in orders], np.int64)
+        given = promised != NO_TS
+        trip.promised[ships[given]] = promised[given]
+        moved = np.zeros(len(ships), bool)
+        for lat, lon, points in (
+                (trip.origin_lat, trip.origin_lon, [o.origin or NOWHERE for o in orders]),
+                (trip.dest_lat, trip.dest_lon, [o.destination or NOWHERE for o in orders])):
+            new_lat = np.array([p.lat for p in points])
+            new_lon = np.array([p.lon for p in points])
+            new = ~np.isnan(new_lat) & ((new_lat != lat[ships]) | (new_lon != lon[ships]))
+            lat[ships[new]], lon[ships[new]] = new_lat[new], new_lon[new]
+            moved |= new
+        route_of = self.route_of
+        rerouted = np.array([o.corridor_id is not None and route_of.get(s) != o.corridor_id
+                             for s, o in zip(ships.tolist(), orders, strict=True)], bool)
+        for j in np.flatnonzero(rerouted).tolist():
+            route_of[int(ships[j])] = orders[j].corridor_id
+        renamed = np.flatnonzero((moved | rerouted) & ~np.isnan(trip.dest_lat[ships]))
+        if len(renamed):
+            lanes = self.model.lanes
+            trip.lane[ships[renamed]] = [lanes.lane(self._lane_name(s))
+                                         for s in ships[renamed].tolist()]
+            trip.shard[ships[renamed]] = [shard_of(orders[j].shipment_id, self.model.shards)
+                                          for j in renamed.tolist()]
 
     def _lane_name(self, s: int) -> str:
         """The lane: the corridor the order names, else origin -> destination (~100 m)."""
@@ -325,59 +339,80 @@ class EtaRule(Rule):
 
     def _end_all(self, ends: list[tuple[int, int, int]], state: State,
                  book: AlertBook) -> None:
-        """Trips ended (in time order): delivered ones have their samples taken in one pass
-        and their ETAs scored at once."""
+        """Trips ended (`ends` in time order), at once: `eta_late` resolves; a delivered
+        trip's true arrival is known, so its samples are scored and what they teach is
+        queued for the model; delivered and cancelled trips are forgotten."""
         if not ends:
             return
-        taken: dict[int, Taken] = {}
-        if self.learns:
-            delivered: dict[int, int] = {}  # shipment -> its (first) delivery
-            for at, s, how in ends:
-                if how == DELIVERED:
-                    delivered.setdefault(s, at)
-            taken = self.samples.take_many(list(delivered))
-            scored = [(t.at, np.full(len(t.at), delivered[s]), t.eta, t.baseline_eta)
-                      for s, t in taken.items()]
-            if scored:
-                self.model.accuracy.add(*(np.concatenate(c) for c in zip(*scored, strict=True)))
-        for at, s, how in ends:
-            self._end(at, s, how, state, book, taken.pop(s, None))
-
-    def _end(self, at: int, s: int, how: int, state: State, book: AlertBook,
-             taken: Taken | None) -> None:
-        """A trip ended at `at`: `eta_late` resolves; delivered, its true arrival is known,
-        so what its samples (`taken`) teach is queued for the model."""
-        if how == ENDED:  # no longer in transit (cancelled, or back before shipping)
-            self._resolve(s, at, state, book, {})
-            if state.info[s].status == "cancelled":
-                self._end_trip(s, state)
-            return
-        self._resolve(s, at, state, book, {"delivered_at": iso(at)})
         trip = self.trip
-        if taken is not None:
-            before = np.flatnonzero(taken.fix_ts <= at)
-            if len(before):
-                pick = before[np.unique(np.linspace(0, len(before) - 1, LEARN_PER_TRIP)
-                                        .astype(np.int64))]
-                self.model.queue(at, int(trip.shard[s]), taken.x[pick],
-                                 (at - taken.fix_ts[pick]) / 60_000.0,
-                                 (taken.at[pick] // 3_600_000) % HOURS, int(trip.lane[s]),
-                                 float(np.nan_to_num(trip.start_km[s])),
-                                 (at - int(trip.depart[s])) / 3.6e6)
-        self._end_trip(s, state, samples_taken=True)
+        at, ships, how = (np.array(c, np.int64) for c in zip(*ends, strict=True))
+        for j in np.flatnonzero(trip.late[ships]).tolist():
+            self._resolve(int(ships[j]), int(at[j]), state, book,
+                          {"delivered_at": iso(int(at[j]))} if how[j] == DELIVERED else {})
+        delivered = how == DELIVERED
+        ended = ships[~delivered]
+        cancelled = ended[[state.info[s].status == "cancelled" for s in ended.tolist()]]
+        if self.learns:
+            first: dict[int, int] = {}  # shipment -> its (first) delivery
+            for s, t in zip(ships[delivered].tolist(), at[delivered].tolist(), strict=True):
+                first.setdefault(s, t)
+            if first:
+                self._learn_from(first)
+            if len(cancelled):
+                self.samples.take(cancelled.tolist())
+        self._forget(np.r_[ships[delivered], cancelled])
 
-    def _end_trip(self, s: int, state: State, samples_taken: bool = False) -> None:
-        """Forget the trip's progress (a later trip of the shipment starts afresh) and its
-        samples (unless `samples_taken`)."""
+    def _learn_from(self, first: dict[int, int]) -> None:
+        """Trips delivered (shipment -> when, in delivery order): their samples are scored,
+        and what LEARN_PER_TRIP of those before the delivery, spread evenly (fewer when
+        fewer), teach is queued for the model."""
+        taken = self.samples.take(list(first))
+        if not len(taken.at):
+            return
+        ships = np.array(list(first), np.int64)
+        by_ship = np.argsort(ships)
+        arrived = np.array(list(first.values()), np.int64)[by_ship][
+            np.searchsorted(ships[by_ship], taken.ship)]
+        self.model.accuracy.add(taken.at, arrived, taken.eta, taken.baseline_eta)
+        before = np.flatnonzero(taken.fix_ts <= arrived)
+        learned, start, count = np.unique(taken.ship[before], return_index=True,
+                                          return_counts=True)
+        pos = start[:, None] + (np.arange(LEARN_PER_TRIP) * (count[:, None] - 1)
+                                // (LEARN_PER_TRIP - 1))
+        picked = np.ones(pos.shape, bool)
+        picked[:, 1:] = pos[:, 1:] != pos[:, :-1]
+        pick = before[pos[picked]]
+        end = np.cumsum(picked.sum(axis=1)).tolist()
+        x, at = taken.x[pick], taken.at[pick]
+        minutes = (arrived[pick] - taken.fix_ts[pick]) / 60_000.0
+        hour = (at // 3_600_000) % HOURS
+        trip = self.trip
+        k_of = {s: k for k, s in enumerate(learned.tolist())}
+        km = np.nan_to_num(trip.start_km[learned]).tolist()
+        for s, t in first.items():
+            k = k_of.get(s)
+            if k is not None:
+                lo, hi = end[k - 1] if k else 0, end[k]
+                self.model.queue(t, int(trip.shard[s]), x[lo:hi], minutes[lo:hi], hour[lo:hi],
+                                 int(trip.lane[s]), km[k], (t - int(trip.depart[s])) / 3.6e6)
+
+    def _forget(self, ships: np.ndarray) -> None:
+        """Forget these trips' progress: a later trip of a shipment starts afresh."""
         trip = self.trip
         for name in ("fix_ts", "stop_start", "depart", "last_at", "eta"):
-            getattr(trip, name)[s] = NO_TS
-        trip.fix_lat[s] = trip.fix_lon[s] = trip.speed[s] = trip.start_km[s] = np.nan
-        trip.stopped[s], trip.dwell_ms[s], trip.stops[s] = False, 0, 0
-        state.info[s].eta = None
-        self.changed.add(s)
-        if self.learns and not samples_taken:
-            self.samples.take(s)
+            getattr(trip, name)[ships] = NO_TS
+        for name in ("fix_lat", "fix_lon", "speed", "start_km"):
+            getattr(trip, name)[ships] = np.nan
+        trip.stopped[ships], trip.dwell_ms[ships], trip.stops[ships] = False, 0, 0
+        self.changed.update(ships.tolist())
+
+    def view(self, shipments: np.ndarray) -> dict[str, list]:
+        """Each shipment's ETA (ISO), None when it has none."""
+        self.trip.ensure(int(shipments.max(initial=-1)) + 1)
+        eta = self.trip.eta[shipments]
+        text = iso_many(np.where(eta != NO_TS, eta, 0))
+        return {"eta": [None if e == NO_TS else t
+                        for e, t in zip(eta.tolist(), text, strict=True)]}
 
     def metrics(self) -> dict[str, float]:
         """Predictions made, deliveries learned from, and the accuracy of past ETAs."""
