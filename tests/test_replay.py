@@ -82,6 +82,40 @@ def test_decode_workers_give_the_same_outputs_as_one_process(tmp_path, monkeypat
     assert outputs[0][0].count(b"\n") > 100
 
 
+def test_a_record_made_with_decode_workers_holds_what_the_engine_records_itself(tmp_path):
+    """Replay's decode processes make the JSON of scans and orders the record holds: the same
+    bytes as the engine's own (its live runtimes')."""
+    import numpy as np
+
+    import chainsight.runtimes.replay as replay_module
+    from chainsight.config import load_settings
+    from chainsight.engine.core import Engine
+    from chainsight.sim import simulate
+    from chainsight.trace.chain import first_broken
+    from chainsight.trace.record import business_events, readings
+
+    sim = simulate("smoke")
+    events = tmp_path / "events.jsonl"
+    sim.write_jsonl(events)
+    settings = load_settings(record_block_min=None)
+    replay_module.replay(events, Engine(settings, record=True), workers=2,
+                         record_out=tmp_path / "record.jsonl")
+    itself = Engine(settings, record=True)
+    lines = events.read_bytes().splitlines()
+    made = [e.line for e in itself.process(lines).extend(itself.flush()).record]
+    by_shipment: list[dict[str, list[dict]]] = [{}, {}]
+    for kept, written in zip(by_shipment, [(tmp_path / "record.jsonl").read_bytes().splitlines(),
+                                           made], strict=True):
+        for entry in map(orjson.loads, written):
+            kept.setdefault(entry["shipment_id"], []).append(entry)
+    replayed, recorded = by_shipment
+    assert replayed.keys() == recorded.keys() and len(replayed) > 5
+    for shipment, entries in replayed.items():
+        assert first_broken(entries) is None  # the events' JSON is canonical: sorted keys
+        assert business_events(entries) == business_events(recorded[shipment]) != []
+        assert np.array_equal(readings(entries).ts, readings(recorded[shipment]).ts)
+
+
 def test_small_files_are_decoded_without_workers():
     from chainsight.runtimes.replay import POOL_MIN_BYTES, default_workers
 

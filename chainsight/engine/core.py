@@ -608,6 +608,11 @@ class Engine:
                     return names[s]
         return None
 
+    @property
+    def recording(self) -> bool:
+        """Whether it keeps the shipments' tamper-evident records."""
+        return self.recorder is not None
+
     def record_head(self, shipment_id: str) -> tuple[int, str]:
         """(entries, hash of the newest entry) of a shipment's record; (0, GENESIS) when none
         is kept."""

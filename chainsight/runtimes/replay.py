@@ -142,7 +142,7 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
 
         if live_alerts_out is None:
             for batch in _extract(events, engine.decoder, workers,
-                                  record=engine.recorder is not None):
+                                  record=engine.recording):
                 emit(engine.process_extracted(batch))
         else:
             for first, lines in _line_batches(events, LIVE_BATCH_LINES):
