@@ -91,11 +91,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config = load_streams_config()
     _engine(args, live=True)  # fail fast on bad settings or profiles, before joining the group
     try:
-        run_worker(config, lambda: _engine(args, live=True))
+        if args.runtime == "faust":
+            _run_faust_worker(args, config)
+        else:
+            run_worker(config, lambda: _engine(args, live=True))
     except SnapshotError as exc:
         print(f"chainsight worker: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _run_faust_worker(args: argparse.Namespace, config: object) -> None:
+    import tempfile
+
+    try:
+        from chainsight.runtimes.faust import run_worker
+    except ImportError as exc:
+        raise ValueError(f"--runtime faust needs faust-streaming ({exc}): "
+                         "pip install 'chainsight[faust]'") from None
+    with tempfile.TemporaryDirectory(prefix="chainsight-faust-") as scratch:
+        run_worker(config, lambda: _engine(args, live=True), args.data_dir or Path(scratch),
+                   web_port=args.web_port, log_level=args.log_level)
 
 
 def cmd_put_fences(args: argparse.Namespace) -> int:
@@ -242,6 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--fences", type=Path, help="geofences (GeoJSON) to start with, until a set "
                                                "is published with `chainsight put-fences`")
+    p.add_argument("--runtime", choices=("kafka", "faust"), default="kafka",
+                   help="kafka: the confluent-kafka worker (default, fastest); faust: the same "
+                        "engine as Faust agents (needs chainsight[faust])")
+    p.add_argument("--web-port", type=int, metavar="PORT",
+                   help="faust: serve Faust's web views on this port (default: off)")
+    p.add_argument("--data-dir", type=Path,
+                   help="faust: Faust's local data directory (default: a temporary one; the "
+                        "tables are recovered from Kafka)")
     engine_options(p)
     p.set_defaults(func=cmd_worker)
 
