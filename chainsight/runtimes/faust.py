@@ -416,7 +416,9 @@ def faust_app(config: StreamsConfig, data_dir: Path, web_port: int | None = None
         web_port=web_port or 6066, topic_partitions=config.partitions,
         topic_replication_factor=config.replication_factor, producer_acks=-1,
         stream_buffer_maxsize=65_536, broker_max_poll_records=config.batch_max,
-        consumer_max_fetch_size=8 << 20)
+        consumer_max_fetch_size=8 << 20,
+        broker_session_timeout=6.0, broker_heartbeat_interval=1.5)  # a killed worker's
+    # partitions move within seconds, as with `chainsight worker`
 
 
 def run_worker(config: StreamsConfig, engine_factory: EngineFactory, data_dir: Path,
