@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv and install ChainSight with its test tools; a no-op when pyproject.toml is unchanged.
+# Create .venv and install ChainSight with its test tools and the optional Faust runtime (its tests
+# run too); a no-op when pyproject.toml is unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,5 +13,5 @@ fi
 echo "bootstrap: installing ChainSight and its dependencies into .venv (first run takes a minute)" >&2
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,faust]'
 echo "$want" > "$stamp"
