@@ -15,10 +15,13 @@ driven by Faust agents (`pip install chainsight[faust]`).
 - timers that write wall-clock ticks into idle partitions and snapshot partitions that moved;
 - the alerts, dead-letter, audit and records topics, written by the app's producer.
 
-Faust resumes a partition at the group's committed offset, which a killed worker may have
-committed past its last snapshot: a restored partition first processes the records in between
-(read directly), so nothing is lost or written twice. A snapshot is taken when partitions are
-revoked and when the app stops.
+Nothing is skipped: Faust resumes a partition at the group's committed offset, which a killed
+worker may have committed past its last snapshot, so a restored partition first processes the
+records in between (read directly); records Faust delivers before the partition is restored
+are dropped and fetched again (the restore seeks to the snapshot's offset); and any gap in the
+offsets Faust delivers is filled the same way. Nothing is written twice: what was already
+written past the snapshot is suppressed. A snapshot is taken when partitions are revoked and
+when the app stops.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Any
 
 import faust
 from confluent_kafka import Consumer, TopicPartition
-from faust.types import EventT, StreamT
+from faust.types import TP, EventT, StreamT
 
 from chainsight.contract.times import now_ms
 from chainsight.outputs.redis import Changes, LiveState
@@ -211,8 +214,10 @@ class FaustRuntime:
             now = time.monotonic()
             for p, records in by_partition.items():
                 part = self.parts.get(p)
-                if part is None or self.stopped:  # revoked: its next owner processes them
+                if part is None or self.stopped:  # not (or no longer) ours: see _restore_assigned
                     continue
+                if records[0].offset() > part.next_offset:  # Faust skipped some
+                    await self._catch_up(part, records[0].offset())
                 part.last_input = now
                 await self._emit(part, part.process(records), changes)
             self._write_live(changes)
@@ -351,6 +356,9 @@ class FaustRuntime:
             part = await loop.run_in_executor(None, self._restore, p, checkpoint, blob)
             self.parts[p] = part
             await self._catch_up(part, committed.get(p))
+            # Faust may have fetched (and we dropped) records before the partition was ours:
+            # have them again from here (Faust then seeks to the committed offset, if any).
+            await self.app.consumer.seek(TP(cfg.events_topic, p), part.next_offset)
         if self.live is not None:
             self.live.resync = True
         log.info("partitions %s assigned; now owning %s", new, sorted(self.parts))
@@ -389,12 +397,16 @@ class FaustRuntime:
         return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
 
     async def _catch_up(self, part: Partition, committed: int | None) -> None:
-        """Process the records between the snapshot and where Faust resumes the partition."""
+        """Process the records from the partition's next offset to `committed` (where Faust
+        resumes it, or the first record it delivers), read directly."""
         cfg, reader = self.config, self.reader
         assert reader is not None
+        if committed is None or committed <= part.next_offset:
+            return
         loop = asyncio.get_running_loop()
-        part.next_offset = max(part.next_offset, reader.bounds(cfg.events_topic, part.number)[0])
-        while committed is not None and part.next_offset < committed:
+        first, _ = await loop.run_in_executor(None, reader.bounds, cfg.events_topic, part.number)
+        part.next_offset = max(part.next_offset, first)
+        while part.next_offset < committed:
             end = min(committed, part.next_offset + cfg.batch_max)
             records = await loop.run_in_executor(None, reader.messages, cfg.events_topic,
                                                  part.number, part.next_offset, end)
@@ -402,9 +414,7 @@ class FaustRuntime:
             await self._emit(part, part.process(records), changes)
             part.next_offset = max(part.next_offset, end)  # transaction markers: no records
             self._write_live(changes)
-        if committed is not None:
-            log.info("partition %d: caught up to offset %d, where Faust resumes it",
-                     part.number, committed)
+        log.info("partition %d: caught up to offset %d", part.number, committed)
 
 
 def faust_app(config: StreamsConfig, data_dir: Path, web_port: int | None = None) -> faust.App:
