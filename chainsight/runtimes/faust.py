@@ -216,11 +216,27 @@ class FaustRuntime:
                 part = self.parts.get(p)
                 if part is None or self.stopped:  # not (or no longer) ours: see _restore_assigned
                     continue
-                if records[0].offset() > part.next_offset:  # Faust skipped some
-                    await self._catch_up(part, records[0].offset())
                 part.last_input = now
-                await self._emit(part, part.process(records), changes)
+                await self._feed(part, records, changes)
             self._write_live(changes)
+
+    async def _feed(self, part: Partition, records: list[_Record], changes: Changes) -> None:
+        """Process records in offset order, each once: after a seek back Faust may deliver some
+        again, and a gap (records it did not deliver) is filled by reading them directly."""
+        run: list[_Record] = []
+        for record in records:
+            offset = record.offset()
+            expected = run[-1].offset() + 1 if run else part.next_offset
+            if offset < expected:
+                continue
+            if offset > expected:
+                if run:
+                    await self._emit(part, part.process(run), changes)
+                    run = []
+                await self._catch_up(part, offset, changes)
+            run.append(record)
+        if run:
+            await self._emit(part, part.process(run), changes)
 
     async def _emit(self, part: Partition, batch: Batch, changes: Changes) -> None:
         sends: list[tuple[str, bytes | None, bytes]] = []
@@ -355,7 +371,9 @@ class FaustRuntime:
             blob = None if checkpoint is None else self._blob(p, checkpoint)
             part = await loop.run_in_executor(None, self._restore, p, checkpoint, blob)
             self.parts[p] = part
-            await self._catch_up(part, committed.get(p))
+            changes = Changes()
+            await self._catch_up(part, committed.get(p), changes)
+            self._write_live(changes)
             # Faust may have fetched (and we dropped) records before the partition was ours:
             # have them again from here (Faust then seeks to the committed offset, if any).
             await self.app.consumer.seek(TP(cfg.events_topic, p), part.next_offset)
@@ -396,25 +414,23 @@ class FaustRuntime:
             consumer.close()
         return {tp.partition: tp.offset for tp in found if tp.offset >= 0}
 
-    async def _catch_up(self, part: Partition, committed: int | None) -> None:
-        """Process the records from the partition's next offset to `committed` (where Faust
-        resumes it, or the first record it delivers), read directly."""
+    async def _catch_up(self, part: Partition, until: int | None, changes: Changes) -> None:
+        """Process the records from the partition's next offset to `until` (where Faust
+        resumes it, or the next record it delivers), read directly."""
         cfg, reader = self.config, self.reader
         assert reader is not None
-        if committed is None or committed <= part.next_offset:
+        if until is None or until <= part.next_offset:
             return
         loop = asyncio.get_running_loop()
         first, _ = await loop.run_in_executor(None, reader.bounds, cfg.events_topic, part.number)
         part.next_offset = max(part.next_offset, first)
-        while part.next_offset < committed:
-            end = min(committed, part.next_offset + cfg.batch_max)
+        while part.next_offset < until:
+            end = min(until, part.next_offset + cfg.batch_max)
             records = await loop.run_in_executor(None, reader.messages, cfg.events_topic,
                                                  part.number, part.next_offset, end)
-            changes = Changes()
             await self._emit(part, part.process(records), changes)
             part.next_offset = max(part.next_offset, end)  # transaction markers: no records
-            self._write_live(changes)
-        log.info("partition %d: caught up to offset %d", part.number, committed)
+        log.info("partition %d: caught up to offset %d", part.number, until)
 
 
 def faust_app(config: StreamsConfig, data_dir: Path, web_port: int | None = None) -> faust.App:
