@@ -148,6 +148,7 @@ class FaustRuntime:
             agent=agent, runtime=self)
         app.timer(TIMER_S, name=f"{cfg.topic_prefix}.ticks")(self._tick_idle)
         app.timer(TIMER_S, name=f"{cfg.topic_prefix}.snapshots")(self._snapshot_due)
+        app.timer(TIMER_S, name=f"{cfg.topic_prefix}.live")(self._refresh_live)
         app.on_worker_init.connect(self._on_worker_init)
         self.table.on_recover(self._on_recovered)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -250,6 +251,12 @@ class FaustRuntime:
     def _write_live(self, changes: Changes) -> None:
         if self.live is not None:
             self.live.write(changes)
+
+    async def _refresh_live(self) -> None:
+        """Re-publish the live state when due (Redis was away or restarted) while no records
+        arrive, as the default worker's loop does."""
+        async with self.lock:
+            self._write_live(Changes())
 
     # --- Kafka outputs ---------------------------------------------------------------------
 
