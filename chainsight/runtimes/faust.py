@@ -50,6 +50,7 @@ from chainsight.runtimes.kafka.snapshots import Checkpoint, PartitionReader
 
 log = logging.getLogger("chainsight.worker")
 TIMER_S = 0.5  # how often the timers look for idle partitions and due snapshots
+STALLED_S = 2.0  # Faust delivering nothing this long while records wait: read them directly
 
 
 class DeliveryFailed(RuntimeError):
@@ -134,6 +135,7 @@ class FaustRuntime:
         self.failure: BaseException | None = None  # an output failure, or a failed restore
         self.lock = asyncio.Lock()  # one batch, restore or snapshot at a time
         self.stopped = False
+        self.delivered_at = time.monotonic()  # when Faust last delivered records to the agent
         self.reader: PartitionReader | None = None
         self.live: LiveState | None = None
         cfg = config
@@ -212,7 +214,7 @@ class FaustRuntime:
             by_partition[event.message.partition].append(_Record(event.message))
         async with self.lock:
             changes = Changes()
-            now = time.monotonic()
+            now = self.delivered_at = time.monotonic()
             for p, records in by_partition.items():
                 part = self.parts.get(p)
                 if part is None or self.stopped:  # not (or no longer) ours: see _restore_assigned
@@ -254,9 +256,24 @@ class FaustRuntime:
 
     async def _refresh_live(self) -> None:
         """Re-publish the live state when due (Redis was away or restarted) while no records
-        arrive, as the default worker's loop does."""
+        arrive, as the default worker's loop does; and when Faust has delivered nothing for
+        `STALLED_S` (after a recovery it at times resumes partitions without delivering them),
+        process the records waiting in our partitions, read directly."""
         async with self.lock:
-            self._write_live(Changes())
+            changes = Changes()
+            now = time.monotonic()
+            if now - self.delivered_at >= STALLED_S and self.reader is not None \
+                    and not self.stopped:
+                self.delivered_at = now
+                loop = asyncio.get_running_loop()
+                for part in list(self.parts.values()):
+                    _, end = await loop.run_in_executor(None, self.reader.bounds,
+                                                        self.config.events_topic, part.number)
+                    if end > part.next_offset:
+                        log.warning("partition %d: Faust has not delivered offsets %d..%d",
+                                    part.number, part.next_offset, end - 1)
+                        await self._catch_up(part, end, changes)
+            self._write_live(changes)
 
     # --- Kafka outputs ---------------------------------------------------------------------
 
