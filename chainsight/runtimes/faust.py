@@ -203,8 +203,8 @@ class FaustRuntime:
     async def _consume(self, stream: StreamT) -> None:
         cfg = self.config
         async for events in stream.take_events(cfg.batch_max, within=cfg.poll_ms / 1000):
-            try:
-                await self._process(events)
+            try:  # Faust cancels agents on rebalances: a batch is processed whole or not at all
+                await asyncio.shield(self._process(events))
             except DeliveryFailed as exc:
                 await self._fail(exc)
 
