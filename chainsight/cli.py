@@ -5,19 +5,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from chainsight.config import load_profiles, load_settings
 
 
 def _engine(args: argparse.Namespace, live: bool,  # noqa: ANN202 - imports kept lazy
-            record: bool | None = None):
+            record: bool | None = None, eta_shards: int | None = None):
     """The engine the options describe; `live` for a live runtime (provisional alerts), which
-    keeps the shipments' records unless `record` says otherwise."""
+    keeps the shipments' records unless `record` says otherwise; `eta_shards` overrides the
+    setting (a worker: one ETA model per partition)."""
     from chainsight.engine.core import Engine
     from chainsight.geofence import FenceSet
 
-    settings = load_settings(allowed_lateness_min=args.allowed_lateness)
+    settings = load_settings(allowed_lateness_min=args.allowed_lateness, eta_shards=eta_shards)
     if record and not live:  # a recording's replay: blocks by size, not by waiting
         settings = dataclasses.replace(settings, record_block_min=None)
     profiles = load_profiles(*([args.profiles] if args.profiles else []))
@@ -29,19 +32,24 @@ def _engine(args: argparse.Namespace, live: bool,  # noqa: ANN202 - imports kept
 def cmd_replay(args: argparse.Namespace) -> int:
     from chainsight.runtimes.replay import check_paths, default_workers, replay
 
-    inputs = {"the input": args.events, "--fences": args.fences, "--profiles": args.profiles}
+    inputs = {"the input": args.events, "--fences": args.fences, "--profiles": args.profiles,
+              "--eta-model": args.eta_model}
     outputs = {"--alerts-out": args.alerts_out, "--dead-letter-out": args.dead_letter_out,
                "--state-out": args.state_out, "--eta-out": args.eta_out,
-               "--live-alerts-out": args.live_alerts_out, "--record-out": args.record_out}
+               "--live-alerts-out": args.live_alerts_out, "--record-out": args.record_out,
+               "--eta-model-out": args.eta_model_out}
     check_paths({k: v for k, v in inputs.items() if v is not None},
                 {k: v for k, v in outputs.items() if v is not None})
     engine = _engine(args, live=args.live_alerts_out is not None,
                      record=args.record_out is not None)
+    if args.eta_model is not None:
+        engine.import_eta_model(args.eta_model.read_bytes())
     result = replay(args.events, engine, args.alerts_out, args.dead_letter_out, args.state_out,
                     workers=default_workers() if args.workers is None else args.workers,
-                    live_alerts_out=args.live_alerts_out, record_out=args.record_out)
-    if args.eta_out:  # the engine publishes no ETA yet (no ETA model): an empty ETA.jsonl
-        args.eta_out.write_bytes(b"")
+                    live_alerts_out=args.live_alerts_out, record_out=args.record_out,
+                    eta_out=args.eta_out)
+    if args.eta_model_out is not None:
+        args.eta_model_out.write_bytes(engine.export_eta_model())
     print(f"replayed {result.events:,} events in {result.seconds:.2f} s "
           f"({result.events_per_s:,.0f} events/s): {result.alerts:,} alert transitions, "
           f"{result.rejected:,} rejected", file=sys.stderr)
@@ -52,6 +60,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"live stream: {sum(retracted.values()):,} provisional transitions withdrawn"
               + "".join(f", {kind} {n:,}" for kind, n in sorted(retracted.items())),
               file=sys.stderr)
+    scored = metrics.get("eta_accuracy.samples")
+    if scored:
+        print(f"ETAs: {metrics['eta_predictions']:,} published; of {scored:,} scored at "
+              f"delivery, MAE {metrics['eta_accuracy.model.mae_min']:.1f} min (baseline "
+              f"{metrics['eta_accuracy.baseline.mae_min']:.1f} min)", file=sys.stderr)
     dropped = {name.removeprefix("gps_dropped."): n for name, n in metrics.items()
                if name.startswith("gps_dropped.") and n}
     if dropped:
@@ -89,19 +102,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_streams_config()
-    _engine(args, live=True)  # fail fast on bad settings or profiles, before joining the group
+    # each partition learns its own ETA model (replay gives the same with eta_shards = partitions)
+    _engine(args, live=True, eta_shards=config.partitions)  # fail fast on bad settings/profiles
     try:
+        engine_factory = partial(_engine, args, live=True, eta_shards=config.partitions)
         if args.runtime == "faust":
-            _run_faust_worker(args, config)
+            _run_faust_worker(args, config, engine_factory)
         else:
-            run_worker(config, lambda: _engine(args, live=True))
+            run_worker(config, engine_factory)
     except SnapshotError as exc:
         print(f"chainsight worker: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
-def _run_faust_worker(args: argparse.Namespace, config: object) -> None:
+def _run_faust_worker(args: argparse.Namespace, config: object,
+                      engine_factory: Callable[[], object]) -> None:
     import tempfile
 
     try:
@@ -110,7 +126,7 @@ def _run_faust_worker(args: argparse.Namespace, config: object) -> None:
         raise ValueError(f"--runtime faust needs faust-streaming ({exc}): "
                          "pip install 'chainsight[faust]'") from None
     with tempfile.TemporaryDirectory(prefix="chainsight-faust-") as scratch:
-        run_worker(config, lambda: _engine(args, live=True), args.data_dir or Path(scratch),
+        run_worker(config, engine_factory, args.data_dir or Path(scratch),
                    web_port=args.web_port, log_level=args.log_level)
 
 
@@ -161,20 +177,99 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import orjson
+def _broker(args: argparse.Namespace):  # noqa: ANN202 - imports kept lazy
+    from chainsight.ingest.mqtt import Broker
+
+    return Broker.parse(args.mqtt, args.mqtt_ca, args.mqtt_cert, args.mqtt_key)
+
+
+def cmd_mqtt_bridge(args: argparse.Namespace) -> int:
+    import logging
+
+    import redis
+
+    from chainsight.runtimes.kafka.config import load_streams_config
+    from chainsight.runtimes.kafka.mqtt_bridge import run_bridge
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_streams_config()
+    try:
+        return run_bridge(config, _broker(args), args.mqtt_client_id, args.mqtt_topic_root)
+    except redis.RedisError as exc:
+        print(f"chainsight mqtt-bridge: Redis at {config.redis_url}: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_trace_keys(args: argparse.Namespace) -> int:
+    from chainsight.api.auth import default_data_dir
+    from chainsight.trace.links import KeyRing
+
+    keys = KeyRing(args.data_dir or default_data_dir())
+    if args.action == "rotate":
+        print(keys.rotate())
+    elif args.action == "retire":
+        try:
+            keys.retire(args.key)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+    else:
+        print("\n".join(keys.keys))
+    return 0
+
+
+def _serve(app, args: argparse.Namespace) -> None:  # noqa: ANN001 - FastAPI, imported lazily
     import uvicorn
+
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+def cmd_serve_kafka(args: argparse.Namespace) -> int:
+    if args.mqtt:
+        print("chainsight serve: --mqtt serves the embedded runtime; with --kafka, devices "
+              "reach the workers through `chainsight mqtt-bridge`", file=sys.stderr)
+        return 2
+    import orjson
+    from confluent_kafka import KafkaException
+
+    from chainsight.api.app import create_app
+    from chainsight.api.kafka import KafkaBackend
+    from chainsight.runtimes.kafka.admin import describe
+    from chainsight.runtimes.kafka.config import load_streams_config
+
+    fences = orjson.loads(args.fences.read_bytes()) if args.fences else None
+    settings = load_settings(allowed_lateness_min=args.allowed_lateness)
+    profiles = load_profiles(*([args.profiles] if args.profiles else []))
+    try:
+        backend = KafkaBackend(load_streams_config(), settings, profiles, fences)
+    except (KafkaException, KeyError) as exc:
+        print(f"chainsight serve: Kafka unavailable: {describe(exc)}", file=sys.stderr)
+        return 2
+    public_url = args.public_url or f"http://{args.host}:{args.port}"
+    try:
+        _serve(create_app(backend, _token_store(args), public_url=public_url), args)
+    finally:
+        backend.close()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    if args.kafka:
+        return cmd_serve_kafka(args)
+    import orjson
 
     from chainsight.api.app import create_app
     from chainsight.api.auth import default_data_dir
+    from chainsight.api.embedded import EmbeddedBackend
+    from chainsight.api.mqtt import mqtt_ingest
     from chainsight.runtimes.embedded import EmbeddedRuntime
     from chainsight.runtimes.kafka.snapshots import SnapshotError
     from chainsight.runtimes.store import Store
 
     fences = orjson.loads(args.fences.read_bytes()) if args.fences else None
     engine = _engine(args, live=True)
-    store = Store((args.data_dir or default_data_dir()) / "engine",
-                  anchor_every_s=engine.settings.record_anchor_min * 60)
+    data_dir = args.data_dir or default_data_dir()
+    store = Store(data_dir / "engine", anchor_every_s=engine.settings.record_anchor_min * 60)
     try:
         replayed = store.recover(engine)
     except SnapshotError as exc:
@@ -183,16 +278,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if replayed:
         print(f"restored the engine's state ({replayed:,} logged calls replayed)",
               file=sys.stderr)
+    version = 0
     if store.fences is not None:  # put live before the restart
-        fences = store.fences.geojson
+        fences, version = store.fences.geojson, store.fences.version
     runtime = EmbeddedRuntime(engine, calls=store).start()
     public_url = args.public_url or f"http://{args.host}:{args.port}"
-    app = create_app(runtime, _token_store(args), fences=fences, public_url=public_url)
-    if store.fences is not None:
-        app.state.context.fences_version = store.fences.version
+    app = create_app(EmbeddedBackend(runtime, fences, version), _token_store(args),
+                     public_url=public_url)
+    devices = None
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        if args.mqtt:
+            devices = mqtt_ingest(app, _broker(args), args.mqtt_client_id, data_dir,
+                                  args.mqtt_topic_root).start()
+        _serve(app, args)
     finally:
+        if devices is not None:
+            devices.stop()
         runtime.stop()
         store.close()
     return 0
@@ -216,13 +317,32 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--allowed-lateness", type=float, metavar="MIN",
                        help="minutes of event time an event may arrive late (default 5)")
 
+    def mqtt_options(p: argparse.ArgumentParser, required: bool, client_id: str) -> None:
+        p.add_argument("--mqtt", metavar="URL", required=required,
+                       help="take devices' events from this MQTT broker: "
+                            "mqtt://[user[:password]@]host[:port], mqtts:// for TLS (password "
+                            "also from CHAINSIGHT_MQTT_PASSWORD)")
+        p.add_argument("--mqtt-client-id", default=client_id, metavar="ID",
+                       help=f"the persistent session's client id (default {client_id}); one "
+                            "per running process")
+        p.add_argument("--mqtt-topic-root", default="chainsight", metavar="ROOT",
+                       help="devices publish to ROOT/devices/ID/events, business systems to "
+                            "ROOT/systems/NAME/events (default chainsight)")
+        p.add_argument("--mqtt-ca", metavar="FILE", help="TLS: CA bundle to trust")
+        p.add_argument("--mqtt-cert", metavar="FILE", help="TLS: client certificate")
+        p.add_argument("--mqtt-key", metavar="FILE", help="TLS: client key")
+
     p = sub.add_parser("replay", help="run the pipeline over a recorded JSON Lines file")
     p.add_argument("events", type=Path, help="EVENTS.jsonl, in arrival order")
     p.add_argument("--fences", type=Path, help="geofences (GeoJSON FeatureCollection)")
     p.add_argument("--alerts-out", type=Path)
     p.add_argument("--dead-letter-out", type=Path)
     p.add_argument("--state-out", type=Path)
-    p.add_argument("--eta-out", type=Path)
+    p.add_argument("--eta-out", type=Path, help="write every ETA published (JSON Lines)")
+    p.add_argument("--eta-model", type=Path, metavar="MODEL.json",
+                   help="start from this exported ETA model")
+    p.add_argument("--eta-model-out", type=Path, metavar="MODEL.json",
+                   help="export the ETA model learned, at the end")
     p.add_argument("--record-out", type=Path, metavar="RECORD.jsonl",
                    help="write the shipments' tamper-evident records (hash-chained entries)")
     p.add_argument("--live-alerts-out", type=Path, metavar="LIVE.jsonl",
@@ -281,17 +401,30 @@ def main(argv: list[str] | None = None) -> int:
                    help="required: the old snapshots are pickles, and unpickling runs code")
     p.set_defaults(func=cmd_migrate_snapshots)
 
-    p = sub.add_parser("serve", help="the HTTP API and websockets over the embedded runtime")
+    p = sub.add_parser("serve", help="the HTTP API and websockets over the embedded runtime "
+                                     "(or the distributed one: --kafka)")
+    p.add_argument("--kafka", action="store_true",
+                   help="serve the distributed runtime: state from Redis, events and commands "
+                        "to Kafka (connection settings as for `worker`: CHAINSIGHT_* variables "
+                        "and config/streams.json)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--data-dir", type=Path,
                    help="token store and the engine's durable state (default: "
                         "$CHAINSIGHT_DATA_DIR, else ~/.local/share/chainsight)")
-    p.add_argument("--fences", type=Path, help="geofences (GeoJSON) to start with")
+    p.add_argument("--fences", type=Path, help="geofences (GeoJSON) to start with (--kafka: "
+                                               "those the workers started with)")
     p.add_argument("--public-url", help="the server's public base URL (default: the address "
                                         "it listens on)")
+    mqtt_options(p, required=False, client_id="chainsight-serve")
     engine_options(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("mqtt-bridge", help="distributed runtime: devices' MQTT messages into "
+                                           "the events topic (configured like `worker`)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    mqtt_options(p, required=True, client_id="chainsight-bridge")
+    p.set_defaults(func=cmd_mqtt_bridge)
 
     p = sub.add_parser("token", help="API tokens: create, list, revoke")
     actions = p.add_subparsers(dest="action", required=True)
@@ -310,6 +443,17 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
                        help="the token store's directory")
     p.set_defaults(func=cmd_token, data_dir=None)
+
+    p = sub.add_parser("trace-keys", help="the keys that sign customer trace links")
+    actions = p.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="the key ids, oldest first (the newest signs)")
+    actions.add_parser("rotate", help="add a new signing key (older links keep working)")
+    retire = actions.add_parser("retire", help="stop accepting links signed with a key")
+    retire.add_argument("key", metavar="KEY_ID")
+    for q in actions.choices.values():
+        q.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
+                       help="the data directory `serve` uses")
+    p.set_defaults(func=cmd_trace_keys, data_dir=None)
 
     args = parser.parse_args(argv)
     try:

@@ -78,6 +78,10 @@ class Settings:
     gps_max_accuracy_m: float | None = None
     gps_max_speed_kmh: float | None = 250  # implied speed between fixes
     gps_min_interval_s: float | None = None
+    eta: bool = True  # ETAs, their model and `eta_late` (false: off)
+    eta_interval_min: float = 5  # an ETA at least this often per shipment in transit
+    eta_late_margin_min: float = 30  # eta_late: an ETA this much later than promised_by
+    eta_shards: int = 1  # ETA models, by shipment (the distributed runtime: its partitions)
     record_anchor_min: float = 60  # live runtimes anchor all records' heads this often
     record_block_rows: int = 1024  # a record's block: at most this many readings...
     record_block_min: float | None = 10  # ... waiting at most this long (stream time; None:

@@ -1,5 +1,6 @@
 """`chainsight demo`: a simulated fleet feeding the embedded runtime at an accelerated clock,
-with the HTTP API served over it and a ready link (with a demo token) for each reading role."""
+with the HTTP API and the pages served over it and a ready link (with a demo token) for each
+reading role: the page that role works in."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,13 +16,19 @@ import uvicorn
 
 from chainsight.api.app import create_app
 from chainsight.api.auth import TokenStore
+from chainsight.api.context import Context
 from chainsight.contract.times import iso
 from chainsight.engine.core import Engine, Output
+from chainsight.geofence import FenceSet
 from chainsight.runtimes.embedded import EmbeddedRuntime
 from chainsight.sim.simulation import Simulation
 
 BLOCK_LINES = 500
+NOTICES = ("geofence_enter", "geofence_exit")  # one-off notices of the fences
 DEMO_ROLES = ("admin", "dispatcher", "quality", "sales")
+# The page each role's link opens: the sign-in page lists both pages for admin; sales reads
+# the map (its role may read shipments and alerts, not act on them).
+ROLE_PAGES = {"admin": "/", "dispatcher": "/map", "quality": "/console", "sales": "/map"}
 
 
 @dataclass
@@ -48,14 +56,18 @@ class SimClock:
 
 
 def feed(sim: Simulation, runtime: EmbeddedRuntime, clock: SimClock,
-         stop: threading.Event) -> None:
-    """Submit the simulation's lines as the simulated clock reaches their arrival time."""
+         stop: threading.Event, sent: Callable[[list[bytes]], None] | None = None) -> None:
+    """Submit the simulation's lines as the simulated clock reaches their arrival time (and
+    tell `sent` about them)."""
     for data, arrival in sim.iter_timed(BLOCK_LINES, "bytes"):
         while not stop.is_set() and clock() < int(arrival[0]):
             time.sleep(0.01)
         if stop.is_set():
             return
-        runtime.submit(data.split(b"\n")[:-1])
+        lines = data.split(b"\n")[:-1]
+        runtime.submit(lines)
+        if sent is not None:
+            sent(lines)
 
 
 def describe(alert: dict) -> str:
@@ -69,19 +81,21 @@ def describe(alert: dict) -> str:
 
 def demo_links(serve: Serve) -> dict[str, str]:
     """A fresh token for each reading role (named `demo-ROLE`, replacing the previous demo's)
-    and its link: the API's docs page, the token in the fragment (never sent to the server)."""
+    and its link: the role's page, the token in the fragment (never sent to the server)."""
     store = TokenStore(serve.data_dir)
     links = {}
     for role in DEMO_ROLES:
         store.revoke(f"demo-{role}")
         token = store.create(role, f"demo-{role}")
-        links[role] = f"http://{serve.host}:{serve.port}/docs#token={token}"
+        links[role] = f"http://{serve.host}:{serve.port}{ROLE_PAGES[role]}#token={token}"
     return links
 
 
-def start_server(runtime: EmbeddedRuntime, serve: Serve) -> tuple[uvicorn.Server, threading.Thread]:
-    """The API over `runtime`, served on a thread; OSError when it cannot listen."""
-    app = create_app(runtime, TokenStore(serve.data_dir),
+def start_server(runtime: EmbeddedRuntime, serve: Serve,
+                 fences: dict) -> tuple[uvicorn.Server, threading.Thread, Context]:
+    """The API over `runtime`, served on a thread, and its context; OSError when it cannot
+    listen."""
+    app = create_app(runtime, TokenStore(serve.data_dir), fences=fences,
                      public_url=f"http://{serve.host}:{serve.port}")
     server = uvicorn.Server(uvicorn.Config(app, host=serve.host, port=serve.port,
                                            log_level="critical", lifespan="off"))
@@ -91,36 +105,44 @@ def start_server(runtime: EmbeddedRuntime, serve: Serve) -> tuple[uvicorn.Server
         if not thread.is_alive():
             raise OSError(f"cannot serve on {serve.host}:{serve.port} (address in use?)")
         time.sleep(0.02)
-    return server, thread
+    return server, thread, app.state.context
 
 
 def run_demo(sim: Simulation, speedup: float, duration_s: float | None,
              engine: Engine | None = None, serve: Serve | None = None) -> int:
     engine = engine or Engine()
+    fences = sim.fences()
+    engine.replace_fences(FenceSet.from_geojson(fences))  # the simulated network's sites
     clock = SimClock(int(sim.arrival_ms()[0]), speedup)
     runtime = EmbeddedRuntime(engine, clock=clock)
     printed: queue.Queue[str] = queue.Queue()
 
     def on_output(out: Output) -> None:
         for alert in out.alerts + out.notifications:
-            printed.put(describe(alert))
+            if alert["kind"] not in NOTICES:  # thousands an hour: on the pages, not here
+                printed.put(describe(alert))
 
     runtime.subscribe(on_output)
     runtime.start()
-    server = None
+    server = sent = None
     if serve is not None:
         try:
-            server, server_thread = start_server(runtime, serve)
+            server, server_thread, ctx = start_server(runtime, serve, fences)
         except OSError:
             runtime.stop()
             raise
-        print(f"the API serves on http://{serve.host}:{serve.port} (OpenAPI at /docs); "
-              "a link and demo token for each role:")
+
+        def sent(lines: list[bytes]) -> None:  # the shipments' recent history, as the API's
+            ctx.backend.remember(list(range(len(lines))), lines, [None] * len(lines))
+
+        print(f"the API and pages serve on http://{serve.host}:{serve.port} (OpenAPI at "
+              "/docs); a link and demo token for each role:")
         for role, link in demo_links(serve).items():
             print(f"  {role:<11} {link}")
         sys.stdout.flush()
     stop = threading.Event()
-    producer = threading.Thread(target=feed, args=(sim, runtime, clock, stop), daemon=True)
+    producer = threading.Thread(target=feed, args=(sim, runtime, clock, stop, sent),
+                                daemon=True)
     producer.start()
     print(f"ChainSight demo: {len(sim):,} simulated events at {speedup:g}x; Ctrl-C to stop",
           file=sys.stderr)

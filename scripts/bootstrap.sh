@@ -1,17 +1,38 @@
 #!/usr/bin/env bash
-# Create .venv and install ChainSight with its test tools and the optional Faust runtime (its tests
-# run too); a no-op when pyproject.toml is unchanged.
+# Set up a checkout: .venv with ChainSight, its test tools and the optional Faust runtime (its
+# tests run too; again when pyproject.toml changed), and the pages (npm ci when
+# frontend/package-lock.json changed, a build when the front end changed). `--browser` also
+# installs Debian's chromium and chromium-driver, which the browser tests drive. A no-op when
+# everything is up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
 stamp=.venv/.installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    exit 0
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "bootstrap: installing ChainSight and its dependencies into .venv (first run takes a minute)" >&2
+    [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,faust]'
+    echo "$want" > "$stamp"
 fi
-echo "bootstrap: installing ChainSight and its dependencies into .venv (first run takes a minute)" >&2
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,faust]'
-echo "$want" > "$stamp"
+
+built=chainsight/api/static/.built
+lock=$(sha256sum frontend/package-lock.json | cut -d' ' -f1)
+sources=$(find frontend/build.mjs frontend/package.json frontend/package-lock.json frontend/src \
+          -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+if [ ! -f "$built" ] || [ "$(cat "$built")" != "$sources" ]; then
+    command -v npm >/dev/null || scripts/apt-install nodejs npm
+    if [ ! -f frontend/node_modules/.lock ] || [ "$(cat frontend/node_modules/.lock)" != "$lock" ]; then
+        echo "bootstrap: npm ci (the pages' libraries)" >&2
+        (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
+        echo "$lock" > frontend/node_modules/.lock
+    fi
+    echo "bootstrap: building the pages" >&2
+    (cd frontend && npm run --silent build)
+    echo "$sources" > "$built"
+fi
+
+if [ "${1:-}" = "--browser" ] && ! { command -v chromium && command -v chromedriver; } >/dev/null; then
+    scripts/apt-install chromium chromium-driver
+fi

@@ -3,8 +3,10 @@
 #   - Redis, from Debian's redis-server package, on 127.0.0.1:$CHAINSIGHT_REDIS_PORT
 #   - a single-node Apache Kafka broker (KRaft, broker+controller in one JVM) assembled
 #     from Maven Central jars, on 127.0.0.1:$CHAINSIGHT_KAFKA_PORT
+#   - an MQTT broker, from Debian's mosquitto package, on 127.0.0.1:$CHAINSIGHT_MQTT_PORT
+#     (persistent sessions kept on disk; devices publish to chainsight/devices/ID/events)
 #
-# Usage: scripts/services.sh start|stop|restart|status [redis|kafka]
+# Usage: scripts/services.sh start|stop|restart|status [redis|kafka|mosquitto]
 #   start   idempotent: installs/resolves what is missing, starts what is not running,
 #           waits until each service really answers, prints one line per service.
 #   stop    idempotent: stops what is running.
@@ -13,6 +15,7 @@
 # Environment (defaults in brackets):
 #   CHAINSIGHT_REDIS_PORT [6390]            CHAINSIGHT_KAFKA_PORT [9093]
 #   CHAINSIGHT_KAFKA_CONTROLLER_PORT [9094] CHAINSIGHT_KAFKA_VERSION [3.9.1]
+#   CHAINSIGHT_MQTT_PORT [1884]
 #   CHAINSIGHT_SERVICES_DIR [<repo>/.services]  pids, logs, data (git-ignored)
 #   CHAINSIGHT_CACHE_DIR [~/.cache/chainsight]  broker jars, reused across runs
 #   CHAINSIGHT_KAFKA_HEAP [-Xms256m -Xmx512m]   CHAINSIGHT_KAFKA_START_TIMEOUT [120] (s)
@@ -41,7 +44,11 @@ KAFKA_PIDFILE=$KAFKA_DIR/kafka.pid
 KAFKA_LOG=$KAFKA_DIR/kafka.log
 KAFKA_SRC=$REPO_ROOT/scripts/kafka
 
-APT_UPDATED=0
+MQTT_PORT=${CHAINSIGHT_MQTT_PORT:-1884}
+MQTT_DIR=$STATE_DIR/mosquitto
+MQTT_CONF=$MQTT_DIR/mosquitto.conf
+MQTT_PIDFILE=$MQTT_DIR/mosquitto.pid
+MQTT_LOG=$MQTT_DIR/mosquitto.log
 
 log() { echo "services: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -80,21 +87,10 @@ stop_pid() {
     done
 }
 
-# Installs Debian packages (non-interactive), running apt-get update once.
+# Installs Debian packages (non-interactive).
 apt_install() {
-    local sudo=()
-    if ((EUID != 0)); then
-        command -v sudo >/dev/null || die "need root (or sudo) to apt-get install $*"
-        sudo=(sudo -n)
-    fi
-    export DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes
-    if ((APT_UPDATED == 0)); then
-        log "apt-get update"
-        "${sudo[@]}" apt-get update -qq >/dev/null
-        APT_UPDATED=1
-    fi
     log "apt-get install $*"
-    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    "$REPO_ROOT/scripts/apt-install" "$@"
 }
 
 tail_log() {
@@ -297,16 +293,87 @@ kafka_status() {
     fi
 }
 
+# --- Mosquitto ---------------------------------------------------------------
+
+mosquitto_bin() { command -v mosquitto || echo /usr/sbin/mosquitto; }
+
+# Writes mosquitto.conf: one local listener, anonymous (a dev/test broker), sessions and
+# queued QoS 1 messages persisted in $MQTT_DIR, and queues deep enough that a bridge that is
+# down for a while finds every message its persistent session was sent meanwhile.
+mosquitto_render_config() {
+    mkdir -p "$MQTT_DIR"
+    cat >"$MQTT_CONF" <<EOF
+# Written by scripts/services.sh; edits are overwritten on start.
+listener $MQTT_PORT 127.0.0.1
+allow_anonymous true
+user $(id -un)
+pid_file $MQTT_PIDFILE
+log_dest file $MQTT_LOG
+log_type error
+log_type warning
+log_type notice
+persistence true
+persistence_location $MQTT_DIR/
+autosave_interval 10
+max_queued_messages 1000000
+EOF
+}
+
+mosquitto_start() {
+    local pid waited=0
+    if pid=$(live_pid "$MQTT_PIDFILE" mosquitto); then
+        echo "mosquitto  up (already running, pid $pid)  mqtt://127.0.0.1:$MQTT_PORT"
+        return 0
+    fi
+    [[ -x $(mosquitto_bin) ]] || apt_install mosquitto mosquitto-clients
+    port_open "$MQTT_PORT" && die "port $MQTT_PORT is taken by another process;" \
+        "set CHAINSIGHT_MQTT_PORT to a free port"
+    mosquitto_render_config
+    rm -f "$MQTT_PIDFILE"
+    "$(mosquitto_bin)" -c "$MQTT_CONF" -d 9>&-
+    until port_open "$MQTT_PORT"; do
+        if ((waited >= 100)); then
+            tail_log "$MQTT_LOG"
+            die "mosquitto did not listen on 127.0.0.1:$MQTT_PORT within 20s"
+        fi
+        sleep 0.2
+        waited=$((waited + 1))
+    done
+    pid=$(live_pid "$MQTT_PIDFILE" mosquitto) || die "mosquitto started but wrote no pidfile"
+    echo "mosquitto  up (started, pid $pid)  mqtt://127.0.0.1:$MQTT_PORT"
+}
+
+mosquitto_stop() {
+    local pid
+    if pid=$(live_pid "$MQTT_PIDFILE" mosquitto); then
+        stop_pid "$pid" 20
+        echo "mosquitto  stopped (pid $pid)"
+    else
+        echo "mosquitto  not running"
+    fi
+    rm -f "$MQTT_PIDFILE"
+}
+
+mosquitto_status() {
+    local pid
+    if pid=$(live_pid "$MQTT_PIDFILE" mosquitto) && port_open "$MQTT_PORT"; then
+        echo "mosquitto  up (pid $pid)  mqtt://127.0.0.1:$MQTT_PORT"
+    else
+        echo "mosquitto  down"
+        return 1
+    fi
+}
+
 # --- main --------------------------------------------------------------------
 
-usage() { echo "usage: $0 start|stop|restart|status [redis|kafka]" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|restart|status [redis|kafka|mosquitto]" >&2; exit 2; }
 
 main() {
-    local action=${1:-} only=${2:-} services=(redis kafka) rc=0
+    local action=${1:-} only=${2:-} services=(redis kafka mosquitto) rc=0
     [[ $# -le 2 ]] || usage
     case $only in
         "") ;;
-        redis | kafka) services=("$only") ;;
+        redis | kafka | mosquitto) services=("$only") ;;
         *) usage ;;
     esac
     mkdir -p "$STATE_DIR"

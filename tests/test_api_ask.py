@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from api_server import api
-from helpers import fix, order, reading
+from api_server import api, eventually, kafka_api
+from helpers import at, fix, order, reading
 
 from chainsight.api.auth import ROLES, TokenStore
 from chainsight.engine.core import Engine
@@ -30,19 +30,25 @@ def trip(shipment: str, customer: str, profile: str, temps: tuple[float, float],
     return lines
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@pytest.fixture(scope="module", params=["embedded", "kafka"])
+def server(request, tmp_path_factory):
+    """The API over the embedded runtime, or over Kafka with a real worker (`serve --kafka`)."""
     data = tmp_path_factory.mktemp("data")
     store = TokenStore(data)
     tokens = {role: store.create(role, f"{role}-user") for role in ROLES}
     tokens["c1"] = store.create("sales", "carol", customers=["C1"])
-    with api(data, Engine(live=True), fences=FENCES) as (url, runtime, app):
+    serving = kafka_api(data, FENCES) if request.param == "kafka" \
+        else api(data, Engine(live=True), fences=FENCES)
+    with serving as (url, _, app):
         admin = httpx.Client(base_url=url, headers=auth(tokens["admin"]), timeout=30)
         lines = (trip("SHP-000001", "C1", "pharma_2_8", (5, 11), 52.0, "T1", "G1")
                  + trip("SHP-000002", "C2", "frozen", (-20, -10), 40.0, "T2", "G2")
                  + trip("SHP-000003", "C2", "ambient", (20, 20), 45.0, "T3", "G3"))
         answer = admin.post("/v1/events", content=b"\n".join(lines), headers=NDJSON)
         assert answer.json()["accepted"] == len(lines)
+        backend = app.state.context.backend  # on Kafka: once the worker has processed them
+        eventually(lambda: all(s["last_seen"] == at(20) for s in backend.shipments().values())
+                   and len(backend.shipments()) == 3 and backend.alerts())
         yield url, tokens
 
 

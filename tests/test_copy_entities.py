@@ -83,6 +83,9 @@ def engines(world, cut_a, cut_b, skipped=frozenset()):
     now = last + 86_400_000
     a, b = Engine(fences=fences), Engine(fences=fences)
     b.settled.state = b.ingest.state = State.sharing_ids(a.state)  # as a provisional copy
+    for engine in a, b:  # one ETA model, as a provisional pipeline shares the settled one's;
+        engine.settled.eta.model = a.eta_model  # learning it would make it differ between
+        engine.settled.eta.learns = False  # the engines' runs
     # The route tracker follows devices only once some shipment has a corridor (a condition
     # on all shipments, which a copy cannot make equal): give one to a shipment of neither.
     seed = orjson.dumps({"type": "order", "event_id": "seed", "shipment_id": "SEED",

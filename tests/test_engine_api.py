@@ -21,7 +21,8 @@ API = {"process", "process_extracted", "advance", "flush", "apply", "replace_fen
        "shipments", "shipment_views", "snapshot", "linked_shipment", "has_shipment",
        "shipment_count", "settings", "dump_state", "load_state", "ended", "stream_time",
        "customer_of", "last_seen", "order_facts", "shipment_of_sscc", "record_head", "profiles",
-       "record_heads"}
+       "record_heads",
+       "export_eta_model", "import_eta_model"}
 
 
 def engine_uses(path: Path) -> list[tuple[int, str]]:

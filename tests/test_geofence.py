@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from chainsight.geofence import FenceError, FenceSet
+from chainsight.geofence.index import _block, _hash_table
 
 WGS_A, WGS_F = 6378137.0, 1 / 298.257223563
 
@@ -107,6 +108,9 @@ def test_empty_collection_and_nan_points():
     assert p.size == f.size == 0
     fs = fenceset(feature("a", polygon(box(0, 0, 1, 1))))
     assert inside_set(fs, [np.nan, 0.5, 0.5], [0.5, np.nan, 0.5]) == {(2, "a")}
+    lon = [np.inf, -np.inf, 0.5, 360.5, -359.5, 0.5]
+    lat = [0.5, 0.5, np.inf, 0.5, 0.5, 0.5]
+    assert inside_set(fs, lon, lat) == {(3, "a"), (4, "a"), (5, "a")}
 
 
 @pytest.mark.parametrize("feat, words", [
@@ -259,6 +263,37 @@ def test_multipolygon_parts_and_holes():
     lon = [0.5, 1.5, 2.2, 3, 3.8, 5]
     lat = [0.5, 0.5, 1.0, 1, 1.9, 1]
     assert inside_set(fs, lon, lat) == {(0, "m"), (2, "m"), (4, "m")}
+
+
+def test_many_pairs_per_point():
+    """Far more pairs than points (nested fences, a multipolygon, a circle, a corridor whose
+    pieces overlap), and more grid entries than one batch of points takes: none lost, none
+    repeated, in order."""
+    half = 1 + 0.1 * np.arange(400)
+    nested = [feature(f"n{i}", polygon(box(-h, -h, h, h))) for i, h in enumerate(half)]
+    parts = {"type": "MultiPolygon", "coordinates": [[box(-5, -5, 5, 5), box(-2, -2, 2, 2)],
+                                                     [box(-1.5, -1.5, 1.5, 1.5)]]}
+    fs = fenceset(*nested, feature("two", parts),
+                  feature("c", {"type": "Point", "coordinates": [0, 0]}, radius_m=600_000),
+                  feature("k", {"type": "LineString", "coordinates": [[-1, 0], [1, 0]]},
+                          width_m=300_000))
+    rng = np.random.default_rng(3)
+    lon, lat = rng.uniform(-0.9, 0.9, 2_000), rng.uniform(-0.9, 0.9, 2_000)
+    p, f = fs.contains(lon, lat)
+    assert np.array_equal(p, np.repeat(np.arange(lon.size), 403))
+    assert np.array_equal(f, np.tile(np.arange(403), lon.size))
+
+
+def test_grid_block_lookup_with_long_probe_runs():
+    """Every block is found, those displaced by collisions included (random keys: many
+    collide), and no absent one."""
+    rng = np.random.default_rng(4)
+    keys = rng.permutation(np.unique(rng.integers(0, 1 << 35, 40_000)))
+    bits = int(np.ceil(np.log2(4 * keys.size)))
+    table = _hash_table(keys, bits)
+    assert [_block(table, bits, k) for k in keys] == list(range(keys.size))
+    absent = np.setdiff1d(rng.integers(0, 1 << 35, 2_000), keys)
+    assert {_block(table, bits, k) for k in absent} == {-1}
 
 
 def test_pairs_sorted_by_point_then_fence():

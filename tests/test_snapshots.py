@@ -97,7 +97,7 @@ def test_a_snapshot_round_trip_keeps_every_component_state(stream, fences):
     restored.load_state(snapshots.decode(snapshots.encode(first)))
     again = restored.dump_state()
     assert set(first["rules"]) == {"continuous", "humidity", "cumulative", "mkt",
-                                   "door", "silence", "geofence"}
+                                   "door", "silence", "eta", "geofence"}
     assert_same(first, again)
 
 

@@ -369,3 +369,19 @@ def test_the_gps_and_sensor_history_comes_from_the_record(recorded):
     assert data["origin"]["certificates"]
     times = [t["at"] for t in data["temperatures"]]
     assert times == sorted(times)
+
+
+def test_trace_keys_cli_rotates_and_retires(tmp_path):
+    from chainsight.cli import main
+
+    def keys(*args: str) -> int:
+        return main(["trace-keys", *args, "--data-dir", str(tmp_path)])
+
+    assert keys("list") == 0
+    first = next(iter(KeyRing(tmp_path).keys))
+    old = KeyRing(tmp_path).sign("S1", 2_000)
+    assert keys("rotate") == 0 and len(KeyRing(tmp_path).keys) == 2
+    assert keys("retire", first) == 0
+    with pytest.raises(LinkRefused):
+        KeyRing(tmp_path).open(old, 1_000)
+    assert keys("retire", "nope") == 2

@@ -201,7 +201,7 @@ def test_subscriptions_persist_without_showing_secrets(server, receiver):
     assert [w["id"] for w in client(server).get("/v1/webhooks").json()] == [given["id"]]
     assert created["id"] not in path.read_text()
     one_line_error(client(server).delete(f"/v1/webhooks/{created['id']}"), 404)
-    reloaded = Webhooks(server[2], server[3].state.webhooks.engine, RETRY)  # as at a restart
+    reloaded = Webhooks(server[2], RETRY)  # as at a restart
     assert [(e.sub.id, e.sub.secret) for e in reloaded.endpoints.values()] == [
         (given["id"], SECRET)]
     reloaded.close()

@@ -28,6 +28,7 @@ def test_an_installed_wheel_replays_and_simulates_with_its_shipped_defaults(tmp_
     where = subprocess.run([sys.executable, "-c", "import chainsight; print(chainsight.__file__)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert where.stdout.startswith(str(site))
+    assert (site / "chainsight" / "api" / "static" / "map.html").is_file()  # the pages, built
     run = chainsight("replay", str(EVENTS), "--alerts-out", "alerts.jsonl", "--state-out",
                      "state.json")
     assert run.returncode == 0, run.stderr

@@ -1,17 +1,20 @@
-"""The HTTP API over an embedded runtime: `create_app(runtime, tokens)`."""
+"""The HTTP API over a backend (an embedded runtime, or Kafka and Redis):
+`create_app(backend, tokens)`."""
 
 from __future__ import annotations
 
 import asyncio
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from chainsight.api import live
+from chainsight.api import live, pages
 from chainsight.api.auth import TokenStore
+from chainsight.api.backend import Backend, Unavailable
 from chainsight.api.context import Context
+from chainsight.api.embedded import EmbeddedBackend
 from chainsight.api.errors import JSON, error, install
 from chainsight.api.metrics import EngineCollector, Retractions, exposition, registry
 from chainsight.api.routes import alerts, ask, events, shipments, trace
@@ -27,42 +30,44 @@ Every `/v1` route needs `Authorization: Bearer <token>` (websockets: `?token=`);
 from `chainsight token create`. Errors answer `{"error": "<one line>"}` with a 4xx status."""
 
 
-def create_app(runtime: EmbeddedRuntime, tokens: TokenStore, fences: dict | None = None,
-               public_url: str | None = None, keepalive_s: float = 15.0,
-               webhook_retry: Retry | None = None) -> FastAPI:
-    """The API over `runtime` (started by the caller). `fences`: the GeoJSON the engine was
-    built with, as `GET /v1/fences` shows it until replaced. Webhook subscriptions live in the
-    token store's data directory."""
+def create_app(source: Backend | EmbeddedRuntime, tokens: TokenStore,
+               fences: dict | None = None, public_url: str | None = None,
+               keepalive_s: float = 15.0, webhook_retry: Retry | None = None) -> FastAPI:
+    """The API over a backend, or over an embedded runtime (started by the caller) with
+    `fences`, the GeoJSON its engine was built with, as `GET /v1/fences` shows it until
+    replaced. Webhook subscriptions live in the token store's data directory."""
+    backend = EmbeddedBackend(source, fences) if isinstance(source, EmbeddedRuntime) else source
     app = FastAPI(title="ChainSight", version="2", description=DESCRIPTION,
                   default_response_class=JSON)
-    ctx = Context(runtime, tokens, public_url=public_url)
-    if fences is not None:
-        ctx.fences = fences
-    hub = live.Hub(runtime.engine)
+    ctx = Context(backend, tokens, public_url=public_url)
+    hub = live.Hub(backend)
     retractions = Retractions()
-    runtime.subscribe(hub.on_output)
-    webhooks = Webhooks(tokens.path.parent, runtime.engine, webhook_retry or Retry())
-    runtime.subscribe(retractions.on_output)
-    runtime.subscribe(webhooks.on_output)
-    metrics = registry(EngineCollector(runtime, retractions, lambda: len(hub.clients)))
+    webhooks = Webhooks(tokens.path.parent, webhook_retry or Retry())
+    for subscriber in (hub.on_delta, retractions.on_delta, webhooks.on_delta):
+        backend.subscribe(subscriber)
+    metrics = registry(EngineCollector(backend, retractions, lambda: len(hub.clients)))
     metrics.register(webhooks)
     app.state.context, app.state.hub, app.state.keepalive_s = ctx, hub, keepalive_s
     app.state.webhooks = webhooks
     install(app)
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(_: Request, exc: Unavailable) -> Response:
+        return error(503, str(exc))
+
     app.state.trace_keys = KeyRing(tokens.path.parent)
     for module in (events, shipments, alerts, fence_routes, webhook_routes, trace, ask):
         app.include_router(module.router)
     app.include_router(live.router)
+    pages.install(app)
 
     @app.get("/healthz", tags=["operations"], summary="200 once ready to serve")
     async def healthz() -> Response:
-        if not runtime.running:
-            return error(503, "the engine is not running")
         try:
-            await asyncio.wait_for(run_in_threadpool(_touch, runtime), 2.0)
+            problem = await asyncio.wait_for(run_in_threadpool(backend.health), 2.0)
         except TimeoutError:
-            return error(503, "the engine is busy")
-        return JSON({"status": "ok"})
+            problem = "the runtime does not answer (busy or unreachable)"
+        return JSON({"status": "ok"}) if problem is None else error(503, problem)
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics",
              response_class=Response)
@@ -71,9 +76,3 @@ def create_app(runtime: EmbeddedRuntime, tokens: TokenStore, fences: dict | None
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-def _touch(runtime: EmbeddedRuntime) -> None:
-    """Take the runtime's lock once: the engine answers."""
-    with runtime.lock:
-        pass

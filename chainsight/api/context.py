@@ -1,12 +1,10 @@
-"""What every route works with: the runtime, the token store, the shipments' recent history,
-the current fences; and the checks every route makes (token, role, customer scope)."""
+"""What every route works with: the backend (whichever runtime is behind it) and the token
+store; and the checks every route makes (token, role, customer scope)."""
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,63 +12,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from chainsight.api.auth import Principal, TokenStore, authenticate
+from chainsight.api.backend import Backend
 from chainsight.api.errors import ApiError
-from chainsight.contract.times import iso
-from chainsight.engine.core import Engine
-from chainsight.runtimes.embedded import EmbeddedRuntime
-
-
-class History:
-    """Recent accepted events of each shipment, as sent, newest last: at most `per_shipment`
-    of each, for the `max_shipments` most recently active shipments. A resent event (same
-    id, or same type, device or shipment and ts) is kept once."""
-
-    def __init__(self, per_shipment: int = 50, max_shipments: int = 100_000) -> None:
-        self.per_shipment = per_shipment
-        self.max_shipments = max_shipments
-        self._events: OrderedDict[str, deque[dict]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def identity(event: dict) -> tuple:
-        if event.get("event_id") is not None:
-            return ("id", event["event_id"])
-        return (event.get("type"), event.get("device_id") or event.get("shipment_id"),
-                event.get("ts"))
-
-    def add(self, shipment_id: str, event: dict) -> None:
-        with self._lock:
-            events = self._events.get(shipment_id)
-            if events is None:
-                events = self._events[shipment_id] = deque(maxlen=self.per_shipment)
-                if len(self._events) > self.max_shipments:
-                    self._events.popitem(last=False)
-            else:
-                self._events.move_to_end(shipment_id)
-                key = self.identity(event)
-                if any(self.identity(e) == key for e in events):
-                    return
-            events.append(event)
-
-    def of(self, shipment_id: str) -> list[dict]:
-        with self._lock:
-            return list(self._events.get(shipment_id, ()))
 
 
 @dataclass
 class Context:
-    runtime: EmbeddedRuntime
+    backend: Backend
     tokens: TokenStore
-    fences: dict = field(default_factory=lambda: {"type": "FeatureCollection", "features": []})
-    fences_version: int = 0
-    fences_lock: threading.Lock = field(default_factory=threading.Lock)  # one PUT at a time
     public_url: str | None = None
-    history: History = field(default_factory=History)
-    retracted: int = 0  # retractions published on the live stream since start
-
-    @property
-    def engine(self) -> Engine:
-        return self.runtime.engine
 
 
 def context(connection: HTTPConnection) -> Context:
@@ -93,17 +43,20 @@ def need(right: str) -> Callable[..., Principal]:
     return check
 
 
-def visible(engine: Engine, principal: Principal, shipment_id: str | None) -> bool:
-    """Whether a customer-scoped token may see this shipment (call under the runtime lock)."""
+def visible(backend: Backend, principal: Principal, shipment_id: str) -> bool:
+    """Whether a token may see this shipment (see `scoped`)."""
+    return bool(scoped(backend, principal, [{"shipment_id": shipment_id}]))
+
+
+def scoped(backend: Backend, principal: Principal, records: list[dict]) -> list[dict]:
+    """The shipment items or alert records a token may see: all, or for a customer-scoped
+    token those of its customers' shipments."""
     if not principal.customers:
-        return True
-    return shipment_id is not None and principal.sees(engine.customer_of(shipment_id))
-
-
-def shipment_item(engine: Engine, shipment_id: str, view: dict) -> dict:
-    """A shipment as the API shows it: its live view, `shipment_id` and `last_seen`."""
-    seen = engine.last_seen(shipment_id)
-    return {"shipment_id": shipment_id, **view, "last_seen": None if seen is None else iso(seen)}
+        return records
+    customers = backend.customers({r["shipment_id"] for r in records
+                                   if r.get("shipment_id") is not None})
+    return [r for r in records if r.get("shipment_id") is not None
+            and principal.sees(customers[r["shipment_id"]])]
 
 
 def not_found(what: str, key: str) -> ApiError:

@@ -1,9 +1,9 @@
 """Websockets: `/v1/live` (the shipments' state, then updates and their alerts) and
 `/v1/alerts/live` (alert records only).
 
-The runtime's subscriber (`Hub.on_output`, on the engine thread under the runtime lock) only
-puts into each client's bounded pending maps, the latest view per shipment and the latest
-record per alert, and wakes the client's sender task. The sender sends what is pending
+The backend's subscriber (`Hub.on_delta`, on the backend's thread) only puts into each
+client's bounded pending maps, the latest view per shipment and the latest record per alert,
+and wakes the client's sender task. The sender sends what is pending
 whenever the client takes it, so a slow client gets the latest state rather than a backlog,
 and never holds up the engine or the other clients.
 """
@@ -20,10 +20,10 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
 from chainsight.api.auth import Principal, authenticate
-from chainsight.api.context import context, shipment_item
+from chainsight.api.backend import Backend, Customers, Delta
+from chainsight.api.context import context
 from chainsight.api.errors import ApiError, error
 from chainsight.api.routes.shipments import BBox, in_bbox, parse_bbox
-from chainsight.engine.core import Engine, Output
 
 MAX_PENDING = 10_000  # per client: shipments, and alerts, waiting to be sent
 KEEPALIVE = orjson.dumps({"type": "keepalive"}).decode()
@@ -75,7 +75,7 @@ class Client:
         return views, [a for a in alerts if self.follows(a.get("shipment_id"), customers)]
 
     def offer(self, views: list[dict], alerts: list[dict]) -> bool:
-        """Keep the latest of each shipment and alert (engine thread; never waits). Whether
+        """Keep the latest of each shipment and alert (backend thread; never waits). Whether
         the sender is to be woken (it has not been since it last took)."""
         if not views and not alerts:
             return False
@@ -105,50 +105,48 @@ class Client:
 
 
 class Hub:
-    """The websocket clients of one runtime."""
+    """The websocket clients of one backend."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
         self.clients: tuple[Client, ...] = ()  # replaced, never changed in place
 
-    def on_output(self, out: Output) -> None:
-        """The runtime's subscriber (engine thread, runtime lock held)."""
+    def on_delta(self, delta: Delta) -> None:
+        """The backend's subscriber."""
         clients = self.clients
-        if not clients or not (out.changed or out.alerts):
+        if not clients or not (delta.changed or delta.alerts):
             return
-        engine = self.engine
-        items = {}
-        if out.changed and any(c.state for c in clients):
-            items = {name: shipment_item(engine, name, view)
-                     for name, view in engine.shipment_views(out.changed).items()}
-        customers = self._customers(clients, [*items, *(a.get("shipment_id")
-                                                        for a in out.alerts)])
+        items = delta.items if delta.changed and any(c.state for c in clients) else {}
+        customers = _customers(clients, delta.customers,
+                               [*items, *(a.get("shipment_id") for a in delta.alerts)])
         woken: dict[asyncio.AbstractEventLoop, list[Client]] = {}
         for client in clients:
-            if client.offer(*client.select(items, out.alerts, customers)):
+            if client.offer(*client.select(items, delta.alerts, customers)):
                 woken.setdefault(client.loop, []).append(client)
         for loop, wake in woken.items():  # one call per loop: each is a syscall
             with contextlib.suppress(RuntimeError):  # the server's loop has closed
                 loop.call_soon_threadsafe(_wake, wake)
 
-    def _customers(self, clients: tuple[Client, ...],
-                   names: list[str | None]) -> dict[str, str | None]:
-        if not any(c.principal.customers for c in clients):
-            return {}
-        return {n: self.engine.customer_of(n) for n in set(names) if n is not None}
+    def join(self, client: Client) -> list[dict]:
+        """Register a client; its snapshot, read so that nothing is missed."""
 
-    def join(self, client: Client, lock: threading.Lock) -> list[dict]:
-        """Register a client; its snapshot, taken under the same lock so nothing is missed."""
-        with lock:
-            engine = self.engine
-            views = engine.shipments(None if client.ids is None else sorted(client.ids))
-            items = {name: shipment_item(engine, name, view) for name, view in views.items()}
-            snapshot, _ = client.select(items, [], self._customers((client,), [*items]))
+        def register(items: dict[str, dict], customers: Customers) -> list[dict]:
+            snapshot, _ = client.select(items, [], _customers((client,), customers, [*items]))
             self.clients = (*self.clients, client)
-        return snapshot
+            return snapshot
+
+        return self.backend.watch(None if client.ids is None else sorted(client.ids), register)
 
     def leave(self, client: Client) -> None:
         self.clients = tuple(c for c in self.clients if c is not client)
+
+
+def _customers(clients: tuple[Client, ...], customers: Customers,
+               names: list[str | None]) -> dict[str, str | None]:
+    """The customers of these shipments, when a customer-scoped client needs them."""
+    if not any(c.principal.customers for c in clients):
+        return {}
+    return customers(n for n in names if n is not None)
 
 
 def _wake(clients: list[Client]) -> None:
@@ -190,7 +188,7 @@ async def serve(ws: WebSocket, right: str, token: str | None, state: bool,
     client = Client(asyncio.get_running_loop(), principal, state, ids, box)
     await ws.accept()
     try:
-        snapshot = await run_in_threadpool(hub.join, client, ctx.runtime.lock)
+        snapshot = await run_in_threadpool(hub.join, client)
         if state:
             await ws.send_text(orjson.dumps({"type": "snapshot", "shipments": snapshot}).decode())
         tasks = {asyncio.create_task(_drain(ws)),

@@ -1,10 +1,17 @@
 """The customer's trace page, rendered on the server: mobile-first HTML with inline SVG for the
-journey and the temperature chart, so it needs no script, font or tile from anywhere. English
-or Chinese, by the browser's `Accept-Language`."""
+journey (over Natural Earth land and borders, as the pages' build ships them, with the sites of
+the network) and the temperature chart, so it needs no script, font or tile from anywhere.
+English or Chinese, by the browser's `Accept-Language`."""
 
 from __future__ import annotations
 
+import json
+import math
+from functools import cache
 from html import escape
+from pathlib import Path
+
+STATIC = Path(__file__).parent / "static"  # the pages' build: land.geojson, borders.geojson
 
 TEXT = {
     "en": {"title": "Shipment", "status": "Status", "eta": "Expected arrival",
@@ -28,8 +35,11 @@ TEXT = {
            "refused": "无法打开此链接", "unknown": "未知", "last": "最新读数",
            "sites": "经停"},
 }
-STATUS_ZH = {"created": "已创建", "allocated": "已分配", "shipped": "已发货",
-             "in_transit": "运输中", "delivered": "已送达", "cancelled": "已取消"}
+STATUS = {"en": {"created": "Created", "allocated": "Allocated", "shipped": "Shipped",
+                  "in_transit": "In transit", "delivered": "Delivered",
+                  "cancelled": "Cancelled"},
+          "zh": {"created": "已创建", "allocated": "已分配", "shipped": "已发货",
+                 "in_transit": "运输中", "delivered": "已送达", "cancelled": "已取消"}}
 STYLE = """body{font:16px/1.45 system-ui,sans-serif;margin:0;color:#1d2733;background:#f4f6f8}
 main{max-width:640px;margin:auto;padding:12px}section{background:#fff;border-radius:10px;
 padding:12px 14px;margin:10px 0;box-shadow:0 1px 2px #0002}h1{font-size:1.25em;margin:.3em 0}
@@ -68,29 +78,112 @@ def refused(reason: str, lang: str) -> str:
                                      f'<p class="bad">{escape(reason)}</p></section>')
 
 
-def _journey_svg(journey: list[list], sites_of_ends: tuple[str, str]) -> str:
+def _lines(name: str) -> list[tuple[tuple[float, float, float, float], list]]:
+    """The rings or lines of a GeoJSON file of the pages' build, each with its bounding box
+    (lon0, lat0, lon1, lat1); none when the pages are not built."""
+    path = STATIC / name
+    if not path.is_file():
+        return []
+    out = []
+    data = json.loads(path.read_text())
+    for geometry in [f["geometry"] for f in data["features"]] if "features" in data else [data]:
+        parts = {"Polygon": [geometry["coordinates"]], "LineString": [[geometry["coordinates"]]],
+                 "MultiPolygon": geometry["coordinates"],
+                 "MultiLineString": [geometry["coordinates"]]}.get(geometry["type"], [])
+        for part in parts:
+            for line in part:
+                lons, lats = [p[0] for p in line], [p[1] for p in line]
+                out.append(((min(lons), min(lats), max(lons), max(lats)), line))
+    return out
+
+
+@cache
+def basemap() -> tuple[list, list]:
+    """Land rings and border lines (Natural Earth 1:50m), loaded once."""
+    return _lines("land.geojson"), _lines("borders.geojson")
+
+
+SITE_KINDS = ("hub", "customer", "cold_store")
+
+
+def places(fences: dict) -> list[dict]:
+    """The network's sites among the fences (hubs, customers, cold stores): name and centre."""
+    found = []
+    for feature in fences.get("features", []):
+        props, geometry = feature.get("properties") or {}, feature.get("geometry") or {}
+        if props.get("kind") not in SITE_KINDS:
+            continue
+        coords = geometry.get("coordinates")
+        if geometry.get("type") == "Point":
+            lon, lat = coords[:2]
+        elif geometry.get("type") == "Polygon":
+            ring = coords[0]
+            lon, lat = (sum(p[i] for p in ring) / len(ring) for i in (0, 1))
+        else:
+            continue
+        found.append({"name": props.get("name") or props.get("fence_id", ""), "lon": lon,
+                      "lat": lat})
+    return found
+
+
+def _journey_svg(journey: list[list], sites: list[dict]) -> str:
+    """The journey over the land, its borders and the network's sites near it."""
     if len(journey) < 2:
         return ""
     lon = [p[0] for p in journey]
     lat = [p[1] for p in journey]
-    x0, x1, y0, y1 = min(lon), max(lon), min(lat), max(lat)
-    span = max(x1 - x0, y1 - y0, 1e-3)
-    w, h, pad = 320, 200, 12
+    w, h = 320, 220
+    mid = (min(lat) + max(lat)) / 2
+    k = math.cos(math.radians(mid))  # degrees of longitude are shorter away from the equator
+    span = max((max(lon) - min(lon)) * k / w, (max(lat) - min(lat)) / h, 0.02 / h) * 1.25
+    cx, cy = (min(lon) + max(lon)) / 2, mid
+    view = (cx - span * w / 2 / k, cy - span * h / 2, cx + span * w / 2 / k, cy + span * h / 2)
 
-    def xy(p: list) -> str:
-        return (f"{pad + (p[0] - x0) / span * (w - 2 * pad):.1f},"
-                f"{h - pad - (p[1] - y0) / span * (h - 2 * pad):.1f}")
+    def x(lo: float) -> float:
+        return w / 2 + (lo - cx) * k / span
 
-    path = " ".join(xy(p) for p in journey)
-    start, end = xy(journey[0]).split(","), xy(journey[-1]).split(",")
+    def y(la: float) -> float:
+        return h / 2 - (la - cy) / span
+
+    def path(line: list) -> str:
+        return "M" + "L".join(f"{x(p[0]):.1f},{y(p[1]):.1f}" for p in line)
+
+    def near(box: tuple) -> bool:
+        return box[0] <= view[2] and box[2] >= view[0] and box[1] <= view[3] \
+            and box[3] >= view[1]
+
+    land, borders = basemap()
+    shapes = "".join(f'<path d="{path(line)}Z" fill="#f4f1e8" stroke="#c9c2ad" '
+                     f'stroke-width="0.6"/>' for box, line in land if near(box))
+    shapes += "".join(f'<path d="{path(line)}" fill="none" stroke="#b8a98a" '
+                      f'stroke-width="0.7" stroke-dasharray="3 2"/>'
+                      for box, line in borders if near(box))
+    for site in sites:
+        if view[0] <= site["lon"] <= view[2] and view[1] <= site["lat"] <= view[3]:
+            sx, sy = x(site["lon"]), y(site["lat"])
+            shapes += (f'<circle cx="{sx:.1f}" cy="{sy:.1f}" r="3.5" fill="#fff" '
+                       f'stroke="#475467" stroke-width="1.2"/><text x="{sx + 5:.1f}" '
+                       f'y="{sy - 4:.1f}" font-size="9" fill="#344054">'
+                       f'{escape(site["name"])}</text>')
+    route = "L".join(f"{x(p[0]):.1f},{y(p[1]):.1f}" for p in journey)
+    km = span * h * 111.32 / 4  # a quarter of the view's height, for the scale bar
+    nice = next(v for v in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+                if v >= km * 0.6)
+    bar = nice / 111.32 / span
     return (f'<svg viewBox="0 0 {w} {h}" role="img" aria-label="journey">'
-            f'<rect width="{w}" height="{h}" fill="#eaf1f7" rx="8"/>'
-            f'<polyline points="{path}" fill="none" stroke="#2563eb" stroke-width="2.5" '
-            f'stroke-linejoin="round"/>'
-            f'<circle cx="{start[0]}" cy="{start[1]}" r="5" fill="#1a7f37"/>'
-            f'<circle cx="{end[0]}" cy="{end[1]}" r="6" fill="#b42318"/>'
-            f'<text x="{pad}" y="{h - 3}" font-size="10" fill="#44546a">'
-            f"{escape(sites_of_ends[0])} → {escape(sites_of_ends[1])}</text></svg>")
+            f'<rect width="{w}" height="{h}" fill="#dbe9f6" rx="8"/>{shapes}'
+            f'<path d="M{route}" fill="none" stroke="#2563eb" stroke-width="2.5" '
+            f'stroke-linejoin="round" stroke-linecap="round"/>'
+            f'<circle cx="{x(lon[0]):.1f}" cy="{y(lat[0]):.1f}" r="5" fill="#1a7f37" '
+            f'stroke="#fff" stroke-width="1.5"/><circle cx="{x(lon[-1]):.1f}" '
+            f'cy="{y(lat[-1]):.1f}" r="6" fill="#b42318" stroke="#fff" stroke-width="1.5"/>'
+            f'<path d="M10,{h - 10}h{bar:.1f}" stroke="#344054" stroke-width="2"/>'
+            f'<text x="10" y="{h - 14}" font-size="9" fill="#344054">{nice:g} km</text></svg>')
+
+
+def _when(text: str | None) -> str:
+    """An ISO time as `2026-11-25 07:09 UTC`."""
+    return "—" if not text else f"{text[:10]} {text[11:16]} UTC"
 
 
 def _chart_svg(readings: list[dict], profile: dict | None, excursions: list[dict]) -> str:
@@ -138,17 +231,15 @@ def _extreme(value: float | None) -> str:
     return "" if value is None else f" · {value:g}"
 
 
-def render(story: dict, lang: str) -> str:
-    """The page for `story` (`chainsight.trace.story.customer_view`)."""
+def render(story: dict, lang: str, places: list[dict] | None = None) -> str:
+    """The page for `story` (`chainsight.trace.story.customer_view`); `places`: the network's
+    sites (`name`, `lon`, `lat`) to show near the journey."""
     t = TEXT[lang]
-    status = story["status"] or t["unknown"]
-    if lang == "zh":
-        status = STATUS_ZH.get(status, status)
+    status = STATUS[lang].get(story["status"] or "", story["status"] or t["unknown"])
     profile = story["profile"]
     range_text = "" if profile is None else \
-        f' <span class="muted">({t["range"]} {profile["min_c"]:g}–{profile["max_c"]:g} °C)</span>'
+        f' <span class="muted">({t["range"]} {profile["min_c"]:g} … {profile["max_c"]:g} °C)</span>'
     sites = story["sites"]
-    ends = (sites[0]["site_id"], sites[-1]["site_id"]) if sites else ("", "")
     exc_items = "".join(
         f'<li class="bad">{escape(e["started_at"][:16].replace("T", " "))} → '
         f'{escape((e["ended_at"] or t["open"])[:16].replace("T", " "))}'
@@ -169,8 +260,8 @@ def render(story: dict, lang: str) -> str:
     body = (
         f'<section><h1>{t["title"]} {escape(story["shipment_id"])}</h1><dl>'
         f'<dt>{t["status"]}</dt><dd>{escape(status)}</dd>'
-        f'<dt>{t["eta"]}</dt><dd>{escape(story["eta"] or "—")}</dd>{last}</dl></section>'
-        f'<section><h2>{t["journey"]}</h2>{_journey_svg(story["journey"], ends)}'
+        f'<dt>{t["eta"]}</dt><dd>{escape(_when(story["eta"]))}</dd>{last}</dl></section>'
+        f'<section><h2>{t["journey"]}</h2>{_journey_svg(story["journey"], places or [])}'
         f'<p class="muted">{t["sites"]}: '
         f'{escape(" → ".join(dict.fromkeys(s["site_id"] for s in sites)))}</p></section>'
         f'<section><h2>{t["temperature"]}{range_text}</h2>'

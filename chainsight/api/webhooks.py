@@ -1,8 +1,8 @@
 """Webhooks: subscriptions to the live alert stream (and notifications), each delivered to its
 URL by a worker thread of its own.
 
-The runtime's subscriber (`Webhooks.on_output`, engine thread, runtime lock held) only puts
-matching records into each endpoint's bounded queue (the oldest dropped, and counted, when
+The backend's subscriber (`Webhooks.on_delta`, on the backend's thread) only puts matching
+records into each endpoint's bounded queue (the oldest dropped, and counted, when
 full). The endpoint's worker POSTs one record per delivery, signed with the subscription's
 secret (`X-ChainSight-Signature: sha256=<hex HMAC-SHA256 of the body>`), retries with
 exponential backoff, and after the last attempt appends the delivery to the dead-letter file.
@@ -30,8 +30,8 @@ import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from chainsight.api.auth import Principal
+from chainsight.api.backend import Delta
 from chainsight.contract.times import iso, now_ms
-from chainsight.engine.core import Engine, Output
 from chainsight.files import write_private_json
 
 MAX_QUEUE = 1000  # per endpoint: records waiting to be delivered
@@ -86,7 +86,7 @@ class Endpoint:
         self._thread.start()
 
     def offer(self, payload: dict) -> None:
-        """Queue a delivery (engine thread; never waits on the receiver)."""
+        """Queue a delivery (backend thread; never waits on the receiver)."""
         with self._cond:
             if len(self.queue) >= MAX_QUEUE:
                 self.queue.popleft()
@@ -155,9 +155,9 @@ class DeadLetters:
 class Webhooks:
     """The subscriptions of one data directory and their endpoints."""
 
-    def __init__(self, data_dir: Path, engine: Engine, retry: Retry = Retry()) -> None:
+    def __init__(self, data_dir: Path, retry: Retry = Retry()) -> None:
         self.path = Path(data_dir) / "webhooks.json"
-        self.engine, self.retry = engine, retry
+        self.retry = retry
         self.dead_letters = DeadLetters(Path(data_dir) / "webhooks-dead.jsonl")
         self._lock = threading.Lock()  # one change of the subscriptions at a time
         self.endpoints: dict[str, Endpoint] = {}  # replaced, never changed in place
@@ -169,17 +169,19 @@ class Webhooks:
     def _endpoint(self, sub: Subscription) -> Endpoint:
         return Endpoint(sub, self.retry, self.dead_letters)
 
-    def on_output(self, out: Output) -> None:
-        """The runtime's subscriber (engine thread, runtime lock held)."""
+    def on_delta(self, delta: Delta) -> None:
+        """The backend's subscriber."""
         endpoints = self.endpoints
-        if not endpoints or not (out.alerts or out.notifications):
+        if not endpoints or not (delta.alerts or delta.notifications):
             return
-        records = [("alert", r) for r in out.alerts]
-        records += [("notification", r) for r in out.notifications]
-        scoped = any(e.sub.customers for e in endpoints.values())
+        records = [("alert", r) for r in delta.alerts]
+        records += [("notification", r) for r in delta.notifications]
+        customers = {}
+        if any(e.sub.customers for e in endpoints.values()):
+            customers = delta.customers(r["shipment_id"] for _, r in records
+                                        if r.get("shipment_id"))
         for kind, record in records:
-            shipment = record.get("shipment_id")
-            customer = self.engine.customer_of(shipment) if scoped and shipment else None
+            customer = customers.get(record.get("shipment_id"))
             for endpoint in endpoints.values():
                 if endpoint.sub.wants(record, customer):
                     endpoint.offer({"type": kind, kind: record})

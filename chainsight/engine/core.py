@@ -33,6 +33,8 @@ from chainsight.contract.times import iso, iso_many, now_ms
 from chainsight.engine.live import LiveStream, group_of
 from chainsight.engine.pipeline import STATUS_OF_SCAN, STATUSES, Pipeline, Transitions
 from chainsight.engine.state import NO_TS, Columns, ShipmentInfo, State
+from chainsight.eta.model import EtaModel
+from chainsight.eta.published import Etas
 from chainsight.geofence import FenceError, FenceSet
 from chainsight.ingest.columnar import Extracted
 from chainsight.ingest.dedup import Decoded, Ingest
@@ -61,6 +63,11 @@ class Output:
     late: Rows | None = None  # accepted but too late for rules: history only
     changed: set[int] = field(default_factory=set)  # shipments whose live state changed
     record: list[Written] = field(default_factory=list)  # entries of the shipments' records
+    etas: list[Etas] = field(default_factory=list)  # ETAs published (ETA.jsonl), in batches
+
+    def eta_records(self) -> list[dict]:
+        """The ETAs published, as ETA.jsonl's objects."""
+        return [record for batch in self.etas for record in batch.records()]
 
     def extend(self, other: Output) -> Output:
         """This output followed by `other` (what two engine calls produced together)."""
@@ -72,6 +79,7 @@ class Output:
         self.dead_letters += other.dead_letters
         self.changed |= other.changed
         self.record += other.record
+        self.etas += other.etas
         return self
 
 
@@ -130,7 +138,11 @@ class Engine:
         self.profiles = profiles if profiles is not None else load_profiles()
         if live and rules is not None:
             raise ValueError("a live engine builds its own rules (two sets of them)")
-        self.settled = Pipeline(self.settings, self.profiles, State(), rules, fences)
+        # one ETA model for both pipelines: the settled one learns, both predict
+        self.eta_model = EtaModel(self.settings.eta_shards) \
+            if self.settings.eta and rules is None else None
+        self.settled = Pipeline(self.settings, self.profiles, State(), rules, fences,
+                                eta_model=self.eta_model)
         self.ingest = Ingest(self.state,
                              EventDecoder(self.settings.max_payload_bytes,
                                           int(self.settings.future_tolerance_h * 3_600_000)),
@@ -143,7 +155,7 @@ class Engine:
         self._counters = {"events": 0, "rejected": 0, "duplicates": 0, "late_dropped": 0}
         self.provisional = Pipeline(self.settings, self.profiles,
                                     State.sharing_ids(self.state), fences=fences,
-                                    audited=False) if live else None
+                                    audited=False, eta_model=self.eta_model) if live else None
         self.live = LiveStream() if live else None
         self._seen = Columns(ts=(np.int64, NO_TS))  # per shipment: newest ts run provisionally
         # users' commands applied provisionally and still to settle: (at, command, group)
@@ -375,6 +387,7 @@ class Engine:
         if self.recorder is not None:
             self.recorder.add_alerts(records, self.state, self.stream_time)
         out.audit += done.audit
+        out.etas += done.etas
         out.changed |= done.changed
         if self.live is None:
             out.alerts += records
@@ -481,9 +494,10 @@ class Engine:
         """The pipeline whose alerts users see: the provisional one when live."""
         return self.settled if self.provisional is None else self.provisional
 
-    def metrics(self) -> dict[str, int]:
-        """Counters, open alerts by kind (`open_alerts.KIND`), the rules' own counts and, when
-        live, withdrawn provisional transitions by kind (`retracted.KIND[.RULE]`)."""
+    def metrics(self) -> dict[str, float]:
+        """Counters, open alerts by kind (`open_alerts.KIND`), the rules' own counts (the ETA
+        rule's: `eta_predictions`, `eta_deliveries` and `eta_accuracy.*`) and, when live,
+        withdrawn provisional transitions by kind (`retracted.KIND[.RULE]`)."""
         out = dict(self._counters)
         out["shipments"] = len(self.state.shipments)
         for alert in self._current().book.open_alerts.values():
@@ -620,13 +634,14 @@ class Engine:
                 ids.tolist(), lats[ids].tolist(), lons[ids].tolist(), position_ts,
                 has_position.tolist(), temps[ids].tolist(), strict=True)):
             info, name = st.info[s], st.shipments.names[s]
+            eta = pipeline.state.info[s].eta if s < len(pipeline.state.info) else None
             view = views[name] = {
                 "status": status[j],
                 "last_position": {"lat": lat, "lon": lon, "ts": at} if has else None,
                 "last_temp_c": None if temp != temp else temp,  # NaN: no reading yet
                 "profile": info.profile,
                 "open_alerts": open_alerts.get(name, []),
-                "eta": None if info.eta is None else iso(info.eta),
+                "eta": None if eta is None else iso(eta),
             }
             for column, values in extra:
                 view[column] = values[j]
@@ -642,7 +657,10 @@ class Engine:
     def snapshot(self) -> dict:
         """The contract's STATE.json: every shipment's settled state and the counters."""
         shipments = self.shipment_views(range(len(self.state.shipments)), settled=True)
-        return {"shipments": shipments, "counters": self.counters}
+        out = {"shipments": shipments, "counters": self.counters}
+        if self.eta_model is not None:
+            out["eta_accuracy"] = self.eta_model.accuracy.summary()
+        return out
 
     # --- durable state ----------------------------------------------------------------------
 
@@ -657,6 +675,8 @@ class Engine:
                 "arrival": list(self._arrival), "ended": self._ended, "now": self._now}
         if self.recorder is not None:
             data["record"] = self.recorder.dump_state()
+        if self.eta_model is not None:
+            data["eta_model"] = self.eta_model.dump_state()
         if self.provisional is not None:
             data["provisional"] = {"state": self.provisional.state.dump_state(),
                                    **self.provisional.dump_state(),
@@ -682,6 +702,8 @@ class Engine:
         self._now = data.get("now", 0)
         if self.recorder is not None and "record" in data:
             self.recorder.load_state(data["record"])
+        if self.eta_model is not None and "eta_model" in data:
+            self.eta_model.load_state(data["eta_model"])
         if self.provisional is not None and "provisional" in data:
             live = data["provisional"]
             self.provisional.state.load_state(live["state"])
@@ -690,3 +712,17 @@ class Engine:
             self._seen.load_state(live["seen"])
             self._commands = [(at, msgspec.convert(command, Command), group)
                               for at, command, group in live["commands"]]
+
+    def export_eta_model(self) -> bytes:
+        """The ETA model as a JSON document (`EtaModel.export`); ValueError when ETAs are
+        off."""
+        if self.eta_model is None:
+            raise ValueError("ETAs are off (setting eta = false): there is no model to export")
+        return self.eta_model.export()
+
+    def import_eta_model(self, data: bytes) -> None:
+        """Continue from an exported ETA model (the accuracy so far comes with it);
+        ValueError (one line) for a file that is not one, or when ETAs are off."""
+        if self.eta_model is None:
+            raise ValueError("ETAs are off (setting eta = false): cannot import a model")
+        self.eta_model.load_state(EtaModel.import_(data).dump_state())

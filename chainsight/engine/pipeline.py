@@ -16,11 +16,14 @@ from chainsight.alerts.book import AlertBook
 from chainsight.config import Profile, Settings
 from chainsight.contract.events import GPS, ORDER_STATUSES, SCAN, SENSOR, Order, Scan
 from chainsight.engine.state import State
+from chainsight.eta.model import EtaModel
+from chainsight.eta.published import Etas
 from chainsight.geofence import FenceSet
 from chainsight.ingest.rows import Rows
 from chainsight.rules import default_rules
 from chainsight.rules.advisor import ColdStoreAdvisor
 from chainsight.rules.base import Rule
+from chainsight.rules.eta import EtaRule
 from chainsight.rules.geofence import GeofenceRule
 
 IN_TRANSIT = frozenset({"shipped", "in_transit"})
@@ -33,11 +36,12 @@ BusinessEvents = Callable[[int], Scan | Order]  # seq -> the scan/order of that 
 @dataclass
 class Transitions:
     """What a pipeline produced: alert transitions (each with its event time in ms),
-    notifications, audit entries and the shipments whose state changed."""
+    notifications, audit entries, ETAs published and the shipments whose state changed."""
 
     alerts: list[tuple[int, dict]] = field(default_factory=list)
     notifications: list[dict] = field(default_factory=list)
     audit: list[dict] = field(default_factory=list)
+    etas: list[Etas] = field(default_factory=list)
     changed: set[int] = field(default_factory=set)
 
 
@@ -117,16 +121,19 @@ class Pipeline:
 
     def __init__(self, settings: Settings, profiles: dict[str, Profile], state: State,
                  rules: list[Rule] | None = None, fences: FenceSet | None = None,
-                 audited: bool = True) -> None:
+                 audited: bool = True, eta_model: EtaModel | None = None) -> None:
+        """`eta_model`: the ETA model the default rules share (the audited pipeline's
+        learns from it)."""
         self.settings = settings
         self.profiles = profiles
         self.state = state
         self.book = AlertBook.from_settings(settings, audited=audited)
         self.advisor = ColdStoreAdvisor(fences)  # `advisor.fences` may be set later
         self.rules: list[Rule] = rules if rules is not None else default_rules(
-            settings, self.advisor)
+            settings, self.advisor, eta_model, learns=audited)
         if fences is not None and rules is None:
             self.rules.append(GeofenceRule(fences, settings))
+        self.eta = next((r for r in self.rules if isinstance(r, EtaRule)), None)
 
     def run(self, rows: Rows, business: BusinessEvents, clock: int, out: Transitions) -> None:
         """Process rows (in event-time order), then let event time reach `clock`."""
@@ -159,6 +166,10 @@ class Pipeline:
         out.alerts += alerts
         out.notifications += notifications
         out.audit += audit
+        if self.eta is not None:
+            etas, changed = self.eta.collect()
+            out.etas += etas
+            out.changed |= changed
         index = self.state.shipments.index
         for record in [r for _, r in alerts] + notifications:
             s = index.get(record["shipment_id"])

@@ -131,6 +131,16 @@ class FenceSet:
         """Fence number of an id, or None."""
         return self._pos.get(fence_id)
 
+    def line(self, fence_id: str) -> np.ndarray | None:
+        """A corridor's centre line, (n, 2) lon/lat vertices in order; None when the fence is
+        unknown or not a corridor."""
+        i = self._pos.get(fence_id)
+        parts = [] if i is None else [it.line for it in self._fences[i].items
+                                      if it.kind == CORRIDOR]
+        if not parts:
+            return None
+        return np.concatenate([parts[0], *(p[1:] for p in parts[1:])])
+
     def contains(self, lon: np.ndarray, lat: np.ndarray, margin_m: float = 0.0
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Every (point index, fence index) pair with the point inside the fence, sorted by
@@ -140,12 +150,7 @@ class FenceSet:
         lat = np.ascontiguousarray(lat, dtype=np.float64).ravel()
         if lon.shape != lat.shape:
             raise ValueError("lon and lat must have the same length")
-        ix = self._index(float(margin_m))
-        cap = lon.size + 1024
-        pts, fen, n = contains_kernel(lon, lat, float(margin_m), self._geo, ix, cap)
-        if n > cap:
-            pts, fen, n = contains_kernel(lon, lat, float(margin_m), self._geo, ix, n)
-        return pts[:n], fen[:n]
+        return contains_kernel(lon, lat, float(margin_m), self._geo, self._index(float(margin_m)))
 
     def distances_m(self, lon: float, lat: float) -> np.ndarray:
         """Distance in metres from a point to each fence (0 inside), on WGS-84."""

@@ -11,7 +11,8 @@ are left out of cells they do not reach, and marked SURE in cells they cover, so
 no polygon test. Each part also has a coarse raster (OUTSIDE / INSIDE / BOUNDARY cells) and
 latitude bands of edges: only points in BOUNDARY cells run an even-odd test, over one band.
 The kernel is bound by memory latency, so what it reads per candidate is kept small (one
-32-byte grid entry, 2-bit rasters) to stay in the CPU cache.
+32-byte grid entry, 2-bit rasters) to stay in the CPU cache, and points go through it in
+batches, one step at a time, so that the reads of different points overlap.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ POLYGON, CIRCLE, CORRIDOR = 0, 1, 2
 OUTSIDE, INSIDE, BOUNDARY = 0, 1, 2  # polygon raster cells
 TEST, SURE, DROP = 0, 1, 2  # grid entries: test the item, the cell is inside it, or neither
 PAD = 1e-9  # degrees added around every bounding box
-BLOCK = 16  # grid blocks are BLOCK x BLOCK cells
+BLOCK_BITS = 4
+BLOCK = 1 << BLOCK_BITS  # grid blocks are BLOCK x BLOCK cells
+CHUNK = 256  # points per batch in the point-in-fence kernel (at most)
+BATCH_ENTRIES = 1 << 14  # grid entries per batch (one point's cell may add more)
+KEY_SHIFT = 28  # block table slots: key << KEY_SHIFT | block number
+FURTHER = -2  # _block_fast: the key may be further along its probe sequence
 RASTER_PER_EDGE = 8  # polygon raster cells per edge (64..16384 cells a part)
 _MULT = np.int64(-7046029254386353131)  # 2**64 / golden ratio, as int64 (Fibonacci hashing)
 
@@ -63,7 +69,7 @@ class Index(NamedTuple):
     ny: int
     nbx: int  # blocks per row of the grid
     bits: int  # the block table has 2**bits slots
-    table: np.ndarray  # int64 (slots, 2): block key (-1 = empty slot), block number
+    table: np.ndarray  # int64 slots: block key << KEY_SHIFT | block number (-1 = empty)
     cell_start: np.ndarray  # int32 (blocks * BLOCK**2 + 1): offsets into entry
     entry: np.ndarray  # ENTRY records, items ascending within a cell
 
@@ -258,7 +264,9 @@ def build_index(g: Geometry, hw: np.ndarray, lat_lo: np.ndarray, lat_hi: np.ndar
                         ("item", items), ("fence", g.item_fence[items]),
                         ("kind", g.item_type[items]), ("state", state), ("turns", turns)):
         entry[name] = value[order]
-    bits = max(1, int(np.ceil(np.log2(max(4 * blocks.size, 2)))))  # mostly one probe
+    if blocks.size >= 1 << KEY_SHIFT:
+        raise ValueError(f"geofence grid too large: {blocks.size:,} blocks")
+    bits = max(1, int(np.ceil(np.log2(max(4 * blocks.size, 2)))))  # at most a quarter full
     return Index(cell, nx, ny, nbx, bits, _hash_table(blocks, bits),
                  cell_start.astype(np.int32), entry)
 
@@ -305,32 +313,53 @@ def _slot(key: int, bits: int) -> int:
 
 @njit(cache=True)
 def _hash_table(keys: np.ndarray, bits: int) -> np.ndarray:
-    """Open addressing (linear probing) table of key -> position in keys."""
+    """Open addressing (linear probing) table of key -> position in keys, both in one int64
+    (keys < 2**35: at most 2**22 x 2**21 cells; positions < 2**KEY_SHIFT)."""
     mask = (1 << bits) - 1
-    table = np.full((1 << bits, 2), -1, np.int64)
+    table = np.full(1 << bits, -1, np.int64)
     for j in range(keys.size):
         h = _slot(keys[j], bits)
-        while table[h, 0] >= 0:
+        while table[h] >= 0:
             h = (h + 1) & mask
-        table[h, 0] = keys[j]
-        table[h, 1] = j
+        table[h] = (keys[j] << KEY_SHIFT) | j
     return table
 
 
 @njit(cache=True, inline="always")
-def _cell_range(table: np.ndarray, cell_start: np.ndarray, bits: int, nbx: int, cx: int,
-                cy: int) -> tuple[int, int]:
-    """Range of entries for grid cell (cx, cy)."""
-    key = (cy // BLOCK) * nbx + cx // BLOCK
+def _block_fast(table: np.ndarray, bits: int, key: int) -> int:
+    """Block number of `key` if it is in its slot or the next (nearly always: the table is at
+    most a quarter full), read without branching; -1 if absent, or FURTHER."""
+    mask = (1 << bits) - 1
     h = _slot(key, bits)
-    while True:
-        k = table[h, 0]
-        if k == key:
-            c = (table[h, 1] * BLOCK + cy % BLOCK) * BLOCK + cx % BLOCK
-            return cell_start[c], cell_start[c + 1]
-        if k < 0:
-            return 0, 0
-        h = (h + 1) & ((1 << bits) - 1)
+    h1 = (h + 1) & mask
+    s0, s1 = table[h], table[h1]
+    further = FURTHER if (s0 >= 0) & (s1 >= 0) else -1
+    low = (1 << KEY_SHIFT) - 1
+    return s0 & low if s0 >> KEY_SHIFT == key else s1 & low if s1 >> KEY_SHIFT == key else further
+
+
+@njit(cache=True)
+def _block(table: np.ndarray, bits: int, key: int) -> int:
+    """Block number of `key` (-1 if absent)."""
+    block = _block_fast(table, bits, key)
+    if block != FURTHER:
+        return block
+    mask = (1 << bits) - 1
+    h = (_slot(key, bits) + 2) & mask
+    while table[h] >= 0:
+        if table[h] >> KEY_SHIFT == key:
+            return table[h] & ((1 << KEY_SHIFT) - 1)
+        h = (h + 1) & mask
+    return -1
+
+
+@njit(cache=True, inline="always")
+def _cell_of(x: float, y: float, inv: float, nx: int, ny: int, nbx: int) -> tuple[int, int]:
+    """Block key and cell within the block of a point (x in [-180, 180))."""
+    cx = min(int((x + 180.0) * inv), nx - 1)
+    cy = min(max(int((y + 90.0) * inv), 0), ny - 1)
+    key = (cy >> BLOCK_BITS) * nbx + (cx >> BLOCK_BITS)
+    return key, ((cy & (BLOCK - 1)) << BLOCK_BITS) + (cx & (BLOCK - 1))
 
 
 @njit(cache=True, inline="always")
@@ -375,19 +404,16 @@ def _crossings(band_start: np.ndarray, band_edge: np.ndarray, band: int, x: floa
 
 
 @njit(cache=True, inline="always")
-def _in_polygon(grid: np.ndarray, raster: np.ndarray, band_start: np.ndarray,
-                band_edge: np.ndarray, it: int, x: float, y: float) -> bool:
-    """Point in polygon part: its raster cell, or the edges of its band for BOUNDARY cells."""
+def _raster_cell(grid: np.ndarray, raster: np.ndarray, it: int, x: float, y: float
+                 ) -> tuple[int, int]:
+    """Polygon part's raster cell at (x, y): OUTSIDE, INSIDE or BOUNDARY, and its band."""
     nrow, ncol = int(grid[it, 1]), int(grid[it, 4])
     r = int(np.floor((y - grid[it, 2]) * grid[it, 3]))
     c = int(np.floor((x - grid[it, 5]) * grid[it, 6]))
     if r < 0 or r > nrow or c < 0 or c > ncol:
-        return False
+        return OUTSIDE, 0
     r, c = min(r, nrow - 1), min(c, ncol - 1)
-    cell = _raster_get(raster, int(grid[it, 7]) + r * ncol + c)
-    if cell == BOUNDARY:
-        return _crossings(band_start, band_edge, int(grid[it, 0]) + r, x, y)
-    return cell == INSIDE
+    return _raster_get(raster, int(grid[it, 7]) + r * ncol + c), int(grid[it, 0]) + r
 
 
 @njit(cache=True, inline="always")
@@ -463,57 +489,125 @@ def _in_round(kind: int, size: float, xyz: np.ndarray, rho: float, first: int, l
 
 
 @njit(cache=True)
-def contains_kernel(lon: np.ndarray, lat: np.ndarray, margin: float, g: Geometry, ix: Index,
-                    cap: int) -> tuple[np.ndarray, np.ndarray, int]:
+def _find_cells(lon: np.ndarray, lat: np.ndarray, first: int, stop: int, ix: Index,
+                point: np.ndarray, plon: np.ndarray, start: np.ndarray, end: np.ndarray
+                ) -> tuple[int, int, int]:
+    """Points from `first` on (before `stop`, and only until their cells hold BATCH_ENTRIES
+    entries) whose grid cell has entries: their index, longitude wrapped into [-180, 180) and
+    entry range, written from 0 up. Returns (points, entries, the next point to look at).
+    The loop over every point takes no branches but one that is always predicted
+    (mispredicted ones cost more than its work); the rare blocks further along their probe
+    sequence are looked up after it."""
+    table, cell_start, bits, nbx, nx, ny = ix.table, ix.cell_start, ix.bits, ix.nbx, ix.nx, ix.ny
+    inv = nx / 360.0
+    m = total = 0
+    p = first
+    while p < stop and total < BATCH_ENTRIES:
+        x, y = lon[p], lat[p]
+        finite = np.isfinite(x) & np.isfinite(y)
+        x, y = (x, y) if finite else (0.0, 0.0)
+        x = wrap_lon(x) if (x < -180.0) | (x >= 180.0) else x
+        key, cell = _cell_of(x, y, inv, nx, ny, nbx)
+        block = _block_fast(table, bits, key)
+        c = (max(block, 0) << (2 * BLOCK_BITS)) + cell
+        a, b = cell_start[c], cell_start[c + 1]
+        b = b if finite & (block >= 0) else a
+        point[m], plon[m], start[m], end[m] = p, x, a, b
+        m += (b > a) | (finite & (block == FURTHER))
+        total += b - a
+        p += 1
+    for j in range(m):
+        if start[j] == end[j]:  # FURTHER
+            key, cell = _cell_of(plon[j], lat[point[j]], inv, nx, ny, nbx)
+            block = _block(table, bits, key)
+            c = (max(block, 0) << (2 * BLOCK_BITS)) + cell
+            start[j], end[j] = cell_start[c], cell_start[c + 1] if block >= 0 else cell_start[c]
+            total += end[j] - start[j]
+    return m, total, p
+
+
+@njit(cache=True)
+def contains_kernel(lon: np.ndarray, lat: np.ndarray, margin: float, g: Geometry, ix: Index
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """(point, fence) pairs with the point inside the fence grown by `margin` metres.
 
-    Writes at most `cap` pairs but returns the full count, so the caller can retry."""
+    The time goes into waiting for memory (grid cells, entries, rasters, edges at random
+    places), so points go in batches of CHUNK through steps that each read one kind of thing
+    for the whole batch: the reads of different points then overlap."""
     # Fields are read once here, and helpers get arrays: tuples inside the loop are slow.
-    table, cell_start, entry = ix.table, ix.cell_start, ix.entry
-    bits, nbx, nx, ny = ix.bits, ix.nbx, ix.nx, ix.ny
-    inv = nx / 360.0
+    entry = ix.entry
     grid, raster, band_start, band_edge = g.item_grid, g.raster, g.band_start, g.band_edge
     item_lon0, item_first, item_last = g.item_lon0, g.item_first, g.item_last
     item_size, item_xyz, item_rho = g.item_size, g.item_xyz, g.item_rho
     ring_start, vx, vy, segment = g.ring_start, g.vx, g.vy, g.segment
-    pts = np.empty(cap, np.int64)
-    fen = np.empty(cap, np.int64)
+    pts = np.empty(lon.size // 8 + 1024, np.int64)  # grown when needed
+    fen = np.empty(pts.size, np.int64)
     n = 0
-    for p in range(lon.size):
-        y = lat[p]
-        if not (np.isfinite(lon[p]) and np.isfinite(y)):
-            continue
-        lonp = lon[p]
-        if lonp < -180.0 or lonp >= 180.0:
-            lonp = wrap_lon(lonp)
-        cx = min(int((lonp + 180.0) * inv), nx - 1)
-        cy = min(max(int((y + 90.0) * inv), 0), ny - 1)
-        start, end = _cell_range(table, cell_start, bits, nbx, cx, cy)
-        last = -1
-        for k in range(start, end):
-            e = entry[k]
-            in_box = (lonp >= e.lon_lo) & (lonp <= e.lon_hi) & (y >= e.lat_lo) & (y <= e.lat_hi)
-            if not in_box or e.fence == last:
-                continue
-            it = e.item
-            if e.state == SURE and margin >= 0.0:
-                hit = True
-            elif e.kind == POLYGON:
+    point, plon = np.empty(CHUNK, np.int64), np.empty(CHUNK)
+    start, end = np.empty(CHUNK, np.int64), np.empty(CHUNK, np.int64)
+    size = 0  # candidates: (point in batch, entry), hit, and for tests x in the item's frame
+    owner, cand, hit = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.bool_)
+    test, cand_x, band = np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64)
+    sure = margin >= 0.0
+    first = 0
+    while first < lon.size:
+        m, total, first = _find_cells(lon, lat, first, min(first + CHUNK, lon.size), ix, point,
+                                      plon, start, end)
+        if total > size:
+            size = max(2 * total, 4 * CHUNK)
+            owner, cand, hit = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(
+                size, np.bool_)
+            test, cand_x, band = np.empty(size, np.int64), np.empty(size), np.empty(size, np.int64)
+        c = t = 0  # candidates: entries whose box holds the point; tests: those not SURE
+        for j in range(m):
+            x, y = plon[j], lat[point[j]]
+            for k in range(start[j], end[j]):
+                e = entry[k]
+                inside = (x >= e.lon_lo) & (x <= e.lon_hi) & (y >= e.lat_lo) & (y <= e.lat_hi)
+                known = sure & (e.state == SURE)
+                owner[c], cand[c], hit[c], test[t] = j, k, known, c
+                t += inside & (not known)
+                c += inside
+        u = 0  # polygons: decide by the raster; those at BOUNDARY cells wait
+        for q in range(t):
+            i = test[q]
+            e = entry[cand[i]]
+            x, y, it = plon[owner[i]], lat[point[owner[i]]], e.item
+            if e.kind == POLYGON:
                 if e.turns == FULL:  # into the frame [c - 180, c + 180)
-                    x = lonp + 360.0 * np.ceil((item_lon0[it] - lonp) / 360.0 - 0.5)
+                    x += 360.0 * np.ceil((item_lon0[it] - x) / 360.0 - 0.5)
                 else:
-                    x = lonp + 360.0 * e.turns
-                hit = _in_polygon(grid, raster, band_start, band_edge, it, x, y)
-                if margin != 0.0 and hit != (margin > 0.0):  # grown / shrunk polygon
-                    hit = hit != _near_edge(item_first[it], item_last[it], ring_start, vx, vy,
-                                            x, y, abs(margin))
+                    x += 360.0 * e.turns
+                cell, b = _raster_cell(grid, raster, it, x, y)
+                hit[i], cand_x[i], band[i] = cell == INSIDE, x, b if cell == BOUNDARY else -1
+                test[u] = i
+                u += (cell == BOUNDARY) | (margin != 0.0)
             else:
-                hit = _in_round(e.kind, item_size[it] + margin, item_xyz[it], item_rho[it],
-                                item_first[it], item_last[it], segment, lonp, y)
-            if hit:
-                last = e.fence
-                if n < cap:
-                    pts[n] = p
-                    fen[n] = last
-                n += 1
-    return pts, fen, n
+                hit[i] = _in_round(e.kind, item_size[it] + margin, item_xyz[it], item_rho[it],
+                                   item_first[it], item_last[it], segment, x, y)
+        for q in range(u):  # even-odd test over one band; grown / shrunk polygons
+            i = test[q]
+            x, y, it = cand_x[i], lat[point[owner[i]]], entry[cand[i]].item
+            h = _crossings(band_start, band_edge, band[i], x, y) if band[i] >= 0 else hit[i]
+            if margin != 0.0 and h != (margin > 0.0):
+                h = h != _near_edge(item_first[it], item_last[it], ring_start, vx, vy, x, y,
+                                    abs(margin))
+            hit[i] = h
+        if n + c > pts.size:
+            pts, fen = _grown(pts, n + c), _grown(fen, n + c)
+        last_p = last_f = -1
+        for i in range(c):  # pairs, one per (point, fence): parts of a fence are adjacent
+            p, f = point[owner[i]], entry[cand[i]].fence  # (written always, kept if new)
+            new = hit[i] & ((p != last_p) | (f != last_f))
+            pts[n], fen[n] = p, f
+            last_p, last_f = (p, f) if new else (last_p, last_f)
+            n += new
+    return pts[:n], fen[:n]
+
+
+@njit(cache=True)
+def _grown(a: np.ndarray, need: int) -> np.ndarray:
+    """A copy of `a` with room for at least `need` items (doubling)."""
+    out = np.empty(max(need, 2 * a.size), a.dtype)
+    out[:a.size] = a
+    return out

@@ -110,15 +110,17 @@ def _read_error(path: Path, exc: OSError) -> str:
 def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
            dead_letter_out: Path | None = None, state_out: Path | None = None,
            workers: int = 0, live_alerts_out: Path | None = None,
-           record_out: Path | None = None) -> ReplayResult:
+           record_out: Path | None = None, eta_out: Path | None = None) -> ReplayResult:
     """Replay `events` through `engine`, writing the contract's output files: the settled
-    alert stream, and with `live_alerts_out` (a live engine's) the live stream as a live
-    runtime would have published it, each record with `line`, the input lines consumed; with
-    `record_out` (an engine that records) the entries of the shipments' records."""
+    alert stream, the ETAs published, and with `live_alerts_out` (a live engine's) the live
+    stream as a live runtime would have published it, each record with `line`, the input
+    lines consumed; with `record_out` (an engine that records) the entries of the shipments'
+    records."""
     started = time.perf_counter()
     n_alerts = consumed = 0
     with _open(alerts_out) as alerts, _open(dead_letter_out) as dead, \
-            _open(live_alerts_out) as live, _open(record_out) as record:
+            _open(live_alerts_out) as live, _open(record_out) as record, \
+            _open(eta_out) as etas:
 
         def emit(out: Output) -> None:
             nonlocal n_alerts
@@ -128,6 +130,8 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
             _write(live, [{**r, "line": consumed} for r in out.alerts])
             if record is not None and out.record:
                 record.write(b"".join(e.line + b"\n" for e in out.record))
+            if etas is not None and out.etas:
+                etas.write(b"".join(batch.jsonl() for batch in out.etas))
 
         if live_alerts_out is None:
             for batch in _extract(events, engine.decoder, workers):

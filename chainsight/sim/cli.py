@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kafka", action="store_true",
                    help="send the events to the distributed runtime's events topic instead "
                         "(CHAINSIGHT_KAFKA_BOOTSTRAP, CHAINSIGHT_TOPIC_PREFIX)")
+    p.add_argument("--mqtt", metavar="URL",
+                   help="publish the events to this MQTT broker instead, as devices do "
+                        "(mqtt://[user[:password]@]host[:port], mqtts:// for TLS; password "
+                        "also from CHAINSIGHT_MQTT_PASSWORD)")
+    p.add_argument("--mqtt-topic-root", default="chainsight", metavar="ROOT",
+                   help="MQTT topics are ROOT/devices/ID/events (default chainsight)")
     p.add_argument("--ground-truth", help="write the ground truth JSON here")
     p.add_argument("--fences-out", help="write the world's geofences GeoJSON here")
     p.add_argument("--ts-format", choices=("iso", "ms"), help="timestamps as ISO or epoch ms")
@@ -53,6 +59,13 @@ def _kafka_sink() -> Sink:
     return KafkaSink(load_streams_config())
 
 
+def _mqtt_sink(url: str, root: str) -> Sink:
+    from chainsight.ingest.mqtt import Broker
+    from chainsight.sim.mqtt import MqttSink
+
+    return MqttSink(Broker.parse(url), root=root)
+
+
 def simulate_main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = build_parser().parse_args(argv)
@@ -73,9 +86,15 @@ def simulate_main(argv: list[str] | None = None) -> int:
             sim.write_fences(args.fences_out)
         if args.ground_truth:
             sim.write_ground_truth(args.ground_truth)
-        sink = _kafka_sink() if args.kafka else JsonlFileSink(args.out)
-    except (OSError, RuntimeError) as exc:
-        target = getattr(exc, "filename", None) or ("Kafka" if args.kafka else args.out)
+        if args.kafka:
+            sink = _kafka_sink()
+        elif args.mqtt:
+            sink = _mqtt_sink(args.mqtt, args.mqtt_topic_root)
+        else:
+            sink = JsonlFileSink(args.out)
+    except (OSError, RuntimeError, ValueError) as exc:
+        target = getattr(exc, "filename", None) or (
+            "Kafka" if args.kafka else "MQTT" if args.mqtt else args.out)
         reason = getattr(exc, "strerror", None) or exc
         print(f"chainsight simulate: cannot write {target}: {reason}", file=sys.stderr)
         return 2
@@ -86,6 +105,9 @@ def simulate_main(argv: list[str] | None = None) -> int:
     sink.close()
     if args.progress:
         sys.stderr.write("\n")
+    if args.mqtt:
+        print(f"published {sink.messages:,} MQTT messages ({sink.bursts:,} offline bursts as "
+              "arrays)", file=sys.stderr)
     c = sim.counts()
     print(f"simulated {scn.name!r} seed={scn.seed}: {c['lines']:,} lines "
           f"(gps {c['gps']:,}, sensor {c['sensor']:,}, scan {c['scan']:,}, "

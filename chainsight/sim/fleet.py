@@ -9,7 +9,7 @@ import numpy as np
 from chainsight.geofence.geodesy import geodesic_m
 
 from .scenario import Scenario
-from .trucks import Drives, fleet_drive, time_at_distance
+from .trucks import Drives, dock_busyness, fleet_drive, time_at_distance
 from .world import Route, Site, World, build_world
 
 MIN = 60_000
@@ -141,6 +141,12 @@ def plan_fleet(scn: Scenario) -> Fleet:
         fence_in[live] = depart[live] + time_at_distance(drv, d_in)
     tl["arrive"] = arrive
     tl["fence_in"] = fence_in
+    lo, hi = scn.dock_wait_min
+    if hi > 0:  # its own random stream: scenarios without a wait draw exactly as before
+        at_hub = np.array([world.sites[int(d)].kind == "hub" for d in dest])
+        wait = _u(rng_for(seed, 8), lo, hi, n) * dock_busyness(arrive) * np.where(at_hub, 1.5,
+                                                                                1.0)
+        unload_after = unload_after + (wait * MIN).astype(np.int64)
     tl["unloaded"] = arrive + unload_after
     tl["unload_door_closed"] = tl["unloaded"] + unload_door
     tl["delivered"] = tl["unloaded"] + deliver_after

@@ -54,6 +54,9 @@ class Scenario:
     cold_store_radius_m: float = 350.0
     corridor_width_m: float = 300.0
     hub_dwell_max_min: float = 120.0
+    # minutes a truck waits at its destination's dock before unloading, times how busy the
+    # docks are at that time of day (busiest late morning; x1.5 at hubs); (0, 0): no wait
+    dock_wait_min: tuple[float, float] = (0.0, 0.0)
     gps_accuracy_m: float = 5.0  # median reported accuracy; noise sigma = accuracy / 2
     door_openings_per_h: float = 0.4  # en-route door openings (brief, inside the profile)
     cancel_rate: float = 0.005
@@ -167,6 +170,9 @@ def _validate(s: Scenario) -> None:
     lo, hi = s.short_excursion_factor
     if hi > 0.6 or lo < 0 or hi < lo:
         raise ValueError("short_excursion_factor must lie within 0..0.6x excursion_min")
+    lo, hi = s.dock_wait_min
+    if lo < 0 or hi < lo:
+        raise ValueError("dock_wait_min must be a [low, high] range of minutes >= 0")
     if s.silence_min[0] < 11:
         raise ValueError("silence_min must exceed the 10-minute sensor_silent rule (>= 11)")
     parse_time(s.start)

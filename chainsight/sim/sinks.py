@@ -5,6 +5,8 @@ A sink declares which form it wants in ``wants``:
 - ``"lines"``: ``list[str]`` of JSON lines without newlines;
 - ``"dicts"``: ``list[dict]`` of events.
 
+A sink with ``timed = True`` also gets each batch's arrival times: ``write(batch, arrival_ms)``.
+
 Adding a transport is one class. A Kafka sink, for example, would be::
 
     class KafkaSink:
@@ -161,9 +163,14 @@ def run(simulation: Simulation, sink: Sink, rate: float | None = None,
     last_t, last_sent, sent, lag = t0, 0, 0, 0.0
     a0: int | None = None
 
-    def emit(part: Any, k: int) -> None:
+    timed = getattr(sink, "timed", False)
+
+    def emit(part: Any, k: int, arrival: np.ndarray) -> None:
         nonlocal sent, last_t, last_sent
-        sink.write(part)
+        if timed:
+            sink.write(part, arrival)
+        else:
+            sink.write(part)
         sent += k
         now = clock()
         if progress and now - last_t >= progress_every_s:
@@ -174,7 +181,7 @@ def run(simulation: Simulation, sink: Sink, rate: float | None = None,
         for batch, arrival in simulation.iter_timed(n, form):
             k = arrival.size
             if not paced:
-                emit(batch, k)
+                emit(batch, k, arrival)
                 continue
             if a0 is None:
                 a0 = int(arrival[0])
@@ -193,7 +200,7 @@ def run(simulation: Simulation, sink: Sink, rate: float | None = None,
                 j = max(i + 1, int(np.searchsorted(due, now_rel + 0.02, side="right")))
                 lag = max(0.0, now_rel - float(due[j - 1]))
                 part = batch[cuts[i]:cuts[j]] if cuts is not None else batch[i:j]
-                emit(part, j - i)
+                emit(part, j - i, arrival[i:j])
                 i = j
     finally:
         if close:

@@ -49,6 +49,13 @@ def traffic_factor(ms: np.ndarray) -> np.ndarray:
     return f + np.where((h < 5) | (h > 22), 0.05, 0.0)
 
 
+def dock_busyness(ms: np.ndarray) -> np.ndarray:
+    """How busy destination docks are at the local time of day (0.2 at night, 1 late
+    morning)."""
+    h = (np.asarray(ms) / 3_600_000 + LOCAL_UTC_OFFSET_H) % 24
+    return 0.2 + 0.8 * np.exp(-(((h - 11.0) / 3.5) ** 2))
+
+
 def expand(first: np.ndarray, stop: np.ndarray, step: int
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Regular times ``first[j] + k*step < stop[j]`` for every j, concatenated.

@@ -24,6 +24,7 @@ from test_worker import (
 )
 
 from chainsight.alerts.book import NOTIFICATIONS
+from chainsight.config import load_settings
 from chainsight.contract.commands import Acknowledge, ReplaceFences, Resolve
 from chainsight.engine.core import Engine
 from chainsight.geofence import FenceSet
@@ -162,7 +163,9 @@ def test_a_recording_with_fences_gives_replays_transitions(deployment, tmp_path)
     events = tmp_path / "events.jsonl"
     sim.write_jsonl(events)
     alerts = tmp_path / "alerts.jsonl"
-    replay(events, Engine(fences=FenceSet.from_file(fences)), alerts)
+    # replay configured like the deployment: one ETA model per partition, as the workers learn
+    replay(events, Engine(load_settings(eta_shards=PARTITIONS),
+                          fences=FenceSet.from_file(fences)), alerts)
     want = [orjson.loads(x) for x in alerts.read_bytes().splitlines()]
     assert {a["kind"] for a in want} >= {"geofence_enter", "geofence_exit"}
 

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from chainsight.api.auth import Principal
 from chainsight.api.body import parse_json, read_capped
-from chainsight.api.context import Context, context, need, shipment_item, visible
+from chainsight.api.context import Context, context, need, scoped
 from chainsight.api.errors import JSON, ApiError
 from chainsight.api.models import ErrorOut
 from chainsight.ask import answer, places_from_fences, understand
@@ -71,21 +71,17 @@ async def ask(request: Request,
 
 def reply(ctx: Context, principal: Principal, question: AskIn) -> dict:
     """Understand the question and answer it over what the principal may see."""
-    with ctx.runtime.lock:
-        engine = ctx.engine
-        shipments = [shipment_item(engine, name, view)
-                     for name, view in engine.shipments().items()
-                     if visible(engine, principal, name)]
-        alerts = [a for a in engine.alerts() if visible(engine, principal, a.get("shipment_id"))]
-        stream = engine.stream_time
-        profiles = engine.profiles
+    backend = ctx.backend
+    shipments = scoped(backend, principal, list(backend.shipments().values()))
+    alerts = scoped(backend, principal, backend.alerts())
+    stream = backend.stream_time()
     now = datetime.fromtimestamp(stream / 1000, UTC) if stream > 0 else datetime.now(UTC)
-    fences = ctx.fences
-    interpretation = understand(question.q, now, places_from_fences(fences), profiles,
+    fences = backend.fences()
+    interpretation = understand(question.q, now, places_from_fences(fences), backend.profiles,
                                 [s["shipment_id"] for s in shipments], question.tz)
     if interpretation.understood and interpretation.aggregation == "temperature_history":
         wanted = set(interpretation.filters["shipment_id"])
-        shipments = [{**s, "history": ctx.history.of(s["shipment_id"])}
+        shipments = [{**s, "history": backend.history(s["shipment_id"])}
                      for s in shipments if s["shipment_id"] in wanted]
 
     def locate(found: Sequence[dict], place_ids: Sequence[str]) -> set[str]:

@@ -1,9 +1,7 @@
-"""`POST /v1/events`: contract events in, a per-event answer out.
+"""`POST /v1/events`: contract events in, a per-event answer out, once they are durable.
 
-The events are processed synchronously through the runtime (`EmbeddedRuntime.process`, under
-its lock, in turn with its own thread), so the answer gives exactly what the engine made of
-each: rejections with the engine's own dead-letter reasons, and duplicates counted by the
-engine (its counters' change across the call).
+Device-bound tokens are checked here; the backend says what became of the other events (see
+`Backend.ingest`: the embedded engine's own answer, or on Kafka the decoder's).
 """
 
 from __future__ import annotations
@@ -62,11 +60,10 @@ def split_body(ctx: Context, body: bytes, content_type: str) -> Body:
 def epcis_body(ctx: Context, document: object) -> Body:
     """An EPCIS 2.0 capture document's scans and readings (answered under the index of the
     EPCIS event each came from)."""
-    with ctx.runtime.lock:
-        try:
-            events, refused = epcis.capture(document, ctx.engine.shipment_of_sscc)
-        except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
+    try:
+        events, refused = epcis.capture(document, ctx.backend.shipment_of_sscc)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
     return Body([orjson.dumps(e) for _, e in events], [e for _, e in events],
                 [i for i, _ in events], dict(refused))
 
@@ -85,7 +82,7 @@ def device_refusal(principal: Principal, event: object) -> str | None:
 
 
 def ingest(ctx: Context, principal: Principal, body: Body) -> dict:
-    """Process the lines now; the answer, and accepted events into the shipments' history."""
+    """Hand the events the token may send to the backend; the answer."""
     lines, objects = body.lines, body.objects
     for i, line in enumerate(lines):
         if objects[i] is None and principal.devices:
@@ -96,34 +93,11 @@ def ingest(ctx: Context, principal: Principal, body: Body) -> dict:
     rejected = {i: reason for i, event in enumerate(objects)
                 if (reason := device_refusal(principal, event)) is not None}
     index = [i for i in range(len(lines)) if i not in rejected]
-    out, counted = ctx.runtime.process([lines[i] for i in index]) if index else (None, {})
-    for dead in [] if out is None else out.dead_letters:
-        rejected[index[dead["line"] - 1]] = dead["reason"]
-    remember(ctx, [i for i in index if i not in rejected], lines, objects)
-    duplicates = counted.get("duplicates", 0)
+    result = ctx.backend.ingest([lines[i] for i in index], [objects[i] for i in index])
+    rejected.update({index[i]: reason for i, reason in result.rejected.items()})
     refused = {**body.refused, **{body.origin[i]: reason for i, reason in rejected.items()}}
-    return {"accepted": counted.get("events", 0) - duplicates, "duplicates": duplicates,
+    return {"accepted": result.accepted, "duplicates": result.duplicates,
             "rejected": [{"index": i, "reason": refused[i]} for i in sorted(refused)]}
-
-
-def remember(ctx: Context, accepted: list[int], lines: list[bytes],
-             objects: list[object | None]) -> None:
-    """Put accepted events into their shipment's recent history (a device's event under the
-    shipment the device is linked to now)."""
-    events = []
-    for i in accepted:
-        try:
-            events.append(objects[i] if objects[i] is not None else orjson.loads(lines[i]))
-        except orjson.JSONDecodeError:  # accepted, but beyond orjson (e.g. nested 1,000 deep)
-            continue
-    with ctx.runtime.lock:
-        linked = {d: ctx.engine.linked_shipment(d) for d in
-                  {e["device_id"] for e in events if not e.get("shipment_id")
-                   and isinstance(e.get("device_id"), str)}}
-    for event in events:
-        shipment = event.get("shipment_id") or linked.get(event.get("device_id"))
-        if isinstance(shipment, str):
-            ctx.history.add(shipment, event)
 
 
 @router.post("/v1/events", response_model=IngestOut, openapi_extra=_BODY_DOC,

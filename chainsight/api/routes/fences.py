@@ -12,7 +12,7 @@ from chainsight.api.body import parse_json, read_capped
 from chainsight.api.context import Context, context, need
 from chainsight.api.errors import JSON, ApiError
 from chainsight.api.models import ErrorOut, FencesOut
-from chainsight.contract.commands import CommandRefused, ReplaceFences
+from chainsight.contract.commands import CommandRefused
 from chainsight.geofence import FenceError, FenceSet
 
 router = APIRouter(tags=["fences"])
@@ -25,7 +25,7 @@ _BODY_DOC = {"requestBody": {"required": True, "content": {"application/json": {
 
 @router.get("/v1/fences", responses={200: {"description": "a GeoJSON FeatureCollection"}})
 def get_fences(request: Request, _: Annotated[Principal, Depends(need("fences:read"))]) -> JSON:
-    return JSON(context(request).fences)
+    return JSON(context(request).backend.fences())
 
 
 def replace(ctx: Context, geojson: dict) -> dict:
@@ -33,13 +33,10 @@ def replace(ctx: Context, geojson: dict) -> dict:
         FenceSet.from_geojson(geojson)
     except FenceError as exc:
         raise ApiError(422, str(exc)) from None
-    with ctx.fences_lock:
-        version = ctx.fences_version + 1
-        try:
-            ctx.runtime.apply(ReplaceFences(geojson, version))
-        except CommandRefused as exc:
-            raise ApiError(422, str(exc)) from None
-        ctx.fences, ctx.fences_version = geojson, version
+    try:
+        version = ctx.backend.replace_fences(geojson)
+    except CommandRefused as exc:
+        raise ApiError(422, str(exc)) from None
     return {"version": version, "fences": len(geojson.get("features", []))}
 
 

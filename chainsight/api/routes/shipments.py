@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from chainsight.api.auth import Principal
-from chainsight.api.context import context, need, not_found, shipment_item, visible
+from chainsight.api.context import context, need, not_found, scoped
 from chainsight.api.errors import JSON, ApiError
 from chainsight.api.models import ErrorOut, ShipmentDetailOut, ShipmentOut
 
@@ -46,30 +46,22 @@ def list_shipments(request: Request,
                    bbox: Annotated[str | None, Query(examples=["3.3,50.7,7.2,53.6"],
                                                      description="minLon,minLat,maxLon,maxLat")]
                    = None) -> JSON:
-    ctx = context(request)
     box = None if bbox is None else parse_bbox(bbox)
-    found = []
-    with ctx.runtime.lock:
-        engine = ctx.engine
-        for name, view in engine.shipments().items():
-            if ((status is None or view["status"] == status)
-                    and (profile is None or view["profile"] == profile)
-                    and (has_alerts is None or bool(view["open_alerts"]) == has_alerts)
-                    and (box is None or in_bbox(view, box))
-                    and visible(engine, principal, name)):
-                found.append(shipment_item(engine, name, view))
-    return JSON(found)
+    backend = context(request).backend
+    found = [item for item in backend.shipments().values()
+             if (status is None or item["status"] == status)
+             and (profile is None or item["profile"] == profile)
+             and (has_alerts is None or bool(item["open_alerts"]) == has_alerts)
+             and (box is None or in_bbox(item, box))]
+    return JSON(scoped(backend, principal, found))
 
 
 @router.get("/v1/shipments/{shipment_id}", response_model=ShipmentDetailOut,
             responses={404: {"model": ErrorOut}})
 def get_shipment(request: Request, shipment_id: str,
                  principal: Annotated[Principal, Depends(need("shipments:read"))]) -> JSON:
-    ctx = context(request)
-    with ctx.runtime.lock:
-        engine = ctx.engine
-        views = engine.shipments([shipment_id])
-        if shipment_id not in views or not visible(engine, principal, shipment_id):
-            raise not_found("shipment", shipment_id)
-        item = shipment_item(engine, shipment_id, views[shipment_id])
-    return JSON({**item, "history": ctx.history.of(shipment_id)})
+    backend = context(request).backend
+    item = backend.shipments([shipment_id]).get(shipment_id)
+    if item is None or not scoped(backend, principal, [item]):
+        raise not_found("shipment", shipment_id)
+    return JSON({**item, "history": backend.history(shipment_id)})

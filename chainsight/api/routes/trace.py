@@ -26,18 +26,14 @@ DAY_S = 86_400
 
 def _recorded(ctx: Context, shipment_id: str, principal: Principal | None = None
               ) -> tuple[dict, dict, list[dict], dict]:
-    """(order facts, live view, record entries, verification) of a shipment the caller may
+    """(order facts, live item, record entries, verification) of a shipment the caller may
     see; 404 otherwise."""
-    with ctx.runtime.lock:
-        engine = ctx.engine
-        facts = engine.order_facts(shipment_id)
-        if facts is None or (principal is not None
-                             and not visible(engine, principal, shipment_id)):
-            raise not_found("shipment", shipment_id)
-        view = engine.shipments([shipment_id])[shipment_id]
-        length, head = engine.record_head(shipment_id)
-    entries = ctx.runtime.calls.records.entries(shipment_id)[:length]  # newer: after the head
-    return facts, view, entries, verify(entries, length, head)
+    found = ctx.backend.recorded(shipment_id)
+    if found is None or (principal is not None
+                         and not visible(ctx.backend, principal, shipment_id)):
+        raise not_found("shipment", shipment_id)
+    return found.facts, found.item, found.entries, verify(found.entries, found.length,
+                                                          found.head)
 
 
 @router.get("/v1/shipments/{shipment_id}/record", responses={404: {"model": ErrorOut}},
@@ -46,7 +42,7 @@ def record(request: Request, shipment_id: str,
            principal: Annotated[Principal, Depends(need("records:read"))]) -> JSON:
     ctx = context(request)
     _, _, entries, verification = _recorded(ctx, shipment_id, principal)
-    anchored = ctx.runtime.calls.anchors.proof(shipment_id)
+    anchored = ctx.backend.anchor(shipment_id)
     if anchored is not None:  # the anchored head must be the hash of that entry of the record
         _, count, head = anchored["leaf"]
         anchored["matches_record"] = 0 < count <= len(entries) and \
@@ -74,10 +70,9 @@ def trace_link(request: Request, shipment_id: str,
                days: Annotated[int, Query(ge=1, le=3650, description="valid for")] = 90
                ) -> JSON:
     ctx = context(request)
-    with ctx.runtime.lock:
-        facts = ctx.engine.order_facts(shipment_id)
-        if facts is None or not visible(ctx.engine, principal, shipment_id):
-            raise not_found("shipment", shipment_id)
+    facts = ctx.backend.order_facts(shipment_id)
+    if facts is None or not visible(ctx.backend, principal, shipment_id):
+        raise not_found("shipment", shipment_id)
     expires_at = int(time.time()) + days * DAY_S
     token = request.app.state.trace_keys.sign(shipment_id, expires_at)
     url = link_url(ctx.public_url or str(request.base_url), token, facts.get("sscc"))
@@ -99,11 +94,11 @@ def _customer_page(request: Request, token: str, sscc: str | None = None) -> Res
         if wants_json:
             return error(403, reason)
         return HTMLResponse(trace_page.refused(reason, lang), status_code=403)
-    profile = ctx.engine.profiles.get(facts.get("profile") or "")
+    profile = ctx.backend.profiles.get(facts.get("profile") or "")
     data = story.customer_view(link.shipment_id, facts, view, entries, verification, profile)
     if wants_json:
         return JSON(data)
-    return HTMLResponse(trace_page.render(data, lang))
+    return HTMLResponse(trace_page.render(data, lang, trace_page.places(ctx.backend.fences())))
 
 
 @router.get("/trace/{token}", summary="A customer's trace page (HTML, or JSON on request)",

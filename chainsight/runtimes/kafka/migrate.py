@@ -99,6 +99,8 @@ def _upgrade(state: PartitionState) -> None:
     engine.setdefault("_idle_time", NO_TS)
     engine.setdefault("_arrival", (0, NO_TS))
     engine.setdefault("_ended", False)
+    engine.setdefault("eta_model", None)  # ETAs came later: a new engine's model starts empty
+    vars(state.engine.settled).setdefault("eta", None)
     engine.setdefault("recorder", None)  # version 2 kept no shipment records
     engine.setdefault("_now", 0)
     for info in state.engine.state.info:

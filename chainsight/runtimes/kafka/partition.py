@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import msgspec
+import numpy as np
 import orjson
 
-from chainsight.contract.commands import CommandRefused, ReplaceFences, decode_command
+from chainsight.contract.commands import (
+    CommandRefused,
+    ReplaceFences,
+    UnknownAlert,
+    decode_command,
+)
 from chainsight.engine.core import Engine, Output
 from chainsight.runtimes.kafka import control
 from chainsight.trace.record import Written
@@ -62,6 +69,10 @@ class Batch:
     audit: list[dict] = field(default_factory=list)  # audit-trail entries, in chain order
     record: list[Written] = field(default_factory=list)  # entries of the shipments' records
     open_alerts: dict[str, dict | None] = field(default_factory=dict)  # id -> record; None: closed
+    alert_records: dict[str, dict | None] = field(default_factory=dict)  # None: forgotten
+    commands: dict[int, dict] = field(default_factory=dict)  # input offset -> command's outcome
+    links: dict[str, str] = field(default_factory=dict)  # device -> shipment, named by orders
+    ordered: set[str] = field(default_factory=set)  # shipments whose orders came
     dead: list[tuple[int, bytes]] = field(default_factory=list)  # input offset, JSON
     changed: set[int] = field(default_factory=set)  # dense shipment ids
     history: dict[str, list[bytes]] = field(default_factory=dict)
@@ -87,7 +98,14 @@ class _Route(msgspec.Struct):
     device_id: str | None = None
 
 
+class _Order(msgspec.Struct):
+    type: str | None = None
+    shipment_id: str | None = None
+    device_ids: list[str] | None = None
+
+
 _route = msgspec.json.Decoder(_Route).decode
+_order = msgspec.json.Decoder(_Order).decode
 OPEN_STATES = frozenset({"open", "acknowledged"})
 log = logging.getLogger("chainsight.worker")
 DEAD_MAX_BYTES = 256 << 10  # a dead letter must fit in one Kafka message (1 MB by default)
@@ -138,6 +156,7 @@ class Partition:
         """Apply a control record; a refused or malformed one is dead-lettered with the reason
         (the partition goes on)."""
         value = record.value() or b""
+        command = None
         try:
             if kind == control.COMMAND:
                 command = decode_command(value)
@@ -149,8 +168,13 @@ class Partition:
             log.info("partition %d offset %d: %s", self.number, record.offset(), exc)
             self._dead(record, f"control record refused: {exc}",
                        value.decode(errors="replace"), batch)
+            if kind == control.COMMAND:  # what the API answers the user
+                batch.commands[record.offset()] = {"refused": str(exc),
+                                                   "unknown": isinstance(exc, UnknownAlert)}
             return
         self._collect(out, batch)
+        if command is not None and not isinstance(command, ReplaceFences):
+            batch.commands[record.offset()] = {"alert": self.engine.alert(command.alert_id)}
 
     def moved_since_snapshot(self) -> bool:
         """True when records were processed since the last snapshot."""
@@ -179,8 +203,35 @@ class Partition:
                 reason = "empty message" if run[i].value() is not None else "tombstone (no value)"
                 self._dead(run[i], reason, value.decode(errors="replace"), batch)
         self._collect(out, batch)
+        self._orders(values, rejected, batch)
         if self.keep_history:
             self._history(run, values, rejected, batch)
+
+    def _orders(self, values: list[bytes], rejected: set[int], batch: Batch) -> None:
+        """The shipments the run's orders name, and the links of their devices as the engine
+        has them now (what producers route device events without `shipment_id` by:
+        `publish.Router`). Orders are found by one scan of the run, not a look at each event."""
+        blob = b"\n".join(values)
+        at = blob.find(b'"order"')
+        if at < 0:
+            return
+        ends = np.cumsum(np.fromiter(map(len, values), np.int64, len(values)) + 1)
+        while at >= 0:
+            i = int(np.searchsorted(ends, at, side="right"))
+            at = blob.find(b'"order"', int(ends[i]))
+            if i in rejected:
+                continue
+            try:
+                order = _order(values[i])
+            except msgspec.DecodeError:
+                continue
+            if order.type != "order" or order.shipment_id is None:
+                continue
+            batch.ordered.add(order.shipment_id)
+            for device in order.device_ids or ():
+                shipment = self.engine.linked_shipment(device)
+                if shipment is not None:
+                    batch.links[device] = shipment
 
     def _dead(self, record: Record, reason: str, payload: str, batch: Batch) -> None:
         offset, key = record.offset(), record.key()
@@ -215,7 +266,7 @@ class Partition:
         open_alerts = self.state.open_alerts
         for aid in {r["alert_id"] for r in out.alerts + out.notifications + out.confirmed
                     if r["details"].get("transition") != "notice"}:
-            current = self.engine.alert(aid)  # its latest record, if it is still open
+            current = batch.alert_records[aid] = self.engine.alert(aid)  # its latest record
             if current is not None and current["state"] in OPEN_STATES:
                 open_alerts[aid] = current
             else:
@@ -257,6 +308,19 @@ class Partition:
     def all_views(self) -> dict[str, dict]:
         return self.engine.shipments()
 
+    def last_seen(self, names: list[str]) -> dict[str, int | None]:
+        """The newest event time seen for each of these shipments."""
+        return {name: self.engine.last_seen(name) for name in names}
+
+    def order_details(self, names: Iterable[str]) -> tuple[dict, dict, dict]:
+        """For the API, what these shipments' orders said: customers, order facts (shipment
+        id -> each), and the shipments of their SSCCs."""
+        engine = self.engine
+        customers = {name: engine.customer_of(name) for name in names}
+        facts = {name: engine.order_facts(name) for name in customers}
+        ssccs = {f["sscc"]: name for name, f in facts.items() if f and f.get("sscc")}
+        return customers, facts, ssccs
+
     def progress(self, worker: str, now_ms: int) -> dict:
         return {"offset": self.next_offset, "counters": dict(self.engine.counters),
-                "worker": worker, "at": now_ms}
+                "worker": worker, "at": now_ms, "stream_time": self.engine.stream_time}

@@ -9,6 +9,7 @@ routable JSON are still sent (without a key): the worker dead-letters them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -22,16 +23,21 @@ from chainsight.geofence import FenceSet
 from chainsight.runtimes.kafka import control
 from chainsight.runtimes.kafka.admin import ensure_topics
 from chainsight.runtimes.kafka.config import StreamsConfig
-from chainsight.runtimes.kafka.producer import EventProducer
+from chainsight.runtimes.kafka.producer import DeliveryCallback, EventProducer
 
 FENCES_KEY = b"fences"
 
 
-class Router:
-    """Chooses each event's key and tracks the stream time of the valid events sent."""
+Links = Callable[[list[str]], dict[str, str]]  # device ids -> the shipments they are linked to
 
-    def __init__(self) -> None:
-        self.decoder = EventDecoder()
+
+class Router:
+    """Chooses each event's key and tracks the stream time of the valid events sent.
+    `lookup`, when given, tells the links of devices this router has not seen linked."""
+
+    def __init__(self, decoder: EventDecoder | None = None, lookup: Links | None = None) -> None:
+        self.decoder = decoder or EventDecoder()
+        self.lookup = lookup
         self.links: dict[str, str] = {}  # device -> shipment, the latest link wins
         self.device_newest: dict[str, int] = {}
         self.business_newest: int | None = None
@@ -44,12 +50,23 @@ class Router:
 
     def keys(self, lines: list[bytes]) -> list[bytes | None]:
         """The key of each line (None for lines the engine will reject)."""
-        events, dead = self.decoder.decode_many(lines, first_line=0)
+        return self.route(lines)[0]
+
+    def route(self, lines: list[bytes], now: int | None = None,
+              ) -> tuple[list[bytes | None], list[dict]]:
+        """`keys`, and the decoder's dead letters (`line`: 0-based index in `lines`)."""
+        events, dead = self.decoder.decode_many(lines, first_line=0, now=now)
         rejected = {d["line"] for d in dead}
+        looked_up = {}
+        if self.lookup is not None:  # asked each time: another producer may relink a device
+            unknown = {device for e in events if e.shipment_id is None
+                       and (device := getattr(e, "device_id", None)) not in self.links}
+            if unknown - {None}:
+                looked_up = self.lookup(sorted(unknown - {None}))
         valid = iter(events)
         keys: list[bytes | None] = []
         for i in range(len(lines)):
-            keys.append(None if i in rejected else self._key(next(valid)))
+            keys.append(None if i in rejected else self._key(next(valid), looked_up))
         newest = self.device_newest
         for event in events:
             device = getattr(event, "device_id", None)
@@ -57,13 +74,13 @@ class Router:
                 self.business_newest = max(self.business_newest or event.ts, event.ts)
             elif event.ts > newest.get(device, event.ts - 1):
                 newest[device] = event.ts
-        return keys
+        return keys, dead
 
-    def _key(self, event: Event) -> bytes:
+    def _key(self, event: Event, looked_up: dict[str, str]) -> bytes:
         shipment = event.shipment_id
         device = getattr(event, "device_id", None)
         if shipment is None:
-            shipment = self.links.get(device, device)
+            shipment = self.links.get(device) or looked_up.get(device, device)
         else:
             for linked in getattr(event, "device_ids", None) or ():
                 self.links[linked] = shipment
@@ -134,11 +151,13 @@ def publish_file(path: Path, config: StreamsConfig, end_of_stream: bool = True) 
     return sink.sent
 
 
-def send_command(sink: KafkaSink, command: Command, key: str) -> None:
+def send_command(sink: KafkaSink, command: Command, key: str,
+                 on_delivery: DeliveryCallback | None = None) -> None:
     """Send a user command in band, keyed like its shipment's events (`key`: the shipment id,
     or the device id for a device's own alert), so it reaches the partition that owns it."""
     headers, value = control.command(command)
-    sink.producer.send(sink.topic, key.encode(), value, headers=headers)
+    sink.producer.send(sink.topic, key.encode(), value, headers=headers,
+                       on_delivery=on_delivery)
 
 
 def publish_fences(config: StreamsConfig, geojson: dict, version: int) -> None:
@@ -146,11 +165,20 @@ def publish_fences(config: StreamsConfig, geojson: dict, version: int) -> None:
     (what new engines start with) and, as a command, into every input partition (where each
     engine applies it in order with the events, so reprocessing gives the same results)."""
     FenceSet.from_geojson(geojson)  # refuse an invalid set before anything is written
-    command = ReplaceFences(geojson, version)
     sink = KafkaSink(config)
-    sink.producer.send(config.fences_topic, FENCES_KEY, msgspec.json.encode(command),
-                       partition=0)
-    headers, value = control.command(command)
-    for partition in range(sink.producer.partitions(sink.topic)):
-        sink.producer.send(sink.topic, None, value, partition=partition, headers=headers)
+    send_fences(sink, config.fences_topic, ReplaceFences(geojson, version))
     sink.close()
+
+
+def send_fences(sink: KafkaSink, fences_topic: str, command: ReplaceFences,
+                on_delivery: DeliveryCallback | None = None) -> int:
+    """Queue a fence set's records (see `publish_fences`); returns how many."""
+    send = sink.producer.send
+    send(fences_topic, FENCES_KEY, msgspec.json.encode(command), partition=0,
+         on_delivery=on_delivery)
+    headers, value = control.command(command)
+    partitions = sink.producer.partitions(sink.topic)
+    for partition in range(partitions):
+        send(sink.topic, None, value, partition=partition, headers=headers,
+             on_delivery=on_delivery)
+    return 1 + partitions

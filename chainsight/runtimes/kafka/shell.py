@@ -39,6 +39,10 @@ def emit(cfg: StreamsConfig, part: Partition, batch: Batch, changes: Changes,
         changes.alerts.append((record, emit_it))
     changes.notifications += batch.notifications
     changes.open_alerts.update(batch.open_alerts)
+    changes.alert_records.update(batch.alert_records)
+    changes.links.update(batch.links)
+    changes.audit += batch.audit
+    changes.commands.update({(p, offset): outcome for offset, outcome in batch.commands.items()})
     for _, value in batch.dead:
         send(cfg.dead_letter_topic, None, value)
     for entry in batch.audit:
@@ -47,7 +51,11 @@ def emit(cfg: StreamsConfig, part: Partition, batch: Batch, changes: Changes,
         send(cfg.records_topic, f"{entry.shipment_id}:{entry.seq}".encode(), entry.line)
     changes.records += batch.record
     if batch.changed:
-        changes.states.update(part.views(batch.changed))
+        views = part.views(batch.changed)
+        changes.states.update(views)
+        changes.last_seen.update(part.last_seen(list(views)))
+    if batch.ordered:
+        _order_details(part, batch.ordered, changes)
     for shipment, lines in batch.history.items():
         changes.history.setdefault(shipment, []).extend(lines)
     changes.partitions[p] = part.progress(cfg.worker_id, now_ms())
@@ -105,7 +113,7 @@ def resume(cfg: StreamsConfig, reader: PartitionReader, p: int, state: Partition
     dead, ends[(cfg.dead_letter_topic, p)] = reader.read(cfg.dead_letter_topic, p, dead_from)
     part = Partition(cfg.events_topic, p, state, offset,
                      suppress_alerts=Counter(r.value for r in alerts),
-                     suppress_dead={orjson.loads(r.value)["offset"] for r in dead},
+                     suppress_dead=_own_dead_offsets(cfg.events_topic, dead),
                      history=cfg.history_len > 0)
     part.last_input = time.monotonic()
     part.snapshot_due = part.last_input + cfg.snapshot_s * (1 + p / cfg.partitions)
@@ -120,8 +128,26 @@ def full_changes(parts: Iterable[Partition], worker_id: str) -> Changes:
     """Everything these partitions hold, for a Redis re-publish."""
     changes = Changes()
     for part in parts:
-        changes.states.update(part.all_views())
+        views = part.all_views()
+        changes.states.update(views)
+        changes.last_seen.update(part.last_seen(list(views)))
+        _order_details(part, views, changes)
         changes.open_alerts.update(part.state.open_alerts)
+        changes.alert_records.update({a["alert_id"]: a for a in part.engine.alerts()})
         changes.partitions[part.number] = part.progress(worker_id, now_ms())
     changes.known = set(changes.states)
     return changes
+
+
+def _order_details(part: Partition, names: Iterable[str], changes: Changes) -> None:
+    customers, facts, ssccs = part.order_details(names)
+    changes.customers.update(customers)
+    changes.orders.update(facts)
+    changes.ssccs.update(ssccs)
+
+
+def _own_dead_offsets(events_topic: str, dead: list) -> set[int]:
+    """Input offsets of the dead letters workers wrote for `events_topic` (others, such as the
+    MQTT bridge's, also go to the dead-letter topic)."""
+    records = (orjson.loads(r.value) for r in dead)
+    return {d["offset"] for d in records if d.get("topic") == events_topic and "offset" in d}
