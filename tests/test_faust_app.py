@@ -28,3 +28,5 @@ def test_add_chainsight_registers_the_agent_table_and_topics_on_an_app():
     assert table.partitions == 6
     assert (table.key_serializer, table.value_serializer) == ("raw", "raw")  # never pickled
     assert chainsight.runtime.parts == {}  # partitions come with assignments
+    engine = chainsight.runtime.engine_factory()  # as `chainsight worker` makes them
+    assert engine.live and engine.settings.eta_shards == 6

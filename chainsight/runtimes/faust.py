@@ -32,6 +32,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -105,15 +106,17 @@ def add_chainsight(app: faust.App, config: StreamsConfig | None = None,
     if config is None:
         config = load_streams_config()
     if engine_factory is None:
-        engine_factory = _default_engine
+        engine_factory = partial(_default_engine, config.partitions)
     return FaustRuntime(app, config, engine_factory).registered
 
 
-def _default_engine() -> Any:
+def _default_engine(partitions: int) -> Any:
+    """A live engine as `chainsight worker` makes it (each partition learns its own ETA
+    model)."""
     from chainsight.config import load_profiles, load_settings
     from chainsight.engine.core import Engine
 
-    return Engine(load_settings(), load_profiles(), live=True)
+    return Engine(load_settings(eta_shards=partitions), load_profiles(), live=True)
 
 
 def _raw_topic(app: faust.App, name: str, **options: Any) -> faust.TopicT:
