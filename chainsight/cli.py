@@ -201,6 +201,12 @@ def cmd_mqtt_bridge(args: argparse.Namespace) -> int:
         return 2
 
 
+def data_dir_option(actions: argparse._SubParsersAction, what: str) -> None:
+    """`--data-dir` on every action of a command (after the action: `token list --data-dir`)."""
+    for action in actions.choices.values():
+        action.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=what)
+
+
 def cmd_trace_keys(args: argparse.Namespace) -> int:
     from chainsight.api.auth import default_data_dir
     from chainsight.trace.links import KeyRing
@@ -439,9 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     actions.add_parser("list", help="the tokens, one JSON object a line (no secrets)")
     revoke = actions.add_parser("revoke", help="revoke the tokens with this id or name")
     revoke.add_argument("key", metavar="ID_OR_NAME")
-    for q in actions.choices.values():
-        q.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
-                       help="the token store's directory")
+    data_dir_option(actions, "the token store's directory")
     p.set_defaults(func=cmd_token, data_dir=None)
 
     p = sub.add_parser("trace-keys", help="the keys that sign customer trace links")
@@ -450,9 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     actions.add_parser("rotate", help="add a new signing key (older links keep working)")
     retire = actions.add_parser("retire", help="stop accepting links signed with a key")
     retire.add_argument("key", metavar="KEY_ID")
-    for q in actions.choices.values():
-        q.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
-                       help="the data directory `serve` uses")
+    data_dir_option(actions, "the data directory `serve` uses")
     p.set_defaults(func=cmd_trace_keys, data_dir=None)
 
     args = parser.parse_args(argv)

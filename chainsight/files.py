@@ -1,4 +1,5 @@
-"""Files of the data directory that hold secrets (token hashes, webhook secrets, link keys)."""
+"""Files of the data directory: those that hold secrets (token hashes, webhook secrets, link
+keys), and append-only logs read back after a restart."""
 
 from __future__ import annotations
 
@@ -16,3 +17,15 @@ def write_private_json(path: Path, data: dict) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=1)
     os.replace(tmp, path)
+
+
+def whole_lines(path: Path) -> bytes:
+    """An append-only file's complete lines (b"" when there is no file); an unfinished last
+    line, the end of a write a kill cut short, is cut off the file, so appends go on cleanly."""
+    if not path.is_file():
+        return b""
+    text = path.read_bytes()
+    complete = text[:text.rfind(b"\n") + 1]
+    if len(complete) < len(text):
+        os.truncate(path, len(complete))
+    return complete

@@ -99,10 +99,28 @@ tail_log() {
     tail -n "${2:-40}" "$1" >&2
 }
 
+# Runs "$@" every 0.2 s until it succeeds; after 20 s, shows log $2 and dies with message $1.
+wait_until() {
+    local message=$1 logfile=$2 waited=0
+    shift 2
+    until "$@"; do
+        if ((waited >= 100)); then
+            tail_log "$logfile"
+            die "$message"
+        fi
+        sleep 0.2
+        waited=$((waited + 1))
+    done
+}
+
 # --- Redis -------------------------------------------------------------------
 
+redis_answers() {
+    [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]
+}
+
 redis_start() {
-    local pid waited=0
+    local pid
     if pid=$(live_pid "$REDIS_PIDFILE" redis-server); then
         echo "redis  up (already running, pid $pid)  redis://127.0.0.1:$REDIS_PORT/0"
         return 0
@@ -116,14 +134,8 @@ redis_start() {
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes \
         --pidfile "$REDIS_PIDFILE" --logfile "$REDIS_LOG" --dir "$REDIS_DIR" \
         --save "" --appendonly no >/dev/null 9>&-
-    until [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; do
-        if ((waited >= 100)); then
-            tail_log "$REDIS_LOG"
-            die "redis did not answer PING on 127.0.0.1:$REDIS_PORT within 20s"
-        fi
-        sleep 0.2
-        waited=$((waited + 1))
-    done
+    wait_until "redis did not answer PING on 127.0.0.1:$REDIS_PORT within 20s" "$REDIS_LOG" \
+        redis_answers
     pid=$(live_pid "$REDIS_PIDFILE" redis-server) || die "redis started but wrote no pidfile"
     echo "redis  up (started, pid $pid)  redis://127.0.0.1:$REDIS_PORT/0"
 }
@@ -320,7 +332,7 @@ EOF
 }
 
 mosquitto_start() {
-    local pid waited=0
+    local pid
     if pid=$(live_pid "$MQTT_PIDFILE" mosquitto); then
         echo "mosquitto  up (already running, pid $pid)  mqtt://127.0.0.1:$MQTT_PORT"
         return 0
@@ -331,14 +343,8 @@ mosquitto_start() {
     mosquitto_render_config
     rm -f "$MQTT_PIDFILE"
     "$(mosquitto_bin)" -c "$MQTT_CONF" -d 9>&-
-    until port_open "$MQTT_PORT"; do
-        if ((waited >= 100)); then
-            tail_log "$MQTT_LOG"
-            die "mosquitto did not listen on 127.0.0.1:$MQTT_PORT within 20s"
-        fi
-        sleep 0.2
-        waited=$((waited + 1))
-    done
+    wait_until "mosquitto did not listen on 127.0.0.1:$MQTT_PORT within 20s" "$MQTT_LOG" \
+        port_open "$MQTT_PORT"
     pid=$(live_pid "$MQTT_PIDFILE" mosquitto) || die "mosquitto started but wrote no pidfile"
     echo "mosquitto  up (started, pid $pid)  mqtt://127.0.0.1:$MQTT_PORT"
 }

@@ -20,7 +20,7 @@ import uvicorn
 from confluent_kafka.admin import AdminClient
 
 from chainsight.api.app import create_app
-from chainsight.api.auth import TokenStore
+from chainsight.api.auth import ROLES, TokenStore
 from chainsight.api.kafka import KafkaBackend
 from chainsight.config import load_profiles, load_settings
 from chainsight.engine.core import Engine
@@ -125,3 +125,16 @@ def eventually(condition: Callable[[], object], timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def role_tokens(data: Path, **scoped: dict) -> dict[str, str]:
+    """A token for every role (user `ROLE-user`) in the data directory's token store, and one
+    per `scoped` entry: its name -> `TokenStore.create` arguments (role, name, customers...)."""
+    store = TokenStore(data)
+    tokens = {role: store.create(role, f"{role}-user") for role in ROLES}
+    tokens.update({key: store.create(**args) for key, args in scoped.items()})
+    return tokens
+
+
+def auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}

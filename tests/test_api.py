@@ -9,10 +9,10 @@ import time
 import httpx
 import orjson
 import pytest
-from api_server import api, eventually, kafka_api
+from api_server import api, auth, eventually, kafka_api, role_tokens
 from helpers import at, fix, line, order, reading
 
-from chainsight.api.auth import RIGHTS, ROLES, TokenStore
+from chainsight.api.auth import RIGHTS, ROLES
 from chainsight.api.kafka import KafkaBackend
 from chainsight.config import load_settings
 from chainsight.contract.events import EventDecoder
@@ -38,10 +38,8 @@ def excursion(shipment: str, customer: str, temp_device: str, gps_device: str,
 def server(request, tmp_path_factory):
     """The API over the embedded runtime, or over Kafka with a real worker (`serve --kafka`)."""
     data = tmp_path_factory.mktemp("data")
-    store = TokenStore(data)
-    tokens = {role: store.create(role, f"{role}-user") for role in ROLES}
-    tokens["c1"] = store.create("quality", "carol", customers=["C1"])
-    tokens["bound"] = store.create("device", "truck-1", devices=["T1", "G1"])
+    tokens = role_tokens(data, c1={"role": "quality", "name": "carol", "customers": ["C1"]},
+                         bound={"role": "device", "name": "truck-1", "devices": ["T1", "G1"]})
     if request.param == "kafka":
         serving = kafka_api(data, FENCES, lateness_min=0.05)
     else:
@@ -61,10 +59,6 @@ def server(request, tmp_path_factory):
 
 def on_kafka(server) -> bool:
     return isinstance(server[3], KafkaBackend)
-
-
-def auth(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def client(server, who: str = "admin") -> httpx.Client:

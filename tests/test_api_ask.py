@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from api_server import api, eventually, kafka_api
+from api_server import api, auth, eventually, kafka_api, role_tokens
 from helpers import at, fix, order, reading
 
-from chainsight.api.auth import ROLES, TokenStore
+from chainsight.api.auth import ROLES
 from chainsight.engine.core import Engine
 
 NDJSON = {"content-type": "application/x-ndjson"}
@@ -34,9 +34,7 @@ def trip(shipment: str, customer: str, profile: str, temps: tuple[float, float],
 def server(request, tmp_path_factory):
     """The API over the embedded runtime, or over Kafka with a real worker (`serve --kafka`)."""
     data = tmp_path_factory.mktemp("data")
-    store = TokenStore(data)
-    tokens = {role: store.create(role, f"{role}-user") for role in ROLES}
-    tokens["c1"] = store.create("sales", "carol", customers=["C1"])
+    tokens = role_tokens(data, c1={"role": "sales", "name": "carol", "customers": ["C1"]})
     serving = kafka_api(data, FENCES) if request.param == "kafka" \
         else api(data, Engine(live=True), fences=FENCES)
     with serving as (url, _, app):
@@ -50,10 +48,6 @@ def server(request, tmp_path_factory):
         eventually(lambda: all(s["last_seen"] == at(20) for s in backend.shipments().values())
                    and len(backend.shipments()) == 3 and backend.alerts())
         yield url, tokens
-
-
-def auth(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def ask(server, question: object, who: str = "admin", **body) -> httpx.Response:

@@ -8,11 +8,10 @@ import time
 import httpx
 import orjson
 import pytest
-from api_server import api
+from api_server import api, auth, role_tokens
 from helpers import at, fix, order, reading
 from test_trace import SCHEMA, SSCC, epcis_validator
 
-from chainsight.api.auth import ROLES, TokenStore
 from chainsight.config import load_settings
 from chainsight.engine.core import Engine
 from chainsight.trace.anchor import leaf, verify_inclusion
@@ -45,9 +44,7 @@ def trip(shipment: str, sscc: str | None, customer: str, temp: str, gps: str) ->
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
-    store = TokenStore(data)
-    tokens = {role: store.create(role, f"{role}-user") for role in ROLES}
-    tokens["c1"] = store.create("sales", "sally", customers=["C1"])
+    tokens = role_tokens(data, c1={"role": "sales", "name": "sally", "customers": ["C1"]})
     engine = Engine(load_settings(allowed_lateness_min=0.05, record_block_min=0.05), live=True)
     with api(data, engine, public_url="https://trace.example") as (url, runtime, app):
         admin = httpx.Client(base_url=url, headers=auth(tokens["admin"]), timeout=30)
@@ -61,10 +58,6 @@ def server(tmp_path_factory):
             assert time.monotonic() < deadline, "the excursion never settled"
             time.sleep(0.2)
         yield url, tokens, data, runtime
-
-
-def auth(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def client(server, who: str = "admin") -> httpx.Client:

@@ -181,6 +181,12 @@ def test_an_anchor_proves_each_records_inclusion_and_nothing_else(tmp_path, reco
     assert anchors.proof("nobody") is None
     second = anchors.anchor(heads[:1], ms(800))
     assert second["prev"] == entry["hash"] and first_broken(Anchors(tmp_path).entries) is None
+    with open(tmp_path / "anchors.jsonl", "ab") as f:
+        f.write(b'{"seq": 2, "pr')  # a write a kill cut short
+    again = Anchors(tmp_path)
+    assert len(again.entries) == 2
+    again.anchor(heads, ms(900))
+    assert first_broken(Anchors(tmp_path).entries) is None and len(Anchors(tmp_path).entries) == 3
 
 
 def test_merkle_proofs_for_every_tree_size():

@@ -49,7 +49,7 @@ for route, page in PAGES.items():
 def profiles(request: Request) -> JSON:
     """The product profiles' temperature ranges, for the shipment panel's chart."""
     return JSON({name: {"min_c": p.min_c, "max_c": p.max_c}
-                 for name, p in context(request).engine.profiles.items()})
+                 for name, p in context(request).backend.profiles.items()})
 
 
 def install(app: FastAPI) -> None:

@@ -9,9 +9,8 @@ import json
 import math
 from functools import cache
 from html import escape
-from pathlib import Path
 
-STATIC = Path(__file__).parent / "static"  # the pages' build: land.geojson, borders.geojson
+from chainsight.api.pages import STATIC  # the pages' build: land.geojson, borders.geojson
 
 TEXT = {
     "en": {"title": "Shipment", "status": "Status", "eta": "Expected arrival",

@@ -81,7 +81,7 @@ def answer(interpretation: Interpretation, shipments: Sequence[dict], alerts: Se
         ids = list(dict.fromkeys(a["shipment_id"] for a in found if a.get("shipment_id")))
         text = _summary(lang, "alert", len(found), ids, interpretation)
         return _out(interpretation, text, ids, len(found))
-    found = query.shipments()
+    found = sorted(query.shipments(), key=lambda s: s["shipment_id"])
     ids = [s["shipment_id"] for s in found]
     if interpretation.aggregation in ("status", "temperature_history"):
         (wanted,) = interpretation.filters["shipment_id"]

@@ -308,7 +308,7 @@ class Engine:
             self.replace_fences(fences)
             return out
         self._now = command.recorded_at or self._now
-        if self.provisional is None:
+        if self.provisional is None or self._book_of(command.alert_id) is self.settled:
             self._publish_settled(self._command(self.settled, command), out)
             return out
         command = msgspec.structs.replace(command, at=self._action_time(self.provisional,
@@ -512,7 +512,9 @@ class Engine:
     def alerts(self, state: str | None = None, kind: str | None = None,
                shipment_id: str | None = None, severity: str | None = None) -> list[dict]:
         """The current record of every alert remembered, newest first, filtered."""
-        found = [a for a in self._current().book.alerts.values()
+        current = self._current().book.alerts
+        settled_only = [a for aid, a in self.book.alerts.items() if aid not in current]
+        found = [a for a in [*current.values(), *settled_only]
                  if (state is None or a.state == state) and (kind is None or a.kind == kind)
                  and (shipment_id is None or a.shipment_id == shipment_id)
                  and (severity is None or a.severity == severity)]
@@ -521,8 +523,17 @@ class Engine:
 
     def alert(self, alert_id: str) -> dict | None:
         """The current record of one alert, None when unknown."""
-        alert = self._current().book.alerts.get(alert_id)
-        return None if alert is None else self._shown(alert.current)
+        pipeline = self._book_of(alert_id)
+        return None if pipeline is None else self._shown(pipeline.book.alerts[alert_id].current)
+
+    def _book_of(self, alert_id: str) -> Pipeline | None:
+        """The pipeline whose book has the alert's current record: the provisional one's when
+        it knows it, else the settled one's (a transition only the in-order evaluation found);
+        None when neither knows it."""
+        for pipeline in self._pipelines()[::-1]:
+            if alert_id in pipeline.book.alerts:
+                return pipeline
+        return None
 
     def _shown(self, record: dict) -> dict:
         """A record as users see it: when live, whether it is still provisional."""

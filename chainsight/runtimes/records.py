@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 
 from chainsight.contract.times import iso
+from chainsight.files import whole_lines
 from chainsight.trace.anchor import inclusion_proof, leaf, merkle_root
 from chainsight.trace.chain import GENESIS, canonical, digest
 from chainsight.trace.record import Written
@@ -33,14 +34,11 @@ class RecordFile:
             self._open(path)
 
     def _open(self, path: Path) -> None:
-        text = path.read_bytes() if path.is_file() else b""
-        complete = text[:text.rfind(b"\n") + 1]
         offset = 0
-        for line in complete.splitlines(keepends=True):
+        for line in whole_lines(path).splitlines(keepends=True):
             self._lines.setdefault(orjson.loads(line)["shipment_id"], []).append(offset)
             offset += len(line)
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.truncate(self._fd, offset)  # the end of a write a kill cut short
         self._size = offset
 
     def write(self, entries: list[Written]) -> None:
@@ -97,10 +95,9 @@ class Anchors:
         self.entries: list[dict] = []
         self._leaves: dict[int, list[bytes]] = {}  # in memory only
         self._last = time.monotonic()
-        if directory is not None and (directory / "anchors.jsonl").is_file():
-            text = (directory / "anchors.jsonl").read_bytes()
+        if directory is not None:
             self.entries = [orjson.loads(line) for line in
-                            text[:text.rfind(b"\n") + 1].splitlines()]
+                            whole_lines(directory / "anchors.jsonl").splitlines()]
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.every_s

@@ -35,6 +35,7 @@ from chainsight.contract.commands import (
     encode_command,
 )
 from chainsight.engine.core import Engine, Output
+from chainsight.files import whole_lines
 from chainsight.runtimes.kafka.snapshots import SnapshotError, decode, encode
 from chainsight.runtimes.records import Anchors, RecordFile
 
@@ -293,13 +294,9 @@ class AuditFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.last_seq = -1
-        if path.is_file():
-            text = path.read_bytes()
-            complete = text[:text.rfind(b"\n") + 1]
-            if len(complete) < len(text):
-                path.write_bytes(complete)  # the end of a write a kill cut short
-            if complete:
-                self.last_seq = orjson.loads(complete.splitlines()[-1])["seq"]
+        complete = whole_lines(path)
+        if complete:
+            self.last_seq = orjson.loads(complete.splitlines()[-1])["seq"]
 
     def write(self, out: Output) -> Output:
         new = [entry for entry in out.audit if entry["seq"] > self.last_seq]

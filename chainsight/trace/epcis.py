@@ -18,6 +18,7 @@ the reason.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from hashlib import sha256
 from urllib.parse import quote, unquote
 
@@ -97,9 +98,11 @@ def _each(device: str, ts: np.ndarray, temp: np.ndarray, humidity: np.ndarray) -
 def _readings(entries: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Sensor readings of the record by device: (ts, temp_c, humidity_pct), in time order."""
     sensor = recorded_readings(entries).of_type(1)
-    return {device: (sensor.ts[mine], sensor.a[mine], sensor.b[mine])
-            for device in dict.fromkeys(sensor.device.tolist())
-            for mine in [sensor.device == device]}
+    out = {}
+    for device in dict.fromkeys(sensor.device.tolist()):
+        mine = sensor.device == device
+        out[device] = (sensor.ts[mine], sensor.a[mine], sensor.b[mine])
+    return out
 
 
 def document(shipment_id: str, info: dict, entries: list[dict], now: int,
@@ -203,7 +206,9 @@ def _shipment(event: dict, shipment_of_sscc: Callable[[str], str | None]) -> str
 def capture(doc: object, shipment_of_sscc: Callable[[str], str | None]
             ) -> tuple[list[tuple[int, dict]], list[tuple[int, str]]]:
     """Contract events from an EPCIS 2.0 capture document: ([(index of the EPCIS event,
-    event)], [(index, reason)]); `shipment_of_sscc` names the shipment an SSCC belongs to."""
+    event)], [(index, reason)]); `shipment_of_sscc` names the shipment an SSCC belongs to
+    (asked once per SSCC: a document's events mostly name the same few)."""
+    shipment_of_sscc = cache(shipment_of_sscc)
     if not isinstance(doc, dict) or doc.get("type") != "EPCISDocument":
         raise ValueError("not an EPCIS 2.0 document: expected \"type\": \"EPCISDocument\"")
     body = doc.get("epcisBody")

@@ -178,8 +178,7 @@ class Recorder:
         shipments = np.flatnonzero(due)
         if not len(shipments):
             return []
-        pending = [np.concatenate(c) for c in zip(*self._chunks, strict=True)] \
-            if self._chunks else [np.empty(0, np.int64)] * len(PENDING)
+        pending = self._pending()
         chosen = np.zeros(len(due), bool)
         chosen[shipments] = True
         mine = chosen[pending[0]] if len(pending[0]) else np.zeros(0, bool)
@@ -243,9 +242,16 @@ class Recorder:
         self.heads[s] = hashed
         return Written(name, seq, hashed, b'%b,"hash":"%b"}' % (body[:-1], hashed.encode()))
 
+    def _pending(self) -> list[np.ndarray]:
+        """The waiting readings' columns (`PENDING`), joined into one chunk."""
+        if not self._chunks:
+            return [np.empty(0, np.int64)] * len(PENDING)
+        columns = [np.concatenate(c) for c in zip(*self._chunks, strict=True)]
+        self._chunks = [tuple(columns)]
+        return columns
+
     def dump_state(self) -> dict:
-        pending = [np.concatenate(c) for c in zip(*self._chunks, strict=True)] \
-            if self._chunks else []
+        pending = self._pending() if self._chunks else []
         ship = [s for s, _ in self._business]
         return {"length": self.length, "heads": self.heads,
                 "pending": dict(zip(PENDING, pending, strict=True)) if pending else {},

@@ -3,6 +3,7 @@
 // and a sound for each new critical alert.
 import "./style.css";
 import { LiveSocket, channelUrl } from "./socket.js";
+import { askBox } from "./ask.js";
 import { api, enter, escapeHtml, showConnection, token } from "./session.js";
 
 const MAX_ROWS = 500;
@@ -21,6 +22,7 @@ let current = null; // alert_id in the detail pane
 let renderDue = 0;
 let notify = false;
 let audio = null;
+let asked = null; // the shipments the last answer is about: only their alerts are shown
 
 function label(kind) {
   return (kind || "").replace(/_/g, " ");
@@ -47,7 +49,8 @@ function shown() {
     .filter((a) => (kind === a.kind || !NOTICES.has(a.kind))
       && (state === "active" ? ACTIVE.has(a.state) : !state || a.state === state)
       && (!severity || a.severity === severity) && (!kind || a.kind === kind)
-      && (!shipment || (a.shipment_id || "").toLowerCase().includes(shipment)))
+      && (!shipment || (a.shipment_id || "").toLowerCase().includes(shipment))
+      && (!asked || asked.has(a.shipment_id)))
     .sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0));
 }
 
@@ -55,7 +58,7 @@ function row(a) {
   const tags = [a.provisional ? `<span class="tag provisional" title="Published before late events could settle it">provisional</span>` : ""];
   const actions = [];
   if (a.state === "open" && !NOTICES.has(a.kind)) actions.push(`<button type="button" data-act="acknowledge" data-id="${escapeHtml(a.alert_id)}">Acknowledge</button>`);
-  return `<tr data-id="${escapeHtml(a.alert_id)}" class="state-${escapeHtml(a.state)}${a.alert_id === current ? " current" : ""}">
+  return `<tr data-id="${escapeHtml(a.alert_id)}" class="state-${escapeHtml(a.state)}${a.alert_id === current ? " current" : ""}${asked ? " asked" : ""}">
     <td><input type="checkbox" data-check="${escapeHtml(a.alert_id)}" ${checked.has(a.alert_id) ? "checked" : ""} ${a.state === "open" && !NOTICES.has(a.kind) ? "" : "disabled"} aria-label="Select"></td>
     <td><span class="sev ${escapeHtml(a.severity)}">${escapeHtml(a.severity)}</span></td>
     <td class="nowrap">${escapeHtml((a.at || "").replace("T", " ").slice(5, 19))}</td>
@@ -199,6 +202,11 @@ async function start() {
   });
 
   for (const id of ["f-state", "f-severity", "f-kind", "f-shipment"]) $(id).addEventListener("input", scheduleRender);
+  askBox($("ask"), $("ask-answer"), (ids) => {
+    asked = ids && new Set(ids);
+    if (ids) $("f-state").value = ""; // the answer may be about resolved alerts too
+    scheduleRender();
+  });
   $("tools").addEventListener("submit", (event) => event.preventDefault());
   const body = $("alerts").tBodies[0];
   body.addEventListener("click", async (event) => {

@@ -20,7 +20,7 @@ let selected = null;
 self.onmessage = ({ data }) => {
   if (data.type === "start") start(data);
   else if (data.type === "filter") {
-    filter = data.filter;
+    filter = { ...data.filter, ids: data.filter.ids ? new Set(data.filter.ids) : null };
     redraw();
   } else if (data.type === "select") {
     selected = data.shipmentId;
@@ -117,7 +117,8 @@ function passes(entry) {
   return item.last_position != null
     && (!filter.status || item.status === filter.status)
     && (!filter.profile || item.profile === filter.profile)
-    && (!filter.alerting || (item.open_alerts || []).length > 0);
+    && (!filter.alerting || (item.open_alerts || []).length > 0)
+    && (!filter.ids || filter.ids.has(item.shipment_id));
 }
 
 function feature(entry) {

@@ -9,6 +9,7 @@ import { Map as MapLibre, NavigationControl, setWorkerUrl } from "maplibre-gl";
 import uPlot from "uplot";
 import { distanceM, drawableFences } from "./geo.js";
 import { api, clock, enter, escapeHtml, showConnection, token } from "./session.js";
+import { askBox } from "./ask.js";
 
 const HEALTH_COLORS = ["#2e9e5b", "#f0a020", "#8a8f98", "#d7263d"]; // ok, warning, silent, critical
 const HEALTH_NAMES = ["OK", "Warning", "Silent", "Critical alert"];
@@ -418,7 +419,13 @@ async function start() {
   };
   worker.postMessage({ type: "start", token: token(), origin: location.origin });
 
-  const filter = () => worker.postMessage({ type: "filter", filter: { status: $("status").value, profile: $("profile").value, alerting: $("alerting").checked } });
+  let asked = null; // the shipments the last answer is about: only those are shown
+  const filter = () => worker.postMessage({ type: "filter", filter: { status: $("status").value, profile: $("profile").value, alerting: $("alerting").checked, ids: asked } });
+  askBox($("ask"), $("ask-answer"), (ids) => {
+    asked = ids;
+    fitted = !ids; // fit the map to the answer's shipments when it comes
+    filter();
+  });
   for (const id of ["status", "profile", "alerting"]) $(id).addEventListener("change", filter);
   $("tools").addEventListener("submit", (event) => {
     event.preventDefault();

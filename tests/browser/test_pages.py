@@ -46,6 +46,14 @@ def points(browser, pixels: bool = False) -> dict[str, tuple[float, float]]:
     return {sid: tuple(xy[:2]) for sid, xy in found}
 
 
+def click_map(browser, x: float, y: float) -> None:
+    """A click on the map at pixel (x, y) of its canvas."""
+    canvas = browser.driver.find_element(By.CSS_SELECTOR, "#map canvas")
+    size = canvas.size
+    ActionChains(browser.driver).move_to_element_with_offset(
+        canvas, int(x - size["width"] / 2), int(y - size["height"] / 2)).click().perform()
+
+
 def open_map(browser, demo) -> None:
     browser.driver.get(demo.links["dispatcher"])
     browser.wait(lambda: browser.js("return window.chainsightMap && "
@@ -88,10 +96,7 @@ def test_clicking_a_shipment_opens_its_panel_with_a_chart(browser, demo):
                          "the shipment drawn as a point")
     x, y = browser.js("const p = window.chainsightMap.map.project(arguments[0]);"
                       "return [p.x, p.y];", list(drawn))
-    canvas = browser.driver.find_element(By.CSS_SELECTOR, "#map canvas")
-    size = canvas.size
-    ActionChains(browser.driver).move_to_element_with_offset(
-        canvas, int(x - size["width"] / 2), int(y - size["height"] / 2)).click().perform()
+    click_map(browser, x, y)
     panel = browser.driver.find_element(By.ID, "panel")
     browser.wait(panel.is_displayed, 10, "the shipment's panel")
     assert browser.driver.find_element(By.ID, "panel-title").text == target["shipment_id"]
@@ -148,10 +153,7 @@ def test_a_cluster_that_cannot_split_lists_its_members(browser, demo):
             Object.values(map.project(f.geometry.coordinates)).slice(0, 2)]);"""), 20,
         "the two trucks as one cluster")
     (x, y) = cluster[0][1]
-    canvas = browser.driver.find_element(By.CSS_SELECTOR, "#map canvas")
-    size = canvas.size
-    ActionChains(browser.driver).move_to_element_with_offset(
-        canvas, int(x - size["width"] / 2), int(y - size["height"] / 2)).click().perform()
+    click_map(browser, x, y)
     members = browser.driver.find_element(By.ID, "members")
     browser.wait(members.is_displayed, 10, "the cluster's members listed")
     listed = members.find_elements(By.CSS_SELECTOR, "li button")
@@ -191,8 +193,8 @@ def test_the_console_receives_an_alert_and_a_click_acknowledges_it(browser, demo
             acknowledged = alert_id
             break
     assert acknowledged, "no alert could be acknowledged"
-    browser.driver.find_element(By.CSS_SELECTOR, f"tr[data-id='{acknowledged}'] td:nth-child(4)"
-                                ).click()
+    browser.js("document.querySelector(`tr[data-id='${arguments[0]}'] td:nth-child(4)`)"
+               ".click()", acknowledged)  # in one step: the live list may be redrawn any time
     browser.wait(lambda: "demo-quality" in browser.driver.find_element(By.ID, "d-audit").text,
                  20, "the audit trail naming the user")
     assert "acknowledged" in browser.driver.find_element(By.ID, "d-audit").text
@@ -203,6 +205,32 @@ def test_the_console_receives_an_alert_and_a_click_acknowledges_it(browser, demo
     time.sleep(1)
     browser.screenshot("console-phone")
     browser.size(*DESKTOP)
+
+
+def test_the_console_answers_a_question_and_highlights_its_shipments(browser, demo):
+    browser.driver.get(demo.links["quality"])
+    browser.wait(lambda: browser.js("return window.chainsightConsole && "
+                                    "window.chainsightConsole.live > 0"), 60, "live alerts")
+    asked = browser.driver.find_element(By.ID, "ask-q")
+    asked.clear()
+    asked.send_keys("which shipments have alerts?", Keys.ENTER)
+    answer = browser.wait(lambda: (t := browser.driver.find_element(By.ID, "ask-answer").text)
+                          and t != "…" and t, 30, "the answer")
+    assert "Understood as" in answer
+    ids = httpx.post(f"{demo.base}/v1/ask", json={"q": "which shipments have alerts?"},
+                     headers={"Authorization": f"Bearer {demo.tokens['quality']}"},
+                     timeout=30).json()["shipment_ids"]
+    rows = browser.wait(lambda: browser.driver.find_elements(By.CSS_SELECTOR, "tr.asked"), 10,
+                        "highlighted rows")
+    shown = {r.find_elements(By.TAG_NAME, "td")[4].text for r in rows}
+    assert shown and shown <= set(ids) | {"—"}
+    browser.screenshot("console-asked-desktop")
+    asked.clear()
+    asked.send_keys("谁是世界上最好的足球运动员?", Keys.ENTER)  # not about shipments
+    browser.wait(lambda: browser.driver.find_element(By.ID, "ask-answer").get_attribute(
+        "data-understood") == "false", 30, "a not-understood answer")
+    assert not browser.driver.find_elements(By.CSS_SELECTOR, "tr.asked")
+    browser.screenshot("console-not-understood-desktop")
 
 
 def test_a_dispatcher_token_cannot_open_the_console(browser, demo):
