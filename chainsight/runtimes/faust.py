@@ -51,7 +51,18 @@ from chainsight.runtimes.kafka.snapshots import Checkpoint, PartitionReader
 
 log = logging.getLogger("chainsight.worker")
 TIMER_S = 0.5  # how often the timers look for idle partitions and due snapshots
-STALLED_S = 2.0  # Faust delivering nothing this long while records wait: read them directly
+STALLED_S = 2.0  # Faust delivering nothing this long while records wait: see FAUST_RACE
+# A race in Faust (faust-streaming 0.15.3): a fetch still in flight when a rebalance stops the
+# consumer's flow may return after the table recovery has seeked the changelog partitions; Faust
+# then drops those records and seeks back to the group's committed offsets, which partitions
+# that have none (every changelog partition; the input partitions of a new group) do not have,
+# so the dropped records are never fetched again. The seek came with
+# https://github.com/faust-streaming/faust/pull/256; the race is described in
+# https://github.com/faust-streaming/faust/pull/263 (whose `wait_for_stopped_flow` waits for
+# nothing in 0.15.3: `_wait_next_records` sets the event it should clear). Recovery then waits
+# for the dropped changelog records forever ("No event received for active tp"), and an input
+# partition is not delivered from there. Both are undone after `STALLED_S` without progress.
+FAUST_RACE = "https://github.com/faust-streaming/faust/pull/263"
 
 
 class DeliveryFailed(RuntimeError):
@@ -139,6 +150,8 @@ class FaustRuntime:
         self.lock = asyncio.Lock()  # one batch, restore or snapshot at a time
         self.stopped = False
         self.delivered_at = time.monotonic()  # when Faust last delivered records to the agent
+        self.recovery_waits: dict[TP, int] = {}  # changelog partition -> offset recovery is at
+        self.recovery_since = 0.0  # when recovery_waits last changed
         self.reader: PartitionReader | None = None
         self.live: LiveState | None = None
         cfg = config
@@ -154,6 +167,7 @@ class FaustRuntime:
         app.timer(TIMER_S, name=f"{cfg.topic_prefix}.ticks")(self._tick_idle)
         app.timer(TIMER_S, name=f"{cfg.topic_prefix}.snapshots")(self._snapshot_due)
         app.timer(TIMER_S, name=f"{cfg.topic_prefix}.live")(self._refresh_live)
+        app.timer(TIMER_S, name=f"{cfg.topic_prefix}.recovery")(self._unstick_recovery)
         app.on_worker_init.connect(self._on_worker_init)
         self.table.on_recover(self._on_recovered)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -260,8 +274,8 @@ class FaustRuntime:
     async def _refresh_live(self) -> None:
         """Re-publish the live state when due (Redis was away or restarted) while no records
         arrive, as the default worker's loop does; and when Faust has delivered nothing for
-        `STALLED_S` (after a recovery it at times resumes partitions without delivering them),
-        process the records waiting in our partitions, read directly."""
+        `STALLED_S` while records wait (it may have dropped them: FAUST_RACE), process them,
+        read directly."""
         async with self.lock:
             changes = Changes()
             now = time.monotonic()
@@ -277,6 +291,24 @@ class FaustRuntime:
                                     part.number, part.next_offset, end - 1)
                         await self._catch_up(part, end, changes)
             self._write_live(changes)
+
+    async def _unstick_recovery(self) -> None:
+        """When the table's recovery has applied nothing for `STALLED_S` while changelog
+        records remain (Faust dropped them: FAUST_RACE), fetch each waiting changelog partition
+        again from the last record recovery applied (Faust skips the records it has)."""
+        recovery = self.app.tables.recovery
+        waits = {tp: offset for tp, left in recovery.active_remaining().items() if left > 0
+                 and (offset := recovery.active_offsets[tp]) is not None} \
+            if recovery.in_recovery else {}
+        now = time.monotonic()
+        if waits != self.recovery_waits:
+            self.recovery_waits, self.recovery_since = waits, now
+        elif waits and now - self.recovery_since >= STALLED_S:
+            for tp, offset in waits.items():
+                log.warning("table recovery stalled at offset %d of %s: fetching it again "
+                            "(%s)", offset, tp, FAUST_RACE)
+                await self.app.consumer.seek(tp, max(offset, 0))
+            self.recovery_since = now
 
     # --- Kafka outputs ---------------------------------------------------------------------
 
