@@ -436,6 +436,7 @@ class FaustRuntime:
             # Faust may have fetched (and we dropped) records before the partition was ours:
             # have them again from here (Faust then seeks to the committed offset, if any).
             await self.app.consumer.seek(TP(cfg.events_topic, p), part.next_offset)
+        self.delivered_at = time.monotonic()  # Faust has `STALLED_S` to deliver from here
         if self.live is not None:
             self.live.resync = True
         log.info("partitions %s assigned; now owning %s", new, sorted(self.parts))
