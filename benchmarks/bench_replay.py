@@ -14,14 +14,20 @@ Both time, best of N runs:
   floor:  for line in file: orjson.loads(line)
   replay: as above
 and print events/s and the ratio replay/floor (target: <= 3x).
+- startup (also printed by short, first): `chainsight replay` as above of the short shape's
+  first 1,000 lines, the same fences: median wall and CPU time of 10 runs (target <= 0.5 s,
+  stretch 0.35 s), next to the floor of starting Python and importing numpy and Numba.
 
-    .venv/bin/python benchmarks/bench_replay.py [--shape sim|short] [--events 1000000] [--runs 3]
+    .venv/bin/python benchmarks/bench_replay.py [--shape sim|short|startup] [--events 1000000]
+        [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +44,8 @@ from chainsight.runtimes.replay import default_workers, replay
 from chainsight.sim import simulate
 
 TARGET = 3.0  # replay / parse floor
+START_UP_TARGET, START_UP_STRETCH = 0.5, 0.35  # seconds, `chainsight replay` of 1,000 lines
+START_UP_LINES, START_UP_RUNS = 1_000, 10
 STEPS = ("received", "put_away", "picked", "packed", "loaded", "unloaded", "received", "picked",
          "loaded", "delivered")  # a shipment's scans
 SHIPMENTS = 5_000
@@ -108,18 +116,44 @@ def short_lines(n_events: int, rng: np.random.Generator) -> list[bytes]:
     return [lines[i].encode() for i in np.argsort(event_ms + delay, kind="stable")]
 
 
-def replay_command(events: Path, fences: Path, work: Path) -> tuple[float, str]:
-    """Wall time of `chainsight replay` in a subprocess, and what it reports on stderr."""
+def timed(command: list[str]) -> tuple[float, float, str]:
+    """Wall and CPU time (user + system, its child processes included) of a command, and
+    what it wrote on stderr."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu, done.stderr.strip()
+
+
+def replay_command(events: Path, fences: Path, work: Path) -> tuple[float, float, str]:
+    """Wall and CPU time of `chainsight replay` in a subprocess, and what it reports."""
     exe = Path(sys.executable).with_name("chainsight")
     if not exe.exists():
         raise SystemExit(f"{exe} not found: install the project into this environment")
-    started = time.perf_counter()
-    done = subprocess.run([str(exe), "replay", str(events), "--fences", str(fences),
-                           "--alerts-out", str(work / "alerts.jsonl"),
-                           "--dead-letter-out", str(work / "dlq.jsonl"),
-                           "--state-out", str(work / "state.json")],
-                          capture_output=True, text=True, check=True)
-    return time.perf_counter() - started, done.stderr.strip()
+    return timed([str(exe), "replay", str(events), "--fences", str(fences),
+                  "--alerts-out", str(work / "alerts.jsonl"),
+                  "--dead-letter-out", str(work / "dlq.jsonl"),
+                  "--state-out", str(work / "state.json")])
+
+
+def bench_startup(lines: list[bytes], fences: Path, work: Path) -> None:
+    events = work / "start.jsonl"
+    events.write_bytes(b"\n".join(lines[:START_UP_LINES]) + b"\n")
+    replay_command(events, fences, work)  # the Numba cache, and the files, warm
+    runs = [replay_command(events, fences, work)[:2] for _ in range(START_UP_RUNS)]
+    floor = [timed([sys.executable, "-c", "import numpy, numba"])[:2]
+             for _ in range(START_UP_RUNS)]
+
+    def median(values: list[tuple[float, float]], i: int) -> float:
+        return statistics.median(v[i] for v in values)
+
+    print(f"start-up: `chainsight replay` of {START_UP_LINES:,} lines with {FENCES:,} fences: "
+          f"median of {START_UP_RUNS} {median(runs, 0):.3f} s wall, {median(runs, 1):.3f} s CPU "
+          f"(target <= {START_UP_TARGET} s, stretch {START_UP_STRETCH} s); floor `python -c "
+          f"'import numpy, numba'` {median(floor, 0):.3f} s wall, {median(floor, 1):.3f} s CPU")
 
 
 def bench_short(args: argparse.Namespace, work: Path) -> None:
@@ -133,14 +167,17 @@ def bench_short(args: argparse.Namespace, work: Path) -> None:
     print(f"generated {len(lines):,} short lines ({events.stat().st_size / 1e6:.0f} MB, "
           f"{events.stat().st_size / len(lines):.0f} bytes a line): {kinds}, "
           f"{len(lines) // 200:,} shipments, {FENCES:,} polygon fences")
+    bench_startup(lines, fences, work)
+    if args.shape == "startup":
+        return
     replay_command(events, fences, work)  # fill the Numba cache outside the timings
     floor = min(parse_floor(events) for _ in range(args.runs))
     runs = [replay_command(events, fences, work) for _ in range(args.runs)]
-    best, report = min(runs)
+    best, _, report = min(runs)
     inside = float(re.search(r"in ([0-9.]+) s", report).group(1))
     print(f"orjson parse floor: {floor:.2f} s ({len(lines) / floor:,.0f} lines/s)")
     print(f"chainsight replay:  {best:.2f} s end to end (runs "
-          f"{', '.join(f'{t:.2f}' for t, _ in runs)} s); of the best run {inside:.2f} s in the "
+          f"{', '.join(f'{t:.2f}' for t, _, _ in runs)} s); of the best run {inside:.2f} s in the "
           f"replay loop, {best - inside:.2f} s around it (imports, fences, engine, exit); "
           f"it said: {report.splitlines()[0]}")
     print(f"ratio replay/floor: {best / floor:.2f}x (target <= {TARGET:.0f}x)")
@@ -171,14 +208,14 @@ def bench_sim(args: argparse.Namespace, work: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--shape", choices=("sim", "short"), default="sim")
+    parser.add_argument("--shape", choices=("sim", "short", "startup"), default="sim")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="sim: decode processes, as `chainsight replay --workers`")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as work:
-        (bench_short if args.shape == "short" else bench_sim)(args, Path(work))
+        (bench_sim if args.shape == "sim" else bench_short)(args, Path(work))
 
 
 if __name__ == "__main__":

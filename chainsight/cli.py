@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -17,9 +19,11 @@ def _engine(args: argparse.Namespace, live: bool,  # noqa: ANN202 - imports kept
     """The engine the options describe; `live` for a live runtime (provisional alerts), which
     keeps the shipments' records unless `record` says otherwise; `eta_shards` overrides the
     setting (a worker: one ETA model per partition)."""
+    from chainsight import jit
     from chainsight.engine.core import Engine
     from chainsight.geofence import FenceSet
 
+    jit.start()
     settings = load_settings(allowed_lateness_min=args.allowed_lateness, eta_shards=eta_shards)
     if record and not live:  # a recording's replay: blocks by size, not by waiting
         settings = dataclasses.replace(settings, record_block_min=None)
@@ -29,23 +33,38 @@ def _engine(args: argparse.Namespace, live: bool,  # noqa: ANN202 - imports kept
                   live=live, record=record)
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    from chainsight.runtimes.replay import check_paths, default_workers, replay
+@contextmanager
+def _starting() -> Iterator[None]:
+    """No garbage collection while a command starts: imports, Numba and fences allocate much
+    and free little, and each full collection walks all of it (~0.1 s of replay's start-up).
+    What start-up kept is then left out of later collections (gc.freeze)."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
 
-    inputs = {"the input": args.events, "--fences": args.fences, "--profiles": args.profiles,
-              "--eta-model": args.eta_model}
-    outputs = {"--alerts-out": args.alerts_out, "--dead-letter-out": args.dead_letter_out,
-               "--state-out": args.state_out, "--eta-out": args.eta_out,
-               "--live-alerts-out": args.live_alerts_out, "--record-out": args.record_out,
-               "--eta-model-out": args.eta_model_out}
-    check_paths({k: v for k, v in inputs.items() if v is not None},
-                {k: v for k, v in outputs.items() if v is not None})
-    engine = _engine(args, live=args.live_alerts_out is not None,
-                     record=args.record_out is not None)
-    if args.eta_model is not None:
-        engine.import_eta_model(args.eta_model.read_bytes())
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    with _starting():
+        from chainsight.runtimes.replay import check_paths, default_workers, replay
+
+        inputs = {"the input": args.events, "--fences": args.fences,
+                  "--profiles": args.profiles, "--eta-model": args.eta_model}
+        outputs = {"--alerts-out": args.alerts_out, "--dead-letter-out": args.dead_letter_out,
+                   "--state-out": args.state_out, "--eta-out": args.eta_out,
+                   "--live-alerts-out": args.live_alerts_out, "--record-out": args.record_out,
+                   "--eta-model-out": args.eta_model_out}
+        check_paths({k: v for k, v in inputs.items() if v is not None},
+                    {k: v for k, v in outputs.items() if v is not None})
+        engine = _engine(args, live=args.live_alerts_out is not None,
+                         record=args.record_out is not None)
+        if args.eta_model is not None:
+            engine.import_eta_model(args.eta_model.read_bytes())
     result = replay(args.events, engine, args.alerts_out, args.dead_letter_out, args.state_out,
-                    workers=default_workers() if args.workers is None else args.workers,
+                    workers=(default_workers(args.events.stat().st_size) if args.workers is None
+                             else args.workers),
                     live_alerts_out=args.live_alerts_out, record_out=args.record_out,
                     eta_out=args.eta_out)
     if args.eta_model_out is not None:
@@ -355,8 +374,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also write the live alert stream (provisional, withdrawn, settled) "
                         "as a live runtime would publish it, each record with `line`")
     p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="processes that decode ahead of the engine (default: 2 on a machine "
-                        "with 2 or more cores, else 0)")
+                   help="processes that decode ahead of the engine (default: 2 for a file of "
+                        "16 MB or more on a machine with 2 or more cores, else 0)")
     engine_options(p)
     p.set_defaults(func=cmd_replay)
 

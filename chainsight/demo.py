@@ -8,7 +8,6 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +55,8 @@ class SimClock:
 
 
 def feed(sim: Simulation, runtime: EmbeddedRuntime, clock: SimClock,
-         stop: threading.Event, sent: Callable[[list[bytes]], None] | None = None) -> None:
-    """Submit the simulation's lines as the simulated clock reaches their arrival time (and
-    tell `sent` about them)."""
+         stop: threading.Event) -> None:
+    """Submit the simulation's lines as the simulated clock reaches their arrival time."""
     for data, arrival in sim.iter_timed(BLOCK_LINES, "bytes"):
         while not stop.is_set() and clock() < int(arrival[0]):
             time.sleep(0.01)
@@ -66,8 +64,6 @@ def feed(sim: Simulation, runtime: EmbeddedRuntime, clock: SimClock,
             return
         lines = data.split(b"\n")[:-1]
         runtime.submit(lines)
-        if sent is not None:
-            sent(lines)
 
 
 def describe(alert: dict) -> str:
@@ -124,16 +120,13 @@ def run_demo(sim: Simulation, speedup: float, duration_s: float | None,
 
     runtime.subscribe(on_output)
     runtime.start()
-    server = sent = None
+    server = None
     if serve is not None:
         try:
-            server, server_thread, ctx = start_server(runtime, serve, fences)
+            server, server_thread, _ = start_server(runtime, serve, fences)
         except OSError:
             runtime.stop()
             raise
-
-        def sent(lines: list[bytes]) -> None:  # the shipments' recent history, as the API's
-            ctx.backend.remember(list(range(len(lines))), lines, [None] * len(lines))
 
         print(f"the API and pages serve on http://{serve.host}:{serve.port} (OpenAPI at "
               "/docs); a link and demo token for each role:")
@@ -141,7 +134,7 @@ def run_demo(sim: Simulation, speedup: float, duration_s: float | None,
             print(f"  {role:<11} {link}")
         sys.stdout.flush()
     stop = threading.Event()
-    producer = threading.Thread(target=feed, args=(sim, runtime, clock, stop, sent),
+    producer = threading.Thread(target=feed, args=(sim, runtime, clock, stop),
                                 daemon=True)
     producer.start()
     print(f"ChainSight demo: {len(sim):,} simulated events at {speedup:g}x; Ctrl-C to stop",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import msgspec
+import orjson
 import pytest
 from api_server import free_port
 from helpers import fix, ms, order, reading
@@ -84,6 +85,8 @@ def test_recovery_replays_the_log_after_the_snapshot(tmp_path):
     assert restarted.recover(again) == 4  # two batches, the command, the tick
     assert state_of(again) == expected
     assert restarted.records.entries("S1") == record  # made again by the replay, kept once
+    history = runtime.calls.history.of("S1")  # the shipment's recent events as sent
+    assert len(history) == len(lines) and restarted.history.of("S1") == history
     assert again.record_head("S1") == runtime.engine.record_head("S1")
     (record,) = again.alerts(kind="temperature_excursion")
     assert record["state"] == "acknowledged" and record["details"]["user"] == "qa"
@@ -201,6 +204,9 @@ def test_what_serve_answered_survives_kill_9(tmp_path):
         (alert,) = admin.get("/v1/alerts", params={"kind": "temperature_excursion"}).json()
         assert alert["alert_id"] == aid and alert["state"] == "acknowledged"
         assert alert["details"]["user"] == "qa-user" and alert["details"]["comment"] == "on it"
+        history = admin.get("/v1/shipments/S1").json()["history"]
+        assert [orjson.dumps(e) for e in history] == [orjson.dumps(orjson.loads(x))
+                                                     for x in lines]  # as sent, newest last
         again = admin.post("/v1/events", content=b"\n".join(lines), headers=NDJSON).json()
         assert again == {"accepted": 0, "duplicates": len(lines), "rejected": []}
     finally:

@@ -154,6 +154,8 @@ def deep(levels, inner="0"):
     ([[0, 0], [1, float("inf")], [1, 1], [0, 0]], ["outer ring position 1"]),
     ([[0, 0], [10**400, 1], [1, 1], [0, 0]], ["outer ring position 1"]),
     ([[0, 0], [None, 1], [1, 1], [0, 0]], ["outer ring position 1"]),
+    ([[0.0, 0.0], [1.0, "1"], [1.0, 1.0], [0.0, 0.0]], ["outer ring position 1"]),
+    ([[0.0, 0.0], [1.0, 1.0], [float("nan"), 1.0], [0.0, 0.0]], ["outer ring position 2"]),
 ])
 def test_coordinates_must_be_numbers(coords, words):
     geometry = ({"type": "Point", "coordinates": coords} if len(coords) == 2
@@ -234,6 +236,10 @@ def test_from_file_names_the_file(tmp_path):
     good.write_text(json.dumps({"type": "FeatureCollection", "features": [
         feature("a", polygon(box(0, 0, 1, 1)))]}))
     assert FenceSet.from_file(good).ids == ["a"]
+    bom = tmp_path / "bom.geojson"  # a UTF-8 byte-order mark, altitudes and integers
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps({"type": "FeatureCollection", "features": [
+        feature("a", polygon([(x, y, 5) for x, y in box(0, 0, 1, 1)]))]}).encode())
+    assert FenceSet.from_file(bom).geometry_keys == FenceSet.from_file(good).geometry_keys
     bad = tmp_path / "bad.geojson"
     bad.write_text('{"type": "FeatureCollection", "features": [')
     with pytest.raises(FenceError, match=r"bad\.geojson: invalid JSON"):

@@ -82,6 +82,13 @@ def test_decode_workers_give_the_same_outputs_as_one_process(tmp_path, monkeypat
     assert outputs[0][0].count(b"\n") > 100
 
 
+def test_small_files_are_decoded_without_workers():
+    from chainsight.runtimes.replay import POOL_MIN_BYTES, default_workers
+
+    assert default_workers(POOL_MIN_BYTES - 1) == 0
+    assert default_workers(POOL_MIN_BYTES) == default_workers()
+
+
 def test_replay_writes_the_live_stream_with_the_lines_consumed(tmp_path):
     """--live-alerts-out: the live stream as a live runtime would publish it; minus withdrawn
     transitions it is ALERTS.jsonl; each record comes at most 1,000 lines after the line that

@@ -64,7 +64,7 @@ def create_app(source: Backend | EmbeddedRuntime, tokens: TokenStore,
     @app.get("/healthz", tags=["operations"], summary="200 once ready to serve")
     async def healthz() -> Response:
         try:
-            problem = await asyncio.wait_for(run_in_threadpool(backend.health), 2.0)
+            problem = await asyncio.wait_for(run_in_threadpool(ctx.health), 2.0)
         except TimeoutError:
             problem = "the runtime does not answer (busy or unreachable)"
         return JSON({"status": "ok"}) if problem is None else error(503, problem)

@@ -90,9 +90,10 @@ class Backend(Protocol):
     def audit_trail(self, alert_id: str) -> list[dict]:
         """The alert's audit entries, oldest first."""
 
-    def metrics(self) -> dict[str, int]:
+    def metrics(self) -> dict[str, float]:
         """The engine's counters (`events`, `rejected`, `duplicates`, `late_dropped`),
-        `shipments` and open alerts by kind (`open_alerts.KIND`)."""
+        `shipments`, open alerts by kind (`open_alerts.KIND`) and the ETA metrics
+        (`eta_predictions`, `eta_deliveries`, `eta_accuracy.*`)."""
 
     def ingest(self, lines: list[bytes], objects: list[object | None]) -> Ingested:
         """Take contract events (`objects`: each line decoded, where it already was); answers

@@ -4,7 +4,7 @@ store; and the checks every route makes (token, role, customer scope)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -21,6 +21,12 @@ class Context:
     backend: Backend
     tokens: TokenStore
     public_url: str | None = None
+    # what else /healthz asks (an ingest beside the API): a problem in one line, or None
+    checks: list[Callable[[], str | None]] = field(default_factory=list)
+
+    def health(self) -> str | None:
+        """The first problem the backend or a check reports; None when all is well."""
+        return self.backend.health() or next(filter(None, (c() for c in self.checks)), None)
 
 
 def context(connection: HTTPConnection) -> Context:

@@ -10,10 +10,7 @@ thread with the runtime's lock held.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Iterable
-
-import orjson
 
 from chainsight.api.backend import Customers, Delta, Ingested, Recorded, Subscriber, T
 from chainsight.contract.commands import Acknowledge, ReplaceFences, Resolve
@@ -22,48 +19,6 @@ from chainsight.engine.core import Engine, Output
 from chainsight.runtimes.embedded import EmbeddedRuntime
 
 EMPTY = {"type": "FeatureCollection", "features": []}
-
-
-class History:
-    """Recent accepted events of each shipment, as sent, newest last: at most `per_shipment`
-    of each, for the `max_shipments` most recently active shipments. A resent event (same
-    id, or same type, device or shipment and ts) is kept once."""
-
-    def __init__(self, per_shipment: int = 50, max_shipments: int = 100_000) -> None:
-        self.per_shipment = per_shipment
-        self.max_shipments = max_shipments
-        self._events: OrderedDict[str, tuple[deque[dict], set[tuple]]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def identity(event: dict) -> tuple:
-        if event.get("event_id") is not None:
-            return ("id", event["event_id"])
-        return (event.get("type"), event.get("device_id") or event.get("shipment_id"),
-                event.get("ts"))
-
-    def add(self, shipment_id: str, event: dict) -> None:
-        key = self.identity(event)
-        with self._lock:
-            recent = self._events.get(shipment_id)
-            if recent is None:
-                recent = self._events[shipment_id] = (deque(), set())
-                if len(self._events) > self.max_shipments:
-                    self._events.popitem(last=False)
-            else:
-                self._events.move_to_end(shipment_id)
-                if key in recent[1]:
-                    return
-            events, keys = recent  # the identities of `events`, to find a resent one at once
-            if len(events) == self.per_shipment:
-                keys.discard(self.identity(events.popleft()))
-            events.append(event)
-            keys.add(key)
-
-    def of(self, shipment_id: str) -> list[dict]:
-        with self._lock:
-            recent = self._events.get(shipment_id)
-            return [] if recent is None else list(recent[0])
 
 
 def shipment_item(engine: Engine, shipment_id: str, view: dict) -> dict:
@@ -80,7 +35,6 @@ class EmbeddedBackend:
         self.runtime = runtime
         self.engine = runtime.engine
         self.profiles = runtime.engine.profiles
-        self.history_of = History()
         self._fences, self._fences_version = fences or EMPTY, fences_version
         self._fences_lock = threading.Lock()  # one replacement at a time
         self._subscribers: list[Subscriber] = []
@@ -104,7 +58,7 @@ class EmbeddedBackend:
             return self._customers(names)
 
     def history(self, shipment_id: str) -> list[dict]:
-        return self.history_of.of(shipment_id)
+        return self.runtime.calls.history.of(shipment_id)
 
     def alerts(self, state: str | None = None, kind: str | None = None,
                shipment_id: str | None = None, severity: str | None = None) -> list[dict]:
@@ -120,7 +74,7 @@ class EmbeddedBackend:
         with self.runtime.lock:
             return self.engine.audit_trail(alert_id)
 
-    def metrics(self) -> dict[str, int]:
+    def metrics(self) -> dict[str, float]:
         with self.runtime.lock:
             return self.engine.metrics()
 
@@ -158,28 +112,8 @@ class EmbeddedBackend:
         out, counted = self.runtime.process(lines) if lines else (None, {})
         rejected = {dead["line"] - 1: dead["reason"]
                     for dead in ([] if out is None else out.dead_letters)}
-        self.remember([i for i in range(len(lines)) if i not in rejected], lines, objects)
         duplicates = counted.get("duplicates", 0)
         return Ingested(counted.get("events", 0) - duplicates, duplicates, rejected)
-
-    def remember(self, accepted: list[int], lines: list[bytes],
-                 objects: list[object | None]) -> None:
-        """Put accepted events into their shipment's recent history (a device's event under
-        the shipment the device is linked to now)."""
-        events = []
-        for i in accepted:
-            try:
-                events.append(objects[i] if objects[i] is not None else orjson.loads(lines[i]))
-            except orjson.JSONDecodeError:  # accepted, but beyond orjson (e.g. nested 1,000 deep)
-                continue
-        with self.runtime.lock:
-            linked = {d: self.engine.linked_shipment(d) for d in
-                      {e["device_id"] for e in events if not e.get("shipment_id")
-                       and isinstance(e.get("device_id"), str)}}
-        for event in events:
-            shipment = event.get("shipment_id") or linked.get(event.get("device_id"))
-            if isinstance(shipment, str):
-                self.history_of.add(shipment, event)
 
     def apply(self, command: Acknowledge | Resolve) -> dict:
         self.runtime.apply(command)

@@ -51,6 +51,7 @@ from chainsight.contract.commands import (
 )
 from chainsight.contract.events import EventDecoder
 from chainsight.contract.times import iso, now_ms
+from chainsight.eta.accuracy import Accuracy
 from chainsight.outputs.redis import Keys
 from chainsight.runtimes.kafka.config import StreamsConfig
 from chainsight.runtimes.kafka.producer import EventProducer
@@ -208,17 +209,24 @@ class KafkaBackend:
         return [orjson.loads(e) for e in self.redis.lrange(self.keys.audit(alert_id), 0, -1)]
 
     @reached
-    def metrics(self) -> dict[str, int]:
-        """The partitions' counters summed (as each worker last wrote its progress)."""
+    def metrics(self) -> dict[str, float]:
+        """The partitions' counters summed, and their ETA models' accuracy together (as each
+        worker last wrote its progress)."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hvals(self.keys.partitions)
         pipe.hvals(self.keys.open_alerts)
         pipe.hlen(self.keys.shipments)
         progress, open_alerts, shipments = pipe.execute()
         out = {"events": 0, "rejected": 0, "duplicates": 0, "late_dropped": 0}
-        for value in progress:
-            for name, n in orjson.loads(value)["counters"].items():
+        accuracy = []
+        for value in map(orjson.loads, progress):
+            eta = value.get("eta") or {}
+            if eta:
+                accuracy.append(eta.pop("accuracy"))
+            for name, n in (value["counters"] | eta).items():
                 out[name] = out.get(name, 0) + n
+        if accuracy:
+            out.update(Accuracy.merged(accuracy).summary())
         for record in open_alerts:
             name = f"open_alerts.{orjson.loads(record)['kind']}"
             out[name] = out.get(name, 0) + 1

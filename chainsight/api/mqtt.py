@@ -49,4 +49,6 @@ def mqtt_ingest(app: FastAPI, broker: Broker, client_id: str, data_dir: Path,
         return [(r["index"], r["reason"]) for r in answer["rejected"]]
 
     dead = DeadLetterFile(data_dir / "mqtt-dead.jsonl")
-    return MqttIngest(broker, client_id, write, dead.write, root=root)
+    devices = MqttIngest(broker, client_id, write, dead.write, root=root)
+    ctx.checks.append(devices.problem)  # /healthz: 503 while it takes no messages
+    return devices

@@ -46,6 +46,7 @@ from chainsight.rules.base import Rule
 from chainsight.trace.chain import GENESIS
 from chainsight.trace.record import Recorder, Written
 
+ETA_COUNTS = ("eta_predictions", "eta_deliveries", "eta_learned")
 ORDER_FACTS = ("sscc", "gtin", "mode", "weight_kg", "origin", "destination", "profile",
                "promised_by", "status")
 
@@ -518,6 +519,16 @@ class Engine:
         if self.live is not None:
             out.update({f"retracted.{kind}": n for kind, n in self.live.retracted.items()})
         return out
+
+    def eta_totals(self) -> dict | None:
+        """What several engines' ETA metrics add up from (None when ETAs are off): the
+        counts in `metrics` and the accuracy's sums, as plain lists."""
+        if self.eta_model is None:
+            return None
+        metrics = {name: n for rule in self.rules for name, n in rule.metrics().items()}
+        sums = self.eta_model.accuracy.dump_state()
+        return {**{name: metrics.get(name, 0) for name in ETA_COUNTS},
+                "accuracy": {name: np.asarray(v).tolist() for name, v in sums.items()}}
 
     def alerts(self, state: str | None = None, kind: str | None = None,
                shipment_id: str | None = None, severity: str | None = None) -> list[dict]:

@@ -51,6 +51,19 @@ class Accuracy:
             out[f"eta_accuracy.samples.{b}"] = int(self.count[k])
         return out
 
+    @classmethod
+    def merged(cls, states: list[dict]) -> Accuracy:
+        """The accuracy of several models' ETAs together (their `dump_state`s summed)."""
+        total = cls()
+        for state in states:
+            part = cls()
+            part.load_state(state)
+            total.count += part.count
+            total.abs_min += part.abs_min
+            total.ape += part.ape
+            total.ape_count += part.ape_count
+        return total
+
     def dump_state(self) -> dict:
         return {"count": self.count, "abs_min": self.abs_min, "ape": self.ape,
                 "ape_count": self.ape_count}

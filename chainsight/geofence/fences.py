@@ -11,15 +11,16 @@ Conventions beyond RFC 7946:
 
 from __future__ import annotations
 
+import codecs
 import hashlib
-import json
 import math
 from dataclasses import dataclass
+from itertools import chain
 from os import PathLike
 from typing import Any
 
 import numpy as np
-import shapely
+import orjson
 
 from .geodesy import densify, ecef, geodesic_m, piece_counts, radii, wrap_lon
 from .index import (
@@ -39,6 +40,7 @@ from .index import (
 KINDS = ("hub", "customer", "restricted", "cold_store", "corridor")
 PIECE_M = 2000.0  # corridor lines and measured edges are cut into pieces of at most this length
 CHUNK = 16  # corridor pieces per index item (a longer segment is an item of its own)
+_LIMITS = np.array([180.0, 90.0])  # |lon|, |lat|
 
 
 class FenceError(ValueError):
@@ -112,13 +114,12 @@ class FenceSet:
         """Load a GeoJSON file; every error is a one-line FenceError naming the file."""
         try:
             with open(path, "rb") as fh:
-                obj = json.loads(fh.read())
+                obj = orjson.loads(fh.read().removeprefix(codecs.BOM_UTF8))
         except OSError as e:
             raise FenceError(f"{path}: cannot read: {e.strerror or e}") from e
-        except (ValueError, UnicodeDecodeError) as e:
-            raise FenceError(f"{path}: invalid JSON: {e}") from e
-        except RecursionError as e:
-            raise FenceError(f"{path}: invalid JSON: nested too deeply") from e
+        except orjson.JSONDecodeError as e:
+            reason = "nested too deeply" if str(e).startswith("depth limit") else e
+            raise FenceError(f"{path}: invalid JSON: {reason}") from e
         try:
             return cls.from_geojson(obj)
         except FenceError as e:
@@ -291,25 +292,41 @@ def _number(x: Any) -> bool:
 
 
 def _positions(coords: Any, fail: Any, what: str, at_least: int) -> np.ndarray:
-    """(n, 2) lon/lat array of checked positions (element by element: numpy would take
-    booleans for numbers, and recurse into deeply nested lists)."""
+    """(n, 2) lon/lat array of checked positions. Types are checked before numpy sees them
+    (it would take booleans and strings for numbers, and recurse into deeply nested lists):
+    by the set of types present, and position by position only to name what is wrong."""
     if not isinstance(coords, list | tuple) or len(coords) < at_least:
         raise fail(f"{what} needs at least {at_least} positions")
+    lengths = set(map(len, coords)) if set(map(type, coords)) <= {list, tuple} else None
+    values = list(chain.from_iterable(coords)) if lengths and lengths <= {2, 3} else []
+    if not values or not set(map(type, values)) <= {float}:  # ints, or something wrong
+        _check_positions(coords, fail, what)
+    if lengths == {2}:
+        xy = np.array(values, np.float64).reshape(-1, 2)
+    else:
+        xy = np.array([p[:2] for p in coords], np.float64)
+    if not (np.abs(xy) <= _LIMITS).all():  # NaN is not
+        if not np.isfinite(xy).all():
+            _check_positions(coords, fail, what)
+        raise fail(f"{what} has a position outside lon [-180, 180] / lat [-90, 90]")
+    return xy
+
+
+def _check_positions(coords: list | tuple, fail: Any, what: str) -> None:
+    """Raise on the first position that is not two or three JSON numbers."""
     for j, p in enumerate(coords):
         if not isinstance(p, list | tuple) or len(p) not in (2, 3):
             raise fail(f"{what} position {j} is not [lon, lat] (wrong nesting)")
         if not all(_number(v) for v in p):
             raise fail(f"coordinates must be numbers: {what} position {j} is not [lon, lat] "
                        "numbers (no booleans, NaN or Infinity)")
-    xy = np.array([p[:2] for p in coords], np.float64)
-    if np.any(np.abs(xy[:, 0]) > 180) or np.any(np.abs(xy[:, 1]) > 90):
-        raise fail(f"{what} has a position outside lon [-180, 180] / lat [-90, 90]")
-    return xy
 
 
 def _unwrap(lon: np.ndarray, seam: bool) -> np.ndarray:
     """Longitudes made continuous: jumps over 180 degrees cross the antimeridian (unless
     `seam` and both ends lie on +-180, i.e. the edge runs along the antimeridian)."""
+    if np.ptp(lon) <= 180:  # no jump can be over 180 degrees (most fences)
+        return lon
     d = np.diff(lon)
     turns = np.where(d > 180, -1, np.where(d < -180, 1, 0))
     if seam:
@@ -347,6 +364,8 @@ def _polygon_part(coords: Any, fail: Any) -> _Item:
 
 
 def _check_valid(parts: list[_Item], fail: Any) -> None:
+    import shapely  # here: an engine without polygon fences does without it
+
     polys = [shapely.Polygon(p.rings[0], p.rings[1:]) for p in parts]
     geom = polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
     if not geom.is_valid:

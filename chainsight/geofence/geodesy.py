@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, vectorize
+from numba import njit
 
 A = 6378137.0  # semi-major axis
 F = 1.0 / 298.257223563  # flattening
@@ -46,8 +46,8 @@ def chord_of_arc(s: Num, rho: Num) -> Num:
     return 2.0 * rho * np.sin(np.minimum(s / (2.0 * rho), np.pi / 2))
 
 
-@vectorize(["float64(float64, float64, float64, float64)"], cache=True)
-def geodesic_m(lon1: Num, lat1: Num, lon2: Num, lat2: Num) -> Num:
+@njit(cache=True)
+def geodesic_scalar_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     """Distance on the WGS-84 ellipsoid (Lambert's formula, error ~10 m per 1000s of km)."""
     b1 = np.arctan((1.0 - F) * np.tan(lat1 * RAD))
     b2 = np.arctan((1.0 - F) * np.tan(lat2 * RAD))
@@ -60,6 +60,25 @@ def geodesic_m(lon1: Num, lat1: Num, lon2: Num, lat2: Num) -> Num:
     x = (sigma - np.sin(sigma)) * (np.sin(p) * np.cos(q)) ** 2 / max(np.cos(sigma / 2) ** 2, 1e-30)
     y = (sigma + np.sin(sigma)) * (np.cos(p) * np.sin(q)) ** 2 / np.sin(sigma / 2) ** 2
     return A * (sigma - F / 2 * (x + y))
+
+
+@njit(cache=True)
+def _geodesic_each(lon1: np.ndarray, lat1: np.ndarray, lon2: np.ndarray, lat2: np.ndarray,
+                   out: np.ndarray) -> None:
+    for i in range(out.size):
+        out[i] = geodesic_scalar_m(lon1[i], lat1[i], lon2[i], lat2[i])
+
+
+def geodesic_m(lon1: Num, lat1: Num, lon2: Num, lat2: Num) -> Num:
+    """`geodesic_scalar_m` over scalars or arrays broadcast together as numpy does: a float for four
+    scalars, else an array of the broadcast shape. (A compiled function, loaded at its first
+    call, rather than a ufunc, which Numba would build when this module is imported.)"""
+    args = [np.asarray(v, dtype=np.float64) for v in (lon1, lat1, lon2, lat2)]
+    shape = np.broadcast_shapes(*(a.shape for a in args))
+    flat = [np.broadcast_to(a, shape).flatten() for a in args]  # writable copies
+    out = np.empty(flat[0].size)
+    _geodesic_each(*flat, out)
+    return float(out[0]) if shape == () else out.reshape(shape)
 
 
 def piece_counts(lon: np.ndarray, lat: np.ndarray, max_m: float) -> np.ndarray:

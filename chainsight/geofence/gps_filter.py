@@ -11,7 +11,7 @@ from numba import njit
 
 from chainsight.engine.state import Columns
 
-from .geodesy import geodesic_m
+from .geodesy import geodesic_scalar_m
 
 REASONS = ("invalid", "zero", "accuracy", "duplicate", "interval", "speed")
 KEEP, INVALID, ZERO, ACCURACY, DUPLICATE, INTERVAL, SPEED = range(7)
@@ -103,7 +103,7 @@ def _filter(device: np.ndarray, ts: np.ndarray, lon: np.ndarray, lat: np.ndarray
         elif seen and min_interval >= 0 and dt < min_interval:  # an earlier fix: dt < 0
             reason[i] = INTERVAL
         elif seen and max_speed < np.inf:
-            dist = geodesic_m(prev_lon[d], prev_lat[d], x, y)
+            dist = geodesic_scalar_m(prev_lon[d], prev_lat[d], x, y)
             if dist > 0 and (dt <= 0 or dist / dt * 1000 > max_speed):
                 reason[i] = SPEED
         if reason[i] == KEEP:

@@ -305,6 +305,17 @@ class MqttIngest:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def problem(self) -> str | None:
+        """Why the ingest is not taking messages now (stopped, or away from the broker);
+        None while it is."""
+        if self.failure is not None:
+            return f"MQTT ingest stopped: {type(self.failure).__name__}: {self.failure}"
+        if not self.running:
+            return "MQTT ingest is not running"
+        if not self.client.is_connected():
+            return f"MQTT ingest is not connected to {self.broker} (reconnecting)"
+        return None
+
     def stop(self) -> None:
         """Finish the batch in hand, acknowledge it and disconnect (the session stays on the
         broker, holding what arrives until the next start)."""

@@ -9,7 +9,6 @@ output is the same as in one process.
 from __future__ import annotations
 
 import codecs
-import multiprocessing
 import os
 import stat
 import time
@@ -18,9 +17,8 @@ from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import islice
-from multiprocessing.pool import AsyncResult
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import orjson
 
@@ -29,10 +27,14 @@ from chainsight.contract.times import now_ms
 from chainsight.engine.core import Engine, Output
 from chainsight.ingest.columnar import Extracted, decode_jsonl
 
+if TYPE_CHECKING:
+    from multiprocessing.pool import AsyncResult
+
 LIVE_BATCH_LINES = 500  # a live runtime's batches: what it publishes comes this soon
 CHUNK_BYTES = 16 << 20  # bytes per engine call (and per worker task)
 FIRST_CHUNK_BYTES = 1 << 20
 DECODE_NICENESS = 10
+POOL_MIN_BYTES = 16 << 20  # a smaller file is decoded before a pool's workers would help
 _worker: tuple[Path, EventDecoder, int]  # each worker's file, decoder and "now"
 
 
@@ -48,8 +50,11 @@ class ReplayResult:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-def default_workers() -> int:
-    """Decode workers worth starting on this machine (0: decode in this process)."""
+def default_workers(file_bytes: int | None = None) -> int:
+    """Decode workers worth starting on this machine (0: decode in this process), for a file
+    of `file_bytes` if given: none for a small file (starting them costs ~0.05 s or more)."""
+    if file_bytes is not None and file_bytes < POOL_MIN_BYTES:
+        return 0
     return 2 if (os.cpu_count() or 1) >= 2 else 0
 
 
@@ -181,6 +186,8 @@ def _decoded_ranges(path: Path, decoder: EventDecoder,
         _start_worker(path, decoder, now_ms())
         yield from (_extract_range(*byte_range) for byte_range in _byte_ranges(path))
         return
+    import multiprocessing  # here: a small file's replay does without it
+
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     with context.Pool(workers, initializer=_start_decode_process,
                       initargs=(path, decoder, now_ms())) as pool:

@@ -12,6 +12,7 @@ lock, so nothing falls between); the older files go once snapshot-(N+1) is renam
 the same engine calls (the engine is deterministic for the same calls and `now`s).
 `audit.jsonl` is the audit trail as written out (`AuditFile`), `record.jsonl` the shipments'
 tamper-evident records (`RecordFile`), `anchors.jsonl` the anchors of their heads (`Anchors`).
+The shipments' recent events (`History`) are in the snapshots and remembered again from the log.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from chainsight.contract.commands import (
 )
 from chainsight.engine.core import Engine, Output
 from chainsight.files import whole_lines
+from chainsight.runtimes.history import History
 from chainsight.runtimes.kafka.snapshots import SnapshotError, decode, encode
 from chainsight.runtimes.records import Anchors, RecordFile
 
@@ -45,14 +47,17 @@ _NAME = re.compile(r"(snapshot|log)-(\d{6,})\.(bin|jsonl)")
 
 class Direct:
     """Engine calls as they are (an in-memory runtime): the interface `Store` logs. The
-    shipments' records are kept in memory."""
+    shipments' records and recent events are kept in memory."""
 
     def __init__(self, anchor_every_s: float = 3600.0) -> None:
         self.records = RecordFile()
         self.anchors = Anchors(None, anchor_every_s)
+        self.history = History()
 
     def process(self, engine: Engine, lines: list[bytes], now: int) -> Output:
-        return self._keep(engine.process(lines, now=now))
+        out = engine.process(lines, now=now)
+        self.history.remember(engine, lines, out)
+        return self._keep(out)
 
     def apply(self, engine: Engine, command: Command) -> Output:
         return self._keep(engine.apply(command))
@@ -103,12 +108,13 @@ class Store(Direct):
         self.dir.mkdir(parents=True, exist_ok=True)
         self.records = RecordFile(self.dir / "record.jsonl")
         self.anchors = Anchors(self.dir, anchor_every_s)
+        self.history = History()
 
     # --- engine calls, logged first ---------------------------------------------------------
 
     def process(self, engine: Engine, lines: list[bytes], now: int) -> Output:
         self._append({"lines": [_text(line) for line in lines], "now": now})
-        return self._keep(engine.process(lines, now=now))
+        return super().process(engine, lines, now)
 
     def apply(self, engine: Engine, command: Command) -> Output:
         self._append(b'{"command":' + encode_command(command) + b"}")
@@ -155,7 +161,7 @@ class Store(Direct):
 
     def snapshot(self, engine: Engine) -> None:
         self.records.sync()  # the entries made before it are not made again by a recovery
-        state: dict = {"engine": engine.dump_state()}
+        state: dict = {"engine": engine.dump_state(), "history": self.history.dump()}
         if self.fences is not None:
             state["fences"] = msgspec.to_builtins(self.fences)
         blob = encode(state)
@@ -224,6 +230,7 @@ class Store(Direct):
                 self.fences = msgspec.convert(state["fences"], ReplaceFences)
                 engine.apply(self.fences)
             engine.load_state(state["engine"])
+            self.history.load(state.get("history", {}))  # none in a snapshot made before it
         except (KeyError, IndexError, TypeError, ValueError, msgspec.ValidationError) as exc:
             raise SnapshotError("snapshot does not fit this engine "
                                 f"({type(exc).__name__}: {exc})".splitlines()[0]) from None
@@ -248,8 +255,9 @@ class Store(Direct):
     def _call(self, engine: Engine, record: dict) -> None:
         """Replay one logged call (its audit entries not yet written are written now)."""
         if "lines" in record:
-            out = engine.process([_bytes(line) for line in record["lines"]],
-                                 now=int(record["now"]))
+            lines = [_bytes(line) for line in record["lines"]]
+            out = engine.process(lines, now=int(record["now"]))
+            self.history.remember(engine, lines, out)
         elif "command" in record:
             command = decode_command(orjson.dumps(record["command"]))
             try:

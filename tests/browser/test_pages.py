@@ -193,43 +193,109 @@ def test_the_console_receives_an_alert_and_a_click_acknowledges_it(browser, demo
             acknowledged = alert_id
             break
     assert acknowledged, "no alert could be acknowledged"
-    browser.js("document.querySelector(`tr[data-id='${arguments[0]}'] td:nth-child(4)`)"
-               ".click()", acknowledged)  # in one step: the live list may be redrawn any time
+    browser.js("const state = document.getElementById('f-state'); state.value = '';"
+               "state.dispatchEvent(new Event('input'));")  # all: it may be resolved by now
+    browser.wait(lambda: browser.js(
+        "const row = document.querySelector(`tr[data-id='${arguments[0]}'] td:nth-child(4)`);"
+        "if (row) row.click(); return row !== null;", acknowledged),  # in one step: the live
+        10, "the acknowledged alert in the list")  # list may be redrawn at any time
     browser.wait(lambda: "demo-quality" in browser.driver.find_element(By.ID, "d-audit").text,
                  20, "the audit trail naming the user")
     assert "acknowledged" in browser.driver.find_element(By.ID, "d-audit").text
-    browser.js("const state = document.getElementById('f-state'); state.value = '';"
-               "state.dispatchEvent(new Event('input'));")  # all of them, for the screenshot
     browser.screenshot("console-desktop")
     browser.size(*PHONE)
     time.sleep(1)
     browser.screenshot("console-phone")
+    # at phone width every alert is a card: nothing (state, tags, suggested action) off screen
+    assert browser.js("const list = document.querySelector('.list-wrap');"
+                      "return list.scrollWidth <= list.clientWidth"
+                      " && document.documentElement.scrollWidth <= window.innerWidth")
     browser.size(*DESKTOP)
+
+
+def test_the_console_acknowledges_in_bulk_and_resolves_with_a_comment(browser, demo):
+    browser.driver.get(demo.links["quality"])
+    browser.wait(lambda: browser.js("return window.chainsightConsole && "
+                                    "window.chainsightConsole.live > 0"), 60, "live alerts")
+    quality = httpx.Client(base_url=demo.base, timeout=30,
+                           headers={"Authorization": f"Bearer {demo.tokens['quality']}"})
+    # two settled open alerts ticked (in one step: the live list may be redrawn any time)
+    ticked = browser.wait(lambda: browser.js(
+        "const boxes = [...document.querySelectorAll("
+        "'tr:not(:has(.provisional)) input[data-check]:not([disabled])')].slice(0, 2);"
+        "if (boxes.length < 2) return null;"
+        "for (const box of boxes) box.click();"
+        "return boxes.map((box) => box.dataset.check);"), 90, "two settled open alerts")
+    browser.wait(lambda: browser.js("return !document.getElementById('bulk-ack').disabled"), 10,
+                 "the bulk button enabled")
+    browser.js("document.getElementById('bulk-ack').click()")
+    toast = browser.wait(lambda: (t := browser.driver.find_element(By.ID, "toast").text)
+                         .startswith("Acknowledged") and t, 20, "the bulk answer")
+    assert toast.endswith("of 2")
+
+    def record_of(alert_id: str) -> dict:
+        (record,) = [a for a in quality.get("/v1/alerts").json() if a["alert_id"] == alert_id]
+        return record
+
+    acknowledged = []  # an alert may have been resolved by the engine before the click
+    for alert_id in ticked:
+        trail = [e["details"] for e in quality.get(f"/v1/alerts/{alert_id}/audit").json()]
+        acks = [e for e in trail if e.get("transition") == "acknowledged"]
+        if acks:
+            assert acks[0]["user"] == "demo-quality"
+            acknowledged.append(alert_id)
+    assert len(acknowledged) == int(toast.split()[1]) >= 1
+    resolving = next((a for a in acknowledged
+                      if record_of(a)["state"] == "acknowledged"), None)
+    if resolving is None:
+        pytest.fail("both acknowledged alerts were resolved by the engine before the test could")
+    browser.js("const state = document.getElementById('f-state'); state.value = '';"
+               "state.dispatchEvent(new Event('input'));")
+    browser.wait(lambda: browser.js(
+        "const row = document.querySelector(`tr[data-id='${arguments[0]}'] td:nth-child(4)`);"
+        "if (row) row.click(); return row !== null;", resolving), 10, "the alert in the list")
+    browser.wait(lambda: browser.driver.find_element(By.ID, "d-resolve").is_displayed(), 10,
+                 "the resolve form")
+    comment = "moved the pallets to cold store 04"
+    browser.driver.find_element(By.ID, "d-comment").send_keys(comment, Keys.ENTER)
+    record = browser.wait(lambda: (r := record_of(resolving))["state"] == "resolved" and r, 20,
+                          "the resolution")
+    assert record["details"]["comment"] == comment
+    assert record["details"]["user"] == "demo-quality"
+    browser.wait(lambda: comment in browser.driver.find_element(By.ID, "d-audit").text, 20,
+                 "the comment in the audit trail")
 
 
 def test_the_console_answers_a_question_and_highlights_its_shipments(browser, demo):
     browser.driver.get(demo.links["quality"])
     browser.wait(lambda: browser.js("return window.chainsightConsole && "
                                     "window.chainsightConsole.live > 0"), 60, "live alerts")
+    question = "which shipments have alerts?"
+
+    def answer_ids() -> set[str]:
+        return set(httpx.post(f"{demo.base}/v1/ask", json={"q": question}, timeout=30,
+                              headers={"Authorization": f"Bearer {demo.tokens['quality']}"},
+                              ).json()["shipment_ids"])
+
+    ids = answer_ids()  # the fleet moves on: the page's answer lies between these two
     asked = browser.driver.find_element(By.ID, "ask-q")
     asked.clear()
-    asked.send_keys("which shipments have alerts?", Keys.ENTER)
+    asked.send_keys(question, Keys.ENTER)
     answer = browser.wait(lambda: (t := browser.driver.find_element(By.ID, "ask-answer").text)
                           and t != "…" and t, 30, "the answer")
     assert "Understood as" in answer
-    ids = httpx.post(f"{demo.base}/v1/ask", json={"q": "which shipments have alerts?"},
-                     headers={"Authorization": f"Bearer {demo.tokens['quality']}"},
-                     timeout=30).json()["shipment_ids"]
+    ids |= answer_ids()
     rows = browser.wait(lambda: browser.driver.find_elements(By.CSS_SELECTOR, "tr.asked"), 10,
                         "highlighted rows")
     shown = {r.find_elements(By.TAG_NAME, "td")[4].text for r in rows}
-    assert shown and shown <= set(ids) | {"—"}
+    assert shown and shown <= ids | {"—"}
     browser.screenshot("console-asked-desktop")
     asked.clear()
     asked.send_keys("谁是世界上最好的足球运动员?", Keys.ENTER)  # not about shipments
     browser.wait(lambda: browser.driver.find_element(By.ID, "ask-answer").get_attribute(
         "data-understood") == "false", 30, "a not-understood answer")
-    assert not browser.driver.find_elements(By.CSS_SELECTOR, "tr.asked")
+    browser.wait(lambda: not browser.driver.find_elements(By.CSS_SELECTOR, "tr.asked"), 10,
+                 "the highlight cleared")  # the list is redrawn on the next animation frame
     browser.screenshot("console-not-understood-desktop")
 
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 import signal
 
 import orjson
+import pytest
 from test_worker import PARTITIONS, assert_same_alerts, wait_for
 
-from chainsight.config import load_settings
+from chainsight.api.kafka import KafkaBackend
+from chainsight.config import load_profiles, load_settings
 from chainsight.engine.core import Engine
 from chainsight.geofence import FenceSet
 from chainsight.runtimes.kafka.snapshots import PartitionReader
@@ -56,3 +58,13 @@ def test_a_killed_worker_resumes_its_eta_models_and_gives_replays_eta_late(deplo
     assert_same_alerts(deployment.alerts(), want)
     etas = [s["eta"] for s in deployment.shipments().values()]
     assert all(e is None or isinstance(e, str) for e in etas)
+    # /metrics on Kafka: the partitions' accuracy together is replay's (same trips, same ETAs)
+    backend = KafkaBackend(deployment.config, settings, load_profiles())
+    try:
+        metrics = backend.metrics()
+    finally:
+        backend.close()
+    accuracy = engine.snapshot()["eta_accuracy"]
+    assert accuracy["eta_accuracy.samples"] > 0
+    assert {k: metrics[k] for k in accuracy} == pytest.approx(accuracy, abs=0.002)
+    assert metrics["eta_deliveries"] > 0 and metrics["eta_predictions"] > 0  # summed

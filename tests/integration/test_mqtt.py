@@ -352,27 +352,54 @@ def test_bridge_killed_mid_stream_loses_and_duplicates_nothing(
 
 # --- the documented ACL ------------------------------------------------------------------
 
+def private_broker(tmp_path, port: int, settings: str = "allow_anonymous true\n",
+                   ) -> subprocess.Popen:
+    """A Mosquitto of this test's own on `port` (one the test may stop), once it listens."""
+    config = tmp_path / "mosquitto.conf"
+    config.write_text(f"listener {port} 127.0.0.1\nuser {getuser()}\n{settings}")
+    server = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",
+                               str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def reachable() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(reachable, 15)
+    return server
+
+
+def test_healthz_shows_an_mqtt_ingest_away_from_its_broker(tmp_path):
+    port = free_port()
+    broker = private_broker(tmp_path, port)
+    serve = Serve(Broker.parse(f"mqtt://127.0.0.1:{port}"), "chainsight", "serve-health",
+                  tmp_path)
+    proc = serve.start()  # healthy: connected
+    try:
+        broker.terminate()
+        broker.wait(timeout=10)
+        wait_for(lambda: httpx.get(f"{serve.url}/healthz").status_code == 503, 15)
+        assert "MQTT ingest is not connected" in httpx.get(f"{serve.url}/healthz").json()["error"]
+        broker = private_broker(tmp_path, port)
+        wait_for(serve.healthy, 60, serve.log.read_text)  # reconnected by itself
+    finally:
+        serve.stop(proc)
+        broker.terminate()
+        broker.wait(timeout=10)
+
+
 def test_the_documented_acl_keeps_each_device_to_its_own_topic(tmp_path):
     port = free_port()
     passwd = tmp_path / "passwd"
     for i, user in enumerate(("T1", "chainsight")):
         subprocess.run(["mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwd), user,
                         f"pw-{user}"], check=True, capture_output=True)
-    config = tmp_path / "mosquitto.conf"
     acl = REPO / "docs" / "mosquitto" / "chainsight.acl"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\nuser {getuser()}\n"
-                      f"password_file {passwd}\nacl_file {acl}\n")
-    server = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",
-                               str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = private_broker(tmp_path, port, "allow_anonymous false\n"
+                            f"password_file {passwd}\nacl_file {acl}\n")
     try:
         def url(user: str) -> str:
             return f"mqtt://{user}:pw-{user}@127.0.0.1:{port}"
 
-        def reachable() -> bool:
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_for(reachable, 15)
         got: list[tuple[str, bytes]] = []
         reader = Broker.parse(url("chainsight")).client("reader")
         reader.on_message = lambda _c, _u, m: got.append((m.topic, m.payload))

@@ -323,4 +323,5 @@ class Partition:
 
     def progress(self, worker: str, now_ms: int) -> dict:
         return {"offset": self.next_offset, "counters": dict(self.engine.counters),
-                "worker": worker, "at": now_ms, "stream_time": self.engine.stream_time}
+                "worker": worker, "at": now_ms, "stream_time": self.engine.stream_time,
+                "eta": self.engine.eta_totals()}
