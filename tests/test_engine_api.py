@@ -22,7 +22,7 @@ API = {"process", "process_extracted", "advance", "flush", "apply", "replace_fen
        "shipment_count", "settings", "dump_state", "load_state", "ended", "stream_time",
        "customer_of", "last_seen", "order_facts", "shipment_of_sscc", "record_head", "profiles",
        "record_heads",
-       "export_eta_model", "import_eta_model"}
+       "export_eta_model", "import_eta_model", "eta_totals"}
 
 
 def engine_uses(path: Path) -> list[tuple[int, str]]:
