@@ -307,7 +307,7 @@ class FaustRuntime:
             for tp, offset in waits.items():
                 log.warning("table recovery stalled at offset %d of %s: fetching it again "
                             "(%s)", offset, tp, FAUST_RACE)
-                await self.app.consumer.seek(tp, max(offset, 0))
+            await self.app.consumer.seek_wait({tp: max(offset, 0) for tp, offset in waits.items()})
             self.recovery_since = now
 
     # --- Kafka outputs ---------------------------------------------------------------------
@@ -435,7 +435,9 @@ class FaustRuntime:
             self._write_live(changes)
             # Faust may have fetched (and we dropped) records before the partition was ours:
             # have them again from here (Faust then seeks to the committed offset, if any).
-            await self.app.consumer.seek(TP(cfg.events_topic, p), part.next_offset)
+            # seek_wait seeks in the consumer's thread: `seek` would move the fetcher's
+            # records from under it (aiokafka's `fetched_records` then fails with a KeyError).
+            await self.app.consumer.seek_wait({TP(cfg.events_topic, p): part.next_offset})
         self.delivered_at = time.monotonic()  # Faust has `STALLED_S` to deliver from here
         if self.live is not None:
             self.live.resync = True
