@@ -15,6 +15,8 @@ Needs the local services (`scripts/services.sh start`). Two measurements, each o
 
     .venv/bin/python benchmarks/bench_kafka.py [--events 1000000] [--rate 10000] [--seconds 20]
         [--profile]   (run the throughput worker under cProfile and print the top functions)
+        [--runtime kafka|faust|both]   (`chainsight worker` or `--runtime faust`; both: the two
+                      runtimes one after the other on the same events, figures side by side)
 """
 
 from __future__ import annotations
@@ -50,8 +52,10 @@ BENCH_PROFILE = {FAST.name: {"min_c": FAST.min_c, "max_c": FAST.max_c,
                              "excursion_min": FAST.excursion_min}}
 
 
-def worker(cfg: StreamsConfig, log: Path, *args: str, profile: Path | None = None,
-           **env: str) -> subprocess.Popen:
+def worker(cfg: StreamsConfig, log: Path, runtime: str, *args: str,
+           profile: Path | None = None, **env: str) -> subprocess.Popen:
+    if runtime == "faust":
+        args = ("--runtime", "faust", "--data-dir", str(log.with_suffix(".data")), *args)
     variables = {**os.environ, "CHAINSIGHT_KAFKA_BOOTSTRAP": cfg.bootstrap,
                  "CHAINSIGHT_REDIS_URL": cfg.redis_url,
                  "CHAINSIGHT_TOPIC_PREFIX": cfg.topic_prefix, **env}
@@ -74,7 +78,8 @@ def cleanup(cfg: StreamsConfig, client: redis.Redis) -> None:
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": cfg.bootstrap})
-    for future in admin.delete_topics(list(cfg.topics()), operation_timeout=30).values():
+    ours = [t for t in admin.list_topics(timeout=30).topics if t.startswith(cfg.topic_prefix)]
+    for future in admin.delete_topics(ours, operation_timeout=30).values():
         future.result()
     keys = list(client.scan_iter(f"{cfg.redis_prefix}*"))
     if keys:
@@ -89,32 +94,39 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def throughput(base: StreamsConfig, events: int, work: Path, profile: bool) -> None:
+def simulated(events: int, work: Path) -> tuple[Path, int, dict]:
+    """The throughput run's events, written once for every runtime measured."""
+    sim = simulate("demo", shipments=max(1, events // 450), seed=5)
+    path = work / "events.jsonl"
+    return path, sim.write_jsonl(path), sim.counts()
+
+
+def throughput(base: StreamsConfig, recording: tuple[Path, int, dict], work: Path,
+               profile: bool, runtime: str) -> dict[str, float]:
     cfg = StreamsConfig(bootstrap=base.bootstrap, redis_url=base.redis_url,
                         topic_prefix=f"bench-{uuid.uuid4().hex[:8]}")
     client = redis.Redis.from_url(cfg.redis_url)
     ensure_topics(cfg.bootstrap, cfg.topics(), configs=cfg.topic_configs())
-    sim = simulate("demo", shipments=max(1, events // 450), seed=5)
-    path = work / "events.jsonl"
-    n = sim.write_jsonl(path)
+    path, n, counts = recording
     started = time.perf_counter()
     publish_file(path, cfg)
     produced = time.perf_counter() - started
     reader = PartitionReader(cfg.bootstrap)
     total = sum(reader.bounds(cfg.events_topic, p)[1] for p in range(cfg.partitions))
     reader.close()
-    print(f"produced {n:,} events ({path.stat().st_size / 1e6:.0f} MB, {sim.counts()}) in "
+    print(f"[{runtime}] produced {n:,} events ({path.stat().st_size / 1e6:.0f} MB, {counts}) in "
           f"{produced:.1f} s ({n / produced:,.0f}/s); {total:,} records on "
           f"{cfg.partitions} partitions")
 
-    prof = work / "worker.prof" if profile else None
+    prof = work / f"{runtime}-worker.prof" if profile else None
+    log = work / f"{runtime}-throughput-worker.log"
     t0 = time.perf_counter()
-    proc = worker(cfg, work / "throughput-worker.log", profile=prof, CHAINSIGHT_TICK_S="0")
+    proc = worker(cfg, log, runtime, profile=prof, CHAINSIGHT_TICK_S="0")
     first = None
     cpu = 0.0
     while (done := processed(client, cfg)) < total:
         if proc.poll() is not None:
-            sys.exit(f"worker exited: {(work / 'throughput-worker.log').read_text()[-2000:]}")
+            sys.exit(f"worker exited: {log.read_text()[-2000:]}")
         if done and first is None:
             first, first_done, cpu = time.perf_counter(), done, cpu_seconds(proc.pid)
         time.sleep(0.02)
@@ -123,7 +135,7 @@ def throughput(base: StreamsConfig, events: int, work: Path, profile: bool) -> N
     stop(proc)
     assert first is not None
     span = end - first
-    print(f"throughput: {total - first_done:,} records in {span:.2f} s = "
+    print(f"[{runtime}] throughput: {total - first_done:,} records in {span:.2f} s = "
           f"{(total - first_done) / span:,.0f} events/s (first to last record); "
           f"{total / (end - t0):,.0f} events/s including worker start-up ({end - t0:.1f} s); "
           f"worker CPU {cpu:.1f} s = {cpu / span * 100:.0f}% of a core "
@@ -131,17 +143,20 @@ def throughput(base: StreamsConfig, events: int, work: Path, profile: bool) -> N
     if prof is not None:
         pstats.Stats(str(prof)).sort_stats("tottime").print_stats(25)
     cleanup(cfg, client)
+    return {"events/s": (total - first_done) / span, "with start-up": total / (end - t0),
+            "us/event": cpu / max(1, total - first_done) * 1e6}
 
 
-def latency(base: StreamsConfig, rate: float, seconds: float, work: Path) -> None:
+def latency(base: StreamsConfig, rate: float, seconds: float, work: Path,
+            runtime: str) -> dict[str, float]:
     cfg = StreamsConfig(bootstrap=base.bootstrap, redis_url=base.redis_url,
                         topic_prefix=f"bench-{uuid.uuid4().hex[:8]}")
     client = redis.Redis.from_url(cfg.redis_url)
     ensure_topics(cfg.bootstrap, cfg.topics(), configs=cfg.topic_configs())
     profiles = work / "bench-profiles.json"
     profiles.write_text(json.dumps(BENCH_PROFILE))
-    proc = worker(cfg, work / "latency-worker.log", "--profiles", str(profiles))
-    log = work / "latency-worker.log"
+    log = work / f"{runtime}-latency-worker.log"
+    proc = worker(cfg, log, runtime, "--profiles", str(profiles))
     while "assigned" not in log.read_text():
         if proc.poll() is not None:
             sys.exit(f"worker exited: {log.read_text()[-2000:]}")
@@ -197,20 +212,26 @@ def latency(base: StreamsConfig, rate: float, seconds: float, work: Path) -> Non
     listener.join()
     stop(proc)
     lateness = load_settings().allowed_lateness_min
-    print(f"settings: allowed lateness {lateness:g} min (default), live results on")
+    print(f"[{runtime}] settings: allowed lateness {lateness:g} min (default), live results on")
+    figures = {}
     for name, samples in (("state change", state_at), ("alert", alert_at)):
         steady = np.array([r - iso_ms(at) for r, at in samples if r <= stopped_ms])
         drain = np.array([r - iso_ms(at) for r, at in samples if r > stopped_ms])
         if not len(steady):
-            print(f"latency {name}: no samples")
+            print(f"[{runtime}] latency {name}: no samples")
             continue
-        print(f"latency produce -> Redis pub/sub {name} at {produced_rate:,.0f} events/s "
+        figures[f"{name} p50 ms"] = np.percentile(steady, 50)
+        figures[f"{name} p99 ms"] = np.percentile(steady, 99)
+        print(f"[{runtime}] latency produce -> Redis pub/sub {name} at {produced_rate:,.0f} "
+              "events/s "
               f"({len(steady):,} samples while producing): p50 {np.percentile(steady, 50):.0f} "
               f"ms, p99 {np.percentile(steady, 99):.0f} ms, max {steady.max():.0f} ms"
               + (f"; {len(drain):,} after the stream stopped: max {drain.max():.0f} ms"
                  if len(drain) else ""))
-    print(f"worker CPU while paced: {cpu / elapsed * 100:.0f}% of a core")
+    print(f"[{runtime}] worker CPU while paced: {cpu / elapsed * 100:.0f}% of a core")
     cleanup(cfg, client)
+    figures["CPU % of a core"] = cpu / elapsed * 100
+    return figures
 
 
 def iso_ms(text: str) -> float:
@@ -226,14 +247,28 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--skip", choices=("throughput", "latency"))
+    parser.add_argument("--runtime", choices=("kafka", "faust", "both"), default="kafka")
     args = parser.parse_args()
     base = load_streams_config()
     work = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
     print(f"work dir {work}")
+    runtimes = ("kafka", "faust") if args.runtime == "both" else (args.runtime,)
+    figures: dict[str, dict[str, float]] = {r: {} for r in runtimes}
     if args.skip != "throughput":
-        throughput(base, args.events, work, args.profile)
+        recording = simulated(args.events, work)
+        for runtime in runtimes:
+            figures[runtime].update(throughput(base, recording, work, args.profile, runtime))
     if args.skip != "latency":
-        latency(base, args.rate, args.seconds, work)
+        for runtime in runtimes:
+            figures[runtime].update(latency(base, args.rate, args.seconds, work, runtime))
+    if len(runtimes) > 1:
+        print(f"\n{'':<24}" + "".join(f"{r:>14}" for r in runtimes))
+        for name in figures[runtimes[0]]:
+            print(f"{name:<24}" + "".join(f"{figures[r].get(name, float('nan')):>14,.1f}"
+                                          for r in runtimes))
+        if "events/s" in figures["kafka"]:
+            print(f"throughput ratio kafka/faust: "
+                  f"{figures['kafka']['events/s'] / figures['faust']['events/s']:.1f}x")
 
 
 if __name__ == "__main__":

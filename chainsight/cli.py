@@ -6,8 +6,9 @@ import argparse
 import dataclasses
 import gc
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from chainsight.config import load_profiles, load_settings
@@ -123,11 +124,29 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # each partition learns its own ETA model (replay gives the same with eta_shards = partitions)
     _engine(args, live=True, eta_shards=config.partitions)  # fail fast on bad settings/profiles
     try:
-        run_worker(config, lambda: _engine(args, live=True, eta_shards=config.partitions))
+        engine_factory = partial(_engine, args, live=True, eta_shards=config.partitions)
+        if args.runtime == "faust":
+            _run_faust_worker(args, config, engine_factory)
+        else:
+            run_worker(config, engine_factory)
     except SnapshotError as exc:
         print(f"chainsight worker: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _run_faust_worker(args: argparse.Namespace, config: object,
+                      engine_factory: Callable[[], object]) -> None:
+    import tempfile
+
+    try:
+        from chainsight.runtimes.faust import run_worker
+    except ImportError as exc:
+        raise ValueError(f"--runtime faust needs faust-streaming ({exc}): "
+                         "pip install 'chainsight[faust]'") from None
+    with tempfile.TemporaryDirectory(prefix="chainsight-faust-") as scratch:
+        run_worker(config, engine_factory, args.data_dir or Path(scratch),
+                   web_port=args.web_port, log_level=args.log_level)
 
 
 def cmd_put_fences(args: argparse.Namespace) -> int:
@@ -384,6 +403,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--fences", type=Path, help="geofences (GeoJSON) to start with, until a set "
                                                "is published with `chainsight put-fences`")
+    p.add_argument("--runtime", choices=("kafka", "faust"), default="kafka",
+                   help="kafka: the confluent-kafka worker (default, fastest); faust: the same "
+                        "engine as Faust agents (needs chainsight[faust])")
+    p.add_argument("--web-port", type=int, metavar="PORT",
+                   help="faust: serve Faust's web views on this port (default: off)")
+    p.add_argument("--data-dir", type=Path,
+                   help="faust: Faust's local data directory (default: a temporary one; the "
+                        "tables are recovered from Kafka)")
     engine_options(p)
     p.set_defaults(func=cmd_worker)
 

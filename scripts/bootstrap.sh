@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Set up a checkout: .venv with ChainSight and its test tools (again when pyproject.toml
-# changed), and the pages (npm ci when frontend/package-lock.json changed, a build when the
-# front end changed). `--browser` also installs Debian's chromium and chromium-driver, which
-# the browser tests drive. A no-op when everything is up to date.
+# Set up a checkout: .venv with ChainSight, its test tools and the optional Faust runtime (its
+# tests run too; again when pyproject.toml changed), and the pages (npm ci when
+# frontend/package-lock.json changed, a build when the front end changed). `--browser` also
+# installs Debian's chromium and chromium-driver, which the browser tests drive. A no-op when
+# everything is up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +13,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "bootstrap: installing ChainSight and its dependencies into .venv (first run takes a minute)" >&2
     [ -x .venv/bin/python ] || "${PYTHON:-python3}" -m venv .venv
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,faust]'
     echo "$want" > "$stamp"
 fi
 

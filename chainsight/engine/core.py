@@ -122,6 +122,15 @@ def live_kernel(kind: np.ndarray, device: np.ndarray, ship: np.ndarray, ts: np.n
     return resolved
 
 
+def _shipments_of(rows: Rows, state: State) -> np.ndarray:
+    """Each row's shipment: its own, else (a device event without one) its device's link in
+    `state`; -1 for none."""
+    ship = rows.shipment.copy()
+    unlinked = (rows.kind < SCAN) & (ship < 0)
+    ship[unlinked] = state.device.shipment[rows.device[unlinked]]
+    return ship
+
+
 class Engine:
     """Stateful processing core: call `process` with raw lines (arrival order), `advance` on a
     live runtime's clock, `apply` for users' commands, and `flush` at the end of a stream.
@@ -422,10 +431,8 @@ class Engine:
         st.grow()
         self._seen.ensure(len(st.shipments))
         rows = rows.in_time_order()
-        ship = rows.shipment.copy()
+        ship = _shipments_of(rows, st)
         devices = rows.kind < SCAN
-        unlinked = devices & (ship < 0)
-        ship[unlinked] = st.device.shipment[rows.device[unlinked]]
         linked = ship >= 0
         first = np.full(len(st.shipments), 2**62, np.int64)
         np.minimum.at(first, ship[linked], rows.ts[linked])
@@ -433,7 +440,10 @@ class Engine:
         clean = ~np.isin(ship, dirty)
         done = Transitions()  # event time moves on once all rows are in, dirty ones too
         pipeline.run(rows.take(np.flatnonzero(clean)), business.__getitem__, st.clock, done)
-        np.maximum.at(self._seen.ts, ship[linked & clean], rows.ts[linked & clean])
+        # again: the rows of devices an order in these rows linked ran for its shipment too
+        ran = _shipments_of(rows, st)
+        ran_linked = clean & (ran >= 0)
+        np.maximum.at(self._seen.ts, ran[ran_linked], rows.ts[ran_linked])
         self._publish_provisional(done, out)
         redone, groups = Transitions(), set()
         if len(dirty):
@@ -468,7 +478,7 @@ class Engine:
                 except CommandRefused:
                     pass
         seen = np.full(len(self._seen), NO_TS, np.int64)
-        held_ship = held.shipment
+        held_ship = _shipments_of(held, pipeline.state)  # order-linked devices' rows included
         np.maximum.at(seen, held_ship[held_ship >= 0], held.ts[held_ship >= 0])
         self._seen.ts[shipments] = np.maximum(seen[shipments], settled.state.clock)
         return groups

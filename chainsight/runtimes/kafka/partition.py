@@ -13,11 +13,11 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import msgspec
 import numpy as np
 import orjson
-from confluent_kafka import Message
 
 from chainsight.contract.commands import (
     CommandRefused,
@@ -78,6 +78,21 @@ class Batch:
     history: dict[str, list[bytes]] = field(default_factory=dict)
 
 
+class Record(Protocol):
+    """A consumed record as confluent-kafka's `Message` presents it (the Faust runtime adapts
+    its own messages to this)."""
+
+    def offset(self) -> int: ...
+
+    def key(self) -> bytes | None: ...
+
+    def value(self) -> bytes | None: ...
+
+    def headers(self) -> list[tuple[str, bytes]] | None: ...
+
+    def timestamp(self) -> tuple[int, int]: ...
+
+
 class _Route(msgspec.Struct):
     shipment_id: str | None = None
     device_id: str | None = None
@@ -115,10 +130,10 @@ class Partition:
         self.tick_pending = False  # a tick was written and has not come back yet
         self.snapshot_due = 0.0  # monotonic time of the next periodic snapshot
 
-    def process(self, records: list[Message]) -> Batch:
+    def process(self, records: list[Record]) -> Batch:
         """Process records (one partition, ascending offsets); skips those already reflected."""
         batch = Batch()
-        run: list[Message] = []
+        run: list[Record] = []
         for record in records:
             if record.offset() < self.next_offset:
                 continue
@@ -137,7 +152,7 @@ class Partition:
             self.next_offset = max(self.next_offset, records[-1].offset() + 1)
         return batch
 
-    def _control(self, record: Message, kind: bytes, batch: Batch) -> None:
+    def _control(self, record: Record, kind: bytes, batch: Batch) -> None:
         """Apply a control record; a refused or malformed one is dead-lettered with the reason
         (the partition goes on)."""
         value = record.value() or b""
@@ -165,7 +180,7 @@ class Partition:
         """True when records were processed since the last snapshot."""
         return self.next_offset != self.snapshot_offset
 
-    def _events(self, run: list[Message], batch: Batch) -> None:
+    def _events(self, run: list[Record], batch: Batch) -> None:
         if not run:
             return
         values = [r.value() or b"" for r in run]
@@ -218,7 +233,7 @@ class Partition:
                 if shipment is not None:
                     batch.links[device] = shipment
 
-    def _dead(self, record: Message, reason: str, payload: str, batch: Batch) -> None:
+    def _dead(self, record: Record, reason: str, payload: str, batch: Batch) -> None:
         offset, key = record.offset(), record.key()
         if offset in self.suppress_dead:
             self.suppress_dead.discard(offset)
@@ -259,7 +274,7 @@ class Partition:
                 current = None
             batch.open_alerts[aid] = current
 
-    def _history(self, run: list[Message], values: list[bytes], rejected: set[int],
+    def _history(self, run: list[Record], values: list[bytes], rejected: set[int],
                  batch: Batch) -> None:
         """Valid events by shipment: the record's key when it names a shipment (the producer
         path keys so), else the shipment the event names or its device is linked to."""

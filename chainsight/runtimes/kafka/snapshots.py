@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, Protocol
 import msgspec
 import numpy as np
 import orjson
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 
 @dataclass(frozen=True)
@@ -186,9 +186,15 @@ class PartitionReader:
         start = low if start is None else max(start, low)
         if count is not None:
             end = min(end, start + count)
-        records: list[Stored] = []
+        records = [Stored(msg.offset(), msg.key(), msg.value())
+                   for msg in self.messages(topic, partition, start, end)]
+        return records, end
+
+    def messages(self, topic: str, partition: int, start: int, end: int) -> list[Message]:
+        """The records of offsets `start` (at least the first kept) to `end` (exclusive)."""
+        found: list[Message] = []
         if start >= end:
-            return records, end
+            return found
         self.consumer.assign([TopicPartition(topic, partition, start)])
         deadline = time.monotonic() + READ_TIMEOUT_S
         position = start
@@ -200,9 +206,9 @@ class PartitionReader:
                     raise KafkaException(msg.error())
                 position = msg.offset() + 1
                 if msg.offset() < end:
-                    records.append(Stored(msg.offset(), msg.key(), msg.value()))
+                    found.append(msg)
         self.consumer.unassign()
-        return records, end
+        return found
 
     def latest_checkpoint(self, topic: str, partition: int) -> Checkpoint | None:
         records, _ = self.read(topic, partition)

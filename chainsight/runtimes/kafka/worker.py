@@ -16,31 +16,25 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections import defaultdict
 from functools import partial
 
-import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from chainsight.contract.commands import ReplaceFences, decode_command
 from chainsight.contract.times import now_ms
-from chainsight.engine.core import Engine
 from chainsight.outputs.redis import Changes, LiveState
-from chainsight.runtimes.kafka import control, snapshots
+from chainsight.runtimes.kafka import control, shell, snapshots
 from chainsight.runtimes.kafka.admin import describe, ensure_topics, retry_transient
 from chainsight.runtimes.kafka.config import StreamsConfig
 from chainsight.runtimes.kafka.partition import Batch, Partition, PartitionState
 from chainsight.runtimes.kafka.producer import EventProducer
-from chainsight.runtimes.kafka.publish import FENCES_KEY
+from chainsight.runtimes.kafka.shell import EngineFactory
 from chainsight.runtimes.kafka.snapshots import Checkpoint, PartitionReader
 
 log = logging.getLogger("chainsight.worker")
 STATS_S = 10.0
 FLUSH_TIMEOUT_S = 60.0
-
-EngineFactory = Callable[[], Engine]
 
 
 class DeliveryFailed(RuntimeError):
@@ -150,11 +144,8 @@ class Worker:
                 next_stats, stats_events = now + STATS_S, self.events
 
     def _snapshot_due(self, now: float) -> None:
-        """Snapshot the most overdue partition that moved (one at a time: short pauses)."""
-        due = [p for p in self.parts.values() if now >= p.snapshot_due
-               and p.moved_since_snapshot()]
-        if due:
-            part = min(due, key=lambda p: p.snapshot_due)
+        part = shell.snapshot_due(self.parts.values(), now)
+        if part is not None:
             self._snapshot([part])
             part.snapshot_due = now + self.config.snapshot_s
 
@@ -170,60 +161,19 @@ class Worker:
         return messages
 
     def _emit(self, part: Partition, batch: Batch, changes: Changes) -> None:
-        cfg, p = self.config, part.number
-        send = self.producer.send
-        for record, value, emit in batch.alerts:
-            if emit:
-                key = (record["shipment_id"] or record["device_id"] or "").encode()
-                send(cfg.alerts_topic, key, value, partition=p, on_delivery=self._delivered)
-            changes.alerts.append((record, emit))
-        changes.notifications += batch.notifications
-        changes.open_alerts.update(batch.open_alerts)
-        changes.alert_records.update(batch.alert_records)
-        changes.links.update(batch.links)
-        changes.audit += batch.audit
-        changes.commands.update({(p, offset): outcome
-                                 for offset, outcome in batch.commands.items()})
-        for _, value in batch.dead:
-            send(cfg.dead_letter_topic, None, value, partition=p, on_delivery=self._delivered)
-        for entry in batch.audit:
-            send(cfg.audit_topic, f"{p}:{entry['seq']}".encode(), orjson.dumps(entry),
-                 partition=p, on_delivery=self._delivered)
-        for entry in batch.record:
-            send(cfg.records_topic, f"{entry.shipment_id}:{entry.seq}".encode(), entry.line,
-                 partition=p, on_delivery=self._delivered)
-        changes.records += batch.record
-        if batch.changed:
-            views = part.views(batch.changed)
-            changes.states.update(views)
-            changes.last_seen.update(part.last_seen(list(views)))
-        if batch.ordered:
-            self._order_details(part, batch.ordered, changes)
-        for shipment, lines in batch.history.items():
-            changes.history.setdefault(shipment, []).extend(lines)
-        changes.partitions[p] = part.progress(cfg.worker_id, now_ms())
-        self.producer.poll(0)
+        def send(topic: str, key: bytes | None, value: bytes) -> None:
+            self.producer.send(topic, key, value, partition=part.number,
+                               on_delivery=self._delivered)
 
-    @staticmethod
-    def _order_details(part: Partition, names: Iterable[str], changes: Changes) -> None:
-        customers, facts, ssccs = part.order_details(names)
-        changes.customers.update(customers)
-        changes.orders.update(facts)
-        changes.ssccs.update(ssccs)
+        shell.emit(self.config, part, batch, changes, send)
+        self.producer.poll(0)
 
     def _tick_idle(self, now: float) -> None:
         """Write a wall-clock tick into each partition idle for `tick_s` (see control.py)."""
-        cfg = self.config
-        if cfg.tick_s <= 0:
-            return
-        for part in self.parts.values():
-            if (not part.tick_pending and now - part.last_input >= cfg.tick_s
-                    and part.engine.shipment_count() and not part.engine.ended):
-                headers, value = control.tick(now_ms())
-                self.producer.send(cfg.events_topic, None, value, partition=part.number,
-                                   headers=headers, on_delivery=self._delivered)
-                part.tick_pending = True
-                part.last_input = now
+        for part in shell.ticks_due(self.parts.values(), self.config.tick_s, now):
+            headers, value = control.tick(now_ms())
+            self.producer.send(self.config.events_topic, None, value, partition=part.number,
+                               headers=headers, on_delivery=self._delivered)
 
     # --- Kafka outputs -------------------------------------------------------------------
 
@@ -321,69 +271,20 @@ class Worker:
         log.info("partitions %s assigned; now owning %s", sorted(tp.partition for tp in assigned),
                  sorted(self.parts))
 
-    def _new_state(self) -> PartitionState:
-        """A partition's first state: an engine from the configuration, with the deployment's
-        latest fence set when one was published (see `publish_fences`)."""
-        state = PartitionState(self.engine_factory())
-        records, _ = self.reader.read(self.config.fences_topic, 0)
-        latest = [r.value for r in records if r.key == FENCES_KEY]
-        if latest and latest[-1]:
-            command = decode_command(latest[-1])
-            if isinstance(command, ReplaceFences):
-                state.replace_fences(command)
-        return state
-
     def _restore(self, p: int) -> Partition:
         cfg, reader = self.config, self.reader
         checkpoint = reader.latest_checkpoint(cfg.checkpoints_topic, p)
         if checkpoint is None:
-            state = self._new_state()
-            offset = reader.bounds(cfg.events_topic, p)[0]
-            alerts_from = dead_from = None
+            state = shell.new_state(self.engine_factory, reader, cfg.fences_topic)
         else:
-            state, offset = PartitionState(self.engine_factory()), checkpoint.offset
+            state = PartitionState(self.engine_factory())
             reader.load(cfg.snapshots_topic, p, checkpoint, state)
-            alerts_from, dead_from = checkpoint.alerts_offset, checkpoint.dead_offset
             self.checkpoints[p] = checkpoint
-            first = reader.bounds(cfg.events_topic, p)[0]
-            if first > offset:
-                log.warning("partition %d: input offsets %d..%d are past retention: the state "
-                            "misses them", p, offset, first - 1)
-        alerts, self.ends[(cfg.alerts_topic, p)] = reader.read(cfg.alerts_topic, p, alerts_from)
-        dead, self.ends[(cfg.dead_letter_topic, p)] = reader.read(cfg.dead_letter_topic, p,
-                                                                  dead_from)
-        part = Partition(cfg.events_topic, p, state, offset,
-                         suppress_alerts=Counter(r.value for r in alerts),
-                         suppress_dead=_own_dead_offsets(cfg.events_topic, dead),
-                         history=cfg.history_len > 0)
-        part.last_input = time.monotonic()
-        part.snapshot_due = part.last_input + cfg.snapshot_s * (1 + p / cfg.partitions)
-        log.info("partition %d: %s at input offset %d; %d alert transitions and %d dead "
-                 "letters already written past it", p,
-                 "new engine" if checkpoint is None else
-                 f"snapshot of {checkpoint.size:,} bytes", offset, len(alerts), len(dead))
-        return part
+        return shell.resume(cfg, reader, p, state, checkpoint, self.ends)
 
     def _full_changes(self) -> Changes:
         """Everything this worker owns, for a Redis re-publish."""
-        changes = Changes()
-        for part in self.parts.values():
-            views = part.all_views()
-            changes.states.update(views)
-            changes.last_seen.update(part.last_seen(list(views)))
-            self._order_details(part, views, changes)
-            changes.open_alerts.update(part.state.open_alerts)
-            changes.alert_records.update({a["alert_id"]: a for a in part.engine.alerts()})
-            changes.partitions[part.number] = part.progress(self.config.worker_id, now_ms())
-        changes.known = set(changes.states)
-        return changes
-
-
-def _own_dead_offsets(events_topic: str, dead: list) -> set[int]:
-    """Input offsets of the dead letters workers wrote for `events_topic` (others, such as the
-    MQTT bridge's, also go to the dead-letter topic)."""
-    records = (orjson.loads(r.value) for r in dead)
-    return {d["offset"] for d in records if d.get("topic") == events_topic and "offset" in d}
+        return shell.full_changes(self.parts.values(), self.config.worker_id)
 
 
 def run_worker(config: StreamsConfig, engine_factory: EngineFactory) -> None:
