@@ -85,19 +85,19 @@ def business_phases(business: np.ndarray, shipment: np.ndarray,
     them names another shipment); a device row without an explicit shipment (linked by an
     order's `device_ids`) waits for every business row before it.
     """
-    _, ship = np.unique(shipment, return_inverse=True)
-    _, dev = np.unique(device, return_inverse=True)
-    return _phases(business, shipment >= 0, ship.astype(np.int64), dev.astype(np.int64))
+    return _phases(business, shipment >= 0, shipment, device)
 
 
 @numba.njit(cache=True)
-def _phases(business: np.ndarray, linked: np.ndarray, ship: np.ndarray,
-            dev: np.ndarray) -> np.ndarray:
-    """`business_phases` over batch-local shipment and device numbers (0..n-1)."""
-    n = len(ship)
+def _phases(business: np.ndarray, linked: np.ndarray, shipment: np.ndarray,
+            device: np.ndarray) -> np.ndarray:
+    """`business_phases` over dense shipment and device ids (-1: none)."""
+    n = len(shipment)
+    ship, dev = shipment.astype(np.int64) + 1, device.astype(np.int64) + 1
     phase = np.zeros(n, dtype=np.int64)
-    ship_phase = np.zeros(n, dtype=np.int64)  # highest phase of a shipment's rows so far
-    dev_phase = np.zeros(n, dtype=np.int64)
+    # highest phase of a shipment's rows so far, and a device's
+    ship_phase = np.zeros(ship.max() + 1 if n else 1, dtype=np.int64)
+    dev_phase = np.zeros(dev.max() + 1 if n else 1, dtype=np.int64)
     newest_business = 0
     for i in range(n):
         s = ship[i]
