@@ -240,6 +240,21 @@ def test_a_door_limit_passed_before_unloading_in_the_same_batch_still_opens():
     assert sorted(map(str, whole)) == sorted(map(str, one_by_one(lines)))
 
 
+
+def test_business_events_at_one_time_emit_in_their_order_whatever_the_rule():
+    """S2's delivery resolves its sensor's silence and S1's unloading at the same instant
+    resolves its door alarm: the transitions come in the events' order, as one at a time."""
+    s2 = partial(contract_order, "S2", profile="pharma_2_8_gdp", devices=("T2", "G2"))
+    events = [(i, door(i, i >= 1)) for i in range(21)] + [
+        (i, reading(i, 5.0, "T2")) for i in range(6)]
+    events += [(i + 0.5, fix(i + 0.5, device=g)) for i in range(40) for g in ("G1", "G2")]
+    events += [(25, scan(25, "delivered", "S2")), (25, scan(25, "unloaded"))]
+    lines = [order(), s2()] + [raw for _, raw in sorted(events, key=lambda e: e[0])]
+    whole, _ = run(lines)
+    assert [(a["kind"], a["shipment_id"], a["state"]) for a in whole if a["at"] == at(25)] == [
+        ("sensor_silent", "S2", "resolved"), ("temperature_excursion", "S1", "resolved")]
+    assert whole == one_by_one(lines)
+
 def mixed_stream():
     """Every cold-chain rule firing on three shipments, in event-time order."""
     temps = [5] + [9] * 40 + [5] * 3 + [9] * 30 + [5] * 46

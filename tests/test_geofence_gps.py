@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from chainsight.geofence import REASONS, GpsFilter
+from chainsight.geofence.geodesy import geodesic_m
 
 
 def apply(f, rows):
@@ -76,3 +77,26 @@ def test_interval_filter_off_keeps_fixes_out_of_order():
     assert keep == [True, True, True] and f.counts["interval"] == 0
     on = GpsFilter(min_interval_s=0)  # on, even at 0: an earlier fix is too soon
     assert apply(on, [(0, 40_000, 4.0, 52.0, 0), (0, 20_000, 4.0, 52.001, 0)]) == [True, False]
+
+
+def test_the_speed_filter_judges_by_the_geodesic_near_its_limit():
+    """Fixes just under and just over the speed limit, anywhere (poles and antimeridian
+    included), are judged as the geodesic distance says, whatever shortcut the filter takes."""
+    rng = np.random.default_rng(7)
+    n, limit_kmh = 4_000, 150
+    lat = rng.uniform(-89.9, 89.9, n)
+    lon = rng.uniform(-180, 180, n)
+    bearing = rng.uniform(0, 2 * np.pi, n)
+    step = rng.uniform(0.0005, 0.05, n)  # degrees, up to ~5 km
+    lat2 = np.clip(lat + step * np.sin(bearing), -89.99, 89.99)
+    lon2 = (lon + step * np.cos(bearing) + 180) % 360 - 180
+    dist = geodesic_m(lon, lat, lon2, lat2)
+    dt_ms = np.round(dist / (limit_kmh / 3.6) * 1000 * rng.choice([0.995, 1.005], n))
+    dt_ms = np.maximum(dt_ms, 1).astype(np.int64)
+    f = GpsFilter(max_speed_kmh=limit_kmh)
+    devices = np.repeat(np.arange(n), 2)
+    keep = f.apply(devices, np.column_stack([np.zeros(n, np.int64), dt_ms]).ravel(),
+                   np.column_stack([lon, lon2]).ravel(), np.column_stack([lat, lat2]).ravel())
+    expected = ~((dist > 0) & (dist / dt_ms * 1000 > limit_kmh / 3.6))
+    assert keep[1::2].tolist() == expected.tolist()
+    assert 0 < f.counts["speed"] < n

@@ -47,6 +47,8 @@ from chainsight.trace.chain import GENESIS
 from chainsight.trace.record import Recorder, Written
 
 ETA_COUNTS = ("eta_predictions", "eta_deliveries", "eta_learned")
+STATUS_CODE = {name: code for code, name in enumerate(STATUSES)}
+SCAN_STATUS_CODE = {step: STATUS_CODE[name] for step, name in STATUS_OF_SCAN.items()}
 ORDER_FACTS = ("sscc", "gtin", "mode", "weight_kg", "origin", "destination", "profile",
                "promised_by", "status")
 
@@ -259,12 +261,13 @@ class Engine:
         status = np.full(len(rows), -1, np.int8)
         links: list[tuple[int, int, int]] = []  # row, device, shipment of orders' device_ids
         business = np.flatnonzero(rows.kind >= SCAN)
-        for i, s, seq in zip(business.tolist(), rows.shipment[business].tolist(),
-                             rows.seq[business].tolist(), strict=True):
-            event = decoded.business[seq]
-            name = event.status if type(event) is Order else STATUS_OF_SCAN.get(event.step)
-            status[i] = -1 if name is None else STATUSES.index(name)
-            links += [(i, st.device_id(d), s) for d in getattr(event, "device_ids", None) or ()]
+        events = [decoded.business[seq] for seq in rows.seq[business].tolist()]
+        status[business] = [STATUS_CODE[e.status] if type(e) is Order
+                            else SCAN_STATUS_CODE.get(e.step, -1) for e in events]
+        for i, s, event in zip(business.tolist(), rows.shipment[business].tolist(), events,
+                               strict=True):
+            if type(event) is Order and event.device_ids:
+                links += [(i, st.device_id(d), s) for d in event.device_ids]
         st.grow()
         link_row, link_device, link_ship = np.array(links, np.int64).reshape(-1, 3).T
         sh = st.shipment

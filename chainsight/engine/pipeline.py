@@ -85,19 +85,19 @@ def business_phases(business: np.ndarray, shipment: np.ndarray,
     them names another shipment); a device row without an explicit shipment (linked by an
     order's `device_ids`) waits for every business row before it.
     """
-    _, ship = np.unique(shipment, return_inverse=True)
-    _, dev = np.unique(device, return_inverse=True)
-    return _phases(business, shipment >= 0, ship.astype(np.int64), dev.astype(np.int64))
+    return _phases(business, shipment >= 0, shipment, device)
 
 
 @numba.njit(cache=True)
-def _phases(business: np.ndarray, linked: np.ndarray, ship: np.ndarray,
-            dev: np.ndarray) -> np.ndarray:
-    """`business_phases` over batch-local shipment and device numbers (0..n-1)."""
-    n = len(ship)
+def _phases(business: np.ndarray, linked: np.ndarray, shipment: np.ndarray,
+            device: np.ndarray) -> np.ndarray:
+    """`business_phases` over dense shipment and device ids (-1: none)."""
+    n = len(shipment)
+    ship, dev = shipment.astype(np.int64) + 1, device.astype(np.int64) + 1
     phase = np.zeros(n, dtype=np.int64)
-    ship_phase = np.zeros(n, dtype=np.int64)  # highest phase of a shipment's rows so far
-    dev_phase = np.zeros(n, dtype=np.int64)
+    # highest phase of a shipment's rows so far, and a device's
+    ship_phase = np.zeros(ship.max() + 1 if n else 1, dtype=np.int64)
+    dev_phase = np.zeros(dev.max() + 1 if n else 1, dtype=np.int64)
     newest_business = 0
     for i in range(n):
         s = ship[i]
@@ -218,18 +218,30 @@ class Pipeline:
         out.changed.update(np.flatnonzero(touched).tolist())
 
     def _business_rows(self, seg: Rows, business: BusinessEvents, out: Transitions) -> None:
-        """A phase's business events (of distinct shipments): one at a time (with the rules
-        that take them so), then all at once to every rule's `on_business_rows`."""
+        """A phase's business events (of distinct shipments, so their order among each other
+        matters only for what the rules emit): the shipments' state first; then each rule that
+        takes them one at a time gets at once those on which it emits nothing, and the rest
+        one at a time, event by event and rule by rule, as if all went one at a time; then
+        all at once to every rule's `on_business_rows`."""
         events = [business(seq) for seq in seg.seq.tolist()]
+        ships = seg.shipment.tolist()
+        for event, s in zip(events, ships, strict=True):
+            self._business(event, s)
+        out.changed.update(ships)
         one_at_a_time = [rule for rule in self.rules
                          if type(rule).on_business is not Rule.on_business]
-        for event, s in zip(events, seg.shipment.tolist(), strict=True):
-            self._business(event, s, one_at_a_time, out)
+        shipments = seg.shipment.astype(np.int64)
+        loud = [rule.on_quiet_business(seg, events, shipments, self.state)
+                for rule in one_at_a_time]
+        for j in np.flatnonzero(np.logical_or.reduce(loud, axis=0)).tolist() if loud else ():
+            for rule, rule_loud in zip(one_at_a_time, loud, strict=True):
+                if rule_loud[j]:
+                    rule.on_business(events[j], ships[j], self.state, self.book)
         for rule in self.rules:
             rule.on_business_rows(seg, events, self.state, self.book)
 
-    def _business(self, event: Scan | Order, s: int, rules: list[Rule],
-                  out: Transitions) -> None:
+    def _business(self, event: Scan | Order, s: int) -> None:
+        """The shipment's own state after its scan or order."""
         st = self.state
         info = st.info[s]
         if type(event) is Order:
@@ -254,9 +266,6 @@ class Pipeline:
         elif event.step in STATUS_OF_SCAN:
             info.status = STATUS_OF_SCAN[event.step]
         st.shipment.in_transit[s] = info.status in IN_TRANSIT
-        for rule in rules:
-            rule.on_business(event, s, st, self.book)
-        out.changed.add(s)
 
     def _set_profile(self, s: int, name: str) -> None:
         self.state.info[s].profile = name

@@ -184,7 +184,7 @@ class FenceTracker:
     def _transitions(self, rows: np.ndarray) -> list[FenceTransition]:
         fs = self.fences
         result = []
-        for fix, dev, f, kind, ts, entered in rows[np.lexsort(rows[:, [2, 4, 3, 0]].T)]:
+        for fix, dev, f, kind, ts, entered in rows[np.lexsort(rows[:, [2, 4, 3, 0]].T)].tolist():
             details = {"fence_name": fs.names[f], "fence_kind": fs.kinds[f]}
             if kind != ENTER:
                 details["entered_at_ms"] = int(entered)

@@ -228,39 +228,60 @@ def _names(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, fast_rows: np
 def factorize_spans(data: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                     rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's span as a code, numbering distinct byte strings in first-seen order, and the
-    first row of each code."""
-    capacity = 16
-    while capacity < 2 * len(rows):
-        capacity *= 2
+    first row of each code. The table and a copy of each distinct string grow with the
+    distinct strings (a few thousand ids in a batch of 100,000s of rows), so lookups stay in
+    cache."""
+    capacity = 1024
     table = np.full(capacity, -1, dtype=np.int64)  # slot -> code
     codes = np.empty(len(rows), dtype=np.int64)
     firsts = np.empty(len(rows), dtype=np.int64)
+    hashes = np.empty(len(rows), dtype=np.int64)  # code -> hash
+    offset = np.zeros(len(rows) + 1, dtype=np.int64)  # code -> its bytes in `copies`
+    copies = np.empty(4096, dtype=np.uint8)
     n_codes = 0
     for j in range(len(rows)):
         r = rows[j]
-        h, _ = span_hash(data, starts[r], ends[r])
+        a, a_end = starts[r], ends[r]
+        h, _ = span_hash(data, a, a_end)
         slot = h & (capacity - 1)
         while True:
             c = table[slot]
             if c < 0:
-                table[slot] = codes[j] = n_codes
-                firsts[n_codes] = r
-                n_codes += 1
                 break
-            f = firsts[c]
-            if _same(data, starts[r], ends[r], starts[f], ends[f]):
-                codes[j] = c
+            if hashes[c] == h and _same(data, a, a_end, copies, offset[c], offset[c + 1]):
                 break
             slot = (slot + 1) & (capacity - 1)
+        if c >= 0:
+            codes[j] = c
+            continue
+        table[slot] = codes[j] = n_codes
+        firsts[n_codes], hashes[n_codes] = r, h
+        used = offset[n_codes]
+        while used + a_end - a > len(copies):
+            grown = np.empty(2 * len(copies), dtype=np.uint8)
+            grown[:used] = copies[:used]
+            copies = grown
+        copies[used:used + a_end - a] = data[a:a_end]
+        offset[n_codes + 1] = used + a_end - a
+        n_codes += 1
+        if 2 * n_codes > capacity:
+            capacity *= 2
+            table = np.full(capacity, -1, dtype=np.int64)
+            for c in range(n_codes):
+                slot = hashes[c] & (capacity - 1)
+                while table[slot] >= 0:
+                    slot = (slot + 1) & (capacity - 1)
+                table[slot] = c
     return codes, firsts[:n_codes]
 
 
 @numba.njit(cache=True)
-def _same(data: np.ndarray, a: int, a_end: int, b: int, b_end: int) -> bool:
+def _same(data: np.ndarray, a: int, a_end: int, other: np.ndarray, b: int, b_end: int) -> bool:
+    """Whether data[a:a_end] and other[b:b_end] hold the same bytes."""
     if a_end - a != b_end - b:
         return False
     for k in range(a_end - a):
-        if data[a + k] != data[b + k]:
+        if data[a + k] != other[b + k]:
             return False
     return True
 

@@ -31,6 +31,28 @@ def _admit(key: np.ndarray, ts: np.ndarray, newest: np.ndarray, floor: np.ndarra
     return late
 
 
+@numba.njit(cache=True)
+def _lead(keys: np.ndarray, newest: np.ndarray, leaders: np.ndarray) -> None:
+    """The two device keys (even keys) with the newest times among `leaders` and the device
+    keys of `keys` (ties: the smaller key first), into `leaders` (-1: none); unchanged when
+    `keys` has no device key."""
+    best = np.full(2, -1, np.int64)
+    found = False
+    for i in range(len(keys) + 2):
+        k = leaders[i - len(keys)] if i >= len(keys) else keys[i]
+        if k < 0 or k % 2 or k == best[0] or k == best[1]:
+            continue
+        found |= i < len(keys)
+        if best[0] < 0 or newest[k] > newest[best[0]] or (
+                newest[k] == newest[best[0]] and k < best[0]):
+            best[0], best[1] = k, best[0]
+        elif best[1] < 0 or newest[k] > newest[best[1]] or (
+                newest[k] == newest[best[1]] and k < best[1]):
+            best[1] = k
+    if found:
+        leaders[:] = best
+
+
 class Reorder:
     """Per-key event-time reordering buffer with a bounded lateness.
 
@@ -101,23 +123,20 @@ class Reorder:
     def lead(self, keys: np.ndarray) -> None:
         """Update the two leading devices and the newest business time with these keys (a
         key's newest time only grows, so the leaders are among the old ones and these)."""
-        devices = keys[keys % 2 == 0]
-        if len(devices):
-            candidates = np.union1d(devices, self.leaders[self.leaders >= 0])
-            best = candidates[np.argsort(-self.newest[candidates], kind="stable")[:2]]
-            self.leaders = np.r_[best, np.full(2 - len(best), -1)].astype(np.int64)
+        _lead(keys, self.newest, self.leaders)
         business = keys[keys % 2 == 1]
         if len(business):
             self.business_newest = max(self.business_newest, int(self.newest[business].max()))
 
     def _add(self, rows: Rows) -> None:
+        """A new run of `rows` (in arrival order), merged with the runs before it that are at
+        most twice its size: all sorted at once."""
         if not len(rows):
             return
-        runs = self.runs
-        runs.append(rows.in_time_order())
-        while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
-            last = runs.pop()
-            runs[-1] = Rows.join([runs[-1], last]).in_time_order()
+        runs, parts = self.runs, [rows]
+        while runs and len(runs[-1]) <= 2 * sum(map(len, parts)):
+            parts.insert(0, runs.pop())
+        runs.append(Rows.join(parts).in_time_order())
 
     def pending(self, keys: np.ndarray) -> Rows:
         """The held events of these keys, in (ts, arrival) order (they stay held)."""

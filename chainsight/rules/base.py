@@ -74,6 +74,14 @@ class Rule:
                     book: AlertBook) -> None:
         """A scan or order event, after the shipment's state has been updated."""
 
+    def on_quiet_business(self, rows: Rows, events: list[Scan | Order], shipments: np.ndarray,
+                          state: State) -> np.ndarray:
+        """Business events of distinct shipments (`rows` theirs, `shipments` as int64), the
+        shipments' state already updated, for a rule that has `on_business`: take at once
+        those on which `on_business` would emit nothing, and return a mask of the others,
+        which are then passed to `on_business` one at a time. By default: all of them."""
+        return np.ones(len(events), np.bool_)
+
     def on_business_rows(self, rows: Rows, events: list[Scan | Order], state: State,
                          book: AlertBook) -> None:
         """Business events of distinct shipments (`rows` theirs, in event-time order) whose

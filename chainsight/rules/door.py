@@ -132,6 +132,27 @@ class DoorRule(Rule):
         self.road.ensure(len(state.shipments))
         self.road.limit[shipment] = minutes_ms(profile and profile.door_open_max_min)
 
+    def on_quiet_business(self, rows: Rows, events: list[Scan | Order], shipments: np.ndarray,
+                          state: State) -> np.ndarray:
+        """Loud: a shipment disarmed (limits may have passed), or not armed with alarms kept."""
+        self.road.ensure(len(state.shipments))
+        road, s = self.road, shipments
+        step = [e.step if type(e) is Scan else None for e in events]
+        unloaded = np.where(np.array([x == "unloaded" for x in step], np.bool_), True,
+                            road.unloaded[s] & ~np.array([x == "loaded" for x in step], np.bool_))
+        armed = state.shipment.in_transit[s] & ~unloaded
+        was = road.armed[s]
+        loud = was & ~armed
+        if self.alarmed_by_shipment:
+            loud |= ~armed & np.array([x in self.alarmed_by_shipment for x in s.tolist()],
+                                      np.bool_)
+        quiet = ~loud
+        road.unloaded[s[quiet]] = unloaded[quiet]
+        rising = quiet & armed & ~was
+        road.armed_at[s[rising]] = rows.ts[rising]
+        road.armed[s[quiet]] = armed[quiet]
+        return loud
+
     def on_business(self, event: Scan | Order, shipment: int, state: State,
                     book: AlertBook) -> None:
         self.road.ensure(len(state.shipments))

@@ -12,7 +12,6 @@ import numba
 import numpy as np
 
 from chainsight.alerts.book import AlertBook
-from chainsight.contract.events import Order, Scan
 from chainsight.contract.times import iso
 from chainsight.engine.state import NO_TS, Columns, State
 from chainsight.ingest.rows import Rows
@@ -111,10 +110,6 @@ class ExcursionRule(Rule):
             details.setdefault(f"limit_{u}", lo)
         details["duration_min"] = round((at - started) / 60_000, 3)
         return details
-
-    def on_business(self, event: Scan | Order, shipment: int, state: State,
-                    book: AlertBook) -> None:
-        pass
 
     def on_clock(self, clock: int, state: State, book: AlertBook) -> None:
         pass

@@ -15,7 +15,7 @@ import numpy as np
 
 from chainsight.alerts.book import AlertBook
 from chainsight.config import Settings
-from chainsight.contract.events import GPS, Order, Scan
+from chainsight.contract.events import GPS, ORDER, Order, Scan
 from chainsight.engine.state import State
 from chainsight.geofence.fences import FenceSet
 from chainsight.geofence.gps_filter import GpsFilter
@@ -85,10 +85,11 @@ class GeofenceRule(Rule):
             for tr in self.route_tracker.update(device, ts, lon, lat):
                 self._route(tr, int(rows.shipment[gps[tr.fix_index]]), state, book)
 
-    def on_business(self, event: Scan | Order, shipment: int, state: State,
-                    book: AlertBook) -> None:
-        if type(event) is Order and event.corridor_id is not None:
-            self.corridor_of[shipment] = event.corridor_id
+    def on_business_rows(self, rows: Rows, events: list[Scan | Order], state: State,
+                         book: AlertBook) -> None:
+        for j in np.flatnonzero(rows.kind == ORDER).tolist():
+            if events[j].corridor_id is not None:
+                self.corridor_of[int(rows.shipment[j])] = events[j].corridor_id
 
     def on_clock(self, clock: int, state: State, book: AlertBook) -> None:
         for tr in self.tracker.advance(clock):

@@ -93,6 +93,15 @@ class SilenceRule(Rule):
                 self._open(d, s, last, state, book)
             self._resolve(d, s, at, state, book)
 
+    def on_quiet_business(self, rows: Rows, events: list[Scan | Order], shipments: np.ndarray,
+                          state: State) -> np.ndarray:
+        """Loud: a shipment no longer in transit (its sensors' silence may have passed)."""
+        self.on_road.ensure(len(state.shipments))
+        was, now = self.on_road.in_transit[shipments], state.shipment.in_transit[shipments]
+        loud = was & ~now
+        self.on_road.in_transit[shipments[~loud]] = now[~loud]
+        return loud
+
     def on_business(self, event: Scan | Order, shipment: int, state: State,
                     book: AlertBook) -> None:
         self.on_road.ensure(len(state.shipments))
