@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 import redis
@@ -28,6 +29,8 @@ from chainsight.outputs.redis import Keys
 from chainsight.runtimes.embedded import EmbeddedRuntime
 from chainsight.runtimes.kafka.admin import ensure_topics
 from chainsight.runtimes.kafka.config import DEFAULT_BOOTSTRAP, DEFAULT_REDIS_URL, StreamsConfig
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -119,12 +122,14 @@ def remove(config: StreamsConfig) -> None:
     client.close()
 
 
-def eventually(condition: Callable[[], object], timeout: float = 30.0) -> None:
-    """Wait until `condition()` is true (the Kafka runtime answers after the API does)."""
+def eventually(condition: Callable[[], T], timeout: float = 30.0) -> T:
+    """Wait until `condition()` is true (the Kafka runtime answers after the API does); its
+    value."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (value := condition()):
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+    return value
 
 
 def role_tokens(data: Path, **scoped: dict) -> dict[str, str]:

@@ -290,6 +290,10 @@ def test_acknowledge_and_resolve_are_recorded_with_the_users_name(server):
     assert record["state"] == "acknowledged" and record["details"]["user"] == "quality-user"
     assert record["details"]["comment"] == "on it"
     assert alert_of(server, "S2")["state"] == "acknowledged"
+    # the audit trail shows it before event time settles it (3 s of allowed lateness)
+    last = eventually(lambda: (t := quality.get(f"/v1/alerts/{aid}/audit").json())
+                      and t[-1]["state"] == "acknowledged" and t[-1], timeout=1.5)
+    assert last["provisional"] is True and last["details"]["user"] == "quality-user"
     assert "acknowledged" in refused(quality.post(f"/v1/alerts/{aid}/acknowledge"), 409)
     refused(quality.post(f"/v1/alerts/{aid}/resolve", json={}), 422)
     refused(quality.post(f"/v1/alerts/{aid}/resolve", json={"comment": ""}), 422)

@@ -246,3 +246,22 @@ def test_a_simulated_fleet_live_and_settled(tmp_path):
     withdrawn = sum(r["state"] == "retracted" for r in published)
     assert withdrawn == sum(n for k, n in live.metrics().items() if k.startswith("retracted."))
     assert withdrawn < 0.02 * len(want)
+
+
+def test_the_audit_trail_shows_unsettled_transitions_and_actions_then_their_settled_entries():
+    engine = Engine(live=True)  # allowed lateness 5 min: nothing below settles before flush
+    lines = [order("S1", customer_id="C1", devices=("T1", "G1"))]
+    for minute in range(21):
+        lines += [reading(minute, 5 if minute == 0 else 11, device="T1"), fix(minute)]
+    engine.process(lines, now=ms(21))
+    (alert,) = engine.alerts(kind="temperature_excursion")
+    engine.apply(Acknowledge(alert["alert_id"], "qa", "on it", recorded_at=ms(22)))
+    pending = engine.audit_trail(alert["alert_id"])
+    assert [(e["state"], e["details"].get("user"), e["provisional"]) for e in pending] == [
+        ("open", None, True), ("acknowledged", "qa", True)]
+    assert not any("hash" in e for e in pending)
+    engine.flush()  # event time passes them: settled, in the hash chain
+    settled = engine.audit_trail(alert["alert_id"])
+    assert [(e["state"], e["details"].get("user")) for e in settled] == [
+        ("open", None), ("acknowledged", "qa")]
+    assert all("hash" in e and "provisional" not in e for e in settled)

@@ -206,7 +206,17 @@ class KafkaBackend:
 
     @reached
     def audit_trail(self, alert_id: str) -> list[dict]:
-        return [orjson.loads(e) for e in self.redis.lrange(self.keys.audit(alert_id), 0, -1)]
+        """The settled entries the workers wrote, then the alert's current record while it is
+        provisional (its latest transition or user action, not yet settled)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lrange(self.keys.audit(alert_id), 0, -1)
+        pipe.hget(self.keys.alerts, alert_id)
+        entries, current = pipe.execute()
+        trail = [orjson.loads(e) for e in entries]
+        record = None if current is None else orjson.loads(current)
+        if record is not None and record.get("provisional"):
+            trail.append(record)
+        return trail
 
     @reached
     def metrics(self) -> dict[str, float]:

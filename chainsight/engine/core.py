@@ -565,8 +565,16 @@ class Engine:
             **record, "provisional": self.live.is_unsettled(record)}
 
     def audit_trail(self, alert_id: str) -> list[dict]:
-        """Every audit entry of one alert, oldest first."""
-        return self.book.audit.history(alert_id)
+        """Every audit entry of one alert, oldest first: the settled ones (hash-chained), then,
+        when live, its transitions published and not yet settled, users' actions among them
+        (`"provisional": true`, no hash: they join the chain when settled)."""
+        settled = self.book.audit.history(alert_id)
+        record = self.alert(alert_id) if self.live is not None else None
+        if record is None:
+            return settled
+        pending = sorted((p for p in self.live.unsettled.get(group_of(record), {}).values()
+                          if p.record["alert_id"] == alert_id), key=lambda p: p.at)
+        return settled + [{**p.record, "provisional": True} for p in pending]
 
     def verify_audit(self) -> bool:
         """Whether the audit trail kept in memory is intact (see `alerts.audit`)."""

@@ -112,7 +112,7 @@ async function showDetail(id) {
     const who = entry.user || (entry.details && entry.details.user);
     const comment = entry.comment || (entry.details && entry.details.comment);
     const what = entry.transition || entry.action || (entry.details && entry.details.transition) || entry.state;
-    return `<li><span class="nowrap">${escapeHtml((entry.at || "").replace("T", " ").slice(0, 19))}</span> <strong>${escapeHtml(what)}</strong>${who ? ` by <span class="user">${escapeHtml(who)}</span>` : ""}${comment ? ` — “${escapeHtml(comment)}”` : ""}</li>`;
+    return `<li><span class="nowrap">${escapeHtml((entry.at || "").replace("T", " ").slice(0, 19))}</span> <strong>${escapeHtml(what)}</strong>${who ? ` by <span class="user">${escapeHtml(who)}</span>` : ""}${comment ? ` — “${escapeHtml(comment)}”` : ""}${entry.provisional ? ` <span class="tag provisional">provisional</span>` : ""}</li>`;
   }).join("") || `<li class="muted">${response.ok ? "No entries" : "The audit trail is not available"}</li>`;
   scheduleRender();
 }
@@ -262,8 +262,8 @@ async function start() {
     $("notify").disabled = true;
     beep();
   });
-  // the audit trail is the settled record: an action on a provisional alert shows there once
-  // the alert is settled, so an open trail is read again now and then
+  // the audit trail's newest entries are provisional until event time settles them (then
+  // hash-chained), so an open trail is read again now and then
   setInterval(() => current && !document.hidden && showDetail(current), AUDIT_REFRESH_MS);
   setInterval(() => !document.hidden && refresh().catch(() => {}), REFRESH_MS);
   render();
