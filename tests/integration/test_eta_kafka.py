@@ -14,7 +14,6 @@ from chainsight.api.kafka import KafkaBackend
 from chainsight.config import load_profiles, load_settings
 from chainsight.engine.core import Engine
 from chainsight.geofence import FenceSet
-from chainsight.runtimes.kafka.snapshots import PartitionReader
 from chainsight.runtimes.replay import replay
 from chainsight.sim import simulate
 
@@ -43,10 +42,7 @@ def test_a_killed_worker_resumes_its_eta_models_and_gives_replays_eta_late(deplo
                                      **MARGIN)
     deployment.produce(lines[:half], end_of_stream=False)
     deployment.wait_processed(timeout=180)
-    reader = PartitionReader(deployment.config.bootstrap)
-    wait_for(lambda: all(reader.latest_checkpoint(deployment.config.checkpoints_topic, p)
-                         for p in range(PARTITIONS)), 30, deployment.log_text)
-    reader.close()
+    wait_for(lambda: len(deployment.checkpoints()) == PARTITIONS, 30, deployment.log_text)
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=30)
 

@@ -5,22 +5,13 @@ checks of test_worker.py and test_worker_commands.py, run on the Faust runtime).
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import threading
-import time
-from collections import Counter
 
 import orjson
 import pytest
 from test_worker import (
     PARTITIONS,
     Deployment,
-    assert_records_intact,
-    assert_same_alerts,
-    expected,
-    scenario,
-    wait_for,
 )
 from test_worker import (
     test_two_workers_give_the_same_alerts_as_one as two_workers_same_as_one,
@@ -28,11 +19,14 @@ from test_worker import (
 from test_worker import (
     test_worker_gives_the_same_alerts_state_and_dead_letters_as_replay as same_as_replay,
 )
+from test_worker import (
+    test_worker_killed_and_restarted_loses_and_duplicates_nothing as killed_and_restarted,
+)
 from test_worker_commands import (
     test_acknowledge_and_resolve_in_band_survive_a_kill_and_the_audit_verifies as commands,
 )
 
-from chainsight.runtimes.kafka.snapshots import Checkpoint, PartitionReader
+from chainsight.runtimes.kafka.snapshots import PartitionReader
 
 
 class FaustDeployment(Deployment):
@@ -44,19 +38,10 @@ class FaustDeployment(Deployment):
                                     **env)
 
     @property
-    def changelog(self) -> str:
+    def checkpoints_topic(self) -> str:
         """The snapshot table's changelog topic (Faust's name for it)."""
         cfg = self.config
         return f"{cfg.app_id}-{cfg.topic_prefix}.snapshots-changelog"
-
-    def checkpoints(self) -> dict[int, Checkpoint]:
-        """The newest checkpoint of each partition in the table's changelog."""
-        reader = PartitionReader(self.config.bootstrap)
-        try:
-            return {p: found for p in range(PARTITIONS)
-                    if (found := reader.latest_checkpoint(self.changelog, p)) is not None}
-        finally:
-            reader.close()
 
 
 @pytest.fixture
@@ -76,43 +61,7 @@ def test_faust_gives_the_same_alerts_state_and_dead_letters_as_replay(faust_depl
 
 def test_faust_worker_killed_and_restarted_loses_and_duplicates_nothing(faust_deployment,
                                                                         tmp_path):
-    dep = faust_deployment
-    lines = scenario(seed=3)
-    want = expected(tmp_path, lines)
-    third = len(lines) // 3
-    worker = dep.start_worker(CHAINSIGHT_SNAPSHOT_S=1)
-    dep.produce(lines[:third], end_of_stream=False)
-    dep.wait_processed()
-    wait_for(lambda: len(dep.checkpoints()) == PARTITIONS, 30, dep.log_text)
-
-    def send_second_third() -> None:  # over ~2 s; the worker dies in the middle of it
-        for i in range(third, 2 * third, 50):
-            dep.produce(lines[i:min(i + 50, 2 * third)], end_of_stream=False)
-            time.sleep(0.03)
-
-    sender = threading.Thread(target=send_second_third)
-    sender.start()
-    done = sum(p["offset"] for p in dep.progress().values())
-    wait_for(lambda: sum(p["offset"] for p in dep.progress().values()) > done + third // 2,
-             60, dep.log_text)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait(timeout=30)
-    sender.join()
-    killed_at = dep.checkpoints()
-
-    restarted = dep.start_worker()
-    dep.produce(lines[2 * third:])
-    dep.wait_processed()
-    dep.stop(restarted)
-    log = (tmp_path / "worker-1.log").read_text()
-    assert "snapshot of" in log, log
-    assert any(c.offset < dep.progress()[p]["offset"] for p, c in killed_at.items())
-    assert_same_alerts(dep.alerts(), want["alerts"])
-    assert dep.shipments() == want["state"]["shipments"]
-    assert_records_intact(dep, lines)
-    dead = dep.read(dep.config.dead_letter_topic)
-    assert Counter(d["offset"] for d in dead).most_common(1)[0][1] == 1  # none written twice
-    assert sorted(d["payload"] for d in dead) == sorted(d["payload"] for d in want["dead"])
+    killed_and_restarted(faust_deployment, tmp_path)
 
 
 def test_faust_commands_reach_the_partition_owning_the_alert(faust_deployment, tmp_path):

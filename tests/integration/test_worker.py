@@ -36,7 +36,7 @@ from chainsight.runtimes.kafka.admin import ensure_topics
 from chainsight.runtimes.kafka.config import StreamsConfig
 from chainsight.runtimes.kafka.partition import Partition, PartitionState
 from chainsight.runtimes.kafka.publish import KafkaSink
-from chainsight.runtimes.kafka.snapshots import PartitionReader
+from chainsight.runtimes.kafka.snapshots import Checkpoint, PartitionReader
 from chainsight.runtimes.replay import replay
 from chainsight.trace.record import business_events, readings, verify
 
@@ -211,6 +211,21 @@ class Deployment:
         wait_for(lambda: all(self.progress().get(p, {}).get("offset", 0) >= end
                              for p, end in ends.items()), timeout, self.log_text)
 
+    @property
+    def checkpoints_topic(self) -> str:
+        """Where the workers' snapshots (checkpoints) are."""
+        return self.config.checkpoints_topic
+
+    def checkpoints(self) -> dict[int, Checkpoint]:
+        """The newest checkpoint of each partition that has one."""
+        reader = PartitionReader(self.config.bootstrap)
+        try:
+            return {p: found for p in range(PARTITIONS)
+                    if (found := reader.latest_checkpoint(self.checkpoints_topic, p))
+                    is not None}
+        finally:
+            reader.close()
+
     def read(self, topic: str) -> list[dict]:
         reader = PartitionReader(self.config.bootstrap)
         try:
@@ -346,10 +361,7 @@ def test_worker_killed_and_restarted_loses_and_duplicates_nothing(deployment, tm
     worker = deployment.start_worker(CHAINSIGHT_SNAPSHOT_S=1)
     deployment.produce(lines[:third], end_of_stream=False)
     deployment.wait_processed()
-    reader = PartitionReader(deployment.config.bootstrap)
-    wait_for(lambda: all(reader.latest_checkpoint(deployment.config.checkpoints_topic, p)
-                         for p in range(PARTITIONS)), 30, deployment.log_text)
-    reader.close()
+    wait_for(lambda: len(deployment.checkpoints()) == PARTITIONS, 30, deployment.log_text)
 
     def send_second_third() -> None:  # over ~2 s; the worker dies in the middle of it
         for i in range(third, 2 * third, 50):
@@ -364,6 +376,7 @@ def test_worker_killed_and_restarted_loses_and_duplicates_nothing(deployment, tm
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=30)
     sender.join()
+    killed_at = deployment.checkpoints()
 
     restarted = deployment.start_worker()
     deployment.produce(lines[2 * third:])
@@ -371,9 +384,14 @@ def test_worker_killed_and_restarted_loses_and_duplicates_nothing(deployment, tm
     deployment.stop(restarted)
     log = (tmp_path / "worker-1.log").read_text()
     assert "snapshot of" in log, log
+    # killed past a snapshot: the restarted worker processed records again
+    assert any(c.offset < deployment.progress()[p]["offset"] for p, c in killed_at.items())
     assert_same_alerts(deployment.alerts(), want["alerts"])
     assert deployment.shipments() == want["state"]["shipments"]
     assert_records_intact(deployment, lines)
+    dead = deployment.read(deployment.config.dead_letter_topic)
+    assert Counter(d["offset"] for d in dead).most_common(1)[0][1] == 1  # none written twice
+    assert sorted(d["payload"] for d in dead) == sorted(d["payload"] for d in want["dead"])
 
 
 def recorded_events(entries: list[dict]) -> int:
