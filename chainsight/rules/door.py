@@ -132,15 +132,23 @@ class DoorRule(Rule):
         self.road.ensure(len(state.shipments))
         self.road.limit[shipment] = minutes_ms(profile and profile.door_open_max_min)
 
+    def _arming(self, events: list[Scan | Order], shipments: np.ndarray,
+                state: State) -> tuple[np.ndarray, np.ndarray]:
+        """After these events of distinct shipments: whether each is unloaded, and whether its
+        door limits are armed (in transit and loaded)."""
+        road = self.road
+        road.ensure(len(state.shipments))
+        step = [e.step if type(e) is Scan else None for e in events]
+        unloaded = np.where(np.array([x == "unloaded" for x in step], np.bool_), True,
+                            road.unloaded[shipments]
+                            & ~np.array([x == "loaded" for x in step], np.bool_))
+        return unloaded, state.shipment.in_transit[shipments] & ~unloaded
+
     def on_quiet_business(self, rows: Rows, events: list[Scan | Order], shipments: np.ndarray,
                           state: State) -> np.ndarray:
         """Loud: a shipment disarmed (limits may have passed), or not armed with alarms kept."""
-        self.road.ensure(len(state.shipments))
         road, s = self.road, shipments
-        step = [e.step if type(e) is Scan else None for e in events]
-        unloaded = np.where(np.array([x == "unloaded" for x in step], np.bool_), True,
-                            road.unloaded[s] & ~np.array([x == "loaded" for x in step], np.bool_))
-        armed = state.shipment.in_transit[s] & ~unloaded
+        unloaded, armed = self._arming(events, s, state)
         was = road.armed[s]
         loud = was & ~armed
         if self.alarmed_by_shipment:
@@ -155,11 +163,9 @@ class DoorRule(Rule):
 
     def on_business(self, event: Scan | Order, shipment: int, state: State,
                     book: AlertBook) -> None:
-        self.road.ensure(len(state.shipments))
         road, s = self.road, shipment
-        if type(event) is Scan and event.step in ("loaded", "unloaded"):
-            road.unloaded[s] = event.step == "unloaded"
-        armed = bool(state.shipment.in_transit[s] and not road.unloaded[s])
+        unloaded, now_armed = self._arming([event], np.array([s]), state)
+        road.unloaded[s], armed = unloaded[0], bool(now_armed[0])
         if road.armed[s] and not armed:
             self._due(s, event.ts, state, book)  # limits passed before the event
         if armed and not road.armed[s]:
