@@ -150,6 +150,20 @@ def test_a_restored_engine_continues_the_same_chains():
     assert np.array_equal(readings(restored).ts, readings(uninterrupted).ts)
 
 
+def test_a_block_line_is_its_entrys_canonical_json_whatever_its_names_hold():
+    """Blocks are written part by part, not through `canonical`: the bytes must be the same."""
+    ship, device = 'S"1\\é中', 'T"1\n'
+    lines = [order(ship, devices=(device,))] + [reading(m, 5, device=device) for m in range(30)]
+    engine = Engine(load_settings(allowed_lateness_min=0.1), record=True)
+    out = engine.process(lines, now=ms(40)).extend(engine.flush())
+    assert out.record and {e.shipment_id for e in out.record} == {ship}
+    for written in out.record:
+        entry = orjson.loads(written.line)
+        assert entry.pop("hash") == written.hash == digest(entry["prev"], canonical(entry))
+        assert written.line == canonical(entry)[:-1] + b',"hash":"%b"}' % written.hash.encode()
+    assert readings(as_written(out.record)).device.tolist()[0] == device
+
+
 def test_engines_without_a_record_keep_none():
     engine = Engine()
     out = engine.process([order("S1")], now=ms(1)).extend(engine.flush())

@@ -10,7 +10,8 @@ invalid) goes through msgspec (`EventDecoder`), which gives the contract's dead-
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 import numba
@@ -29,6 +30,9 @@ from chainsight.contract.events import (
 )
 from chainsight.contract.times import now_ms
 from chainsight.ingest.idset import hash_spans, hash_strings, span_hash
+
+if TYPE_CHECKING:
+    from chainsight.trace.record import EventTexts
 
 NAN = float("nan")
 DEVICE_EVENTS = (Gps, Sensor)
@@ -74,8 +78,9 @@ class Extracted:
     id_hash: tuple[np.ndarray, np.ndarray]  # 128-bit hash of the event_id (0, 0 without)
     business: dict[int, Scan | Order]  # row -> scan/order event
     dead_letters: list[dict]
-    # row -> a scan's or order's JSON as a record holds it, when the decoding process made it
-    business_json: dict[int, bytes] = field(default_factory=dict)
+    # the scans' and orders' JSON as a record holds it (keys: rows), when the decoding
+    # process made it
+    business_json: EventTexts | None = None
 
     def __getstate__(self) -> dict:
         """Pickled with the business events as MessagePack: several times cheaper both ways

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from chainsight.engine.state import State
 from chainsight.ingest.columnar import Extracted, decode_lines
 from chainsight.ingest.idset import IdWindow
 from chainsight.ingest.rows import Rows
+
+if TYPE_CHECKING:
+    from chainsight.trace.record import EventTexts
 
 DERIVED = 1 << 62  # marks the hash of a derived id: (key, kind) | DERIVED, ts
 
@@ -28,7 +32,7 @@ class Decoded:
     dead_letters: list[dict]
     valid: int
     duplicates: int
-    business_json: dict[int, bytes]  # seq -> as `Extracted.business_json`
+    business_json: EventTexts | None  # keys: seq; as `Extracted.business_json`
 
 
 class Ingest:
@@ -78,10 +82,9 @@ class Ingest:
             h2 = np.where(x.has_id, h2, x.ts)
         keep = self.dedup.fresh(h1, h2)
         business = {first + i: e for i, e in x.business.items()}
-        business_json = {first + i: e for i, e in x.business_json.items()}
+        business_json = None if x.business_json is None else x.business_json.moved(first)
         if keep is not None:
             rows = rows.take(keep)
             kept = set(rows.seq[rows.kind > SENSOR].tolist())
             business = {s: e for s, e in business.items() if s in kept}
-            business_json = {s: e for s, e in business_json.items() if s in kept}
         return Decoded(rows, business, x.dead_letters, n, n - len(rows), business_json)

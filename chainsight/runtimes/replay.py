@@ -26,7 +26,7 @@ from chainsight.contract.events import EventDecoder
 from chainsight.contract.times import now_ms
 from chainsight.engine.core import Engine, Output
 from chainsight.ingest.columnar import Extracted, decode_jsonl
-from chainsight.trace.record import event_json
+from chainsight.trace.record import event_texts
 
 if TYPE_CHECKING:
     from multiprocessing.pool import AsyncResult
@@ -253,7 +253,7 @@ def _extract_range(start: int, end: int) -> tuple[Extracted, int]:
         raise OSError(_read_error(path, exc)) from None
     batch, n_lines = decode_jsonl(decoder, data, 1, now)
     if record:  # here, off the engine's process
-        batch.business_json = {row: event_json(e) for row, e in batch.business.items()}
+        batch.business_json = event_texts(list(batch.business), list(batch.business.values()))
     return batch, n_lines
 
 

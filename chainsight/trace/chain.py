@@ -24,9 +24,11 @@ def canonical(entry: dict) -> bytes:
     return orjson.dumps(entry, option=_OPTIONS)
 
 
-def digest(prev: str, canonical_entry: bytes) -> str:
+def digest(prev: str, *canonical_entry: bytes | memoryview) -> str:
+    """sha256(prev + canonical JSON), the JSON given whole or in consecutive parts."""
     hashed = sha256(prev.encode())
-    hashed.update(canonical_entry)
+    for part in canonical_entry:
+        hashed.update(part)
     return hashed.hexdigest()
 
 

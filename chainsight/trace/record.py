@@ -15,16 +15,19 @@ Unknown extra fields of events are not part of the record.
 Events are gathered per shipment and a shipment's block is made once it holds `block_rows`
 readings or its oldest has waited `block_ms` of stream time (None: only when full, or at the
 end of the stream), so a block carries many events and the record costs little per event:
-readings wait as columns and are packed in one pass, scans and orders wait as their JSON (made
-on arrival, by replay's decode processes when they made it there). The engine keeps each
-chain's length and head, and what waits for the next block (durable state);
-blocks go out in `Output.record` as `Written`: the line a store keeps, the entry's canonical
-JSON with `"hash"` added last (reading it back and dropping `hash` gives the hashed bytes).
+readings wait as columns, scans and orders as their JSON in one buffer per batch (made on
+arrival, by replay's decode processes when they made it there), and Numba kernels gather each
+due shipment's part. A block's line is put together once from its parts and the rows' base64
+(no copy of the entry's JSON on the way), and a long list of blocks is shared by two threads:
+most of the work, base64 and SHA-256, runs without the GIL. The engine keeps each chain's
+length and head, and what waits for the next block (durable state); blocks go out in
+`Output.record` as `Written`: the line a store keeps, the entry's canonical JSON with `"hash"`
+added last (reading it back and dropping `hash` gives the hashed bytes).
 """
 
 from __future__ import annotations
 
-from itertools import pairwise
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import msgspec
@@ -33,7 +36,7 @@ import numpy as np
 import orjson
 import pybase64
 
-from chainsight.contract.events import GPS, SENSOR, Order, Scan
+from chainsight.contract.events import GPS, SCAN, SENSOR, Order, Scan
 from chainsight.contract.times import iso
 from chainsight.engine.state import NO_TS, State
 from chainsight.ingest.rows import Rows
@@ -44,13 +47,39 @@ ROW = np.dtype([("ts", "<i8"), ("device", "<u2"), ("type", "u1"), ("door", "i1")
 LAYOUT = "ts:<i8 device:<u2 type:u1 door:i1 a:<f8 b:<f8"
 PENDING = ("shipment", "device", "ts", "type", "door", "a", "b")
 PENDING_TYPES = (np.int64, np.int32, np.int64, np.uint8, np.int8, np.float64, np.float64)
-EMPTY = orjson.Fragment(b"[]")
+SHARED_BLOCKS = 256  # blocks made at once from which two threads share the work
 _EVENT_JSON = msgspec.json.Encoder(order="sorted")
 
 
 def event_json(event: Scan | Order) -> bytes:
     """A scan or order as a record holds it: its JSON as `canonical` writes it (sorted keys)."""
     return _EVENT_JSON.encode(event)
+
+
+class EventTexts(NamedTuple):
+    """Scans' and orders' `event_json`, one after another in `text`: the i-th, of the row
+    `keys[i]` (ascending), is text[starts[i]:ends[i]]. One buffer for a batch, not an object
+    per event (cheap to pass between processes, and to gather per shipment)."""
+
+    keys: np.ndarray
+    text: bytes
+    starts: np.ndarray
+    ends: np.ndarray
+
+    def moved(self, by: int) -> EventTexts:
+        """The same texts with `by` added to their keys (rows of a batch to sequence numbers)."""
+        return self._replace(keys=self.keys + by)
+
+
+def event_texts(keys: list[int], events: list[Scan | Order]) -> EventTexts:
+    """The `event_json` of events (keys ascending)."""
+    text, ends = bytearray(), []
+    for event in events:
+        _EVENT_JSON.encode_into(event, text, -1)
+        ends.append(len(text))
+    ends = np.array(ends, np.int64)
+    return EventTexts(np.array(keys, np.int64), bytes(text),
+                      np.concatenate([[0], ends[:-1]]).astype(np.int64), ends)
 
 
 class Written(NamedTuple):
@@ -63,36 +92,69 @@ class Written(NamedTuple):
 
 
 @numba.njit(cache=True)
-def _pack(shipment: np.ndarray, device: np.ndarray, ts: np.ndarray, kind: np.ndarray,
-          door: np.ndarray, a: np.ndarray, b: np.ndarray, n_devices: int, packed: np.ndarray
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pack rows (arrival order, `PENDING` columns) into `packed` (`ROW`), grouped by shipment
-    and in arrival order within each, a row's device as its index among its block's devices.
-    Returns (each block's shipment, where each block starts and the last ends, the blocks'
-    devices in first-appearance order, where each block's devices start and the last's end)."""
-    n = len(shipment)
-    n_ship = 0
-    for s in shipment:
-        n_ship = max(n_ship, s + 1)
-    counts = np.zeros(n_ship + 1, np.int64)
-    for s in shipment:
-        counts[s + 1] += 1
-    for s in range(n_ship):
+def _gather(kind: np.ndarray, shipment: np.ndarray, device: np.ndarray, ts: np.ndarray,
+            door: np.ndarray, temp_c: np.ndarray, humidity: np.ndarray, lat: np.ndarray,
+            lon: np.ndarray, n: int, p_shipment: np.ndarray, p_device: np.ndarray,
+            p_ts: np.ndarray, p_type: np.ndarray, p_door: np.ndarray, p_a: np.ndarray,
+            p_b: np.ndarray, waiting: np.ndarray, since: np.ndarray, stream_time: int) -> int:
+    """Append the GPS fixes and sensor readings among rows (arrival order) whose shipment is
+    known to the waiting columns (`PENDING`, the first `n` taken, room for every row), counting
+    them as waiting; returns the new number of waiting readings."""
+    for i in range(len(kind)):
+        s = shipment[i]
+        if s < 0 or (kind[i] != GPS and kind[i] != SENSOR):
+            continue
+        sensor = kind[i] == SENSOR
+        p_shipment[n], p_device[n], p_ts[n] = s, device[i], ts[i]
+        p_type[n] = 1 if sensor else 0
+        p_door[n] = door[i] if sensor else -1
+        p_a[n] = temp_c[i] if sensor else lat[i]
+        p_b[n] = humidity[i] if sensor else lon[i]
+        n += 1
+        waiting[s] += 1
+        if since[s] == NO_TS:
+            since[s] = stream_time
+    return n
+
+
+@numba.njit(cache=True)
+def _pack(chosen: np.ndarray, n: int, shipment: np.ndarray, device: np.ndarray,
+          ts: np.ndarray, kind: np.ndarray, door: np.ndarray, a: np.ndarray, b: np.ndarray,
+          n_devices: int, packed: np.ndarray
+          ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pack the waiting readings (the first `n` of the `PENDING` columns, arrival order) of the
+    chosen shipments into `packed` (`ROW`), grouped by shipment and in arrival order within
+    each, a row's device as its index among its block's devices; the others move up in the
+    columns, in order. Returns (how many still wait, each block's shipment, where each block
+    starts and the last ends, the blocks' devices in first-appearance order, where each
+    block's devices start and the last's end)."""
+    counts = np.zeros(len(chosen) + 1, np.int64)
+    for i in range(n):
+        if chosen[shipment[i]]:
+            counts[shipment[i] + 1] += 1
+    for s in range(len(chosen)):
         counts[s + 1] += counts[s]
     fill = counts[:-1].copy()
-    grouped_device = np.empty(n, np.int64)
+    grouped_device = np.empty(len(packed), np.int64)
+    kept = 0
     for i in range(n):  # in arrival order: each row to the next place of its shipment's block
-        j = fill[shipment[i]]
-        fill[shipment[i]] += 1
-        grouped_device[j] = device[i]
-        row = packed[j]
-        row.ts, row.type, row.door, row.a, row.b = ts[i], kind[i], door[i], a[i], b[i]
+        s = shipment[i]
+        if chosen[s]:
+            j = fill[s]
+            fill[s] += 1
+            grouped_device[j] = device[i]
+            row = packed[j]
+            row.ts, row.type, row.door, row.a, row.b = ts[i], kind[i], door[i], a[i], b[i]
+        else:
+            shipment[kept], device[kept], ts[kept], kind[kept] = s, device[i], ts[i], kind[i]
+            door[kept], a[kept], b[kept] = door[i], a[i], b[i]
+            kept += 1
     block_ship = np.flatnonzero(counts[1:] > counts[:-1])
     bounds = np.empty(len(block_ship) + 1, np.int64)
-    bounds[:-1], bounds[-1] = counts[block_ship], n
+    bounds[:-1], bounds[-1] = counts[block_ship], len(packed)
     seen_in = np.full(n_devices, -1, np.int64)  # block a device was last given an index in
     index_of = np.zeros(n_devices, np.int64)
-    codes = np.empty(n, np.int64)
+    codes = np.empty(len(packed), np.int64)
     code_bounds = np.empty(len(bounds), np.int64)
     n_codes = 0
     for k in range(len(block_ship)):
@@ -107,7 +169,74 @@ def _pack(shipment: np.ndarray, device: np.ndarray, ts: np.ndarray, kind: np.nda
                 local += 1
             packed[j].device = index_of[d]
     code_bounds[-1] = n_codes
-    return block_ship, bounds, codes[:n_codes], code_bounds
+    return kept, block_ship, bounds, codes[:n_codes], code_bounds
+
+
+@numba.njit(cache=True)
+def _group_texts(chosen: np.ndarray, shipment: np.ndarray, starts: np.ndarray,
+                 ends: np.ndarray, text: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The waiting events (arrival order; `text[starts[i]:ends[i]]` of shipment `shipment[i]`)
+    of the chosen shipments as one JSON array each, written one after another; the others'
+    texts move up to the front of `text`, their entries to the front of the arrays. Returns
+    (the arrays, where each chosen shipment's starts (-1: no events), where each ends, how many
+    events still wait)."""
+    size = np.zeros(len(chosen), np.int64)
+    for i in range(len(shipment)):
+        if chosen[shipment[i]]:
+            size[shipment[i]] += ends[i] - starts[i] + 1  # its text and a comma or bracket
+    first = np.full(len(chosen), -1, np.int64)
+    last = np.full(len(chosen), -1, np.int64)
+    total = 0
+    for s in range(len(chosen)):
+        if size[s]:
+            first[s], last[s] = total, total
+            total += size[s] + 1
+    out = np.empty(total, np.uint8)
+    kept = kept_at = 0
+    for i in range(len(shipment)):
+        s, a, b = shipment[i], starts[i], ends[i]
+        if chosen[s]:
+            at = last[s]
+            out[at] = ord("[") if at == first[s] else ord(",")
+            out[at + 1:at + 1 + b - a] = text[a:b]
+            last[s] = at + 1 + b - a
+        else:
+            text[kept_at:kept_at + b - a] = text[a:b]  # a >= kept_at: moves up, in order
+            shipment[kept], starts[kept], ends[kept] = s, kept_at, kept_at + b - a
+            kept_at += b - a
+            kept += 1
+    for s in range(len(chosen)):
+        if first[s] >= 0:
+            out[last[s]] = ord("]")
+            last[s] += 1
+    return out, first, last, kept
+
+
+def _texts_of(seqs: np.ndarray, business: dict[int, Scan | Order], texts: EventTexts | None
+              ) -> tuple[EventTexts, np.ndarray]:
+    """Texts holding the `event_json` of the events `seqs`, and where each is in them: those
+    the decoding made, or made here when it did not make them all."""
+    if texts is not None and len(texts.keys):
+        at = np.minimum(np.searchsorted(texts.keys, seqs), len(texts.keys) - 1)
+        if np.array_equal(texts.keys[at], seqs):
+            return texts, at
+    return (event_texts(seqs.tolist(), [business[seq] for seq in seqs.tolist()]),
+            np.arange(len(seqs)))
+
+
+def _block_parts(alerts: list[dict], devices: list[str], events: bytes, prev: str,
+                 recorded_at: bytes, seq: int, shipment_id: str) -> tuple[bytes, ...]:
+    """A block's entry as `canonical` writes it, in the parts around its rows' text (base64):
+    before its events (a JSON array), after them up to the rows' text, and after that but the
+    closing brace. Made here part by part, in canonical order (sorted keys), so the rows and
+    events are copied once, into the line."""
+    return (b'{"alerts":%b,"devices":%b,"entry":"block","events":'
+            % (canonical(alerts), orjson.dumps(devices)),
+            events,
+            b',"layout":"%b","prev":"%b","recorded_at":"%b","rows":"'
+            % (LAYOUT.encode(), prev.encode(), recorded_at),
+            b'","seq":%d,"shipment_id":%b' % (seq, orjson.dumps(shipment_id)))
 
 
 class Recorder:
@@ -118,11 +247,13 @@ class Recorder:
         self.block_ms = block_ms
         self.length: list[int] = []  # by shipment code
         self.heads: list[str] = []
-        self._chunks: list[tuple[np.ndarray, ...]] = []  # readings waiting (PENDING columns)
-        # scans and orders waiting: (their shipments, their JSON), encoded on arrival
-        self._business: list[tuple[np.ndarray, list[bytes]]] = []
+        # readings waiting: the first `_n` rows of the `PENDING` columns, in arrival order
+        self._columns = tuple(np.empty(0, t) for t in PENDING_TYPES)
+        self._n = 0
+        # scans and orders waiting: (their shipments, their `event_json` in a buffer)
+        self._texts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._alerts: dict[int, list[dict]] = {}  # shipment -> alert records waiting
-        self._waiting = np.zeros(0, np.int64)  # per shipment: readings waiting
+        self._waiting = np.zeros(0, np.int64)  # per shipment: entries waiting
         self._since = np.zeros(0, np.int64)  # per shipment: stream time its wait began
 
     def head(self, shipment: int) -> tuple[int, str]:
@@ -140,36 +271,37 @@ class Recorder:
             self.length += [0] * (n - len(self.length))
             self.heads += [GENESIS] * (n - len(self.heads))
 
+    def _room(self, rows: int) -> None:
+        """Room in the waiting columns for `rows` more readings (doubling, as a list grows)."""
+        if self._n + rows > len(self._columns[0]):
+            size = max(2 * len(self._columns[0]), self._n + rows)
+            grown = tuple(np.empty(size, t) for t in PENDING_TYPES)
+            for old, new in zip(self._columns, grown, strict=True):
+                new[:self._n] = old[:self._n]
+            self._columns = grown
+
     def _started(self, shipments: np.ndarray, stream_time: int) -> None:
-        """Note the shipments' new waiting readings (codes, repeated per reading)."""
-        counts = np.bincount(shipments, minlength=len(self._waiting))
-        self._waiting += counts
-        self._since[(counts > 0) & (self._since == NO_TS)] = stream_time
+        """Note the shipments' new waiting entries (codes, repeated per entry)."""
+        np.add.at(self._waiting, shipments, 1)
+        self._since[shipments[self._since[shipments] == NO_TS]] = stream_time
 
     def add_events(self, rows: Rows, shipment: np.ndarray, business: dict[int, Scan | Order],
-                   business_json: dict[int, bytes], state: State, stream_time: int) -> None:
+                   texts: EventTexts | None, state: State, stream_time: int) -> None:
         """Gather accepted rows (arrival order) whose shipment (per row, -1: none) is known;
-        `business_json` has the `event_json` of scans and orders (by seq) already made."""
-        known = shipment >= 0
-        if not known.any():
+        `texts` has the `event_json` of scans and orders (keys: seq) when already made."""
+        if not len(rows):
             return
         self._grow(len(state.shipments))
-        readings = known & ((rows.kind == GPS) | (rows.kind == SENSOR))
-        take = np.flatnonzero(readings)
-        if len(take):
-            sensor = rows.kind[take] == SENSOR
-            ship = shipment[take].astype(np.int64)
-            self._chunks.append((ship, rows.device[take], rows.ts[take], sensor.astype(np.uint8),
-                                 np.where(sensor, rows.door[take], -1).astype(np.int8),
-                                 np.where(sensor, rows.temp_c[take], rows.lat[take]),
-                                 np.where(sensor, rows.humidity[take], rows.lon[take])))
-            self._started(ship, stream_time)
-        others = np.flatnonzero(known & ~readings)
+        self._room(len(rows))
+        self._n = _gather(rows.kind, shipment, rows.device, rows.ts, rows.door, rows.temp_c,
+                          rows.humidity, rows.lat, rows.lon, self._n, *self._columns,
+                          self._waiting, self._since, stream_time)
+        others = np.flatnonzero((rows.kind >= SCAN) & (shipment >= 0))
         if len(others):
-            ship = shipment[others].astype(np.int64)
-            self._business.append((ship, [business_json.get(seq) or event_json(business[seq])
-                                          for seq in rows.seq[others].tolist()]))
-            self._started(ship, stream_time)
+            texts, at = _texts_of(rows.seq[others], business, texts)
+            self._texts.append((shipment[others].astype(np.int64), texts.starts[at],
+                                texts.ends[at], np.frombuffer(texts.text, np.uint8)))
+            self._started(shipment[others], stream_time)
 
     def add_alerts(self, records: list[dict], state: State, stream_time: int) -> None:
         """Gather settled alert records."""
@@ -196,89 +328,80 @@ class Recorder:
         shipments = np.flatnonzero(due)
         if not len(shipments):
             return []
-        pending = self._pending()
-        chosen = np.zeros(len(due), bool)
-        chosen[shipments] = True
-        mine = chosen[pending[0]]
-        if mine.all():  # e.g. at the end of a stream: no copy of them all
-            rows, self._chunks = pending, []
-        else:
-            rows = [c[mine] for c in pending]
-            self._chunks = [tuple(c[~mine] for c in pending)]
         self._waiting[shipments], self._since[shipments] = 0, NO_TS
-        return self._write(shipments, rows, self._events_of(chosen), state, iso(now))
-
-    def _events_of(self, chosen: np.ndarray) -> dict[int, orjson.Fragment]:
-        """The waiting scans and orders of the chosen shipments (no longer waiting), as the
-        JSON array of each shipment's (sorted keys, as `canonical` writes them)."""
-        if not self._business:
-            return {}
-        ship = np.concatenate([s for s, _ in self._business])
-        events = [e for _, chunk in self._business for e in chunk]
-        mine = chosen[ship]
-        self._business = [(ship[~mine], [e for e, m in zip(events, mine.tolist(), strict=True)
-                                         if not m])] if not mine.all() else []
-        picked = np.flatnonzero(mine)
-        if not len(picked):
-            return {}
-        picked = picked[np.argsort(ship[picked], kind="stable")]
-        codes = ship[picked]
-        cuts = [0, *(np.flatnonzero(np.diff(codes)) + 1).tolist(), len(picked)]
-        codes, picked = codes.tolist(), picked.tolist()
-        return {codes[first]: orjson.Fragment(
-                    b"[%b]" % b",".join([events[i] for i in picked[first:last]]))
-                for first, last in pairwise(cuts)}
-
-    def _write(self, shipments: np.ndarray, rows: list[np.ndarray],
-               events: dict[int, orjson.Fragment], state: State,
-               recorded_at: str) -> list[Written]:
-        packed = np.empty(len(rows[0]), ROW)
-        block_ship = codes = np.zeros(0, np.int64)
-        bounds = code_bounds = np.zeros(1, np.int64)
-        if len(packed):
-            block_ship, bounds, codes, code_bounds = _pack(*rows, len(state.devices), packed)
+        n, columns = self._n, self._columns
+        packed = np.empty(int(due[columns[0][:n]].sum()), ROW)
+        self._n, block_ship, bounds, codes, code_bounds = _pack(
+            due, n, *columns, len(state.devices), packed)
         data = memoryview(packed.view(np.uint8))
         span = {s: k for k, s in enumerate(block_ship.tolist())}  # shipment -> its block
         bounds = (bounds * ROW.itemsize).tolist()
         names, device_names = state.shipments.names, state.devices.names
-        out = []
-        for s in shipments.tolist():
+        recorded_at = iso(now).encode()
+        arrays, first, last = self._events_of(due)
+        blocks = []
+        for s, a, b in zip(shipments.tolist(), first[shipments].tolist(),
+                           last[shipments].tolist(), strict=True):
             k = span.get(s)
             devices = [] if k is None else [device_names[c] for c in
                                             codes[code_bounds[k]:code_bounds[k + 1]].tolist()]
-            chunk = b"" if k is None else data[bounds[k]:bounds[k + 1]]
-            rows_text = b'"%b"' % pybase64.b64encode(chunk)
-            entry = {"entry": "block", "devices": devices, "layout": LAYOUT,
-                     "rows": orjson.Fragment(rows_text),
-                     "events": events.get(s, EMPTY), "alerts": self._alerts.pop(s, [])}
-            out.append(self._append(s, names[s], entry, recorded_at))
+            parts = _block_parts(self._alerts.pop(s, []), devices,
+                                 b"[]" if a < 0 else arrays[a:b],
+                                 self.heads[s], recorded_at, self.length[s], names[s])
+            blocks.append((s, names[s], parts, b"" if k is None else data[bounds[k]:bounds[k + 1]]))
+        if len(blocks) < SHARED_BLOCKS:
+            return self._chain(blocks)
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(self._chain, blocks[:len(blocks) // 2])
+            rest = self._chain(blocks[len(blocks) // 2:])
+            return first.result() + rest
+
+    def _events_of(self, chosen: np.ndarray) -> tuple[memoryview, np.ndarray, np.ndarray]:
+        """The waiting scans and orders of the chosen shipments (no longer waiting), as the
+        JSON array of each (`_group_texts`), the others kept as one buffer."""
+        if not self._texts:
+            return memoryview(b""), np.full(len(chosen), -1), np.full(len(chosen), -1)
+        ship, starts, ends, text = self._joined_texts()
+        arrays, first, last, kept = _group_texts(chosen, ship, starts, ends, text)
+        self._texts = [(ship[:kept], starts[:kept], ends[:kept],
+                        text[:ends[kept - 1]].copy())] if kept else []
+        return memoryview(arrays), first, last
+
+    def _joined_texts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The waiting scans' and orders' chunks as one (a new buffer, the arrays copied)."""
+        sizes = [len(text) for *_, text in self._texts]
+        shift = np.repeat(np.cumsum([0, *sizes[:-1]]),
+                          [len(ship) for ship, *_ in self._texts])
+        return (np.concatenate([ship for ship, *_ in self._texts]),
+                np.concatenate([starts for _, starts, _, _ in self._texts]) + shift,
+                np.concatenate([ends for _, _, ends, _ in self._texts]) + shift,
+                np.concatenate([text for *_, text in self._texts]))
+
+    def _chain(self, blocks: list[tuple[int, str, tuple[bytes, ...], memoryview]]
+               ) -> list[Written]:
+        """Append blocks, each of another shipment, to their chains: the base64 of each
+        one's rows goes between its parts (`_block_parts`), the whole is hashed after its chain's
+        head and made into its line. Most of this (base64 and SHA-256 of the rows) runs without
+        the GIL, so two threads share a long list of blocks."""
+        out = []
+        for s, name, (before, events, middle, after), raw in blocks:
+            rows = pybase64.b64encode(raw)
+            hashed = digest(self.heads[s], before, events, middle, rows, after, b"}")
+            out.append(Written(name, self.length[s], hashed, b"".join(
+                (before, events, middle, rows, after, b',"hash":"%b"}' % hashed.encode()))))
+            self.length[s] += 1
+            self.heads[s] = hashed
         return out
 
-    def _append(self, s: int, name: str, entry: dict, recorded_at: str) -> Written:
-        seq, prev = self.length[s], self.heads[s]
-        entry.update(shipment_id=name, seq=seq, prev=prev, recorded_at=recorded_at)
-        body = canonical(entry)
-        hashed = digest(prev, body)
-        self.length[s] += 1
-        self.heads[s] = hashed
-        return Written(name, seq, hashed,
-                       b'%b,"hash":"%b"}' % (memoryview(body)[:-1], hashed.encode()))
-
-    def _pending(self) -> list[np.ndarray]:
-        """The waiting readings' columns (`PENDING`), joined into one chunk."""
-        if not self._chunks:
-            return [np.empty(0, np.int64)] * len(PENDING)
-        columns = [np.concatenate(c) for c in zip(*self._chunks, strict=True)]
-        self._chunks = [tuple(columns)]
-        return columns
-
     def dump_state(self) -> dict:
-        pending = self._pending() if self._chunks else []
-        ship = [s for s, _ in self._business]
+        pending = [c[:self._n] for c in self._columns] if self._n else []
+        ship, starts, ends, text = self._joined_texts() if self._texts else \
+            (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), b"")
+        text = memoryview(text)
         return {"length": self.length, "heads": self.heads,
                 "pending": dict(zip(PENDING, pending, strict=True)) if pending else {},
-                "business": [np.concatenate(ship) if ship else np.empty(0, np.int64),
-                             [orjson.loads(e) for _, c in self._business for e in c]],
+                "business": [ship, [orjson.loads(text[a:b]) for a, b in
+                                    zip(starts.tolist(), ends.tolist(), strict=True)]],
                 "alerts": [[s, records] for s, records in self._alerts.items()],
                 "waiting": self._waiting, "since": self._since}
 
@@ -287,12 +410,13 @@ class Recorder:
             raise ValueError("record lengths and heads differ in number")
         self.length, self.heads = list(data["length"]), list(data["heads"])
         pending = data["pending"]
-        self._chunks = [tuple(np.asarray(pending[c], t) for c, t in
-                              zip(PENDING, PENDING_TYPES, strict=True))] if pending else []
+        self._columns = tuple(np.array(pending[c] if pending else (), t)
+                              for c, t in zip(PENDING, PENDING_TYPES, strict=True))
+        self._n = len(self._columns[0])
         ship, events = data["business"]
-        self._business = [(np.asarray(ship, np.int64), [
-            event_json(e) for e in msgspec.convert(events, list[Scan | Order])])] \
-            if len(events) else []
+        texts = event_texts(list(range(len(events))), msgspec.convert(events, list[Scan | Order]))
+        self._texts = [(np.asarray(ship, np.int64), texts.starts, texts.ends,
+                        np.frombuffer(texts.text, np.uint8).copy())] if len(events) else []
         self._alerts = {int(s): records for s, records in data["alerts"]}
         self._waiting = np.asarray(data["waiting"], np.int64)
         self._since = np.asarray(data["since"], np.int64)
