@@ -543,7 +543,12 @@ def _compile(fences: list[_Fence]) -> tuple[Geometry, tuple[np.ndarray, ...]]:
     size = col("size")
     vert = np.concatenate(rings) if rings else np.zeros((0, 2))
     kind = np.array([it.kind for _, it in items], np.int64)
-    m, n = radii(lat_lo)
+    circle = kind == CIRCLE  # Earth-centred centres only for circles: no kernels to load else
+    xyz, rho = np.zeros((len(items), 3)), np.zeros(len(items))
+    if circle.any():
+        m, n = radii(lat_lo[circle])
+        xyz[circle] = np.stack(ecef(lon0[circle], lat_lo[circle]), axis=1)
+        rho[circle] = np.sqrt(m * n)
     ring_start = np.cumsum([0] + [len(r) for r in rings]).astype(np.int64)
     ring_item = np.repeat(np.arange(len(items)), np.where(kind == POLYGON, last - first, 0))
     grid, band_start, band_edge, raster = polygon_grids(
@@ -555,8 +560,8 @@ def _compile(fences: list[_Fence]) -> tuple[Geometry, tuple[np.ndarray, ...]]:
         item_first=first,
         item_last=last,
         item_size=size,
-        item_xyz=np.stack(ecef(lon0, lat_lo), axis=1) if items else np.zeros((0, 3)),
-        item_rho=np.sqrt(m * n),
+        item_xyz=xyz,
+        item_rho=rho,
         ring_start=ring_start,
         vx=np.ascontiguousarray(vert[:, 0]),
         vy=np.ascontiguousarray(vert[:, 1]),

@@ -47,8 +47,8 @@ class Geometry(NamedTuple):
     item_first: np.ndarray  # int64: first ring (polygon) or segment (corridor)
     item_last: np.ndarray  # int64: one past the last ring / segment
     item_size: np.ndarray  # float64: circle radius or corridor half-width, metres
-    item_xyz: np.ndarray  # float64 (items, 3): circle centre, Earth-centred
-    item_rho: np.ndarray  # float64: circle, Gaussian radius of curvature at the centre
+    item_xyz: np.ndarray  # float64 (items, 3): circle centre, Earth-centred (others: 0)
+    item_rho: np.ndarray  # float64: circle, Gaussian radius of curvature at the centre (others: 0)
     ring_start: np.ndarray  # int64 (rings + 1): vertex offsets; rings are stored closed
     vx: np.ndarray  # float64: vertex longitude in its item's frame
     vy: np.ndarray  # float64: vertex latitude
