@@ -17,6 +17,8 @@ and print events/s and the ratio replay/floor (target: <= 3x).
 - startup (also printed by short, first): `chainsight replay` as above of the short shape's
   first 1,000 lines, the same fences: median wall and CPU time of 10 runs (target <= 0.5 s,
   stretch 0.35 s), next to the floor of starting Python and importing numpy and Numba.
+The short shape's runs start with the package's bytecode compiled, as `pip install` leaves it
+(an editable install under PYTHONDONTWRITEBYTECODE would compile every module at every start).
 
     .venv/bin/python benchmarks/bench_replay.py [--shape sim|short|startup] [--events 1000000]
         [--runs 3]
@@ -25,6 +27,7 @@ and print events/s and the ratio replay/floor (target: <= 3x).
 from __future__ import annotations
 
 import argparse
+import compileall
 import re
 import resource
 import statistics
@@ -39,6 +42,7 @@ import orjson
 import shapely
 from dense_fences import BOX, dense_fences
 
+import chainsight
 from chainsight.engine.core import Engine
 from chainsight.runtimes.replay import default_workers, replay
 from chainsight.sim import simulate
@@ -139,6 +143,13 @@ def replay_command(events: Path, fences: Path, work: Path) -> tuple[float, float
                   "--state-out", str(work / "state.json")])
 
 
+def compile_bytecode() -> None:
+    """Compile the package's bytecode, as pip does when it installs a wheel."""
+    package = Path(chainsight.__file__).parent
+    compileall.compile_dir(package, quiet=1)
+    print(f"bytecode of {package} compiled (compileall), as pip install leaves it")
+
+
 def bench_startup(lines: list[bytes], fences: Path, work: Path) -> None:
     events = work / "start.jsonl"
     events.write_bytes(b"\n".join(lines[:START_UP_LINES]) + b"\n")
@@ -167,6 +178,7 @@ def bench_short(args: argparse.Namespace, work: Path) -> None:
     print(f"generated {len(lines):,} short lines ({events.stat().st_size / 1e6:.0f} MB, "
           f"{events.stat().st_size / len(lines):.0f} bytes a line): {kinds}, "
           f"{len(lines) // 200:,} shipments, {FENCES:,} polygon fences")
+    compile_bytecode()
     bench_startup(lines, fences, work)
     if args.shape == "startup":
         return

@@ -16,6 +16,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,faust]'
     echo "$want" > "$stamp"
 fi
+# Bytecode, as a pip install leaves it (Python would not write it under PYTHONDONTWRITEBYTECODE,
+# and every start of an editable install would compile the package again): only what changed.
+.venv/bin/python -m compileall -q chainsight
 
 built=chainsight/api/static/.built
 lock=$(sha256sum frontend/package-lock.json | cut -d' ' -f1)

@@ -142,6 +142,31 @@ def test_invalid_fence_one_line_error_naming_it(feat, words):
         assert w in msg
 
 
+BOW = [(0, 0), (1, 1), (1, 0), (0, 1), (0, 0)]  # self-intersecting
+OPEN = [(0, 0), (1, 0), (1, 1), (0, 1)]
+TWICE_ROUND = [(lon, 80) for lon in [*range(-180, 180, 30)] * 2 + [-180]]
+
+
+@pytest.mark.parametrize("features, error", [
+    ([feature("e", polygon(box(0, 0, 1, 1), OPEN, [(0, 0), [[1]], (1, 1), (0, 0)]))],
+     "fence 'e': hole 1 is not closed"),
+    ([feature("a", polygon(BOW)), feature("b", polygon(box(0, 0, 1, 1)), kind="x")],
+     "fence 'a': invalid Polygon"),
+    ([feature("a", polygon(OPEN)), feature("b", polygon(BOW))], "fence 'a': outer ring is not"),
+    ([feature("a", polygon(BOW)), feature("b", polygon(OPEN))], "fence 'a': invalid Polygon"),
+    ([feature("a", polygon(box(0, 0, 1, 1))), feature("a", polygon(BOW))],
+     "fence 'a': invalid Polygon"),  # a fence's geometry is checked before its id is a duplicate
+    ([feature("a", polygon(TWICE_ROUND)), feature("b", polygon(OPEN))],
+     "fence 'a': outer ring winds around the globe more than once"),
+    ([feature("a", polygon(box(0, 0, 1, 95))), {"type": "Feature", "properties": {}}],
+     "fence 'a': outer ring has a position outside"),
+])
+def test_the_first_invalid_fence_in_the_file_is_named(features, error):
+    """Rings are checked all at once; the error is still the first one in file order."""
+    with pytest.raises(FenceError, match=f"^{error}"):
+        fenceset(*features)
+
+
 def deep(levels, inner="0"):
     """JSON text of `inner` inside `levels` nested arrays."""
     return "[" * levels + inner + "]" * levels

@@ -65,8 +65,8 @@ class _Fence:
     name: str | None
     kind: str | None
     dwell_max_min: float
-    key: str  # geometry fingerprint
-    items: list[_Item]
+    items: list[_Item]  # polygon parts come from _Rings.compile
+    key: str = ""  # geometry fingerprint
 
 
 class FenceSet:
@@ -100,13 +100,22 @@ class FenceSet:
             raise FenceError("fences: FeatureCollection has no 'features' list")
         fences: list[_Fence] = []
         seen: dict[str, int] = {}
-        for i, feature in enumerate(features):
-            fence = _parse_feature(i, feature)
-            if fence.fence_id in seen:
-                raise FenceError(f"fence {fence.fence_id!r}: duplicate fence_id "
-                                 f"(features {seen[fence.fence_id]} and {i})")
-            seen[fence.fence_id] = i
-            fences.append(fence)
+        rings = _Rings()
+        try:
+            for i, feature in enumerate(features):
+                fence = _parse_feature(i, feature, rings)
+                if fence.fence_id in seen:
+                    raise FenceError(f"fence {fence.fence_id!r}: duplicate fence_id "
+                                     f"(features {seen[fence.fence_id]} and {i})")
+                seen[fence.fence_id] = i
+                fences.append(fence)
+        except FenceError:
+            rings.compile()  # an error in the rings gathered before this one comes first
+            raise
+        for part, i in zip(rings.compile(), rings.part_fence, strict=True):
+            fences[i].items.append(part)
+        for fence in fences:
+            fence.key = _key(fence.items)
         return cls(fences)
 
     @classmethod
@@ -226,7 +235,9 @@ class FenceSet:
         return self._edges
 
 
-def _parse_feature(i: int, feature: Any) -> _Fence:
+def _parse_feature(i: int, feature: Any, rings: _Rings) -> _Fence:
+    """A feature's properties checked, and its geometry: a circle's or corridor's items, or a
+    polygon's rings handed to `rings` (its items come later from `rings.compile`)."""
     if not isinstance(feature, dict) or feature.get("type") != "Feature":
         raise FenceError(f"feature {i}: not a GeoJSON Feature")
     props = feature.get("properties") or {}
@@ -247,14 +258,16 @@ def _parse_feature(i: int, feature: Any) -> _Fence:
     geom = feature.get("geometry")
     gtype = geom.get("type") if isinstance(geom, dict) else None
     coords = geom.get("coordinates") if isinstance(geom, dict) else None
+    items: list[_Item] = []
     if gtype == "Polygon":
-        items = [_polygon_part(coords, fail)]
-        _check_valid([items[0]], fail)
+        rings.add_part(i, coords, fail)
+        rings.done = i + 1
     elif gtype == "MultiPolygon":
         if not isinstance(coords, list | tuple) or not coords:
             raise fail("MultiPolygon needs at least one polygon")
-        items = [_polygon_part(c, fail) for c in coords]
-        _check_valid(items, fail)
+        for c in coords:
+            rings.add_part(i, c, fail)
+        rings.done = i + 1
     elif gtype == "Point":
         items = [_circle(coords, props.get("radius_m"), fail)]
     elif gtype == "LineString":
@@ -262,8 +275,7 @@ def _parse_feature(i: int, feature: Any) -> _Fence:
     else:
         raise fail(f"unsupported geometry {_brief(gtype)} (Polygon, MultiPolygon, Point with "
                    "radius_m or LineString with width_m)")
-    return _Fence(fid, name, kind, math.nan if dwell is None else float(dwell), _key(items),
-                  items)
+    return _Fence(fid, name, kind, math.nan if dwell is None else float(dwell), items)
 
 
 def _brief(x: Any) -> str:
@@ -292,24 +304,32 @@ def _number(x: Any) -> bool:
 
 
 def _positions(coords: Any, fail: Any, what: str, at_least: int) -> np.ndarray:
-    """(n, 2) lon/lat array of checked positions. Types are checked before numpy sees them
-    (it would take booleans and strings for numbers, and recurse into deeply nested lists):
-    by the set of types present, and position by position only to name what is wrong."""
+    """(n, 2) lon/lat array of checked positions."""
+    xy = np.array(_flat(coords, fail, what, at_least), np.float64).reshape(-1, 2)
+    _check_bounds(xy, coords, fail, what)
+    return xy
+
+
+def _flat(coords: Any, fail: Any, what: str, at_least: int) -> list[float]:
+    """Lon, lat, lon, lat, ... of positions that are two or three JSON numbers. Types are
+    checked before numpy sees them (it would take booleans and strings for numbers, and
+    recurse into deeply nested lists): by the set of types present, and position by position
+    only to name what is wrong."""
     if not isinstance(coords, list | tuple) or len(coords) < at_least:
         raise fail(f"{what} needs at least {at_least} positions")
     lengths = set(map(len, coords)) if set(map(type, coords)) <= {list, tuple} else None
     values = list(chain.from_iterable(coords)) if lengths and lengths <= {2, 3} else []
     if not values or not set(map(type, values)) <= {float}:  # ints, or something wrong
         _check_positions(coords, fail, what)
-    if lengths == {2}:
-        xy = np.array(values, np.float64).reshape(-1, 2)
-    else:
-        xy = np.array([p[:2] for p in coords], np.float64)
+    return values if lengths == {2} else [v for p in coords for v in p[:2]]
+
+
+def _check_bounds(xy: np.ndarray, coords: Any, fail: Any, what: str) -> None:
+    """Raise unless every position lies in lon [-180, 180] / lat [-90, 90]."""
     if not (np.abs(xy) <= _LIMITS).all():  # NaN is not
         if not np.isfinite(xy).all():
             _check_positions(coords, fail, what)
         raise fail(f"{what} has a position outside lon [-180, 180] / lat [-90, 90]")
-    return xy
 
 
 def _check_positions(coords: list | tuple, fail: Any, what: str) -> None:
@@ -334,42 +354,146 @@ def _unwrap(lon: np.ndarray, seam: bool) -> np.ndarray:
     return lon + 360.0 * np.concatenate([[0], np.cumsum(turns)])  # exact where no turn
 
 
-def _ring(coords: Any, fail: Any, what: str) -> np.ndarray:
-    xy = _positions(coords, fail, what, 4)
-    if not np.array_equal(xy[0], xy[-1]):
-        raise fail(f"{what} is not closed (first and last positions differ)")
-    lon = _unwrap(xy[:, 0], seam=True)
-    lat = xy[:, 1]
-    if lon[-1] != lon[0]:  # winds around a pole: close it through that pole
+def _closed_ring(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """A closed ring whose longitudes span over 180 degrees made continuous across the
+    antimeridian; one that then winds once around a pole is closed through that pole.
+    None when it winds around the globe more than once."""
+    lon = _unwrap(lon, seam=True)
+    if lon[-1] != lon[0]:
         if abs(lon[-1] - lon[0]) > 360:
-            raise fail(f"{what} winds around the globe more than once")
+            return None
         pole = 90.0 if lat.mean() >= 0 else -90.0
         lon = np.append(lon, [lon[-1], lon[0], lon[0]])
         lat = np.append(lat, [pole, pole, lat[0]])
-    return np.column_stack([lon, lat])
+    return lon, lat
 
 
-def _polygon_part(coords: Any, fail: Any) -> _Item:
-    if not isinstance(coords, list | tuple) or not coords:
-        raise fail("polygon needs at least an outer ring")
-    rings = [_ring(r, fail, "outer ring" if j == 0 else f"hole {j}") for j, r in enumerate(coords)]
-    lo, hi = rings[0][:, 0].min(), rings[0][:, 0].max()
-    centre = (lo + hi) / 2
-    shift = wrap_lon(centre) - centre
-    for r in rings:
-        mid = (r[:, 0].min() + r[:, 0].max()) / 2
-        r[:, 0] += shift - 360 * np.round((mid - centre) / 360)
-    lat = rings[0][:, 1]
-    return _Item(POLYGON, centre + shift, (hi - lo) / 2, lat.min(), lat.max(), rings=rings)
+class _Rings:
+    """The polygon rings of a fence file, gathered feature by feature and then checked and
+    compiled all at once: per-ring numpy calls and per-fence shapely calls would cost more
+    than the work. `compile` raises the error the fences' own checks, run one by one in file
+    order, would have met first."""
 
+    def __init__(self) -> None:
+        self.values: list[float] = []  # lon, lat of every position, ring after ring
+        self.count: list[int] = []  # positions per ring
+        self.coords: list[Any] = []  # each ring as given, to word an error
+        self.what: list[str] = []  # "outer ring" or "hole j"
+        self.ring_part: list[int] = []
+        self.part_fence: list[int] = []  # fence number (in the file) of each part
+        self.fail: dict[int, Any] = {}  # fence number -> its error maker
+        self.done = 0  # the polygon fences before this number are complete
 
-def _check_valid(parts: list[_Item], fail: Any) -> None:
-    import shapely  # here: an engine without polygon fences does without it
+    def add_part(self, fence: int, coords: Any, fail: Any) -> None:
+        """One polygon (outer ring, holes), its positions checked for type and nesting."""
+        if not isinstance(coords, list | tuple) or not coords:
+            raise fail("polygon needs at least an outer ring")
+        self.fail[fence] = fail
+        part = len(self.part_fence)
+        self.part_fence.append(fence)
+        for j, ring in enumerate(coords):
+            what = "outer ring" if j == 0 else f"hole {j}"
+            self.values += _flat(ring, fail, what, 4)
+            self.count.append(len(ring))
+            self.coords.append(ring)
+            self.what.append(what)
+            self.ring_part.append(part)
 
-    polys = [shapely.Polygon(p.rings[0], p.rings[1:]) for p in parts]
-    geom = polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
-    if not geom.is_valid:
-        raise fail(f"invalid {geom.geom_type}: {shapely.is_valid_reason(geom)}")
+    def compile(self) -> list[_Item]:
+        """The parts of the complete fences, checked (bounds, closure, winding around the
+        globe, then validity as shapely sees it) and in their longitude frames."""
+        if not self.count:
+            return []
+        xy = np.array(self.values, np.float64).reshape(-1, 2)
+        count = np.array(self.count, np.int64)
+        start = np.cumsum(count) - count
+        ring_fence = np.array(self.part_fence, np.int64)[self.ring_part]
+        inside = np.logical_and.reduceat((np.abs(xy) <= _LIMITS).all(1), start)
+        closed = (xy[start] == xy[start + count - 1]).all(1)
+        bad = np.flatnonzero(~(inside & closed))
+        first_bad = int(bad[0]) if bad.size else count.size  # the first ring failing a check
+        lon, lat = xy[:, 0], xy[:, 1]
+        lo, hi = np.minimum.reduceat(lon, start), np.maximum.reduceat(lon, start)
+        wrapped = {}  # ring -> (lon, lat) made continuous, for the rings that need it
+        for r in np.flatnonzero(hi[:first_bad] - lo[:first_bad] > 180).tolist():
+            s = start[r]
+            wrapped[r] = _closed_ring(lon[s:s + count[r]], lat[s:s + count[r]])
+            if wrapped[r] is None:
+                first_bad = r
+                break
+        stop = self.done if first_bad == count.size else min(self.done, ring_fence[first_bad])
+        n = int(np.searchsorted(ring_fence, stop))  # the rings of the complete fences before
+        count = count[:n]
+        lon, lat = lon[:count.sum()], lat[:count.sum()]
+        if any(r < n for r in wrapped):
+            lons, lats = np.split(lon, start[1:n]), np.split(lat, start[1:n])
+            for r, (x, y) in wrapped.items():
+                if r < n:
+                    lons[r], lats[r] = x, y
+            lon, lat = np.concatenate(lons), np.concatenate(lats)
+            count = np.array([x.size for x in lons], np.int64)
+        vert, parts = self._frames(lon, lat, count)
+        self._check_valid(vert, count, len(parts))
+        if first_bad < len(self.count):
+            self._raise(xy, first_bad)
+        return parts
+
+    def _frames(self, lon: np.ndarray, lat: np.ndarray, count: np.ndarray
+                ) -> tuple[np.ndarray, list[_Item]]:
+        """The vertices of rings 0..len(count)-1 as (n, 2) lon/lat, each part's rings moved
+        into the frame centred on its outer ring (a hole beyond the antimeridian moves by 360
+        degrees too), and the parts."""
+        if not count.size:
+            return np.zeros((0, 2)), []
+        start = np.cumsum(count) - count
+        ring_part = np.array(self.ring_part[:count.size], np.int64)
+        outer = np.flatnonzero(np.diff(ring_part, prepend=-1))  # first ring of each part
+        lo, hi = np.minimum.reduceat(lon, start), np.maximum.reduceat(lon, start)
+        centre = (lo[outer] + hi[outer]) / 2
+        shift = wrap_lon.py_func(centre) - centre  # numpy: no compiled code to load
+        c = centre[ring_part]
+        lon = lon + np.repeat(shift[ring_part] - 360 * np.round(((lo + hi) / 2 - c) / 360), count)
+        lat_lo, lat_hi = np.minimum.reduceat(lat, start), np.maximum.reduceat(lat, start)
+        vert = np.column_stack([lon, lat])
+        rings = [vert[s:s + k] for s, k in zip(start.tolist(), count.tolist(), strict=True)]
+        ends = np.append(outer[1:], count.size).tolist()
+        return vert, [_Item(POLYGON, c0 + s0, (h - low) / 2, y0, y1, rings=rings[a:b])
+                      for a, b, c0, s0, h, low, y0, y1 in zip(
+                          outer.tolist(), ends, centre, shift, hi[outer], lo[outer],
+                          lat_lo[outer], lat_hi[outer], strict=True)]
+
+    def _check_valid(self, vert: np.ndarray, count: np.ndarray, parts: int) -> None:
+        """Raise on the first fence that is not a valid Polygon, or MultiPolygon when it has
+        several parts (rings 0..len(count)-1, parts 0..parts-1)."""
+        if not parts:
+            return
+        import shapely  # here: an engine without polygon fences does without it
+
+        rings = shapely.linearrings(vert, indices=np.repeat(np.arange(count.size), count))
+        polys = shapely.polygons(rings, indices=self.ring_part[:count.size])
+        part_fence = np.array(self.part_fence[:parts], np.int64)
+        fences, first, nparts = np.unique(part_fence, return_index=True, return_counts=True)
+        geoms = polys[first]
+        multi = nparts > 1
+        if multi.any():
+            several = multi[np.searchsorted(fences, part_fence)]
+            geoms[multi] = shapely.multipolygons(polys[several], indices=np.repeat(
+                np.arange(multi.sum()), nparts[multi]))
+        invalid = np.flatnonzero(~shapely.is_valid(geoms))
+        if invalid.size:
+            geom = geoms[invalid[0]]
+            raise self.fail[int(fences[invalid[0]])](
+                f"invalid {geom.geom_type}: {shapely.is_valid_reason(geom)}")
+
+    def _raise(self, xy: np.ndarray, r: int) -> None:
+        """Raise ring r's error: bounds, closure, or winding around the globe."""
+        fail, what = self.fail[self.part_fence[self.ring_part[r]]], self.what[r]
+        s = sum(self.count[:r])
+        ring = xy[s:s + self.count[r]]
+        _check_bounds(ring, self.coords[r], fail, what)
+        if not np.array_equal(ring[0], ring[-1]):
+            raise fail(f"{what} is not closed (first and last positions differ)")
+        raise fail(f"{what} winds around the globe more than once")
 
 
 def _circle(coords: Any, radius: Any, fail: Any) -> _Item:
@@ -419,7 +543,12 @@ def _compile(fences: list[_Fence]) -> tuple[Geometry, tuple[np.ndarray, ...]]:
     size = col("size")
     vert = np.concatenate(rings) if rings else np.zeros((0, 2))
     kind = np.array([it.kind for _, it in items], np.int64)
-    m, n = radii(lat_lo)
+    circle = kind == CIRCLE  # Earth-centred centres only for circles: no kernels to load else
+    xyz, rho = np.zeros((len(items), 3)), np.zeros(len(items))
+    if circle.any():
+        m, n = radii(lat_lo[circle])
+        xyz[circle] = np.stack(ecef(lon0[circle], lat_lo[circle]), axis=1)
+        rho[circle] = np.sqrt(m * n)
     ring_start = np.cumsum([0] + [len(r) for r in rings]).astype(np.int64)
     ring_item = np.repeat(np.arange(len(items)), np.where(kind == POLYGON, last - first, 0))
     grid, band_start, band_edge, raster = polygon_grids(
@@ -431,8 +560,8 @@ def _compile(fences: list[_Fence]) -> tuple[Geometry, tuple[np.ndarray, ...]]:
         item_first=first,
         item_last=last,
         item_size=size,
-        item_xyz=np.stack(ecef(lon0, lat_lo), axis=1) if items else np.zeros((0, 3)),
-        item_rho=np.sqrt(m * n),
+        item_xyz=xyz,
+        item_rho=rho,
         ring_start=ring_start,
         vx=np.ascontiguousarray(vert[:, 0]),
         vy=np.ascontiguousarray(vert[:, 1]),

@@ -47,8 +47,8 @@ class Geometry(NamedTuple):
     item_first: np.ndarray  # int64: first ring (polygon) or segment (corridor)
     item_last: np.ndarray  # int64: one past the last ring / segment
     item_size: np.ndarray  # float64: circle radius or corridor half-width, metres
-    item_xyz: np.ndarray  # float64 (items, 3): circle centre, Earth-centred
-    item_rho: np.ndarray  # float64: circle, Gaussian radius of curvature at the centre
+    item_xyz: np.ndarray  # float64 (items, 3): circle centre, Earth-centred (others: 0)
+    item_rho: np.ndarray  # float64: circle, Gaussian radius of curvature at the centre (others: 0)
     ring_start: np.ndarray  # int64 (rings + 1): vertex offsets; rings are stored closed
     vx: np.ndarray  # float64: vertex longitude in its item's frame
     vy: np.ndarray  # float64: vertex latitude
@@ -103,7 +103,7 @@ def polygon_grids(ring_item: np.ndarray, ring_start: np.ndarray, vx: np.ndarray,
     edge = np.delete(np.arange(vy.size), ring_start[1:] - 1)  # every vertex but ring ends
     edge_item = np.repeat(ring_item, nvert - 1)
     nedge = np.bincount(ring_item, nvert - 1, minlength=n_items).astype(np.int64)
-    y1, y2, x1, x2 = vy[edge], vy[edge + 1], vx[edge], vx[edge + 1]
+    y1, x1 = vy[edge], vx[edge]
     box = [np.full(n_items, v) for v in (np.inf, -np.inf, np.inf, -np.inf)]
     for b, op, v in zip(box, (np.minimum, np.maximum) * 2, (y1, y1, x1, x1), strict=True):
         op.at(b, edge_item, v)
@@ -117,26 +117,9 @@ def polygon_grids(ring_item: np.ndarray, ring_start: np.ndarray, vx: np.ndarray,
     row0 = np.cumsum(nrow) - nrow
     cell0 = np.cumsum(nrow * ncol) - nrow * ncol
 
-    def row_of(y: np.ndarray) -> np.ndarray:
-        i = edge_item
-        return np.clip(np.floor((y - lat0[i]) * rscale[i]), 0, nrow[i] - 1).astype(np.int64)
-
-    r0, r1 = row_of(np.minimum(y1, y2)), row_of(np.maximum(y1, y2))
-    count = r1 - r0 + 1
-    rows = np.repeat(row0[edge_item] + r0, count)
-    rows += np.arange(rows.size) - np.repeat(np.cumsum(count) - count, count)
-    edges = np.repeat(edge, count)
-    xmax = np.maximum(vx[edges], vx[edges + 1])
-    order = np.lexsort((edges, -xmax, rows))
-    band_start = np.searchsorted(rows[order], np.arange(int(nrow.sum()) + 1)).astype(np.int64)
-    e = edges[order]
-    dy = vy[e + 1] - vy[e]
-    slope = np.divide(vx[e + 1] - vx[e], dy, out=np.zeros_like(dy), where=dy != 0)
-    band_edge = np.column_stack([vy[e], vy[e + 1], vx[e], slope, xmax[order]])
     item_grid = np.column_stack([row0, nrow, lat0, rscale, ncol, x0, cscale, cell0])
     raster = np.zeros((int((nrow * ncol).sum()) + 3) // 4, np.uint8)
-    _rasterize(item_grid, edge_item, np.column_stack([y1, y2, x1, x2]), band_start, band_edge,
-               raster)
+    band_start, band_edge = _bands_and_raster(item_grid, edge_item, edge, vx, vy, raster)
     return item_grid, band_start, band_edge, raster
 
 
@@ -146,16 +129,94 @@ def _raster_get(raster: np.ndarray, i: int) -> int:
 
 
 @njit(cache=True)
-def _rasterize(grid: np.ndarray, edge_item: np.ndarray, edges: np.ndarray,
-               band_start: np.ndarray, band_edge: np.ndarray, raster: np.ndarray) -> None:
+def _bands_and_raster(grid: np.ndarray, edge_item: np.ndarray, edge: np.ndarray,
+                      vx: np.ndarray, vy: np.ndarray, raster: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Geometry's band_start and band_edge for the polygon parts' edges (`edge`: the first
+    vertex of each, `edge_item`: its part), and their raster (one compiled function to load
+    at start-up rather than two)."""
+    band_start, band_edge = _bands(grid, edge_item, edge, vx, vy)
+    _rasterize(grid, edge_item, edge, vx, vy, band_start, band_edge, raster)
+    return band_start, band_edge
+
+
+@njit(cache=True)
+def _bands(grid: np.ndarray, edge_item: np.ndarray, edge: np.ndarray, vx: np.ndarray,
+           vy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each part's edges listed in the bands (raster rows) they overlap, by decreasing
+    max(x1, x2) within a band and else in edge order."""
+    n = edge.size
+    first, count = np.empty(n, np.int64), np.empty(n, np.int64)  # each edge's bands
+    nbands = 0
+    for it in range(grid.shape[0]):
+        nbands += int(grid[it, 1])
+    band_start = np.zeros(nbands + 1, np.int64)
+    for k in range(n):
+        it, e = edge_item[k], edge[k]
+        lat0, rs, top = grid[it, 2], grid[it, 3], grid[it, 1] - 1.0
+        lo, hi = min(vy[e], vy[e + 1]), max(vy[e], vy[e + 1])
+        r0 = int(min(max(np.floor((lo - lat0) * rs), 0.0), top))
+        r1 = int(min(max(np.floor((hi - lat0) * rs), 0.0), top))
+        first[k], count[k] = int(grid[it, 0]) + r0, r1 - r0 + 1
+        for b in range(first[k], first[k] + count[k]):
+            band_start[b + 1] += 1
+    fill = np.empty(nbands, np.int64)
+    for b in range(nbands):
+        fill[b] = band_start[b]
+        band_start[b + 1] += band_start[b]
+    entry, xmax = np.empty(band_start[-1], np.int64), np.empty(band_start[-1])
+    for k in range(n):  # by edge, so each band's entries start in edge order
+        e = edge[k]
+        for b in range(first[k], first[k] + count[k]):
+            entry[fill[b]], xmax[fill[b]] = e, max(vx[e], vx[e + 1])
+            fill[b] += 1
+    _sort_bands(band_start, entry, xmax)
+    band_edge = np.empty((entry.size, 5))
+    for j in range(entry.size):
+        e = entry[j]
+        dy = vy[e + 1] - vy[e]
+        band_edge[j, 0], band_edge[j, 1], band_edge[j, 2] = vy[e], vy[e + 1], vx[e]
+        band_edge[j, 3] = (vx[e + 1] - vx[e]) / dy if dy != 0 else 0.0
+        band_edge[j, 4] = xmax[j]
+    return band_start, band_edge
+
+
+@njit(cache=True)
+def _sort_bands(band_start: np.ndarray, entry: np.ndarray, xmax: np.ndarray) -> None:
+    """Each band's entries by decreasing xmax, in their order where equal (a bottom-up merge
+    sort: bands may be long, and np.argsort would double the kernel's size)."""
+    spare_entry, spare_x = np.empty_like(entry), np.empty_like(xmax)
+    for b in range(band_start.size - 1):
+        s, t = band_start[b], band_start[b + 1]
+        width = 1
+        while width < t - s:
+            for lo in range(s, t, 2 * width):
+                mid, hi = min(lo + width, t), min(lo + 2 * width, t)
+                i, j = lo, mid
+                for k in range(lo, hi):
+                    if j >= hi or (i < mid and xmax[i] >= xmax[j]):
+                        spare_entry[k], spare_x[k] = entry[i], xmax[i]
+                        i += 1
+                    else:
+                        spare_entry[k], spare_x[k] = entry[j], xmax[j]
+                        j += 1
+            for k in range(s, t):
+                entry[k], xmax[k] = spare_entry[k], spare_x[k]
+            width *= 2
+
+
+@njit(cache=True)
+def _rasterize(grid: np.ndarray, edge_item: np.ndarray, edge: np.ndarray, vx: np.ndarray,
+               vy: np.ndarray, band_start: np.ndarray, band_edge: np.ndarray,
+               raster: np.ndarray) -> None:
     """Mark the cells any edge comes near (within 1e-6 cell) BOUNDARY, then classify the
     others by an even-odd test at their centre."""
     eps = 1e-6
-    for k in range(edge_item.size):
-        it = edge_item[k]
+    for k in range(edge.size):
+        it, e = edge_item[k], edge[k]
         lat0, rs, x0, cs = grid[it, 2], grid[it, 3], grid[it, 5], grid[it, 6]
         ncol = int(grid[it, 4])
-        y1, y2, x1, x2 = edges[k, 0], edges[k, 1], edges[k, 2], edges[k, 3]
+        y1, y2, x1, x2 = vy[e], vy[e + 1], vx[e], vx[e + 1]
         lo, hi = min(y1, y2), max(y1, y2)
         ra = max(int(np.floor((lo - lat0) * rs - eps)), 0)
         rb = min(int(np.floor((hi - lat0) * rs + eps)), int(grid[it, 1]) - 1)
