@@ -18,16 +18,14 @@ end of the stream), so a block carries many events and the record costs little p
 readings wait as columns, scans and orders as their JSON in one buffer per batch (made on
 arrival, by replay's decode processes when they made it there), and Numba kernels gather each
 due shipment's part. A block's line is put together once from its parts and the rows' base64
-(no copy of the entry's JSON on the way), and a long list of blocks is shared by two threads:
-most of the work, base64 and SHA-256, runs without the GIL. The engine keeps each chain's
-length and head, and what waits for the next block (durable state); blocks go out in
-`Output.record` as `Written`: the line a store keeps, the entry's canonical JSON with `"hash"`
-added last (reading it back and dropping `hash` gives the hashed bytes).
+(no copy of the entry's JSON on the way). The engine keeps each chain's length and head, and
+what waits for the next block (durable state); blocks go out in `Output.record` as `Written`:
+the line a store keeps, the entry's canonical JSON with `"hash"` added last (reading it back
+and dropping `hash` gives the hashed bytes).
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import msgspec
@@ -47,7 +45,6 @@ ROW = np.dtype([("ts", "<i8"), ("device", "<u2"), ("type", "u1"), ("door", "i1")
 LAYOUT = "ts:<i8 device:<u2 type:u1 door:i1 a:<f8 b:<f8"
 PENDING = ("shipment", "device", "ts", "type", "door", "a", "b")
 PENDING_TYPES = (np.int64, np.int32, np.int64, np.uint8, np.int8, np.float64, np.float64)
-SHARED_BLOCKS = 256  # blocks made at once from which two threads share the work
 _EVENT_JSON = msgspec.json.Encoder(order="sorted")
 
 
@@ -349,12 +346,7 @@ class Recorder:
                                  b"[]" if a < 0 else arrays[a:b],
                                  self.heads[s], recorded_at, self.length[s], names[s])
             blocks.append((s, names[s], parts, b"" if k is None else data[bounds[k]:bounds[k + 1]]))
-        if len(blocks) < SHARED_BLOCKS:
-            return self._chain(blocks)
-        with ThreadPoolExecutor(1) as pool:
-            first = pool.submit(self._chain, blocks[:len(blocks) // 2])
-            rest = self._chain(blocks[len(blocks) // 2:])
-            return first.result() + rest
+        return self._chain(blocks)
 
     def _events_of(self, chosen: np.ndarray) -> tuple[memoryview, np.ndarray, np.ndarray]:
         """The waiting scans and orders of the chosen shipments (no longer waiting), as the
@@ -379,10 +371,8 @@ class Recorder:
 
     def _chain(self, blocks: list[tuple[int, str, tuple[bytes, ...], memoryview]]
                ) -> list[Written]:
-        """Append blocks, each of another shipment, to their chains: the base64 of each
-        one's rows goes between its parts (`_block_parts`), the whole is hashed after its chain's
-        head and made into its line. Most of this (base64 and SHA-256 of the rows) runs without
-        the GIL, so two threads share a long list of blocks."""
+        """Append blocks to their chains: the base64 of each one's rows goes between its parts
+        (`_block_parts`), the whole is hashed after its chain's head and made into its line."""
         out = []
         for s, name, (before, events, middle, after), raw in blocks:
             rows = pybase64.b64encode(raw)
