@@ -23,6 +23,7 @@ from chainsight.rules.advisor import ColdStoreAdvisor
 from chainsight.rules.base import (
     IdSets,
     Rule,
+    devices_of,
     minutes_ms,
     open_excursion,
     relink,
@@ -167,11 +168,8 @@ class DoorRule(Rule):
         `_due` counts it, had passed before its time `at`."""
         sensor, road = self.sensor, self.road
         sensor.ensure(len(state.devices))
-        event_of = np.full(len(state.shipments), -1, np.int64)
-        event_of[shipments] = np.arange(len(shipments))
-        d = np.flatnonzero((sensor.since != NO_TS) & ~sensor.alarmed & (sensor.shipment >= 0))
-        j = event_of[sensor.shipment[d]]
-        d, j = d[j >= 0], j[j >= 0]
+        open_doors = np.flatnonzero((sensor.since != NO_TS) & ~sensor.alarmed)
+        d, j = devices_of(shipments, sensor.shipment, open_doors, len(state.shipments))
         s = shipments[j]
         start = np.maximum(sensor.since[d], road.armed_at[s])
         overdue = np.zeros(len(shipments), np.bool_)
