@@ -206,10 +206,10 @@ def _names(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, fast_rows: np
     rows' names are byte spans; slow rows' names are strings."""
     code_of_line = np.full(len(starts), -1, dtype=np.int64)
     span_rows = fast_rows[starts[fast_rows] >= 0]
-    codes, firsts = factorize_spans(data, starts, ends, span_rows)
+    codes, firsts, text, offset = factorize_spans(data, starts, ends, span_rows)
     code_of_line[span_rows] = codes
-    index = {data[s:e].tobytes().decode(): i for i, (s, e) in enumerate(zip(
-        starts[firsts].tolist(), ends[firsts].tolist(), strict=True))}
+    text, offset = text.tobytes().decode("ascii"), offset.tolist()  # plain ASCII: chars
+    index = {text[a:b]: i for i, (a, b) in enumerate(zip(offset[:-1], offset[1:], strict=True))}
     first_line = firsts.tolist()
     for i, name in zip(slow_rows.tolist(), slow_names, strict=True):
         if name is not None:
@@ -231,9 +231,10 @@ def _names(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, fast_rows: np
 
 @numba.njit(cache=True)
 def factorize_spans(data: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                    rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's span as a code, numbering distinct byte strings in first-seen order, and the
-    first row of each code. The table and a copy of each distinct string grow with the
+                    rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's span as a code, numbering distinct byte strings in first-seen order; the
+    first row of each code; the distinct strings one after another, and where each starts
+    there (and where the last ends). The table and a copy of each distinct string grow with the
     distinct strings (a few thousand ids in a batch of 100,000s of rows), so lookups stay in
     cache."""
     capacity = 1024
@@ -277,7 +278,7 @@ def factorize_spans(data: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                 while table[slot] >= 0:
                     slot = (slot + 1) & (capacity - 1)
                 table[slot] = c
-    return codes, firsts[:n_codes]
+    return codes, firsts[:n_codes], copies[:offset[n_codes]], offset[:n_codes + 1]
 
 
 @numba.njit(cache=True)
