@@ -226,6 +226,22 @@ def test_a_batch_pickles_to_an_equal_batch():
     assert all((getattr(y, c) == getattr(x, c)).all() for c in ("kind", "ts", "door", "has_id"))
 
 
+def test_columns_of_one_value_pickle_as_that_value_and_come_back_bit_for_bit():
+    import pickle
+
+    x = decode_lines(decoder, [GPS_LINE] * 2_000, 1, NOW)
+    x.lon[:] = 0.0
+    x.lon[7] = -0.0  # equal to 0.0, but not the same bits
+    data = pickle.dumps(x)
+    y = pickle.loads(data)
+    columns = ("kind", "ts", "lat", "lon", "temp_c", "humidity", "door", "accuracy", "has_id")
+    for c in columns:
+        assert getattr(y, c).dtype == getattr(x, c).dtype
+        assert getattr(y, c).tobytes() == getattr(x, c).tobytes(), c
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(y.id_hash, x.id_hash, strict=True))
+    assert len(data) < 2_000 * 40  # humidity, accuracy, door, ids: a value each
+
+
 def test_times_before_1970_or_far_ahead_are_left_to_msgspec_and_dead_lettered():
     original = b'"2026-11-20T07:11:45.528Z"'
     times = [b"-5000", b"-1", b'"1969-12-31T23:59:59.999Z"', b'"0001-01-01T00:00:00Z"',

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 
@@ -23,8 +24,17 @@ def iso(ms: int) -> str:
     if not MIN_MS <= ms <= MAX_MS:
         return iso_many(np.array([ms]))[0] if -(2**63) < ms < 2**63 else str(ms)
     seconds, millis = divmod(int(ms), 1000)
-    text = (EPOCH + timedelta(seconds=seconds)).isoformat()[:19]
+    days, seconds = divmod(seconds, 86_400)
+    hours, seconds = divmod(seconds, 3_600)
+    minutes, seconds = divmod(seconds, 60)
+    text = f"{_date(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}"
     return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
+
+
+@lru_cache(maxsize=4096)
+def _date(days: int) -> str:
+    """The date `days` after 1970-01-01 (alerts and records come from a few days at a time)."""
+    return (EPOCH + timedelta(days=days)).date().isoformat()
 
 
 def iso_many(ms: np.ndarray) -> list[str]:

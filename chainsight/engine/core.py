@@ -276,7 +276,7 @@ class Engine:
                                st.device.live_shipment, sh.live_lat, sh.live_lon,
                                sh.live_pos_ts, sh.live_temp_c, sh.live_temp_ts, sh.live_status,
                                sh.live_status_ts, sh.last_seen)
-        return set(np.unique(resolved[resolved >= 0]).tolist()), resolved
+        return set(np.flatnonzero(np.bincount(resolved[resolved >= 0])).tolist()), resolved
 
     def advance(self, now: int) -> Output:
         """A live runtime's tick (`now`: its clock, as given to `process`): an idle stream's

@@ -223,7 +223,7 @@ class Pipeline:
         takes them one at a time gets at once those on which it emits nothing, and the rest
         one at a time, event by event and rule by rule, as if all went one at a time; then
         all at once to every rule's `on_business_rows`."""
-        events = [business(seq) for seq in seg.seq.tolist()]
+        events = list(map(business, seg.seq.tolist()))
         ships = seg.shipment.tolist()
         for event, s in zip(events, ships, strict=True):
             self._business(event, s)

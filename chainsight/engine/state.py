@@ -200,20 +200,18 @@ class State:
         self.segment = data["segment"]
 
     def intern_devices(self, names: list[str]) -> np.ndarray:
-        index = self.devices.index
-        ids = [index.get(name, -1) for name in names]
-        if -1 in ids:
+        ids = list(map(self.devices.index.get, names))
+        if None in ids:
             intern = self.devices.intern
-            ids = [i if i >= 0 else intern(name) for i, name in zip(ids, names, strict=True)]
+            ids = [intern(name) if i is None else i for i, name in zip(ids, names, strict=True)]
             self.device.ensure(len(self.devices))
         return np.fromiter(ids, np.int32, len(ids))
 
     def intern_shipments(self, names: list[str | None]) -> np.ndarray:
         """Dense ids, -1 where the name is None."""
-        index = self.shipments.index
-        ids = [index.get(name, -2) for name in names]
-        if -2 in ids:
-            ids = [i if i != -2 else -1 if name is None else self.shipment_id(name)
+        ids = list(map(self.shipments.index.get, names))
+        if None in ids:
+            ids = [i if i is not None else -1 if name is None else self.shipment_id(name)
                    for i, name in zip(ids, names, strict=True)]
         return np.fromiter(ids, np.int32, len(ids))
 

@@ -11,7 +11,7 @@ invalid) goes through msgspec (`EventDecoder`), which gives the contract's dead-
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 import numba
@@ -84,15 +84,45 @@ class Extracted:
 
     def __getstate__(self) -> dict:
         """Pickled with the business events as MessagePack: several times cheaper both ways
-        (batches go from decode processes to the engine's)."""
-        state = self.__dict__.copy()
+        (batches go from decode processes to the engine's); a column of one value (no
+        event_id, no humidity...) as that value."""
+        state = {name: _Constant.of(v) if isinstance(v, np.ndarray) else v
+                 for name, v in self.__dict__.items()}
+        state["id_hash"] = tuple(map(_Constant.of, self.id_hash))
         state["business"] = (list(self.business), _BUSINESS.encode(list(self.business.values())))
         return state
 
     def __setstate__(self, state: dict) -> None:
         rows, blob = state["business"]
         state["business"] = dict(zip(rows, _BUSINESS_EVENTS.decode(blob), strict=True))
-        self.__dict__.update(state)
+        state["id_hash"] = tuple(_Constant.column(v) for v in state["id_hash"])
+        self.__dict__.update({name: _Constant.column(v) for name, v in state.items()})
+
+
+class _Constant(NamedTuple):
+    """A column that holds one value, as pickled: the value's bits."""
+
+    bits: int
+    size: int
+    dtype: str
+
+    @classmethod
+    def of(cls, column: np.ndarray) -> np.ndarray | _Constant:
+        """The column, or its value when every row holds the same bits (NaN too)."""
+        if column.ndim != 1 or not column.size or column.dtype.itemsize not in (1, 2, 4, 8):
+            return column
+        bits = column.view(f"u{column.dtype.itemsize}")
+        if (bits != bits[0]).any():
+            return column
+        return cls(int(bits[0]), column.size, column.dtype.str)
+
+    @staticmethod
+    def column(value: object) -> object:
+        """The column a pickled value stands for (anything else as it is)."""
+        if type(value) is _Constant:
+            dtype = np.dtype(value.dtype)
+            return np.full(value.size, value.bits, f"u{dtype.itemsize}").view(dtype)
+        return value
 
 
 def decode_lines(decoder: EventDecoder, lines: list[bytes], first_line: int = 1,
@@ -206,10 +236,10 @@ def _names(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, fast_rows: np
     rows' names are byte spans; slow rows' names are strings."""
     code_of_line = np.full(len(starts), -1, dtype=np.int64)
     span_rows = fast_rows[starts[fast_rows] >= 0]
-    codes, firsts = factorize_spans(data, starts, ends, span_rows)
+    codes, firsts, text, offset = factorize_spans(data, starts, ends, span_rows)
     code_of_line[span_rows] = codes
-    index = {data[s:e].tobytes().decode(): i for i, (s, e) in enumerate(zip(
-        starts[firsts].tolist(), ends[firsts].tolist(), strict=True))}
+    text, offset = text.tobytes().decode("ascii"), offset.tolist()  # plain ASCII: chars
+    index = {text[a:b]: i for i, (a, b) in enumerate(zip(offset[:-1], offset[1:], strict=True))}
     first_line = firsts.tolist()
     for i, name in zip(slow_rows.tolist(), slow_names, strict=True):
         if name is not None:
@@ -231,9 +261,10 @@ def _names(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, fast_rows: np
 
 @numba.njit(cache=True)
 def factorize_spans(data: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                    rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's span as a code, numbering distinct byte strings in first-seen order, and the
-    first row of each code. The table and a copy of each distinct string grow with the
+                    rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's span as a code, numbering distinct byte strings in first-seen order; the
+    first row of each code; the distinct strings one after another, and where each starts
+    there (and where the last ends). The table and a copy of each distinct string grow with the
     distinct strings (a few thousand ids in a batch of 100,000s of rows), so lookups stay in
     cache."""
     capacity = 1024
@@ -277,7 +308,7 @@ def factorize_spans(data: np.ndarray, starts: np.ndarray, ends: np.ndarray,
                 while table[slot] >= 0:
                     slot = (slot + 1) & (capacity - 1)
                 table[slot] = c
-    return codes, firsts[:n_codes]
+    return codes, firsts[:n_codes], copies[:offset[n_codes]], offset[:n_codes + 1]
 
 
 @numba.njit(cache=True)

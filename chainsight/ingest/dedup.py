@@ -77,7 +77,9 @@ class Ingest:
         rows = Rows(x.kind, x.ts, seq, key, device, shipment, x.lat, x.lon, x.temp_c,
                     x.humidity, x.door, x.accuracy)
         h1, h2 = x.id_hash
-        if not x.has_id.all():
+        if not x.has_id.any():
+            h1, h2 = (key * 4 + x.kind) | DERIVED, x.ts
+        elif not x.has_id.all():
             h1 = np.where(x.has_id, h1, (key * 4 + x.kind) | DERIVED)
             h2 = np.where(x.has_id, h2, x.ts)
         keep = self.dedup.fresh(h1, h2)

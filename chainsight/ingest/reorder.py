@@ -32,6 +32,14 @@ def _admit(key: np.ndarray, ts: np.ndarray, newest: np.ndarray, floor: np.ndarra
 
 
 @numba.njit(cache=True)
+def _raise(floor: np.ndarray, key: np.ndarray, ts: np.ndarray) -> None:
+    """floor[key[i]] = max(floor[key[i]], ts[i]) for every i (`np.maximum.at`, ~20x faster)."""
+    for i in range(len(key)):
+        if ts[i] > floor[key[i]]:
+            floor[key[i]] = ts[i]
+
+
+@numba.njit(cache=True)
 def _lead(keys: np.ndarray, newest: np.ndarray, leaders: np.ndarray) -> None:
     """The two device keys (even keys) with the newest times among `leaders` and the device
     keys of `keys` (ties: the smaller key first), into `leaders` (-1: none); unchanged when
@@ -165,5 +173,5 @@ class Reorder:
         released = Rows.join(parts)
         if len(parts) > 1:
             released = released.in_time_order()
-        np.maximum.at(self.floor, released.key, released.ts)
+        _raise(self.floor, released.key, released.ts)
         return released

@@ -128,6 +128,16 @@ def relink(sensors_of: dict[int, set[int]], d: int, old: int, new: int) -> None:
         sensors_of.setdefault(new, set()).add(d)
 
 
+def devices_of(shipments: np.ndarray, device_ship: np.ndarray, devices: np.ndarray,
+               n_shipments: int) -> tuple[np.ndarray, np.ndarray]:
+    """Those of `devices` (dense ids) whose shipment, `device_ship[device]` (-1: none), is one
+    of `shipments` (distinct, of `n_shipments`), each with its shipment's position there."""
+    position = np.full(n_shipments, -1, np.int64)
+    position[shipments] = np.arange(len(shipments))
+    of = np.where(device_ship[devices] >= 0, position[device_ship[devices]], -1)
+    return devices[of >= 0], of[of >= 0]
+
+
 def minutes_ms(minutes: float | None) -> int:
     """Minutes as milliseconds; -1 (rule off) for None."""
     return -1 if minutes is None else int(minutes * MINUTE_MS)

@@ -23,6 +23,7 @@ from chainsight.rules.advisor import ColdStoreAdvisor
 from chainsight.rules.base import (
     IdSets,
     Rule,
+    devices_of,
     minutes_ms,
     open_excursion,
     relink,
@@ -146,11 +147,12 @@ class DoorRule(Rule):
 
     def on_quiet_business(self, rows: Rows, events: list[Scan | Order], shipments: np.ndarray,
                           state: State) -> np.ndarray:
-        """Loud: a shipment disarmed (limits may have passed), or not armed with alarms kept."""
+        """Loud: a shipment disarmed after a door's limit had passed (`_due` opens its alert),
+        or not armed with alarms kept."""
         road, s = self.road, shipments
         unloaded, armed = self._arming(events, s, state)
         was = road.armed[s]
-        loud = was & ~armed
+        loud = was & ~armed & self._overdue(s, rows.ts, state)
         if self.alarmed_by_shipment:
             loud |= ~armed & np.array([x in self.alarmed_by_shipment for x in s.tolist()],
                                       np.bool_)
@@ -160,6 +162,19 @@ class DoorRule(Rule):
         road.armed_at[s[rising]] = rows.ts[rising]
         road.armed[s[quiet]] = armed[quiet]
         return loud
+
+    def _overdue(self, shipments: np.ndarray, at: np.ndarray, state: State) -> np.ndarray:
+        """Whether each shipment (distinct ones) has a sensor whose door limit, counted as
+        `_due` counts it, had passed before its time `at`."""
+        sensor, road = self.sensor, self.road
+        sensor.ensure(len(state.devices))
+        open_doors = np.flatnonzero((sensor.since != NO_TS) & ~sensor.alarmed)
+        d, j = devices_of(shipments, sensor.shipment, open_doors, len(state.shipments))
+        s = shipments[j]
+        start = np.maximum(sensor.since[d], road.armed_at[s])
+        overdue = np.zeros(len(shipments), np.bool_)
+        overdue[j[(road.limit[s] >= 0) & (at[j] - start > road.limit[s])]] = True
+        return overdue
 
     def on_business(self, event: Scan | Order, shipment: int, state: State,
                     book: AlertBook) -> None:

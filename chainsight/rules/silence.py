@@ -17,7 +17,7 @@ from chainsight.contract.events import SENSOR, Order, Scan
 from chainsight.contract.times import iso
 from chainsight.engine.state import NO_TS, Columns, State
 from chainsight.ingest.rows import Rows
-from chainsight.rules.base import IdSets, Rule, relink
+from chainsight.rules.base import IdSets, Rule, devices_of, relink
 
 # a silent sensor reports again / a gap seen only when the sensor resumed / a sensor's readings
 # now belong to another shipment
@@ -95,10 +95,18 @@ class SilenceRule(Rule):
 
     def on_quiet_business(self, rows: Rows, events: list[Scan | Order], shipments: np.ndarray,
                           state: State) -> np.ndarray:
-        """Loud: a shipment no longer in transit (its sensors' silence may have passed)."""
+        """Loud: a shipment no longer in transit with a sensor silent before it, or one whose
+        silence had passed unseen (`on_business` resolves or opens their alerts)."""
         self.on_road.ensure(len(state.shipments))
+        self.sensor.ensure(len(state.devices))
+        sensor = self.sensor
         was, now = self.on_road.in_transit[shipments], state.shipment.in_transit[shipments]
-        loud = was & ~now
+        d, j = devices_of(shipments, sensor.shipment, np.flatnonzero(~sensor.silent),
+                          len(state.shipments))
+        quiet_too_long = np.zeros(len(shipments), np.bool_)
+        quiet_too_long[j[rows.ts[j] - sensor.last[d] > self.limit_ms]] = True
+        alarmed = np.array([s in self.silent_by_shipment for s in shipments.tolist()], np.bool_)
+        loud = was & ~now & (quiet_too_long | alarmed)
         self.on_road.in_transit[shipments[~loud]] = now[~loud]
         return loud
 

@@ -26,6 +26,7 @@ from chainsight.contract.events import EventDecoder
 from chainsight.contract.times import now_ms
 from chainsight.engine.core import Engine, Output
 from chainsight.ingest.columnar import Extracted, decode_jsonl
+from chainsight.runtimes.heap import keep_freed_memory
 from chainsight.trace.record import event_texts
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
     lines consumed; with `record_out` (an engine that records) the entries of the shipments'
     records."""
     started = time.perf_counter()
+    keep_freed_memory()
     n_alerts = consumed = 0
     with _open(alerts_out) as alerts, _open(dead_letter_out) as dead, \
             _open(live_alerts_out) as live, _open(record_out, RECORD_BUFFER) as record, \
