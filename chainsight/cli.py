@@ -5,28 +5,39 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
+from typing import NoReturn
 
-from chainsight.config import load_profiles, load_settings
+from chainsight.config import Settings, load_profiles, load_settings
+
+
+def _settings(args: argparse.Namespace, live: bool, record: bool | None = None,
+              eta_shards: int | None = None) -> Settings:
+    """The settings the options describe; `eta_shards` overrides the setting (a worker: one ETA
+    model per partition)."""
+    settings = load_settings(allowed_lateness_min=args.allowed_lateness, eta_shards=eta_shards)
+    if record and not live:  # a recording's replay: blocks by size, not by waiting
+        settings = dataclasses.replace(settings, record_block_min=None)
+    return settings
 
 
 def _engine(args: argparse.Namespace, live: bool,  # noqa: ANN202 - imports kept lazy
-            record: bool | None = None, eta_shards: int | None = None):
-    """The engine the options describe; `live` for a live runtime (provisional alerts), which
-    keeps the shipments' records unless `record` says otherwise; `eta_shards` overrides the
-    setting (a worker: one ETA model per partition)."""
+            record: bool | None = None, eta_shards: int | None = None,
+            settings: Settings | None = None):
+    """The engine the options describe (and `settings`, when made already); `live` for a live
+    runtime (provisional alerts), which keeps the shipments' records unless `record` says
+    otherwise."""
     from chainsight import jit
     from chainsight.engine.core import Engine
     from chainsight.geofence import FenceSet
 
     jit.start()
-    settings = load_settings(allowed_lateness_min=args.allowed_lateness, eta_shards=eta_shards)
-    if record and not live:  # a recording's replay: blocks by size, not by waiting
-        settings = dataclasses.replace(settings, record_block_min=None)
+    settings = settings or _settings(args, live, record, eta_shards)
     profiles = load_profiles(*([args.profiles] if args.profiles else []))
     fences = getattr(args, "fences", None)
     return Engine(settings, profiles, fences=FenceSet.from_file(fences) if fences else None,
@@ -47,26 +58,35 @@ def _starting() -> Iterator[None]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    with _starting():
-        from chainsight.runtimes.replay import check_paths, default_workers, replay
+    live, record = args.live_alerts_out is not None, args.record_out is not None
+    with ExitStack() as decoding_stack:
+        with _starting():
+            from chainsight import jit
+            from chainsight.contract.events import EventDecoder
+            from chainsight.runtimes.replay import check_paths, decoding, default_workers, replay
 
-        inputs = {"the input": args.events, "--fences": args.fences,
-                  "--profiles": args.profiles, "--eta-model": args.eta_model}
-        outputs = {"--alerts-out": args.alerts_out, "--dead-letter-out": args.dead_letter_out,
-                   "--state-out": args.state_out, "--eta-out": args.eta_out,
-                   "--live-alerts-out": args.live_alerts_out, "--record-out": args.record_out,
-                   "--eta-model-out": args.eta_model_out}
-        check_paths({k: v for k, v in inputs.items() if v is not None},
-                    {k: v for k, v in outputs.items() if v is not None})
-        engine = _engine(args, live=args.live_alerts_out is not None,
-                         record=args.record_out is not None)
-        if args.eta_model is not None:
-            engine.import_eta_model(args.eta_model.read_bytes())
-    result = replay(args.events, engine, args.alerts_out, args.dead_letter_out, args.state_out,
-                    workers=(default_workers(args.events.stat().st_size) if args.workers is None
-                             else args.workers),
-                    live_alerts_out=args.live_alerts_out, record_out=args.record_out,
-                    eta_out=args.eta_out)
+            inputs = {"the input": args.events, "--fences": args.fences,
+                      "--profiles": args.profiles, "--eta-model": args.eta_model}
+            outputs = {"--alerts-out": args.alerts_out,
+                       "--dead-letter-out": args.dead_letter_out,
+                       "--state-out": args.state_out, "--eta-out": args.eta_out,
+                       "--live-alerts-out": args.live_alerts_out, "--record-out": args.record_out,
+                       "--eta-model-out": args.eta_model_out}
+            check_paths({k: v for k, v in inputs.items() if v is not None},
+                        {k: v for k, v in outputs.items() if v is not None})
+            jit.start()  # before the decode workers fork: they need Numba started too
+            settings = _settings(args, live, record)
+            workers = default_workers(args.events.stat().st_size) if args.workers is None \
+                else args.workers
+            # decoding starts now, while the fences load and the engine is made
+            batches = None if live else decoding_stack.enter_context(
+                decoding(args.events, EventDecoder.for_settings(settings), workers, record))
+            engine = _engine(args, live, record, settings=settings)
+            if args.eta_model is not None:
+                engine.import_eta_model(args.eta_model.read_bytes())
+        result = replay(args.events, engine, args.alerts_out, args.dead_letter_out,
+                        args.state_out, workers=workers, live_alerts_out=args.live_alerts_out,
+                        record_out=args.record_out, eta_out=args.eta_out, batches=batches)
     if args.eta_model_out is not None:
         args.eta_model_out.write_bytes(engine.export_eta_model())
     print(f"replayed {result.events:,} events in {result.seconds:.2f} s "
@@ -324,6 +344,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def run() -> NoReturn:
+    """The `chainsight` command: `main`, then, after a replay, an exit that does not take the
+    interpreter apart. A replay's engine holds millions of objects whose one-by-one release
+    takes ~50 ms, and by then every output is written and closed."""
+    code = main()
+    if sys.argv[1:2] != ["replay"]:
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:  # the simulator owns its options
@@ -487,4 +519,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

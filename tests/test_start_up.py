@@ -3,8 +3,9 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
-from helpers import fix
+from helpers import fix, order
 
 NOT_FOR_REPLAY = ("scipy.linalg", "fastapi", "uvicorn", "redis", "confluent_kafka", "river",
                   "segno", "jieba", "paho", "multiprocessing.pool", "shapely")
@@ -32,3 +33,19 @@ def test_numba_started_without_blas_still_runs_kernels_and_scipy_linalg_imports(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=True)
     assert done.stdout.strip() == "6.0"
+
+
+def test_the_replay_command_exits_at_once_with_its_outputs_written_and_its_code(tmp_path):
+    """`chainsight` ends a replay without taking the interpreter apart: nothing may be lost."""
+    command = Path(sys.executable).with_name("chainsight")
+    events, state = tmp_path / "events.jsonl", tmp_path / "state.json"
+    events.write_bytes(b"\n".join([order("S1", devices=("G1",)), fix(3), fix(4), b"{bad"]) + b"\n")
+    done = subprocess.run([command, "replay", events, "--state-out", state,
+                           "--dead-letter-out", tmp_path / "dlq.jsonl"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "replayed 3 events" in done.stderr
+    assert json.loads(state.read_bytes())["shipments"]["S1"]["last_position"]
+    assert len((tmp_path / "dlq.jsonl").read_bytes().splitlines()) == 1
+    refused = subprocess.run([command, "replay", tmp_path / "missing.jsonl"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "missing.jsonl" in refused.stderr

@@ -133,9 +133,7 @@ class KafkaBackend:
         self.sink = KafkaSink(config, EventProducer(
             config.bootstrap, linger_ms=2, config={"acks": "all", "log_level": 3}))
         self.partitions = self.sink.producer.partitions(config.events_topic)
-        self.router = Router(EventDecoder(settings.max_payload_bytes,
-                                          int(settings.future_tolerance_h * 3_600_000)),
-                             lookup=self._links)
+        self.router = Router(EventDecoder.for_settings(settings), lookup=self._links)
         self.reader = PartitionReader(config.bootstrap)
         self._send_lock = threading.Lock()  # keys follow the order records are sent in
         self._read_lock = threading.Lock()  # the reader's consumer, one call at a time

@@ -9,11 +9,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
 from chainsight.contract.times import MAX_MS, now_ms, to_ms
+
+if TYPE_CHECKING:
+    from chainsight.config import Settings
 
 MAX_DEPTH = 64  # in lines too deep for msgspec, deeper members are dropped (the contract needs 4)
 
@@ -113,6 +116,11 @@ class EventDecoder:
         self._decode = msgspec.json.Decoder(Event).decode
         self.max_payload_bytes = max_payload_bytes
         self.future_tolerance_ms = future_tolerance_ms
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> EventDecoder:
+        """The decoder the settings describe (payload limit, how far in the future)."""
+        return cls(settings.max_payload_bytes, int(settings.future_tolerance_h * 3_600_000))
 
     def __getstate__(self) -> dict:  # msgspec decoders do not pickle: rebuild on load
         return {"max_payload_bytes": self.max_payload_bytes,

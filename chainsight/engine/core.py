@@ -155,9 +155,7 @@ class Engine:
             if self.settings.eta and rules is None else None
         self.settled = Pipeline(self.settings, self.profiles, State(), rules, fences,
                                 eta_model=self.eta_model)
-        self.ingest = Ingest(self.state,
-                             EventDecoder(self.settings.max_payload_bytes,
-                                          int(self.settings.future_tolerance_h * 3_600_000)),
+        self.ingest = Ingest(self.state, EventDecoder.for_settings(self.settings),
                              IdWindow(int(self.settings.dedup_window_min * 60_000)))
         self.reorder = Reorder(self.settings.allowed_lateness_ms)
         self._idle_time = NO_TS  # stream time an idle stream has moved on to (`advance`)

@@ -9,12 +9,13 @@ output is the same as in one process.
 from __future__ import annotations
 
 import codecs
+import gc
 import os
 import stat
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -30,7 +31,7 @@ from chainsight.runtimes.heap import keep_freed_memory
 from chainsight.trace.record import event_texts
 
 if TYPE_CHECKING:
-    from multiprocessing.pool import AsyncResult
+    from multiprocessing.pool import AsyncResult, Pool
 
 LIVE_BATCH_LINES = 500  # a live runtime's batches: what it publishes comes this soon
 CHUNK_BYTES = 16 << 20  # bytes per engine call (and per worker task)
@@ -118,12 +119,13 @@ def _read_error(path: Path, exc: OSError) -> str:
 def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
            dead_letter_out: Path | None = None, state_out: Path | None = None,
            workers: int = 0, live_alerts_out: Path | None = None,
-           record_out: Path | None = None, eta_out: Path | None = None) -> ReplayResult:
+           record_out: Path | None = None, eta_out: Path | None = None,
+           batches: Iterator[Extracted] | None = None) -> ReplayResult:
     """Replay `events` through `engine`, writing the contract's output files: the settled
     alert stream, the ETAs published, and with `live_alerts_out` (a live engine's) the live
     stream as a live runtime would have published it, each record with `line`, the input
     lines consumed; with `record_out` (an engine that records) the entries of the shipments'
-    records."""
+    records. `batches`: the file's, from `decoding` started earlier (else started here)."""
     started = time.perf_counter()
     keep_freed_memory()
     n_alerts = consumed = 0
@@ -143,9 +145,10 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
                 etas.write(b"".join(batch.jsonl() for batch in out.etas))
 
         if live_alerts_out is None:
-            for batch in _extract(events, engine.decoder, workers,
-                                  record=engine.recording):
-                emit(engine.process_extracted(batch))
+            with nullcontext(batches) if batches is not None else \
+                    decoding(events, engine.decoder, workers, engine.recording) as decoded:
+                for batch in decoded:
+                    emit(engine.process_extracted(batch))
         else:
             for first, lines in _line_batches(events, LIVE_BATCH_LINES):
                 consumed = first + len(lines) - 1
@@ -174,37 +177,48 @@ def _line_batches(path: Path, size: int) -> Iterator[tuple[int, list[bytes]]]:
         raise OSError(_read_error(path, exc)) from None
 
 
-def _extract(path: Path, decoder: EventDecoder, workers: int,
-             record: bool = False) -> Iterator[Extracted]:
+@contextmanager
+def decoding(path: Path, decoder: EventDecoder, workers: int,
+             record: bool = False) -> Iterator[Iterator[Extracted]]:
     """The file's ranges in order, decoded here or by `workers` processes a few ranges ahead,
     with the dead letters' lines numbered from the start of the file; with `record`, with
-    the JSON the shipments' records hold of their scans and orders (made there too)."""
+    the JSON the shipments' records hold of their scans and orders (made there too). Workers
+    start at once, so a caller can get its engine ready while they decode the first ranges;
+    they stop on leaving."""
+    if workers == 0:
+        _start_worker(path, decoder, now_ms(), record)
+        yield _numbered(_extract_range(*byte_range) for byte_range in _byte_ranges(path))
+        return
+    import multiprocessing  # here: a small file's replay does without it
+
+    keep_freed_memory()  # before forking: the workers' heaps too
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with context.Pool(workers, initializer=_start_decode_process,
+                      initargs=(path, decoder, now_ms(), record)) as pool:
+        ranges = _byte_ranges(path)
+        ahead = deque(pool.apply_async(_extract_range, byte_range)
+                      for byte_range in islice(ranges, 2 * workers + 1))
+        yield _numbered(_in_order(pool, ranges, ahead))
+
+
+def _in_order(pool: Pool, ranges: Iterator[tuple[int, int]],
+              ahead: deque[AsyncResult]) -> Iterator[tuple[Extracted, int]]:
+    """The decoded ranges in file order, the rest of `ranges` given to the pool as they go."""
+    for byte_range in ranges:
+        ahead.append(pool.apply_async(_extract_range, byte_range))
+        yield ahead.popleft().get()
+    while ahead:
+        yield ahead.popleft().get()
+
+
+def _numbered(ranges: Iterator[tuple[Extracted, int]]) -> Iterator[Extracted]:
+    """Batches with their dead letters' lines numbered from the start of the file."""
     lines_before = 0
-    for batch, n_lines in _decoded_ranges(path, decoder, workers, record):
+    for batch, n_lines in ranges:
         for dead in batch.dead_letters:
             dead["line"] += lines_before
         lines_before += n_lines
         yield batch
-
-
-def _decoded_ranges(path: Path, decoder: EventDecoder, workers: int,
-                    record: bool) -> Iterator[tuple[Extracted, int]]:
-    if workers == 0:
-        _start_worker(path, decoder, now_ms(), record)
-        yield from (_extract_range(*byte_range) for byte_range in _byte_ranges(path))
-        return
-    import multiprocessing  # here: a small file's replay does without it
-
-    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    with context.Pool(workers, initializer=_start_decode_process,
-                      initargs=(path, decoder, now_ms(), record)) as pool:
-        ahead: deque[AsyncResult] = deque()
-        for byte_range in _byte_ranges(path):
-            ahead.append(pool.apply_async(_extract_range, byte_range))
-            if len(ahead) > 2 * workers:
-                yield ahead.popleft().get()
-        while ahead:
-            yield ahead.popleft().get()
 
 
 def _byte_ranges(path: Path) -> Iterator[tuple[int, int]]:
@@ -234,6 +248,7 @@ def _start_decode_process(path: Path, decoder: EventDecoder, now: int,
     """Decode processes yield the CPU to the engine's process, the pipeline's bottleneck, when
     both want it (they only run ahead of it)."""
     os.nice(DECODE_NICENESS)
+    gc.enable()  # forked, maybe, while a command started with collection off
     _start_worker(path, decoder, now, record)
 
 
