@@ -180,6 +180,25 @@ def test_a_provisional_alert_can_be_acknowledged_and_the_action_settles():
     assert engine.alert(aid)["provisional"] is False
 
 
+def test_an_action_that_late_events_make_too_late_stays_in_the_audit_trail_with_why():
+    """The user was told the acknowledgement was taken: when late events withdraw the alert
+    (or resolve it before the action), the settled trail keeps the action, hash-chained."""
+    engine = Engine(live=True)
+    engine.process([order(), fix(-1, device="G1"), fix(-1, device="G2")], now=ms(-1))
+    engine.process([line for m in range(17) if m != 12 for line in (
+        reading(m, 9.0), fix(m, device="G1"), fix(m, device="G2"))], now=ms(16))
+    (alert,) = engine.alerts(kind="temperature_excursion")
+    engine.apply(Acknowledge(alert["alert_id"], "alice", "on my way", recorded_at=ms(17)))
+    engine.process([reading(12, 5.0)], now=ms(17))  # late: inside the range, no excursion
+    assert engine.alerts(kind="temperature_excursion") == []
+    engine.flush()
+    (kept,) = engine.audit_trail(alert["alert_id"])
+    assert kept["transition"] == "not_applied" and kept["who"] == "alice"
+    assert kept["details"]["action"] == "acknowledge" and "withdrawn" in kept["details"]["reason"]
+    assert kept["comment"] == "on my way" and kept["at"] == at(16) and "hash" in kept
+    assert engine.verify_audit()
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(streams(), st.integers(1, 12))
 def test_a_live_engine_restored_from_a_snapshot_publishes_exactly_the_same(stream, cut):

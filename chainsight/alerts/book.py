@@ -29,7 +29,7 @@ from itertools import count
 
 from chainsight.alerts.audit import AuditTrail
 from chainsight.config import MINUTE_MS, Settings
-from chainsight.contract.commands import CommandRefused, UnknownAlert
+from chainsight.contract.commands import Acknowledge, CommandRefused, Resolve, UnknownAlert
 from chainsight.contract.times import iso, now_ms
 from chainsight.engine.state import NO_TS
 
@@ -304,6 +304,25 @@ class AlertBook:
         alert.lifecycle = {**alert.lifecycle, "resolved_by": user, "comment": comment}
         return self._emit(alert, at, "resolved_manually", user, comment,
                           recorded_at=recorded_at)
+
+    def not_applied(self, command: Acknowledge | Resolve, at: int, reason: str) -> None:
+        """A user's action that came too late in event time (events that arrived late resolved
+        or withdrew its alert before it): it changes nothing, but the audit trail keeps it,
+        with why, as the user was told it was taken."""
+        if not self.audited:
+            return
+        alert = self.alerts.get(command.alert_id)  # None: withdrawn, never settled
+        kind, shipment, state, severity = (None,) * 4 if alert is None else \
+            (alert.kind, alert.shipment_id, alert.state, alert.severity)
+        entry = {"alert_id": command.alert_id, "kind": kind, "shipment_id": shipment,
+                 "state": state, "severity": severity, "transition": "not_applied",
+                 "who": command.user, "at": iso(at), "comment": command.comment,
+                 "details": {"action": command.__struct_config__.tag, "user": command.user,
+                             "comment": command.comment, "reason": reason},
+                 "recorded_at": iso(now_ms() if command.recorded_at is None
+                                    else command.recorded_at)}
+        entry["hash"] = self.audit.append(entry, at)
+        self.audit_out.append(entry)
 
     # --- internals ---------------------------------------------------------------------------
 

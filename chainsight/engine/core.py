@@ -27,6 +27,7 @@ from chainsight.contract.commands import (
     CommandRefused,
     ReplaceFences,
     Resolve,
+    UnknownAlert,
 )
 from chainsight.contract.events import GPS, SCAN, SENSOR, EventDecoder, Order, Scan
 from chainsight.contract.times import iso_many, now_ms
@@ -382,8 +383,11 @@ class Engine:
             start = stop
             try:
                 self._command(pipeline, command, done)
-            except CommandRefused:  # the alert was withdrawn (or resolved) meanwhile
-                pass
+            except UnknownAlert:
+                pipeline.book.not_applied(command, at, "the alert was withdrawn: events that "
+                                          "arrived late showed its condition did not hold")
+            except CommandRefused as refused:  # resolved before the action
+                pipeline.book.not_applied(command, at, str(refused))
         if len(rows):
             newest = min(int(rows.ts[-1]), self.stream_time)  # not a wrong clock's time
             clock = newest if clock is None else max(clock, newest)

@@ -112,7 +112,9 @@ async function showDetail(id) {
     const who = entry.user || (entry.details && entry.details.user);
     const comment = entry.comment || (entry.details && entry.details.comment);
     const what = entry.transition || entry.action || (entry.details && entry.details.transition) || entry.state;
-    return `<li><span class="nowrap">${escapeHtml((entry.at || "").replace("T", " ").slice(0, 19))}</span> <strong>${escapeHtml(what)}</strong>${who ? ` by <span class="user">${escapeHtml(who)}</span>` : ""}${comment ? ` — “${escapeHtml(comment)}”` : ""}${entry.provisional ? ` <span class="tag provisional">provisional</span>` : ""}</li>`;
+    // an action that late events made too late: kept, with why it changed nothing
+    const late = entry.transition === "not_applied" ? ` <span class="muted">(${escapeHtml(entry.details.action)} not applied: ${escapeHtml(entry.details.reason)})</span>` : "";
+    return `<li><span class="nowrap">${escapeHtml((entry.at || "").replace("T", " ").slice(0, 19))}</span> <strong>${escapeHtml(what)}</strong>${who ? ` by <span class="user">${escapeHtml(who)}</span>` : ""}${comment ? ` — “${escapeHtml(comment)}”` : ""}${late}${entry.provisional ? ` <span class="tag provisional">provisional</span>` : ""}</li>`;
   }).join("") || `<li class="muted">${response.ok ? "No entries" : "The audit trail is not available"}</li>`;
   scheduleRender();
 }
