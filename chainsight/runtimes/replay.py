@@ -127,7 +127,6 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
     lines consumed; with `record_out` (an engine that records) the entries of the shipments'
     records. `batches`: the file's, from `decoding` started earlier (else started here)."""
     started = time.perf_counter()
-    keep_freed_memory()
     n_alerts = consumed = 0
     with _open(alerts_out) as alerts, _open(dead_letter_out) as dead, \
             _open(live_alerts_out) as live, _open(record_out, RECORD_BUFFER) as record, \
@@ -150,6 +149,7 @@ def replay(events: Path, engine: Engine, alerts_out: Path | None = None,
                 for batch in decoded:
                     emit(engine.process_extracted(batch))
         else:
+            keep_freed_memory()
             for first, lines in _line_batches(events, LIVE_BATCH_LINES):
                 consumed = first + len(lines) - 1
                 emit(engine.process(lines, first_line=first))
@@ -185,13 +185,13 @@ def decoding(path: Path, decoder: EventDecoder, workers: int,
     the JSON the shipments' records hold of their scans and orders (made there too). Workers
     start at once, so a caller can get its engine ready while they decode the first ranges;
     they stop on leaving."""
+    keep_freed_memory()  # before forking: the workers' heaps too
     if workers == 0:
         _start_worker(path, decoder, now_ms(), record)
         yield _numbered(_extract_range(*byte_range) for byte_range in _byte_ranges(path))
         return
     import multiprocessing  # here: a small file's replay does without it
 
-    keep_freed_memory()  # before forking: the workers' heaps too
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     with context.Pool(workers, initializer=_start_decode_process,
                       initargs=(path, decoder, now_ms(), record)) as pool:

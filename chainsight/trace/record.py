@@ -45,16 +45,12 @@ ROW = np.dtype([("ts", "<i8"), ("device", "<u2"), ("type", "u1"), ("door", "i1")
 LAYOUT = "ts:<i8 device:<u2 type:u1 door:i1 a:<f8 b:<f8"
 PENDING = ("shipment", "device", "ts", "type", "door", "a", "b")
 PENDING_TYPES = (np.int64, np.int32, np.int64, np.uint8, np.int8, np.float64, np.float64)
-_EVENT_JSON = msgspec.json.Encoder(order="sorted")
-
-
-def event_json(event: Scan | Order) -> bytes:
-    """A scan or order as a record holds it: its JSON as `canonical` writes it (sorted keys)."""
-    return _EVENT_JSON.encode(event)
+_EVENT_JSON = msgspec.json.Encoder(order="sorted")  # a scan or order as `canonical` writes it
 
 
 class EventTexts(NamedTuple):
-    """Scans' and orders' `event_json`, one after another in `text`: the i-th, of the row
+    """Scans' and orders' JSON as a record holds them (sorted keys, as `canonical` writes them),
+    one after another in `text`: the i-th, of the row
     `keys[i]` (ascending), is text[starts[i]:ends[i]]. One buffer for a batch, not an object
     per event (cheap to pass between processes, and to gather per shipment)."""
 
@@ -69,7 +65,7 @@ class EventTexts(NamedTuple):
 
 
 def event_texts(keys: list[int], events: list[Scan | Order]) -> EventTexts:
-    """The `event_json` of events (keys ascending)."""
+    """The record's JSON of events (keys ascending)."""
     text, ends = bytearray(), []
     for event in events:
         _EVENT_JSON.encode_into(event, text, -1)
@@ -212,7 +208,7 @@ def _group_texts(chosen: np.ndarray, shipment: np.ndarray, starts: np.ndarray,
 
 def _texts_of(seqs: np.ndarray, business: dict[int, Scan | Order], texts: EventTexts | None
               ) -> tuple[EventTexts, np.ndarray]:
-    """Texts holding the `event_json` of the events `seqs`, and where each is in them: those
+    """Texts holding the record's JSON of the events `seqs`, and where each is in them: those
     the decoding made, or made here when it did not make them all."""
     if texts is not None and len(texts.keys):
         at = np.minimum(np.searchsorted(texts.keys, seqs), len(texts.keys) - 1)
@@ -247,7 +243,7 @@ class Recorder:
         # readings waiting: the first `_n` rows of the `PENDING` columns, in arrival order
         self._columns = tuple(np.empty(0, t) for t in PENDING_TYPES)
         self._n = 0
-        # scans and orders waiting: (their shipments, their `event_json` in a buffer)
+        # scans and orders waiting: (their shipments, where their JSON is, the buffer)
         self._texts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self._alerts: dict[int, list[dict]] = {}  # shipment -> alert records waiting
         self._waiting = np.zeros(0, np.int64)  # per shipment: entries waiting
@@ -285,7 +281,7 @@ class Recorder:
     def add_events(self, rows: Rows, shipment: np.ndarray, business: dict[int, Scan | Order],
                    texts: EventTexts | None, state: State, stream_time: int) -> None:
         """Gather accepted rows (arrival order) whose shipment (per row, -1: none) is known;
-        `texts` has the `event_json` of scans and orders (keys: seq) when already made."""
+        `texts` has the record's JSON of scans and orders (keys: seq) when already made."""
         if not len(rows):
             return
         self._grow(len(state.shipments))
