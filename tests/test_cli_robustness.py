@@ -4,6 +4,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -124,12 +125,12 @@ def test_a_directory_input_in_a_subprocess_prints_no_traceback(events):
 
 def test_a_read_error_in_a_decode_process_is_one_line_naming_the_path(tmp_path, capfd):
     """Workers open the file per task: an error reaches the caller, not the worker's stderr
-    (a failing pool initializer would print tracebacks and restart its workers for ever)."""
+    (a failing initializer would print a traceback and break the executor)."""
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    with context.Pool(1, initializer=replay_module._start_decode_process,
-                      initargs=(tmp_path, Engine().ingest.decoder, 0)) as pool:
+    with ProcessPoolExecutor(1, context, initializer=replay_module._start_decode_process,
+                             initargs=(tmp_path, Engine().ingest.decoder, 0)) as pool:
         with pytest.raises(OSError, match=f"^cannot read {tmp_path}: is a directory$"):
-            pool.apply_async(replay_module._extract_range, (0, 10)).get(timeout=30)
+            pool.submit(replay_module._extract_range, 0, 10).result(timeout=30)
     assert capfd.readouterr().err == ""
 
 

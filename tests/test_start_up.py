@@ -8,7 +8,7 @@ from pathlib import Path
 from helpers import fix, order
 
 NOT_FOR_REPLAY = ("scipy.linalg", "fastapi", "uvicorn", "redis", "confluent_kafka", "river",
-                  "segno", "jieba", "paho", "multiprocessing.pool", "shapely")
+                  "segno", "jieba", "paho", "concurrent.futures.process", "shapely")
 
 
 def test_replay_of_a_small_file_loads_only_what_it_needs(tmp_path):
