@@ -127,10 +127,11 @@ def test_a_read_error_in_a_decode_process_is_one_line_naming_the_path(tmp_path, 
     """Workers open the file per task: an error reaches the caller, not the worker's stderr
     (a failing initializer would print a traceback and break the executor)."""
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    start = (tmp_path, Engine().ingest.decoder, 0, False, str(tmp_path))
     with ProcessPoolExecutor(1, context, initializer=replay_module._start_decode_process,
-                             initargs=(tmp_path, Engine().ingest.decoder, 0)) as pool:
+                             initargs=start) as pool:
         with pytest.raises(OSError, match=f"^cannot read {tmp_path}: is a directory$"):
-            pool.submit(replay_module._extract_range, 0, 10).result(timeout=30)
+            pool.submit(replay_module._extract_shared, 0, 10).result(timeout=30)
     assert capfd.readouterr().err == ""
 
 

@@ -68,6 +68,9 @@ def test_decode_workers_give_the_same_outputs_as_one_process(tmp_path, monkeypat
     with open(events, "ab") as f:
         f.write(b'{"type":"gps","device_id":"X"}\nnot json\n')
     monkeypatch.setattr(replay_module, "CHUNK_BYTES", 500_000)  # many ranges, in order
+    shared = tmp_path / "shared"  # where decode processes leave their batches' columns
+    shared.mkdir()
+    monkeypatch.setattr(replay_module, "_SHARED_MEMORY", str(shared))
     outputs = []
     for workers in (0, 2):
         out = tmp_path / str(workers)
@@ -78,6 +81,7 @@ def test_decode_workers_give_the_same_outputs_as_one_process(tmp_path, monkeypat
         outputs.append([(out / name).read_bytes()
                         for name in ("alerts.jsonl", "dlq.jsonl", "state.json")])
         assert result.rejected == 2
+        assert list(shared.iterdir()) == []
     assert outputs[0] == outputs[1]
     assert outputs[0][0].count(b"\n") > 100
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import codecs
 import gc
+import mmap
 import os
+import pickle
 import stat
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -39,7 +42,9 @@ FIRST_CHUNK_BYTES = 1 << 20
 RECORD_BUFFER = 1 << 20  # the record's lines are many and long (a block of readings each)
 DECODE_NICENESS = 10
 POOL_MIN_BYTES = 16 << 20  # a smaller file is decoded before a pool's workers would help
+_SHARED_MEMORY = "/dev/shm" if os.path.isdir("/dev/shm") else None  # else the temp directory
 _worker: tuple[Path, EventDecoder, int, bool]  # each worker's file, decoder, "now", record
+_shared: str  # each decode process's directory for its batches' columns
 
 
 @dataclass
@@ -196,25 +201,26 @@ def decoding(path: Path, decoder: EventDecoder, workers: int,
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     # an executor, not a multiprocessing.Pool: the Pool's thread that watches its workers
     # wakes for as long as a result is being read, ~3,000 times a replay (~0.07 s of CPU)
-    pool = ProcessPoolExecutor(workers, context, initializer=_start_decode_process,
-                               initargs=(path, decoder, now_ms(), record))
-    try:
-        ranges = _byte_ranges(path)
-        ahead = deque(pool.submit(_extract_range, *byte_range)
-                      for byte_range in islice(ranges, 2 * workers + 1))
-        yield _numbered(_in_order(pool, ranges, ahead))
-    finally:
-        pool.shutdown(cancel_futures=True)
+    with tempfile.TemporaryDirectory(prefix="chainsight-", dir=_SHARED_MEMORY) as shared:
+        pool = ProcessPoolExecutor(workers, context, initializer=_start_decode_process,
+                                   initargs=(path, decoder, now_ms(), record, shared))
+        try:
+            ranges = _byte_ranges(path)
+            ahead = deque(pool.submit(_extract_shared, *byte_range)
+                          for byte_range in islice(ranges, 2 * workers + 1))
+            yield _numbered(_in_order(pool, ranges, ahead))
+        finally:
+            pool.shutdown(cancel_futures=True)
 
 
 def _in_order(pool: Executor, ranges: Iterator[tuple[int, int]],
               ahead: deque[Future]) -> Iterator[tuple[Extracted, int]]:
     """The decoded ranges in file order, the rest of `ranges` given to the pool as they go."""
     for byte_range in ranges:
-        ahead.append(pool.submit(_extract_range, *byte_range))
-        yield ahead.popleft().result()
+        ahead.append(pool.submit(_extract_shared, *byte_range))
+        yield _from_shared(*ahead.popleft().result())
     while ahead:
-        yield ahead.popleft().result()
+        yield _from_shared(*ahead.popleft().result())
 
 
 def _numbered(ranges: Iterator[tuple[Extracted, int]]) -> Iterator[Extracted]:
@@ -249,13 +255,16 @@ def _byte_ranges(path: Path) -> Iterator[tuple[int, int]]:
         raise OSError(_read_error(path, exc)) from None
 
 
-def _start_decode_process(path: Path, decoder: EventDecoder, now: int,
-                          record: bool = False) -> None:
+def _start_decode_process(path: Path, decoder: EventDecoder, now: int, record: bool,
+                          shared: str) -> None:
     """Decode processes yield the CPU to the engine's process, the pipeline's bottleneck, when
-    both want it (they only run ahead of it)."""
+    both want it (they only run ahead of it), and leave their batches' columns in files in
+    the directory `shared`."""
+    global _shared
     os.nice(DECODE_NICENESS)
     gc.enable()  # forked, maybe, while a command started with collection off
     _start_worker(path, decoder, now, record)
+    _shared = shared
 
 
 def _start_worker(path: Path, decoder: EventDecoder, now: int, record: bool = False) -> None:
@@ -263,6 +272,34 @@ def _start_worker(path: Path, decoder: EventDecoder, now: int, record: bool = Fa
     breaks. The file is opened by each task, whose error reaches the caller."""
     global _worker
     _worker = (path, decoder, now, record)
+
+
+def _extract_shared(start: int, end: int) -> tuple[bytes, str, list[int]]:
+    """`_extract_range` in a decode process: the batch pickled with its columns left out, and
+    the file (in memory) holding them, each at a multiple of 64 bytes, and their lengths.
+    Through a pipe, the columns (~50 bytes an event) were copied four times and read by a
+    thread of the engine's process, 64 KiB at a time."""
+    columns: list[pickle.PickleBuffer] = []
+    head = pickle.dumps(_extract_range(start, end), 5, buffer_callback=columns.append)
+    fd, name = tempfile.mkstemp(dir=_shared)
+    with open(fd, "wb") as f:
+        for column in columns:
+            f.write(column.raw())
+            f.write(bytes(-f.tell() % 64))
+    return head, name, [column.raw().nbytes for column in columns]
+
+
+def _from_shared(head: bytes, name: str, lengths: list[int]) -> tuple[Extracted, int]:
+    """A batch from `_extract_shared`, its columns mapped from the file, which is removed."""
+    with open(name, "rb") as f:
+        os.unlink(name)
+        size = os.fstat(f.fileno()).st_size
+        memory = memoryview(mmap.mmap(f.fileno(), size, flags=mmap.MAP_PRIVATE)) if size else None
+    columns, at = [], 0
+    for length in lengths:
+        columns.append(memory[at:at + length] if length else b"")
+        at += length + -length % 64
+    return pickle.loads(head, buffers=columns)
 
 
 def _extract_range(start: int, end: int) -> tuple[Extracted, int]:
