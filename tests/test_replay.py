@@ -1,6 +1,7 @@
 """`chainsight replay` end to end: files in, the contract's files out, exit codes."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -148,3 +149,26 @@ def test_replay_writes_the_live_stream_with_the_lines_consumed(tmp_path):
                   at(25): lines.index(reading(25, 5.0)) + 1}
     assert all(r["provisional"] and 0 <= r["line"] - completing[r["at"]] <= 1000
                for r in published)
+
+
+def test_a_killed_replays_shared_memory_is_removed_by_the_next(tmp_path, monkeypatch):
+    """Decoded batches wait in shared memory (a directory per replay, named after its
+    process): what a killed replay left there is removed; a running one's is not."""
+    import chainsight.runtimes.replay as replay_module
+    from chainsight.engine.core import Engine
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    left = tmp_path / f"chainsight-{int(dead.stdout)}-k1lled"
+    running = tmp_path / f"chainsight-{os.getppid()}-running"
+    other = tmp_path / f"chainsight-{int(dead.stdout)}-afile"
+    for directory in (left, running):
+        directory.mkdir()
+        (directory / "batch").write_bytes(b"columns")
+    other.write_bytes(b"not a directory")
+    monkeypatch.setattr(replay_module, "_SHARED_MEMORY", str(tmp_path))
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join([fix(3), fix(4)]) + b"\n")
+    assert replay_module.replay(events, Engine(), workers=1).events == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [running.name, other.name, events.name])

@@ -13,6 +13,8 @@ import gc
 import mmap
 import os
 import pickle
+import re
+import shutil
 import stat
 import tempfile
 import time
@@ -201,7 +203,9 @@ def decoding(path: Path, decoder: EventDecoder, workers: int,
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     # an executor, not a multiprocessing.Pool: the Pool's thread that watches its workers
     # wakes for as long as a result is being read, ~3,000 times a replay (~0.07 s of CPU)
-    with tempfile.TemporaryDirectory(prefix="chainsight-", dir=_SHARED_MEMORY) as shared:
+    _sweep_shared()
+    with tempfile.TemporaryDirectory(prefix=f"chainsight-{os.getpid()}-",
+                                     dir=_SHARED_MEMORY) as shared:
         pool = ProcessPoolExecutor(workers, context, initializer=_start_decode_process,
                                    initargs=(path, decoder, now_ms(), record, shared))
         try:
@@ -211,6 +215,25 @@ def decoding(path: Path, decoder: EventDecoder, workers: int,
             yield _numbered(_in_order(pool, ranges, ahead))
         finally:
             pool.shutdown(cancel_futures=True)
+
+
+def _sweep_shared() -> None:
+    """Remove the shared-memory directories of replays that were killed (their memory stays
+    taken until the directory goes)."""
+    for entry in os.scandir(_SHARED_MEMORY or tempfile.gettempdir()):
+        owner = re.fullmatch(r"chainsight-(\d+)-\w+", entry.name)
+        if owner and entry.is_dir(follow_symlinks=False) and not _alive(int(owner[1])):
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True
 
 
 def _in_order(pool: Executor, ranges: Iterator[tuple[int, int]],
