@@ -14,6 +14,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from chainsight import jit
 from chainsight.contract.events import GPS
 from chainsight.engine.state import NO_TS, Columns
 
@@ -50,14 +51,14 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2.0 * EARTH_M * np.arcsin(np.sqrt(min(1.0, h)))
 
 
-@numba.njit(cache=True)
+@jit.helper
 def step_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """The distance from a fix to the next (equirectangular: they are close)."""
     dx = (lon2 - lon1) * np.cos(np.radians(0.5 * (lat1 + lat2)))
     return EARTH_M * np.radians(np.sqrt(dx * dx + (lat2 - lat1) ** 2))
 
 
-@numba.njit(cache=True)
+@jit.helper
 def _snapshot(s: int, at: int, why: int, fix_ts: np.ndarray, fix_lat: np.ndarray,
               fix_lon: np.ndarray, speed: np.ndarray, stopped: np.ndarray,
               stop_start: np.ndarray, dwell: np.ndarray, stops: np.ndarray, depart: np.ndarray,

@@ -14,6 +14,7 @@ import numba
 import numpy as np
 import orjson
 
+from chainsight import jit
 from chainsight.contract.times import MAX_MS, MIN_MS, iso_many
 
 MAX_KM = 1e12  # beyond this (or NaN), remaining_km is written by `repr`
@@ -76,7 +77,7 @@ class Etas(NamedTuple):
         return out[:n].tobytes()
 
 
-@numba.njit(cache=True)
+@jit.helper
 def _put(out: np.ndarray, n: int, text: bytes) -> int:
     for c in text:
         out[n] = c
@@ -84,7 +85,7 @@ def _put(out: np.ndarray, n: int, text: bytes) -> int:
     return n
 
 
-@numba.njit(cache=True)
+@jit.helper
 def _put_digits(out: np.ndarray, n: int, value: int, digits: int) -> int:
     for d in range(digits - 1, -1, -1):
         out[n] = 48 + value // 10 ** d % 10
@@ -92,7 +93,7 @@ def _put_digits(out: np.ndarray, n: int, value: int, digits: int) -> int:
     return n
 
 
-@numba.njit(cache=True)
+@jit.helper
 def _put_time(out: np.ndarray, n: int, ms: int) -> int:
     """`iso(ms)` without its `Z` (years 1..9999): the date from the days since 1970 by
     H. Hinnant's `civil_from_days`."""

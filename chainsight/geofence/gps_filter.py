@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from chainsight import jit
 from chainsight.engine.state import Columns
 
 from .geodesy import R_MAX, RAD, geodesic_scalar_m
@@ -112,7 +113,7 @@ def _filter(device: np.ndarray, ts: np.ndarray, lon: np.ndarray, lat: np.ndarray
     return reason
 
 
-@njit(cache=True)
+@jit.helper
 def _surely_within(lon1: float, lat1: float, lon2: float, lat2: float, limit_m: float) -> bool:
     """Whether two nearby points (at most 0.1 degree apart, below 80 degrees of latitude) are
     surely less than `limit_m` apart, by an upper bound of their distance that is far cheaper

@@ -22,6 +22,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from chainsight import jit
+
 from .geodesy import R_MAX, R_MIN, RAD, chord_of_arc, ecef, radii, wrap_lon
 
 POLYGON, CIRCLE, CORRIDOR = 0, 1, 2
@@ -123,7 +125,7 @@ def polygon_grids(ring_item: np.ndarray, ring_start: np.ndarray, vx: np.ndarray,
     return item_grid, band_start, band_edge, raster
 
 
-@njit(cache=True, inline="always")
+@jit.helper
 def _raster_get(raster: np.ndarray, i: int) -> int:
     return (raster[i >> 2] >> ((i & 3) * 2)) & 3
 
@@ -386,7 +388,7 @@ def _hash_table(keys: np.ndarray, bits: int) -> np.ndarray:
     return table
 
 
-@njit(cache=True, inline="always")
+@jit.helper
 def _block_fast(table: np.ndarray, bits: int, key: int) -> int:
     """Block number of `key` if it is in its slot or the next (nearly always: the table is at
     most a quarter full), read without branching; -1 if absent, or FURTHER."""
@@ -399,7 +401,7 @@ def _block_fast(table: np.ndarray, bits: int, key: int) -> int:
     return s0 & low if s0 >> KEY_SHIFT == key else s1 & low if s1 >> KEY_SHIFT == key else further
 
 
-@njit(cache=True)
+@jit.helper
 def _block(table: np.ndarray, bits: int, key: int) -> int:
     """Block number of `key` (-1 if absent)."""
     block = _block_fast(table, bits, key)
@@ -433,7 +435,7 @@ def _seg_d2(px: float, py: float, ax: float, ay: float, bx: float, by: float) ->
     return dx * dx + dy * dy
 
 
-@njit(cache=True)
+@jit.helper
 def _near_edge(first: int, last: int, ring_start: np.ndarray, vx: np.ndarray, vy: np.ndarray,
                x: float, y: float, metres: float) -> bool:
     """Is (x, y) within `metres` of the boundary of rings first..last (local scale at the
@@ -451,7 +453,7 @@ def _near_edge(first: int, last: int, ring_start: np.ndarray, vx: np.ndarray, vy
     return False
 
 
-@njit(cache=True, inline="always")
+@jit.helper
 def _crossings(band_start: np.ndarray, band_edge: np.ndarray, band: int, x: float, y: float
                ) -> bool:
     """Even-odd count of the band's edges crossed by a ray from (x, y) towards +x."""
@@ -464,7 +466,7 @@ def _crossings(band_start: np.ndarray, band_edge: np.ndarray, band: int, x: floa
     return inside
 
 
-@njit(cache=True, inline="always")
+@jit.helper
 def _raster_cell(grid: np.ndarray, raster: np.ndarray, it: int, x: float, y: float
                  ) -> tuple[int, int]:
     """Polygon part's raster cell at (x, y): OUTSIDE, INSIDE or BOUNDARY, and its band."""
@@ -489,7 +491,7 @@ def _window(v0: float, dv: float, n: int, v: float, r: float, lo: int, hi: int
     return max(lo, int(np.floor(a)) - 1), min(hi, int(np.ceil(b)) + 2)
 
 
-@njit(cache=True)
+@jit.helper
 def _near_line(size: float, first: int, last: int, segment: np.ndarray, lon: float, lat: float
                ) -> bool:
     """Point within `size` metres of corridor segments first..last-1. Segment s is cut into
@@ -536,7 +538,7 @@ def _near_line(size: float, first: int, last: int, segment: np.ndarray, lon: flo
     return False
 
 
-@njit(cache=True)
+@jit.helper
 def _in_round(kind: int, size: float, xyz: np.ndarray, rho: float, first: int, last: int,
               segment: np.ndarray, lon: float, lat: float) -> bool:
     """Point within `size` metres of a circle's centre or a corridor's segments."""
@@ -549,7 +551,7 @@ def _in_round(kind: int, size: float, xyz: np.ndarray, rho: float, first: int, l
     return d2 <= chord_of_arc(size, rho) ** 2
 
 
-@njit(cache=True)
+@jit.helper
 def _find_cells(lon: np.ndarray, lat: np.ndarray, first: int, stop: int, ix: Index,
                 point: np.ndarray, plon: np.ndarray, start: np.ndarray, end: np.ndarray
                 ) -> tuple[int, int, int]:

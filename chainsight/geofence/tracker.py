@@ -14,6 +14,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from chainsight import jit
+
 from .fences import FenceSet
 
 DWELL, EXIT, ENTER = 0, 1, 2  # also the order of transitions at one fix
@@ -280,7 +282,7 @@ def _update(device: np.ndarray, ts: np.ndarray, dp: np.ndarray, df: np.ndarray, 
     return n
 
 
-@njit(cache=True)
+@jit.helper
 def _has(fences: np.ndarray, lo: int, hi: int, f: int) -> bool:
     for k in range(lo, hi):
         if fences[k] == f:
@@ -288,7 +290,7 @@ def _has(fences: np.ndarray, lo: int, hi: int, f: int) -> bool:
     return False
 
 
-@njit(cache=True)
+@jit.helper
 def _step(slots: np.ndarray, s: int, t: int, min_fixes: int, min_ms: int) -> bool:
     """Count one more qualifying fix; is the transition confirmed?"""
     slots[s, RUN] += 1
@@ -297,7 +299,7 @@ def _step(slots: np.ndarray, s: int, t: int, min_fixes: int, min_ms: int) -> boo
     return slots[s, RUN] >= min_fixes and t - slots[s, RUN_TS] >= min_ms
 
 
-@njit(cache=True)
+@jit.helper
 def _emit(out: np.ndarray, n: int, fix: int, dev: int, f: int, kind: int, t: int,
           entered: int) -> int:
     out[n, 0], out[n, 1], out[n, 2] = fix, dev, f
@@ -305,7 +307,7 @@ def _emit(out: np.ndarray, n: int, fix: int, dev: int, f: int, kind: int, t: int
     return n + 1
 
 
-@njit(cache=True)
+@jit.helper
 def _enter(slots: np.ndarray, s: int, i: int, t: int, dwell_ms: np.ndarray, heap: np.ndarray,
            meta: np.ndarray, out: np.ndarray, n: int) -> int:
     f = slots[s, FENCE]
@@ -317,7 +319,7 @@ def _enter(slots: np.ndarray, s: int, i: int, t: int, dwell_ms: np.ndarray, heap
     return _emit(out, n, i, slots[s, DEV], f, ENTER, t, t)
 
 
-@njit(cache=True)
+@jit.helper
 def _fire_dwell(now: int, fix: int, slots: np.ndarray, heap: np.ndarray, meta: np.ndarray,
                 out: np.ndarray, n: int) -> int:
     """Emit dwell_exceeded for every deadline <= now whose visit is still going on."""
@@ -332,18 +334,18 @@ def _fire_dwell(now: int, fix: int, slots: np.ndarray, heap: np.ndarray, meta: n
     return n
 
 
-@njit(cache=True)
+@jit.helper
 def _before(heap: np.ndarray, i: int, j: int) -> bool:
     return heap[i, 0] < heap[j, 0] or (heap[i, 0] == heap[j, 0] and heap[i, 2] < heap[j, 2])
 
 
-@njit(cache=True)
+@jit.helper
 def _swap(heap: np.ndarray, i: int, j: int) -> None:
     for c in range(3):
         heap[i, c], heap[j, c] = heap[j, c], heap[i, c]
 
 
-@njit(cache=True)
+@jit.helper
 def _heap_push(heap: np.ndarray, meta: np.ndarray, deadline: int, s: int, visit: int) -> None:
     i = meta[HEAP]
     meta[HEAP] += 1
@@ -353,7 +355,7 @@ def _heap_push(heap: np.ndarray, meta: np.ndarray, deadline: int, s: int, visit:
         i = (i - 1) // 2
 
 
-@njit(cache=True)
+@jit.helper
 def _heap_pop(heap: np.ndarray, meta: np.ndarray) -> None:
     meta[HEAP] -= 1
     size = meta[HEAP]

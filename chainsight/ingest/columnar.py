@@ -17,6 +17,7 @@ import msgspec
 import numba
 import numpy as np
 
+from chainsight import jit
 from chainsight.contract.events import (
     GPS,
     KIND_OF,
@@ -311,7 +312,7 @@ def factorize_spans(data: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     return codes, firsts[:n_codes], copies[:offset[n_codes]], offset[:n_codes + 1]
 
 
-@numba.njit(cache=True)
+@jit.helper
 def _same(data: np.ndarray, a: int, a_end: int, other: np.ndarray, b: int, b_end: int) -> bool:
     """Whether data[a:a_end] and other[b:b_end] hold the same bytes."""
     if a_end - a != b_end - b:
@@ -322,14 +323,14 @@ def _same(data: np.ndarray, a: int, a_end: int, other: np.ndarray, b: int, b_end
     return True
 
 
-@numba.njit(cache=True)
+@jit.helper
 def _skip_ws(data: np.ndarray, p: int, end: int) -> int:
     while p < end and (data[p] == 32 or data[p] == 9 or data[p] == 13 or data[p] == 10):
         p += 1
     return p
 
 
-@numba.njit(cache=True)
+@jit.helper
 def _string_end(data: np.ndarray, p: int, end: int) -> int:
     """Position of the closing quote of a plain ASCII string starting after `p`, or -1 for
     anything the scanner leaves to msgspec (escapes, control or non-ASCII bytes)."""
@@ -343,7 +344,7 @@ def _string_end(data: np.ndarray, p: int, end: int) -> int:
     return -1
 
 
-@numba.njit(cache=True)
+@jit.helper
 def _field(data: np.ndarray, p: int, q: int) -> int:
     """The field number of the key data[p:q], or -1."""
     start = 0
@@ -359,7 +360,7 @@ def _field(data: np.ndarray, p: int, q: int) -> int:
     return -1
 
 
-@numba.njit(cache=True)
+@jit.helper
 def _number_at(data: np.ndarray, p: int, end: int) -> tuple[int, float, bool]:
     """Parse a JSON number at `p`: (end position or -1, value, whether it had a fraction)."""
     neg = p < end and data[p] == 45
@@ -391,7 +392,7 @@ def _number_at(data: np.ndarray, p: int, end: int) -> tuple[int, float, bool]:
     return p, value, fraction > 0
 
 
-@numba.njit(cache=True)
+@jit.helper
 def _digits(data: np.ndarray, p: int, n: int) -> int:
     value = 0
     for k in range(n):
@@ -402,7 +403,7 @@ def _digits(data: np.ndarray, p: int, n: int) -> int:
     return value
 
 
-@numba.njit(cache=True)
+@jit.helper
 def _days_from_civil(y: int, m: int, d: int) -> int:
     if m <= 2:
         y -= 1
@@ -413,7 +414,7 @@ def _days_from_civil(y: int, m: int, d: int) -> int:
     return era * 146097 + doe - 719468
 
 
-@numba.njit(cache=True)
+@jit.helper
 def _rfc3339_ms(data: np.ndarray, p: int, q: int) -> tuple[bool, int]:
     """Epoch ms of `YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|±HH:MM)` in data[p:q], floored like
     `(datetime - EPOCH) // 1 ms`; (False, 0) for any other text."""
@@ -456,7 +457,7 @@ def _rfc3339_ms(data: np.ndarray, p: int, q: int) -> tuple[bool, int]:
     return True, ms
 
 
-@numba.njit(cache=True, inline="always")  # its 14 arrays' passing, once per line: ~8%
+@jit.helper
 def _scan_line(data: np.ndarray, p: int, end: int, horizon: int, kind: np.ndarray,
                ts: np.ndarray, lat: np.ndarray, lon: np.ndarray, accuracy: np.ndarray,
                temp: np.ndarray, humidity: np.ndarray, door: np.ndarray, spans: np.ndarray,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from chainsight import jit
 from chainsight.engine.state import NO_TS
 
 _FNV_BASIS = np.uint64(0xCBF29CE484222325)  # FNV-1a 64 offset basis
@@ -42,7 +43,7 @@ def _splitmix64(z: np.uint64) -> np.uint64:
     return z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True)
+@jit.helper
 def span_hash(buf: np.ndarray, start: int, end: int) -> tuple[int, int]:
     """128-bit hash of `buf[start:end]` (uint8, bounds not checked) as two int64.
 
@@ -97,7 +98,7 @@ def _tag(x: np.uint64) -> np.uint8:
     return np.uint8(((x >> np.uint64(24)) & np.uint64(0x7F)) | np.uint64(0x80))
 
 
-@njit(cache=True, inline="always")
+@jit.helper
 def _find(keys: np.ndarray, tags: np.ndarray, index: np.ndarray, shift: int, a: int, b: int,
           x: np.uint64) -> int:
     """Slot holding key (a, b) (mixed to x), or the free slot where it belongs (linear
