@@ -21,7 +21,9 @@ def total_doubled(values: np.ndarray) -> float:
 
 
 def test_a_kernel_passes_arrays_to_a_helper_without_counting_references():
-    assert total_doubled(np.arange(5.0)) == 20.0
+    values = np.arange(5.0)
+    assert total_doubled(values) == 20.0
+    assert doubled(values, 4) == 8.0  # compiled here too, or loaded from the cache
     code = doubled.inspect_llvm(doubled.signatures[0])
     assert "NRT_incref" not in code and "NRT_decref" not in code
 
