@@ -131,7 +131,7 @@ def test_a_read_error_in_a_decode_process_is_one_line_naming_the_path(tmp_path, 
     with ProcessPoolExecutor(1, context, initializer=replay_module._start_decode_process,
                              initargs=start) as pool:
         with pytest.raises(OSError, match=f"^cannot read {tmp_path}: is a directory$"):
-            pool.submit(replay_module._extract_shared, 0, 10).result(timeout=30)
+            pool.submit(replay_module._extract_parcel, 0, 10).result(timeout=30)
     assert capfd.readouterr().err == ""
 
 

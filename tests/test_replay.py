@@ -59,6 +59,7 @@ def test_unreadable_input_fails_with_one_line(tmp_path):
 
 def test_decode_workers_give_the_same_outputs_as_one_process(tmp_path, monkeypatch):
     import chainsight.runtimes.replay as replay_module
+    import chainsight.runtimes.shared as shared_module
     from chainsight.engine.core import Engine
     from chainsight.geofence import FenceSet
     from chainsight.sim import simulate
@@ -71,7 +72,7 @@ def test_decode_workers_give_the_same_outputs_as_one_process(tmp_path, monkeypat
     monkeypatch.setattr(replay_module, "CHUNK_BYTES", 500_000)  # many ranges, in order
     shared = tmp_path / "shared"  # where decode processes leave their batches' columns
     shared.mkdir()
-    monkeypatch.setattr(replay_module, "_SHARED_MEMORY", str(shared))
+    monkeypatch.setattr(shared_module, "MEMORY", str(shared))
     outputs = []
     for workers in (0, 2):
         out = tmp_path / str(workers)
@@ -155,6 +156,7 @@ def test_a_killed_replays_shared_memory_is_removed_by_the_next(tmp_path, monkeyp
     """Decoded batches wait in shared memory (a directory per replay, named after its
     process): what a killed replay left there is removed; a running one's is not."""
     import chainsight.runtimes.replay as replay_module
+    import chainsight.runtimes.shared as shared_module
     from chainsight.engine.core import Engine
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
@@ -166,7 +168,7 @@ def test_a_killed_replays_shared_memory_is_removed_by_the_next(tmp_path, monkeyp
         directory.mkdir()
         (directory / "batch").write_bytes(b"columns")
     other.write_bytes(b"not a directory")
-    monkeypatch.setattr(replay_module, "_SHARED_MEMORY", str(tmp_path))
+    monkeypatch.setattr(shared_module, "MEMORY", str(tmp_path))
     events = tmp_path / "events.jsonl"
     events.write_bytes(b"\n".join([fix(3), fix(4)]) + b"\n")
     assert replay_module.replay(events, Engine(), workers=1).events == 2

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import codecs
 import gc
-import mmap
 import os
-import pickle
-import re
-import shutil
 import stat
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -32,6 +27,7 @@ from chainsight.contract.events import EventDecoder
 from chainsight.contract.times import now_ms
 from chainsight.engine.core import Engine, Output
 from chainsight.ingest.columnar import Extracted, decode_jsonl
+from chainsight.runtimes import shared
 from chainsight.runtimes.heap import keep_freed_memory
 from chainsight.trace.record import event_texts
 
@@ -44,9 +40,8 @@ FIRST_CHUNK_BYTES = 1 << 20
 RECORD_BUFFER = 1 << 20  # the record's lines are many and long (a block of readings each)
 DECODE_NICENESS = 10
 POOL_MIN_BYTES = 16 << 20  # a smaller file is decoded before a pool's workers would help
-_SHARED_MEMORY = "/dev/shm" if os.path.isdir("/dev/shm") else None  # else the temp directory
 _worker: tuple[Path, EventDecoder, int, bool]  # each worker's file, decoder, "now", record
-_shared: str  # each decode process's directory for its batches' columns
+_parcels: str  # each decode process's directory for its batches' parcels
 
 
 @dataclass
@@ -201,49 +196,32 @@ def decoding(path: Path, decoder: EventDecoder, workers: int,
     from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    # an executor, not a multiprocessing.Pool: the Pool's thread that watches its workers
-    # wakes for as long as a result is being read, ~3,000 times a replay (~0.07 s of CPU)
-    _sweep_shared()
-    with tempfile.TemporaryDirectory(prefix=f"chainsight-{os.getpid()}-",
-                                     dir=_SHARED_MEMORY) as shared:
+    with shared.directory() as parcels:
+        # an executor, not a multiprocessing.Pool: the Pool's thread that watches its workers
+        # wakes for as long as a result is being read, ~3,000 times a replay (~0.07 s of CPU)
         pool = ProcessPoolExecutor(workers, context, initializer=_start_decode_process,
-                                   initargs=(path, decoder, now_ms(), record, shared))
+                                   initargs=(path, decoder, now_ms(), record, parcels))
         try:
             ranges = _byte_ranges(path)
-            ahead = deque(pool.submit(_extract_shared, *byte_range)
+            ahead = deque(pool.submit(_extract_parcel, *byte_range)
                           for byte_range in islice(ranges, 2 * workers + 1))
             yield _numbered(_in_order(pool, ranges, ahead))
         finally:
             pool.shutdown(cancel_futures=True)
 
 
-def _sweep_shared() -> None:
-    """Remove the shared-memory directories of replays that were killed (their memory stays
-    taken until the directory goes)."""
-    for entry in os.scandir(_SHARED_MEMORY or tempfile.gettempdir()):
-        owner = re.fullmatch(r"chainsight-(\d+)-\w+", entry.name)
-        if owner and entry.is_dir(follow_symlinks=False) and not _alive(int(owner[1])):
-            shutil.rmtree(entry.path, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        pass
-    return True
 
 
 def _in_order(pool: Executor, ranges: Iterator[tuple[int, int]],
               ahead: deque[Future]) -> Iterator[tuple[Extracted, int]]:
     """The decoded ranges in file order, the rest of `ranges` given to the pool as they go."""
     for byte_range in ranges:
-        ahead.append(pool.submit(_extract_shared, *byte_range))
-        yield _from_shared(*ahead.popleft().result())
+        ahead.append(pool.submit(_extract_parcel, *byte_range))
+        yield shared.take(ahead.popleft().result())
     while ahead:
-        yield _from_shared(*ahead.popleft().result())
+        yield shared.take(ahead.popleft().result())
 
 
 def _numbered(ranges: Iterator[tuple[Extracted, int]]) -> Iterator[Extracted]:
@@ -279,15 +257,15 @@ def _byte_ranges(path: Path) -> Iterator[tuple[int, int]]:
 
 
 def _start_decode_process(path: Path, decoder: EventDecoder, now: int, record: bool,
-                          shared: str) -> None:
+                          parcels: str) -> None:
     """Decode processes yield the CPU to the engine's process, the pipeline's bottleneck, when
-    both want it (they only run ahead of it), and leave their batches' columns in files in
-    the directory `shared`."""
-    global _shared
+    both want it (they only run ahead of it), and send their batches as parcels
+    (`chainsight.runtimes.shared`) made in the directory `parcels`."""
+    global _parcels
     os.nice(DECODE_NICENESS)
     gc.enable()  # forked, maybe, while a command started with collection off
     _start_worker(path, decoder, now, record)
-    _shared = shared
+    _parcels = parcels
 
 
 def _start_worker(path: Path, decoder: EventDecoder, now: int, record: bool = False) -> None:
@@ -297,32 +275,13 @@ def _start_worker(path: Path, decoder: EventDecoder, now: int, record: bool = Fa
     _worker = (path, decoder, now, record)
 
 
-def _extract_shared(start: int, end: int) -> tuple[bytes, str, list[int]]:
-    """`_extract_range` in a decode process: the batch pickled with its columns left out, and
-    the file (in memory) holding them, each at a multiple of 64 bytes, and their lengths.
-    Through a pipe, the columns (~50 bytes an event) were copied four times and read by a
-    thread of the engine's process, 64 KiB at a time."""
-    columns: list[pickle.PickleBuffer] = []
-    head = pickle.dumps(_extract_range(start, end), 5, buffer_callback=columns.append)
-    fd, name = tempfile.mkstemp(dir=_shared)
-    with open(fd, "wb") as f:
-        for column in columns:
-            f.write(column.raw())
-            f.write(bytes(-f.tell() % 64))
-    return head, name, [column.raw().nbytes for column in columns]
 
 
-def _from_shared(head: bytes, name: str, lengths: list[int]) -> tuple[Extracted, int]:
-    """A batch from `_extract_shared`, its columns mapped from the file, which is removed."""
-    with open(name, "rb") as f:
-        os.unlink(name)
-        size = os.fstat(f.fileno()).st_size
-        memory = memoryview(mmap.mmap(f.fileno(), size, flags=mmap.MAP_PRIVATE)) if size else None
-    columns, at = [], 0
-    for length in lengths:
-        columns.append(memory[at:at + length] if length else b"")
-        at += length + -length % 64
-    return pickle.loads(head, buffers=columns)
+
+
+def _extract_parcel(start: int, end: int) -> shared.Parcel:
+    """`_extract_range` in a decode process, as a parcel."""
+    return shared.put(_extract_range(start, end), _parcels)
 
 
 def _extract_range(start: int, end: int) -> tuple[Extracted, int]:
