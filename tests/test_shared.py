@@ -27,3 +27,21 @@ def test_a_parcel_without_buffers_has_an_empty_file():
         assert parcel.lengths == [] and shared.take(parcel) == ["no", "arrays"]
         assert os.listdir(into) == []
     assert not os.path.exists(into)
+
+
+def test_a_parcel_that_shared_memory_cannot_hold_travels_whole(tmp_path, monkeypatch):
+    """A full /dev/shm (a container's is 64 MiB by default) fails the write: the parcel then
+    holds everything itself, and no file is left."""
+    column = np.arange(1_000, dtype=np.int64)
+    make = shared.tempfile.mkstemp
+    with open("/dev/full", "wb") as device:  # every write to it fails with ENOSPC
+
+        def on_a_full_device(dir: str) -> tuple[int, str]:  # noqa: A002 - mkstemp's name
+            fd, name = make(dir=dir)
+            os.dup2(device.fileno(), fd)
+            return fd, name
+
+        monkeypatch.setattr(shared.tempfile, "mkstemp", on_a_full_device)
+        parcel = shared.put({"ts": column}, str(tmp_path))
+    assert parcel.name == "" and list(tmp_path.iterdir()) == []
+    assert np.array_equal(shared.take(parcel)["ts"], column)

@@ -25,7 +25,8 @@ ALIGN = 64  # each buffer starts at a multiple of this many bytes in its file
 
 
 class Parcel(NamedTuple):
-    """A pickled object whose buffers wait in the file `name`, one after another."""
+    """A pickled object whose buffers wait in the file `name`, one after another (no name: all
+    of it is in `head`)."""
 
     head: bytes
     name: str
@@ -50,20 +51,27 @@ def sweep() -> None:
 
 
 def put(obj: Any, into: str) -> Parcel:
-    """`obj` as a parcel whose buffers are in a new file in the directory `into`."""
+    """`obj` as a parcel whose buffers are in a new file in the directory `into`, or whole
+    when the file cannot be written (a full /dev/shm: a container's is 64 MiB by default)."""
     buffers: list[pickle.PickleBuffer] = []
     head = pickle.dumps(obj, 5, buffer_callback=buffers.append)
     fd, name = tempfile.mkstemp(dir=into)
-    with open(fd, "wb") as f:
-        for buffer in buffers:
-            f.write(bytes(-f.tell() % ALIGN))
-            f.write(buffer.raw())
+    try:
+        with open(fd, "wb") as f:
+            for buffer in buffers:
+                f.write(bytes(-f.tell() % ALIGN))
+                f.write(buffer.raw())
+    except OSError:
+        os.unlink(name)
+        return Parcel(pickle.dumps(obj, 5), "", [])
     return Parcel(head, name, [buffer.raw().nbytes for buffer in buffers])
 
 
 def take(parcel: Parcel) -> Any:
     """The object of a parcel (made by this program's processes only: it is unpickled), its
     buffers mapped from the parcel's file, which is removed."""
+    if not parcel.name:
+        return pickle.loads(parcel.head)
     with open(parcel.name, "rb") as f:
         os.unlink(parcel.name)
         size = os.fstat(f.fileno()).st_size
