@@ -45,3 +45,11 @@ def test_a_parcel_that_shared_memory_cannot_hold_travels_whole(tmp_path, monkeyp
         parcel = shared.put({"ts": column}, str(tmp_path))
     assert parcel.name == "" and list(tmp_path.iterdir()) == []
     assert np.array_equal(shared.take(parcel)["ts"], column)
+
+
+def test_parcels_wait_in_the_temporary_directory_when_shared_memory_is_not_writable(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(shared, "MEMORY", str(tmp_path / "not-there"))
+    with shared.directory() as into:
+        assert os.path.dirname(into) == shared.tempfile.gettempdir()
+        assert np.array_equal(shared.take(shared.put(np.ones(3), into)), np.ones(3))

@@ -37,8 +37,13 @@ class Parcel(NamedTuple):
 def directory() -> Iterator[str]:
     """A directory for parcels, removed with what is left in it on leaving (first, the ones
     that processes no longer running left)."""
-    sweep()
-    with tempfile.TemporaryDirectory(prefix=f"chainsight-{os.getpid()}-", dir=MEMORY) as path:
+    prefix = f"chainsight-{os.getpid()}-"
+    try:
+        sweep()
+        made = tempfile.TemporaryDirectory(prefix=prefix, dir=MEMORY)
+    except OSError:  # no room or no permission there: the temporary directory
+        made = tempfile.TemporaryDirectory(prefix=prefix)
+    with made as path:
         yield path
 
 
