@@ -2,7 +2,8 @@
 # Set up a checkout: .venv with ChainSight, its test tools and the optional Faust runtime (its
 # tests run too; again when pyproject.toml changed), and the pages (npm ci when
 # frontend/package-lock.json changed, a build when the front end changed). `--browser` also
-# installs Debian's chromium and chromium-driver, which the browser tests drive. A no-op when
+# installs Debian's chromium and chromium-driver, which the browser tests drive, and a font with
+# Chinese characters (the pages speak Chinese to a browser that asks for it). A no-op when
 # everything is up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,7 @@ if [ ! -f "$built" ] || [ "$(cat "$built")" != "$sources" ]; then
     echo "$sources" > "$built"
 fi
 
-if [ "${1:-}" = "--browser" ] && ! { command -v chromium && command -v chromedriver; } >/dev/null; then
-    scripts/apt-install chromium chromium-driver
+if [ "${1:-}" = "--browser" ] && ! { command -v chromium && command -v chromedriver \
+        && fc-list :lang=zh | grep -q .; } >/dev/null 2>&1; then
+    scripts/apt-install chromium chromium-driver fonts-wqy-microhei
 fi

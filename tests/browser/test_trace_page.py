@@ -61,3 +61,21 @@ def test_a_customer_opens_the_trace_link_on_a_phone(link):
         assert browser.errors() == [] or all("403" in e for e in browser.errors())
     finally:
         browser.quit()
+
+
+def test_a_customer_whose_phone_speaks_chinese_reads_the_page_in_chinese(link):
+    answer, base = link
+    browser = Browser()
+    try:
+        browser.size(*PHONE)
+        browser.driver.execute_cdp_cmd("Network.setUserAgentOverride", {
+            "userAgent": browser.js("return navigator.userAgent"),
+            "acceptLanguage": "zh-CN,zh;q=0.9"})
+        browser.driver.get(answer["url"])
+        body = browser.wait(lambda: browser.driver.find_element(By.TAG_NAME, "body").text, 30)
+        assert "已验证" in body and "温度" in body and "Verified" not in body
+        assert browser.js("return document.documentElement.lang").startswith("zh")
+        browser.screenshot("trace-phone-zh")
+        assert foreign(browser.requested(), base) == []
+    finally:
+        browser.quit()
