@@ -135,6 +135,15 @@ def test_a_read_error_in_a_decode_process_is_one_line_naming_the_path(tmp_path, 
     assert capfd.readouterr().err == ""
 
 
+def test_a_decode_process_that_dies_ends_the_replay_with_one_line(tmp_path, monkeypatch):
+    """Killed, or out of memory: the replay stops with a one-line error instead of hanging."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(EVENTS)
+    monkeypatch.setattr(replay_module, "_extract_range", lambda start, end: os._exit(9))
+    with pytest.raises(OSError, match="^a decode process died .*--workers 0"):
+        replay_module.replay(events, Engine(), workers=1)
+
+
 def test_a_read_error_in_the_replay_names_the_path(tmp_path):
     with pytest.raises(OSError, match=f"^cannot read {tmp_path}: is a directory$"):
         replay_module.replay(tmp_path, Engine(), workers=0)

@@ -217,11 +217,17 @@ def decoding(path: Path, decoder: EventDecoder, workers: int,
 def _in_order(pool: Executor, ranges: Iterator[tuple[int, int]],
               ahead: deque[Future]) -> Iterator[tuple[Extracted, int]]:
     """The decoded ranges in file order, the rest of `ranges` given to the pool as they go."""
-    for byte_range in ranges:
-        ahead.append(pool.submit(_extract_parcel, *byte_range))
-        yield shared.take(ahead.popleft().result())
-    while ahead:
-        yield shared.take(ahead.popleft().result())
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        for byte_range in ranges:
+            ahead.append(pool.submit(_extract_parcel, *byte_range))
+            yield shared.take(ahead.popleft().result())
+        while ahead:
+            yield shared.take(ahead.popleft().result())
+    except BrokenProcessPool:
+        raise OSError("a decode process died (killed, or out of memory?); "
+                      "--workers 0 decodes in this process") from None
 
 
 def _numbered(ranges: Iterator[tuple[Extracted, int]]) -> Iterator[Extracted]:
