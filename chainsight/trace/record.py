@@ -16,9 +16,12 @@ Events are gathered per shipment and a shipment's block is made once it holds `b
 readings or its oldest has waited `block_ms` of stream time (None: only when full, or at the
 end of the stream), so a block carries many events and the record costs little per event:
 readings wait as columns, scans and orders as their JSON in one buffer per batch (made on
-arrival, by replay's decode processes when they made it there), and Numba kernels gather each
-due shipment's part. A block's line is put together once from its parts and the rows' base64
-(no copy of the entry's JSON on the way). The engine keeps each chain's length and head, and
+arrival, by replay's decode processes when they made it there). When blocks are due, one Numba
+kernel packs their readings (`_pack`) and another writes all their entries one after another
+into one buffer (`_block_parts`), but for each one's rows' base64: its alerts' JSON (made only
+for shipments that have alerts), its devices' and shipment's JSON names (made once per name,
+`JsonNames`), its events copied in. Each block's line is then joined once from its two parts
+and its rows' base64, hashed on the way. The engine keeps each chain's length and head, and
 what waits for the next block (durable state); blocks go out in `Output.record` as `Written`:
 the line a store keeps, the entry's canonical JSON with `"hash"` added last (reading it back
 and dropping `hash` gives the hashed bytes).
@@ -34,6 +37,7 @@ import numpy as np
 import orjson
 import pybase64
 
+from chainsight import jit
 from chainsight.contract.events import GPS, SCAN, SENSOR, Order, Scan
 from chainsight.contract.times import iso
 from chainsight.engine.state import NO_TS, State
@@ -165,47 +169,6 @@ def _pack(chosen: np.ndarray, n: int, shipment: np.ndarray, device: np.ndarray,
     return kept, block_ship, bounds, codes[:n_codes], code_bounds
 
 
-@numba.njit(cache=True)
-def _group_texts(chosen: np.ndarray, shipment: np.ndarray, starts: np.ndarray,
-                 ends: np.ndarray, text: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """The waiting events (arrival order; `text[starts[i]:ends[i]]` of shipment `shipment[i]`)
-    of the chosen shipments as one JSON array each, written one after another; the others'
-    texts move up to the front of `text`, their entries to the front of the arrays. Returns
-    (the arrays, where each chosen shipment's starts (-1: no events), where each ends, how many
-    events still wait)."""
-    size = np.zeros(len(chosen), np.int64)
-    for i in range(len(shipment)):
-        if chosen[shipment[i]]:
-            size[shipment[i]] += ends[i] - starts[i] + 1  # its text and a comma or bracket
-    first = np.full(len(chosen), -1, np.int64)
-    last = np.full(len(chosen), -1, np.int64)
-    total = 0
-    for s in range(len(chosen)):
-        if size[s]:
-            first[s], last[s] = total, total
-            total += size[s] + 1
-    out = np.empty(total, np.uint8)
-    kept = kept_at = 0
-    for i in range(len(shipment)):
-        s, a, b = shipment[i], starts[i], ends[i]
-        if chosen[s]:
-            at = last[s]
-            out[at] = ord("[") if at == first[s] else ord(",")
-            out[at + 1:at + 1 + b - a] = text[a:b]
-            last[s] = at + 1 + b - a
-        else:
-            text[kept_at:kept_at + b - a] = text[a:b]  # a >= kept_at: moves up, in order
-            shipment[kept], starts[kept], ends[kept] = s, kept_at, kept_at + b - a
-            kept_at += b - a
-            kept += 1
-    for s in range(len(chosen)):
-        if first[s] >= 0:
-            out[last[s]] = ord("]")
-            last[s] += 1
-    return out, first, last, kept
-
-
 def _texts_of(seqs: np.ndarray, business: dict[int, Scan | Order], texts: EventTexts | None
               ) -> tuple[EventTexts, np.ndarray]:
     """Texts holding the record's JSON of the events `seqs`, and where each is in them: those
@@ -218,18 +181,172 @@ def _texts_of(seqs: np.ndarray, business: dict[int, Scan | Order], texts: EventT
             np.arange(len(seqs)))
 
 
-def _block_parts(alerts: list[dict], devices: list[str], events: bytes, prev: str,
-                 recorded_at: bytes, seq: int, shipment_id: str) -> tuple[bytes, ...]:
-    """A block's entry as `canonical` writes it, in the parts around its rows' text (base64):
-    before its events (a JSON array), after them up to the rows' text, and after that but the
-    closing brace. Made here part by part, in canonical order (sorted keys), so the rows and
-    events are copied once, into the line."""
-    return (b'{"alerts":%b,"devices":%b,"entry":"block","events":'
-            % (canonical(alerts), orjson.dumps(devices)),
-            events,
-            b',"layout":"%b","prev":"%b","recorded_at":"%b","rows":"'
-            % (LAYOUT.encode(), prev.encode(), recorded_at),
-            b'","seq":%d,"shipment_id":%b' % (seq, orjson.dumps(shipment_id)))
+@jit.helper
+def _put(out: np.ndarray, at: int, src: np.ndarray, a: int, b: int) -> int:
+    """Copy src[a:b] to `out` at `at`; returns where it ends."""
+    for i in range(a, b):
+        out[at] = src[i]
+        at += 1
+    return at
+
+
+@jit.helper
+def _put_empty(out: np.ndarray, at: int) -> int:
+    """Write an empty JSON array to `out` at `at`; returns where it ends."""
+    out[at], out[at + 1] = 91, 93  # []
+    return at + 2
+
+
+@jit.helper
+def _digits(value: int) -> int:
+    """How many digits a non-negative integer has in decimal."""
+    n = 1
+    while value >= 10:
+        value //= 10
+        n += 1
+    return n
+
+
+@jit.helper
+def _put_int(out: np.ndarray, at: int, value: int) -> int:
+    """Write a non-negative integer in decimal to `out` at `at`; returns where it ends."""
+    end = at + _digits(value)
+    i = end
+    while True:
+        i -= 1
+        out[i] = 48 + value % 10
+        value //= 10
+        if value == 0:
+            return end
+
+
+@numba.njit(cache=True)
+def _block_parts(shipments: np.ndarray, pieces: tuple, alerts: np.ndarray,
+                 alerts_at: np.ndarray, event_ship: np.ndarray, event_starts: np.ndarray,
+                 event_ends: np.ndarray, event_text: np.ndarray, block_of: np.ndarray,
+                 codes: np.ndarray, code_bounds: np.ndarray, device_json: np.ndarray,
+                 device_at: np.ndarray, prev: np.ndarray, seq: np.ndarray,
+                 name_json: np.ndarray, name_at: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The blocks' entries as `canonical` writes them but for their rows' text (base64) and
+    closing brace, one after another: the i-th, of shipment `shipments[i]` (ascending), is
+    `{"alerts":…,"rows":"` at out[at[i, 0]:at[i, 1]], its rows' text goes next, then
+    `","seq":…,"shipment_id":…` at out[at[i, 1]:at[i, 2]]. Returns (out, at, how many events
+    still wait).
+
+    `pieces` are the constant parts between the fields (`_pieces`); a block's alerts are the
+    JSON array alerts[alerts_at[i, 0]:alerts_at[i, 1]] (-1: none); its events are those of
+    its shipment among the waiting ones (arrival order; event_text[event_starts[j]:
+    event_ends[j]] of shipment event_ship[j]), the others move up to the front of
+    `event_text` and of the arrays; its devices' JSON names are device_json[device_at[c]:
+    device_at[c + 1]] of the codes[code_bounds[k]:code_bounds[k + 1]] (k = block_of[i], -1:
+    no devices); `prev` is its chain's head (64 hex digits), `seq` its place in its chain,
+    and its shipment's JSON name is name_json[name_at[s]:name_at[s + 1]]."""
+    index = np.full(len(name_at) - 1, -1, np.int64)  # shipment -> its block
+    index[shipments] = np.arange(len(shipments))
+    events_size = np.zeros(len(shipments), np.int64)  # their texts, commas and brackets
+    for j in range(len(event_ship)):
+        i = index[event_ship[j]]
+        if i >= 0:
+            events_size[i] += event_ends[j] - event_starts[j] + 1
+    fixed = 64 + 2 + 2  # the head, the devices' brackets, the events' brackets
+    for piece in pieces:
+        fixed += len(piece)
+    size = np.empty(len(shipments), np.int64)
+    for i in range(len(shipments)):
+        s, k = shipments[i], block_of[i]
+        n = fixed + max(events_size[i] - 1, 0) + _digits(seq[i]) + name_at[s + 1] - name_at[s]
+        n += alerts_at[i, 1] - alerts_at[i, 0] if alerts_at[i, 0] >= 0 else 2
+        if k >= 0:
+            for j in range(code_bounds[k], code_bounds[k + 1]):
+                n += device_at[codes[j] + 1] - device_at[codes[j]] + 1
+            n -= code_bounds[k + 1] > code_bounds[k]  # no comma after the last
+        size[i] = n
+    out = np.empty(size.sum(), np.uint8)
+    at = np.empty((len(shipments), 3), np.int64)
+    events_at = np.empty(len(shipments), np.int64)  # where each one's events go
+    events_end = np.empty(len(shipments), np.int64)
+    o = 0
+    for i in range(len(shipments)):
+        s, k = shipments[i], block_of[i]
+        at[i, 0] = o
+        o = _put(out, o, pieces[0], 0, len(pieces[0]))
+        if alerts_at[i, 0] >= 0:
+            o = _put(out, o, alerts, alerts_at[i, 0], alerts_at[i, 1])
+        else:
+            o = _put_empty(out, o)
+        o = _put(out, o, pieces[1], 0, len(pieces[1]))
+        if k >= 0 and code_bounds[k + 1] > code_bounds[k]:
+            for j in range(code_bounds[k], code_bounds[k + 1]):
+                out[o] = 44 if j > code_bounds[k] else 91  # , or [
+                o = _put(out, o + 1, device_json, device_at[codes[j]], device_at[codes[j] + 1])
+            out[o] = 93  # ]
+            o += 1
+        else:
+            o = _put_empty(out, o)
+        o = _put(out, o, pieces[2], 0, len(pieces[2]))
+        out[o] = 91  # [, then the events (`events_at`: where the next goes, after a byte)
+        events_at[i] = o
+        o += max(events_size[i], 1)
+        events_end[i] = o  # the closing bracket's place
+        o += 1
+        o = _put(out, o, pieces[3], 0, len(pieces[3]))
+        o = _put(out, o, prev[i], 0, 64)
+        o = _put(out, o, pieces[4], 0, len(pieces[4]))
+        at[i, 1] = o
+        o = _put(out, o, pieces[5], 0, len(pieces[5]))
+        o = _put_int(out, o, seq[i])
+        o = _put(out, o, pieces[6], 0, len(pieces[6]))
+        o = _put(out, o, name_json, name_at[s], name_at[s + 1])
+        at[i, 2] = o
+    kept = kept_at = 0
+    for j in range(len(event_ship)):
+        s, a, b = event_ship[j], event_starts[j], event_ends[j]
+        i = index[s]
+        if i >= 0:  # after the "[" or the comma before it (a slice copies faster than `_put`)
+            o = events_at[i] + 1
+            out[o:o + b - a] = event_text[a:b]
+            events_at[i] = o + b - a
+            out[o + b - a] = 44  # ,
+        else:
+            _put(event_text, kept_at, event_text, a, b)  # a >= kept_at: moves up, in order
+            event_ship[kept], event_starts[kept], event_ends[kept] = s, kept_at, kept_at + b - a
+            kept_at += b - a
+            kept += 1
+    for i in range(len(shipments)):
+        out[events_end[i]] = 93  # ]
+    return out, at, kept
+
+
+def _pieces(recorded_at: bytes) -> tuple[np.ndarray, ...]:
+    """The constant parts of a block's entry, around its fields (`_block_parts`)."""
+    return tuple(np.frombuffer(piece, np.uint8) for piece in (
+        b'{"alerts":', b',"devices":', b',"entry":"block","events":',
+        b',"layout":"%b","prev":"' % LAYOUT.encode(),
+        b'","recorded_at":"%b","rows":"' % recorded_at, b'","seq":', b',"shipment_id":'))
+
+
+class JsonNames:
+    """A registry's names as JSON strings one after another, the i-th at text[at[i]:at[i + 1]],
+    each made once: the registry's names only grow (a registry given a new list of names,
+    as a restored state's, is made anew)."""
+
+    def __init__(self) -> None:
+        self._names: list[str] | None = None  # the list they were made from
+        self._text = bytearray()
+        self._ends = [0]
+        self.text, self.at = np.empty(0, np.uint8), np.zeros(1, np.int64)
+
+    def update(self, names: list[str]) -> None:
+        """Make the names not made yet."""
+        if names is not self._names:
+            self._names, self._text, self._ends = names, bytearray(), [0]
+        elif len(names) == len(self._ends) - 1:
+            return
+        for name in names[len(self._ends) - 1:]:
+            self._text += orjson.dumps(name)
+            self._ends.append(len(self._text))
+        self.text = np.frombuffer(bytes(self._text), np.uint8)
+        self.at = np.array(self._ends, np.int64)
 
 
 class Recorder:
@@ -248,6 +365,7 @@ class Recorder:
         self._alerts: dict[int, list[dict]] = {}  # shipment -> alert records waiting
         self._waiting = np.zeros(0, np.int64)  # per shipment: entries waiting
         self._since = np.zeros(0, np.int64)  # per shipment: stream time its wait began
+        self._device_json, self._name_json = JsonNames(), JsonNames()  # by device, shipment
 
     def head(self, shipment: int) -> tuple[int, str]:
         """(entries so far, hash of the newest) of a shipment's chain."""
@@ -326,37 +444,45 @@ class Recorder:
         packed = np.empty(int(due[columns[0][:n]].sum()), ROW)
         self._n, block_ship, bounds, codes, code_bounds = _pack(
             due, n, *columns, len(state.devices), packed)
-        data = memoryview(packed.view(np.uint8))
-        span = {s: k for k, s in enumerate(block_ship.tolist())}  # shipment -> its block
-        bounds = (bounds * ROW.itemsize).tolist()
-        names, device_names = state.shipments.names, state.devices.names
-        recorded_at = iso(now).encode()
-        arrays, first, last = self._events_of(due)
-        blocks = []
-        for s, a, b in zip(shipments.tolist(), first[shipments].tolist(),
-                           last[shipments].tolist(), strict=True):
-            k = span.get(s)
-            devices = [] if k is None else [device_names[c] for c in
-                                            codes[code_bounds[k]:code_bounds[k + 1]].tolist()]
-            parts = _block_parts(self._alerts.pop(s, []), devices,
-                                 b"[]" if a < 0 else arrays[a:b],
-                                 self.heads[s], recorded_at, self.length[s], names[s])
-            blocks.append((s, names[s], parts, b"" if k is None else data[bounds[k]:bounds[k + 1]]))
-        return self._chain(blocks)
+        block_of = np.searchsorted(block_ship, shipments)  # where each one's rows are
+        has_rows = block_of < len(block_ship)
+        has_rows[has_rows] = block_ship[block_of[has_rows]] == shipments[has_rows]
+        block_of[~has_rows] = -1
+        self._device_json.update(state.devices.names)
+        self._name_json.update(state.shipments.names)
+        alerts, alerts_at = self._alerts_of(shipments)
+        event_ship, event_starts, event_ends, event_text = self._joined_texts()
+        heads = [self.heads[s] for s in shipments.tolist()]
+        seq = np.array(self.length, np.int64)[shipments]
+        text, at, kept = _block_parts(
+            shipments, _pieces(iso(now).encode()), alerts, alerts_at, event_ship, event_starts,
+            event_ends, event_text, block_of, codes, code_bounds, self._device_json.text,
+            self._device_json.at, np.frombuffer("".join(heads).encode(), np.uint8).reshape(-1, 64),
+            seq, self._name_json.text, self._name_json.at)
+        self._texts = [(event_ship[:kept], event_starts[:kept], event_ends[:kept],
+                        event_text[:event_ends[kept - 1]].copy())] if kept else []
+        return self._chain(shipments, state.shipments.names, heads, text, at, block_of,
+                           packed, bounds)
 
-    def _events_of(self, chosen: np.ndarray) -> tuple[memoryview, np.ndarray, np.ndarray]:
-        """The waiting scans and orders of the chosen shipments (no longer waiting), as the
-        JSON array of each (`_group_texts`), the others kept as one buffer."""
-        if not self._texts:
-            return memoryview(b""), np.full(len(chosen), -1), np.full(len(chosen), -1)
-        ship, starts, ends, text = self._joined_texts()
-        arrays, first, last, kept = _group_texts(chosen, ship, starts, ends, text)
-        self._texts = [(ship[:kept], starts[:kept], ends[:kept],
-                        text[:ends[kept - 1]].copy())] if kept else []
-        return memoryview(arrays), first, last
+    def _alerts_of(self, shipments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The waiting alert records of the shipments (no longer waiting): the JSON array of
+        each one's at text[at[i, 0]:at[i, 1]], at[i] (-1, -1) for one without any."""
+        at = np.full((len(shipments), 2), -1, np.int64)
+        due = [(i, self._alerts.pop(s)) for i, s in enumerate(shipments.tolist())
+               if s in self._alerts] if self._alerts else []
+        if not due:
+            return np.empty(0, np.uint8), at
+        texts = [canonical(records) for _, records in due]
+        ends = np.cumsum([len(t) for t in texts])
+        rows = np.array([i for i, _ in due], np.int64)
+        at[rows, 0], at[rows, 1] = ends - [len(t) for t in texts], ends
+        return np.frombuffer(b"".join(texts), np.uint8), at
 
     def _joined_texts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The waiting scans' and orders' chunks as one (a new buffer, the arrays copied)."""
+        if not self._texts:
+            return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64),
+                    np.empty(0, np.uint8))
         sizes = [len(text) for *_, text in self._texts]
         shift = np.repeat(np.cumsum([0, *sizes[:-1]]),
                           [len(ship) for ship, *_ in self._texts])
@@ -365,24 +491,30 @@ class Recorder:
                 np.concatenate([ends for _, _, ends, _ in self._texts]) + shift,
                 np.concatenate([text for *_, text in self._texts]))
 
-    def _chain(self, blocks: list[tuple[int, str, tuple[bytes, ...], memoryview]]
-               ) -> list[Written]:
-        """Append blocks to their chains: the base64 of each one's rows goes between its parts
+    def _chain(self, shipments: np.ndarray, names: list[str], heads: list[str],
+               text: np.ndarray, at: np.ndarray, block_of: np.ndarray, packed: np.ndarray,
+               bounds: np.ndarray) -> list[Written]:
+        """Append blocks to their chains: the base64 of each one's rows (packed[bounds[k]:
+        bounds[k + 1]], k = block_of[i]; none for k = -1) goes between its parts
         (`_block_parts`), the whole is hashed after its chain's head and made into its line."""
+        text, data = memoryview(text), memoryview(packed.view(np.uint8))
+        bounds = (bounds * ROW.itemsize).tolist()
+        length = self.length
         out = []
-        for s, name, (before, events, middle, after), raw in blocks:
-            rows = pybase64.b64encode(raw)
-            hashed = digest(self.heads[s], before, events, middle, rows, after, b"}")
-            out.append(Written(name, self.length[s], hashed, b"".join(
-                (before, events, middle, rows, after, b',"hash":"%b"}' % hashed.encode()))))
-            self.length[s] += 1
+        for s, prev, (a, m, e), k in zip(shipments.tolist(), heads, at.tolist(),
+                                         block_of.tolist(), strict=True):
+            before, after = text[a:m], text[m:e]
+            rows = pybase64.b64encode(data[bounds[k]:bounds[k + 1]]) if k >= 0 else b""
+            hashed = digest(prev, before, rows, after, b"}")
+            out.append(Written(names[s], length[s], hashed, b"".join(
+                (before, rows, after, b',"hash":"%b"}' % hashed.encode()))))
+            length[s] += 1
             self.heads[s] = hashed
         return out
 
     def dump_state(self) -> dict:
         pending = [c[:self._n] for c in self._columns] if self._n else []
-        ship, starts, ends, text = self._joined_texts() if self._texts else \
-            (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), b"")
+        ship, starts, ends, text = self._joined_texts()
         text = memoryview(text)
         return {"length": self.length, "heads": self.heads,
                 "pending": dict(zip(PENDING, pending, strict=True)) if pending else {},
