@@ -334,7 +334,7 @@ class JsonNames:
         self._names: list[str] | None = None  # the list they were made from
         self._text = bytearray()
         self._ends = [0]
-        self.text, self.at = np.empty(0, np.uint8), np.zeros(1, np.int64)
+        self.text, self.at = np.frombuffer(b"", np.uint8), np.zeros(1, np.int64)
 
     def update(self, names: list[str]) -> None:
         """Make the names not made yet."""
@@ -349,6 +349,51 @@ class JsonNames:
         self.at = np.array(self._ends, np.int64)
 
 
+def _with_room(array: np.ndarray, used: int, more: int) -> np.ndarray:
+    """`array`, or a larger copy of its first `used` items, with room for `more` after them
+    (doubling, as a list grows)."""
+    if used + more <= len(array):
+        return array
+    grown = np.empty(max(2 * len(array), used + more), array.dtype)
+    grown[:used] = array[:used]
+    return grown
+
+
+class WaitingTexts:
+    """Scans' and orders' JSON waiting for their blocks, in arrival order, in one buffer that
+    grows as batches arrive (nothing to join when blocks are made): the i-th of the first `n`,
+    of shipment ship[i], is text[starts[i]:ends[i]]; the first `size` bytes of `text` hold
+    them."""
+
+    def __init__(self) -> None:
+        self.ship = np.empty(0, np.int64)
+        self.starts = np.empty(0, np.int64)
+        self.ends = np.empty(0, np.int64)
+        self.text = np.empty(0, np.uint8)
+        self.n = self.size = 0
+
+    def add(self, ship: np.ndarray, starts: np.ndarray, ends: np.ndarray, text: bytes) -> None:
+        """Append texts: the i-th, of shipment ship[i], text[starts[i]:ends[i]]."""
+        n, size = self.n, self.size
+        self.ship, self.starts, self.ends = (_with_room(a, n, len(ship))
+                                             for a in (self.ship, self.starts, self.ends))
+        self.text = _with_room(self.text, size, len(text))
+        self.ship[n:n + len(ship)] = ship
+        self.starts[n:n + len(ship)] = starts + size
+        self.ends[n:n + len(ship)] = ends + size
+        self.text[size:size + len(text)] = np.frombuffer(text, np.uint8)
+        self.n, self.size = n + len(ship), size + len(text)
+
+    def waiting(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(ship, starts, ends, text) of the texts waiting (views of the buffers)."""
+        return (self.ship[:self.n], self.starts[:self.n], self.ends[:self.n],
+                self.text[:self.size])
+
+    def keep(self, kept: int) -> None:
+        """Keep the first `kept` texts only (those still waiting, moved to the front)."""
+        self.n, self.size = kept, int(self.ends[kept - 1]) if kept else 0
+
+
 class Recorder:
     """Appends blocks to the shipments' chains; knows each chain's length and head."""
 
@@ -360,8 +405,7 @@ class Recorder:
         # readings waiting: the first `_n` rows of the `PENDING` columns, in arrival order
         self._columns = tuple(np.empty(0, t) for t in PENDING_TYPES)
         self._n = 0
-        # scans and orders waiting: (their shipments, where their JSON is, the buffer)
-        self._texts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._texts = WaitingTexts()  # scans and orders waiting
         self._alerts: dict[int, list[dict]] = {}  # shipment -> alert records waiting
         self._waiting = np.zeros(0, np.int64)  # per shipment: entries waiting
         self._since = np.zeros(0, np.int64)  # per shipment: stream time its wait began
@@ -383,13 +427,8 @@ class Recorder:
             self.heads += [GENESIS] * (n - len(self.heads))
 
     def _room(self, rows: int) -> None:
-        """Room in the waiting columns for `rows` more readings (doubling, as a list grows)."""
-        if self._n + rows > len(self._columns[0]):
-            size = max(2 * len(self._columns[0]), self._n + rows)
-            grown = tuple(np.empty(size, t) for t in PENDING_TYPES)
-            for old, new in zip(self._columns, grown, strict=True):
-                new[:self._n] = old[:self._n]
-            self._columns = grown
+        """Room in the waiting columns for `rows` more readings."""
+        self._columns = tuple(_with_room(column, self._n, rows) for column in self._columns)
 
     def _started(self, shipments: np.ndarray, stream_time: int) -> None:
         """Note the shipments' new waiting entries (codes, repeated per entry)."""
@@ -410,8 +449,7 @@ class Recorder:
         others = np.flatnonzero((rows.kind >= SCAN) & (shipment >= 0))
         if len(others):
             texts, at = _texts_of(rows.seq[others], business, texts)
-            self._texts.append((shipment[others].astype(np.int64), texts.starts[at],
-                                texts.ends[at], np.frombuffer(texts.text, np.uint8)))
+            self._texts.add(shipment[others], texts.starts[at], texts.ends[at], texts.text)
             self._started(shipment[others], stream_time)
 
     def add_alerts(self, records: list[dict], state: State, stream_time: int) -> None:
@@ -451,7 +489,7 @@ class Recorder:
         self._device_json.update(state.devices.names)
         self._name_json.update(state.shipments.names)
         alerts, alerts_at = self._alerts_of(shipments)
-        event_ship, event_starts, event_ends, event_text = self._joined_texts()
+        event_ship, event_starts, event_ends, event_text = self._texts.waiting()
         heads = [self.heads[s] for s in shipments.tolist()]
         seq = np.array(self.length, np.int64)[shipments]
         text, at, kept = _block_parts(
@@ -459,8 +497,7 @@ class Recorder:
             event_ends, event_text, block_of, codes, code_bounds, self._device_json.text,
             self._device_json.at, np.frombuffer("".join(heads).encode(), np.uint8).reshape(-1, 64),
             seq, self._name_json.text, self._name_json.at)
-        self._texts = [(event_ship[:kept], event_starts[:kept], event_ends[:kept],
-                        event_text[:event_ends[kept - 1]].copy())] if kept else []
+        self._texts.keep(kept)
         return self._chain(shipments, state.shipments.names, heads, text, at, block_of,
                            packed, bounds)
 
@@ -471,25 +508,12 @@ class Recorder:
         due = [(i, self._alerts.pop(s)) for i, s in enumerate(shipments.tolist())
                if s in self._alerts] if self._alerts else []
         if not due:
-            return np.empty(0, np.uint8), at
+            return np.frombuffer(b"", np.uint8), at
         texts = [canonical(records) for _, records in due]
         ends = np.cumsum([len(t) for t in texts])
         rows = np.array([i for i, _ in due], np.int64)
         at[rows, 0], at[rows, 1] = ends - [len(t) for t in texts], ends
         return np.frombuffer(b"".join(texts), np.uint8), at
-
-    def _joined_texts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The waiting scans' and orders' chunks as one (a new buffer, the arrays copied)."""
-        if not self._texts:
-            return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64),
-                    np.empty(0, np.uint8))
-        sizes = [len(text) for *_, text in self._texts]
-        shift = np.repeat(np.cumsum([0, *sizes[:-1]]),
-                          [len(ship) for ship, *_ in self._texts])
-        return (np.concatenate([ship for ship, *_ in self._texts]),
-                np.concatenate([starts for _, starts, _, _ in self._texts]) + shift,
-                np.concatenate([ends for _, _, ends, _ in self._texts]) + shift,
-                np.concatenate([text for *_, text in self._texts]))
 
     def _chain(self, shipments: np.ndarray, names: list[str], heads: list[str],
                text: np.ndarray, at: np.ndarray, block_of: np.ndarray, packed: np.ndarray,
@@ -514,7 +538,7 @@ class Recorder:
 
     def dump_state(self) -> dict:
         pending = [c[:self._n] for c in self._columns] if self._n else []
-        ship, starts, ends, text = self._joined_texts()
+        ship, starts, ends, text = self._texts.waiting()
         text = memoryview(text)
         return {"length": self.length, "heads": self.heads,
                 "pending": dict(zip(PENDING, pending, strict=True)) if pending else {},
@@ -533,8 +557,9 @@ class Recorder:
         self._n = len(self._columns[0])
         ship, events = data["business"]
         texts = event_texts(list(range(len(events))), msgspec.convert(events, list[Scan | Order]))
-        self._texts = [(np.asarray(ship, np.int64), texts.starts, texts.ends,
-                        np.frombuffer(texts.text, np.uint8).copy())] if len(events) else []
+        self._texts = WaitingTexts()
+        if len(events):
+            self._texts.add(np.asarray(ship, np.int64), texts.starts, texts.ends, texts.text)
         self._alerts = {int(s): records for s, records in data["alerts"]}
         self._waiting = np.asarray(data["waiting"], np.int64)
         self._since = np.asarray(data["since"], np.int64)
