@@ -332,21 +332,17 @@ class JsonNames:
 
     def __init__(self) -> None:
         self._names: list[str] | None = None  # the list they were made from
-        self._text = bytearray()
-        self._ends = [0]
         self.text, self.at = np.frombuffer(b"", np.uint8), np.zeros(1, np.int64)
 
     def update(self, names: list[str]) -> None:
         """Make the names not made yet."""
         if names is not self._names:
-            self._names, self._text, self._ends = names, bytearray(), [0]
-        elif len(names) == len(self._ends) - 1:
-            return
-        for name in names[len(self._ends) - 1:]:
-            self._text += orjson.dumps(name)
-            self._ends.append(len(self._text))
-        self.text = np.frombuffer(bytes(self._text), np.uint8)
-        self.at = np.array(self._ends, np.int64)
+            self._names, self.text, self.at = names, np.frombuffer(b"", np.uint8), self.at[:1]
+        made = len(self.at) - 1
+        if len(names) > made:
+            new = list(map(orjson.dumps, names[made:]))
+            self.text = np.frombuffer(b"".join([self.text.tobytes(), *new]), np.uint8)
+            self.at = np.concatenate([self.at, self.at[-1] + np.cumsum(list(map(len, new)))])
 
 
 def _with_room(array: np.ndarray, used: int, more: int) -> np.ndarray:
