@@ -117,13 +117,12 @@ def _gather(kind: np.ndarray, shipment: np.ndarray, device: np.ndarray, ts: np.n
 @numba.njit(cache=True)
 def _pack(chosen: np.ndarray, n: int, shipment: np.ndarray, device: np.ndarray,
           ts: np.ndarray, kind: np.ndarray, door: np.ndarray, a: np.ndarray, b: np.ndarray,
-          n_devices: int, packed: np.ndarray
-          ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+          n_devices: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pack the waiting readings (the first `n` of the `PENDING` columns, arrival order) of the
-    chosen shipments into `packed` (`ROW`), grouped by shipment and in arrival order within
-    each, a row's device as its index among its block's devices; the others move up in the
-    columns, in order. Returns (how many still wait, each block's shipment, where each block
-    starts and the last ends, the blocks' devices in first-appearance order, where each
+    chosen shipments as `ROW`s, grouped by shipment and in arrival order within each, a row's
+    device as its index among its block's devices; the others move up in the columns, in
+    order. Returns (how many still wait, the packed rows, each block's shipment, where each
+    block starts and the last ends, the blocks' devices in first-appearance order, where each
     block's devices start and the last's end)."""
     counts = np.zeros(len(chosen) + 1, np.int64)
     for i in range(n):
@@ -132,6 +131,7 @@ def _pack(chosen: np.ndarray, n: int, shipment: np.ndarray, device: np.ndarray,
     for s in range(len(chosen)):
         counts[s + 1] += counts[s]
     fill = counts[:-1].copy()
+    packed = np.empty(counts[-1], ROW)
     grouped_device = np.empty(len(packed), np.int64)
     kept = 0
     for i in range(n):  # in arrival order: each row to the next place of its shipment's block
@@ -166,7 +166,7 @@ def _pack(chosen: np.ndarray, n: int, shipment: np.ndarray, device: np.ndarray,
                 local += 1
             packed[j].device = index_of[d]
     code_bounds[-1] = n_codes
-    return kept, block_ship, bounds, codes[:n_codes], code_bounds
+    return kept, packed, block_ship, bounds, codes[:n_codes], code_bounds
 
 
 def _texts_of(seqs: np.ndarray, business: dict[int, Scan | Order], texts: EventTexts | None
@@ -474,10 +474,8 @@ class Recorder:
         if not len(shipments):
             return []
         self._waiting[shipments], self._since[shipments] = 0, NO_TS
-        n, columns = self._n, self._columns
-        packed = np.empty(int(due[columns[0][:n]].sum()), ROW)
-        self._n, block_ship, bounds, codes, code_bounds = _pack(
-            due, n, *columns, len(state.devices), packed)
+        self._n, packed, block_ship, bounds, codes, code_bounds = _pack(
+            due, self._n, *self._columns, len(state.devices))
         block_of = np.searchsorted(block_ship, shipments)  # where each one's rows are
         has_rows = block_of < len(block_ship)
         has_rows[has_rows] = block_ship[block_of[has_rows]] == shipments[has_rows]
