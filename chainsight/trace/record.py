@@ -15,16 +15,17 @@ Unknown extra fields of events are not part of the record.
 Events are gathered per shipment and a shipment's block is made once it holds `block_rows`
 readings or its oldest has waited `block_ms` of stream time (None: only when full, or at the
 end of the stream), so a block carries many events and the record costs little per event:
-readings wait as columns, scans and orders as their JSON in one buffer per batch (made on
-arrival, by replay's decode processes when they made it there). When blocks are due, one Numba
-kernel packs their readings (`_pack`) and another writes all their entries one after another
-into one buffer (`_block_parts`), but for each one's rows' base64: its alerts' JSON (made only
-for shipments that have alerts), its devices' and shipment's JSON names (made once per name,
-`JsonNames`), its events copied in. Each block's line is then joined once from its two parts
-and its rows' base64, hashed on the way. The engine keeps each chain's length and head, and
-what waits for the next block (durable state); blocks go out in `Output.record` as `Written`:
-the line a store keeps, the entry's canonical JSON with `"hash"` added last (reading it back
-and dropping `hash` gives the hashed bytes).
+readings wait as columns, scans and orders as their JSON in one buffer that grows as batches
+arrive (`WaitingTexts`; the JSON made on arrival, by replay's decode processes when they made
+it there). When blocks are due, one Numba kernel packs their readings (`_pack`) and another
+writes all their entries one after another into one buffer (`_block_parts`) but for each
+one's rows' base64: its alerts' JSON (made only for shipments that have alerts), its devices'
+and shipment's JSON names (made once per name, `JsonNames`), its events copied in. Each
+block's line is then joined once from its two parts and its rows' base64, hashed on the way.
+The engine keeps each chain's length and head, and what waits for the next block (durable
+state); blocks go out in `Output.record` as `Written`: the line a store keeps, the entry's
+canonical JSON with `"hash"` added last (reading it back and dropping `hash` gives the hashed
+bytes).
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ def _block_parts(shipments: np.ndarray, pieces: tuple, alerts: np.ndarray,
     and its shipment's JSON name is name_json[name_at[s]:name_at[s + 1]]."""
     index = np.full(len(name_at) - 1, -1, np.int64)  # shipment -> its block
     index[shipments] = np.arange(len(shipments))
-    events_size = np.zeros(len(shipments), np.int64)  # their texts, commas and brackets
+    events_size = np.zeros(len(shipments), np.int64)  # their texts and a comma after each
     for j in range(len(event_ship)):
         i = index[event_ship[j]]
         if i >= 0:
