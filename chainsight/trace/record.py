@@ -30,6 +30,7 @@ bytes).
 
 from __future__ import annotations
 
+from hashlib import sha256
 from typing import NamedTuple
 
 import msgspec
@@ -43,7 +44,7 @@ from chainsight.contract.events import GPS, SCAN, SENSOR, Order, Scan
 from chainsight.contract.times import iso
 from chainsight.engine.state import NO_TS, State
 from chainsight.ingest.rows import Rows
-from chainsight.trace.chain import GENESIS, canonical, digest, first_broken
+from chainsight.trace.chain import GENESIS, canonical, first_broken
 
 ROW = np.dtype([("ts", "<i8"), ("device", "<u2"), ("type", "u1"), ("door", "i1"),
                 ("a", "<f8"), ("b", "<f8")])
@@ -228,11 +229,11 @@ def _block_parts(shipments: np.ndarray, pieces: tuple, alerts: np.ndarray,
                  codes: np.ndarray, code_bounds: np.ndarray, device_json: np.ndarray,
                  device_at: np.ndarray, prev: np.ndarray, seq: np.ndarray,
                  name_json: np.ndarray, name_at: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """The blocks' entries as `canonical` writes them but for their rows' text (base64) and
-    closing brace, one after another: the i-th, of shipment `shipments[i]` (ascending), is
-    `{"alerts":…,"rows":"` at out[at[i, 0]:at[i, 1]], its rows' text goes next, then
-    `","seq":…,"shipment_id":…` at out[at[i, 1]:at[i, 2]]. Returns (out, at, how many events
-    still wait).
+    """The bytes the blocks' hashes cover, their chain's head and their entry as `canonical`
+    writes it, but for their rows' text (base64), one after another: the i-th, of shipment
+    `shipments[i]` (ascending), is its head and `{"alerts":…,"rows":"` at out[at[i, 0]:
+    at[i, 1]], its rows' text goes next, then `","seq":…,"shipment_id":…}` at out[at[i, 1]:
+    at[i, 2]]. Returns (out, at, how many events still wait).
 
     `pieces` are the constant parts between the fields (`_pieces`); a block's alerts are the
     JSON array alerts[alerts_at[i, 0]:alerts_at[i, 1]] (-1: none); its events are those of
@@ -243,16 +244,18 @@ def _block_parts(shipments: np.ndarray, pieces: tuple, alerts: np.ndarray,
     no devices); `prev` is its chain's head (64 hex digits), `seq` its place in its chain,
     and its shipment's JSON name is name_json[name_at[s]:name_at[s + 1]]."""
     index = np.full(len(name_at) - 1, -1, np.int64)  # shipment -> its block
-    index[shipments] = np.arange(len(shipments))
+    for i in range(len(shipments)):
+        index[shipments[i]] = i
     events_size = np.zeros(len(shipments), np.int64)  # their texts and a comma after each
     for j in range(len(event_ship)):
         i = index[event_ship[j]]
         if i >= 0:
             events_size[i] += event_ends[j] - event_starts[j] + 1
-    fixed = 64 + 2 + 2  # the head, the devices' brackets, the events' brackets
+    fixed = 2 * 64 + 2 + 2 + 1  # the head twice, the brackets, the closing brace
     for piece in pieces:
         fixed += len(piece)
     size = np.empty(len(shipments), np.int64)
+    total = 0
     for i in range(len(shipments)):
         s, k = shipments[i], block_of[i]
         n = fixed + max(events_size[i] - 1, 0) + _digits(seq[i]) + name_at[s + 1] - name_at[s]
@@ -262,7 +265,8 @@ def _block_parts(shipments: np.ndarray, pieces: tuple, alerts: np.ndarray,
                 n += device_at[codes[j] + 1] - device_at[codes[j]] + 1
             n -= code_bounds[k + 1] > code_bounds[k]  # no comma after the last
         size[i] = n
-    out = np.empty(size.sum(), np.uint8)
+        total += n
+    out = np.empty(total, np.uint8)
     at = np.empty((len(shipments), 3), np.int64)
     events_at = np.empty(len(shipments), np.int64)  # where each one's events go
     events_end = np.empty(len(shipments), np.int64)
@@ -270,6 +274,7 @@ def _block_parts(shipments: np.ndarray, pieces: tuple, alerts: np.ndarray,
     for i in range(len(shipments)):
         s, k = shipments[i], block_of[i]
         at[i, 0] = o
+        o = _put(out, o, prev[i], 0, 64)
         o = _put(out, o, pieces[0], 0, len(pieces[0]))
         if alerts_at[i, 0] >= 0:
             o = _put(out, o, alerts, alerts_at[i, 0], alerts_at[i, 1])
@@ -298,6 +303,8 @@ def _block_parts(shipments: np.ndarray, pieces: tuple, alerts: np.ndarray,
         o = _put_int(out, o, seq[i])
         o = _put(out, o, pieces[6], 0, len(pieces[6]))
         o = _put(out, o, name_json, name_at[s], name_at[s + 1])
+        out[o] = 125  # }
+        o += 1
         at[i, 2] = o
     kept = kept_at = 0
     for j in range(len(event_ship)):
@@ -485,16 +492,14 @@ class Recorder:
         self._name_json.update(state.shipments.names)
         alerts, alerts_at = self._alerts_of(shipments)
         event_ship, event_starts, event_ends, event_text = self._texts.waiting()
-        heads = [self.heads[s] for s in shipments.tolist()]
-        seq = np.array(self.length, np.int64)[shipments]
+        heads = "".join([self.heads[s] for s in shipments.tolist()]).encode()
         text, at, kept = _block_parts(
             shipments, _pieces(iso(now).encode()), alerts, alerts_at, event_ship, event_starts,
             event_ends, event_text, block_of, codes, code_bounds, self._device_json.text,
-            self._device_json.at, np.frombuffer("".join(heads).encode(), np.uint8).reshape(-1, 64),
-            seq, self._name_json.text, self._name_json.at)
+            self._device_json.at, np.frombuffer(heads, np.uint8).reshape(-1, 64),
+            np.array(self.length, np.int64)[shipments], self._name_json.text, self._name_json.at)
         self._texts.keep(kept)
-        return self._chain(shipments, state.shipments.names, heads, text, at, block_of,
-                           packed, bounds)
+        return self._chain(shipments, state.shipments.names, text, at, block_of, packed, bounds)
 
     def _alerts_of(self, shipments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The waiting alert records of the shipments (no longer waiting): the JSON array of
@@ -510,23 +515,24 @@ class Recorder:
         at[rows, 0], at[rows, 1] = ends - [len(t) for t in texts], ends
         return np.frombuffer(b"".join(texts), np.uint8), at
 
-    def _chain(self, shipments: np.ndarray, names: list[str], heads: list[str],
-               text: np.ndarray, at: np.ndarray, block_of: np.ndarray, packed: np.ndarray,
-               bounds: np.ndarray) -> list[Written]:
+    def _chain(self, shipments: np.ndarray, names: list[str], text: np.ndarray, at: np.ndarray,
+               block_of: np.ndarray, packed: np.ndarray, bounds: np.ndarray) -> list[Written]:
         """Append blocks to their chains: the base64 of each one's rows (packed[bounds[k]:
         bounds[k + 1]], k = block_of[i]; none for k = -1) goes between its parts
-        (`_block_parts`), the whole is hashed after its chain's head and made into its line."""
+        (`_block_parts`), the whole is hashed and, but for the head, made into its line."""
         text, data = memoryview(text), memoryview(packed.view(np.uint8))
         bounds = (bounds * ROW.itemsize).tolist()
         length = self.length
         out = []
-        for s, prev, (a, m, e), k in zip(shipments.tolist(), heads, at.tolist(),
-                                         block_of.tolist(), strict=True):
-            before, after = text[a:m], text[m:e]
+        for s, (a, m, e), k in zip(shipments.tolist(), at.tolist(), block_of.tolist(),
+                                   strict=True):
             rows = pybase64.b64encode(data[bounds[k]:bounds[k + 1]]) if k >= 0 else b""
-            hashed = digest(prev, before, rows, after, b"}")
+            hashed = sha256(text[a:m])  # the head, then the entry (`digest`)
+            hashed.update(rows)
+            hashed.update(text[m:e])
+            hashed = hashed.hexdigest()
             out.append(Written(names[s], length[s], hashed, b"".join(
-                (before, rows, after, b',"hash":"%b"}' % hashed.encode()))))
+                (text[a + 64:m], rows, text[m:e - 1], b',"hash":"%b"}' % hashed.encode()))))
             length[s] += 1
             self.heads[s] = hashed
         return out
