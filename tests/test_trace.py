@@ -157,11 +157,48 @@ def test_a_block_line_is_its_entrys_canonical_json_whatever_its_names_hold():
     engine = Engine(load_settings(allowed_lateness_min=0.1), record=True)
     out = engine.process(lines, now=ms(40)).extend(engine.flush())
     assert out.record and {e.shipment_id for e in out.record} == {ship}
-    for written in out.record:
-        entry = orjson.loads(written.line)
-        assert entry.pop("hash") == written.hash == digest(entry["prev"], canonical(entry))
-        assert written.line == canonical(entry)[:-1] + b',"hash":"%b"}' % written.hash.encode()
+    assert_canonical_lines(out.record)
     assert readings(as_written(out.record)).device.tolist()[0] == device
+
+
+def assert_canonical_lines(written: list) -> None:
+    """Each line is its entry's canonical JSON with its hash added last."""
+    for w in written:
+        entry = orjson.loads(w.line)
+        assert entry.pop("hash") == w.hash == digest(entry["prev"], canonical(entry))
+        assert w.line == canonical(entry)[:-1] + b',"hash":"%b"}' % w.hash.encode()
+
+
+def test_blocks_made_together_are_each_their_entrys_canonical_json(recorded):
+    """A call's blocks are written together, into one buffer: each line is still its entry's."""
+    *_, written = recorded
+    entries = as_written(written)
+    assert any(e["alerts"] for e in entries) and any(e["events"] for e in entries)
+    assert any(not e["alerts"] for e in entries) and any(not e["events"] for e in entries)
+    assert_canonical_lines(written)
+
+
+def test_blocks_of_interleaved_shipments_keep_each_ones_entries():
+    """Blocks made while other shipments' events wait, before and after a restore."""
+    settings = load_settings(allowed_lateness_min=0.1, record_block_rows=3, record_block_min=None)
+    lines = [order("S1", devices=("T1",)), order("S2", devices=("T2", "G2"))] + [
+        reading(m, 5, device=d) for m in range(40) for d in ("T1", "T2", "G2")]
+    first, second, out = Engine(settings, record=True), Engine(settings, record=True), Output()
+    for i in range(0, 50, 5):  # a block is made once 3 rows wait: several per shipment
+        out.extend(first.process(lines[i:i + 5], now=ms(60)))
+    second.load_state(first.dump_state())
+    for i in range(50, len(lines), 5):
+        out.extend(second.process(lines[i:i + 5], now=ms(60)))
+    out.extend(second.flush())
+    assert_canonical_lines(out.record)
+    entries = as_written(out.record)
+    for shipment, devices in (("S1", {"T1"}), ("S2", {"T2", "G2"})):
+        own = [e for e in entries if e["shipment_id"] == shipment]
+        assert [e["seq"] for e in own] == list(range(len(own))) and len(own) > 10
+        assert verify(own, *second.record_head(shipment))["intact"]
+        assert set(readings(own).device) == devices
+        assert len(readings(own).ts) == 40 * len(devices)
+        assert [e["shipment_id"] for e in business_events(own)] == [shipment]
 
 
 def test_engines_without_a_record_keep_none():

@@ -15,17 +15,22 @@ Unknown extra fields of events are not part of the record.
 Events are gathered per shipment and a shipment's block is made once it holds `block_rows`
 readings or its oldest has waited `block_ms` of stream time (None: only when full, or at the
 end of the stream), so a block carries many events and the record costs little per event:
-readings wait as columns, scans and orders as their JSON in one buffer per batch (made on
-arrival, by replay's decode processes when they made it there), and Numba kernels gather each
-due shipment's part. A block's line is put together once from its parts and the rows' base64
-(no copy of the entry's JSON on the way). The engine keeps each chain's length and head, and
-what waits for the next block (durable state); blocks go out in `Output.record` as `Written`:
-the line a store keeps, the entry's canonical JSON with `"hash"` added last (reading it back
-and dropping `hash` gives the hashed bytes).
+readings wait as columns, scans and orders as their JSON in one buffer that grows as batches
+arrive (`WaitingTexts`; the JSON made on arrival, by replay's decode processes when they made
+it there). When blocks are due, one Numba kernel packs their readings (`_pack`) and another
+writes all their entries one after another into one buffer (`_block_parts`) but for each
+one's rows' base64: its alerts' JSON (made only for shipments that have alerts), its devices'
+and shipment's JSON names (made once per name, `JsonNames`), its events copied in. Each
+block's line is then joined once from its two parts and its rows' base64, hashed on the way.
+The engine keeps each chain's length and head, and what waits for the next block (durable
+state); blocks go out in `Output.record` as `Written`: the line a store keeps, the entry's
+canonical JSON with `"hash"` added last (reading it back and dropping `hash` gives the hashed
+bytes).
 """
 
 from __future__ import annotations
 
+from hashlib import sha256
 from typing import NamedTuple
 
 import msgspec
@@ -34,11 +39,12 @@ import numpy as np
 import orjson
 import pybase64
 
+from chainsight import jit
 from chainsight.contract.events import GPS, SCAN, SENSOR, Order, Scan
 from chainsight.contract.times import iso
 from chainsight.engine.state import NO_TS, State
 from chainsight.ingest.rows import Rows
-from chainsight.trace.chain import GENESIS, canonical, digest, first_broken
+from chainsight.trace.chain import GENESIS, canonical, first_broken
 
 ROW = np.dtype([("ts", "<i8"), ("device", "<u2"), ("type", "u1"), ("door", "i1"),
                 ("a", "<f8"), ("b", "<f8")])
@@ -113,13 +119,12 @@ def _gather(kind: np.ndarray, shipment: np.ndarray, device: np.ndarray, ts: np.n
 @numba.njit(cache=True)
 def _pack(chosen: np.ndarray, n: int, shipment: np.ndarray, device: np.ndarray,
           ts: np.ndarray, kind: np.ndarray, door: np.ndarray, a: np.ndarray, b: np.ndarray,
-          n_devices: int, packed: np.ndarray
-          ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+          n_devices: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pack the waiting readings (the first `n` of the `PENDING` columns, arrival order) of the
-    chosen shipments into `packed` (`ROW`), grouped by shipment and in arrival order within
-    each, a row's device as its index among its block's devices; the others move up in the
-    columns, in order. Returns (how many still wait, each block's shipment, where each block
-    starts and the last ends, the blocks' devices in first-appearance order, where each
+    chosen shipments as `ROW`s, grouped by shipment and in arrival order within each, a row's
+    device as its index among its block's devices; the others move up in the columns, in
+    order. Returns (how many still wait, the packed rows, each block's shipment, where each
+    block starts and the last ends, the blocks' devices in first-appearance order, where each
     block's devices start and the last's end)."""
     counts = np.zeros(len(chosen) + 1, np.int64)
     for i in range(n):
@@ -128,6 +133,7 @@ def _pack(chosen: np.ndarray, n: int, shipment: np.ndarray, device: np.ndarray,
     for s in range(len(chosen)):
         counts[s + 1] += counts[s]
     fill = counts[:-1].copy()
+    packed = np.empty(counts[-1], ROW)
     grouped_device = np.empty(len(packed), np.int64)
     kept = 0
     for i in range(n):  # in arrival order: each row to the next place of its shipment's block
@@ -162,48 +168,7 @@ def _pack(chosen: np.ndarray, n: int, shipment: np.ndarray, device: np.ndarray,
                 local += 1
             packed[j].device = index_of[d]
     code_bounds[-1] = n_codes
-    return kept, block_ship, bounds, codes[:n_codes], code_bounds
-
-
-@numba.njit(cache=True)
-def _group_texts(chosen: np.ndarray, shipment: np.ndarray, starts: np.ndarray,
-                 ends: np.ndarray, text: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """The waiting events (arrival order; `text[starts[i]:ends[i]]` of shipment `shipment[i]`)
-    of the chosen shipments as one JSON array each, written one after another; the others'
-    texts move up to the front of `text`, their entries to the front of the arrays. Returns
-    (the arrays, where each chosen shipment's starts (-1: no events), where each ends, how many
-    events still wait)."""
-    size = np.zeros(len(chosen), np.int64)
-    for i in range(len(shipment)):
-        if chosen[shipment[i]]:
-            size[shipment[i]] += ends[i] - starts[i] + 1  # its text and a comma or bracket
-    first = np.full(len(chosen), -1, np.int64)
-    last = np.full(len(chosen), -1, np.int64)
-    total = 0
-    for s in range(len(chosen)):
-        if size[s]:
-            first[s], last[s] = total, total
-            total += size[s] + 1
-    out = np.empty(total, np.uint8)
-    kept = kept_at = 0
-    for i in range(len(shipment)):
-        s, a, b = shipment[i], starts[i], ends[i]
-        if chosen[s]:
-            at = last[s]
-            out[at] = ord("[") if at == first[s] else ord(",")
-            out[at + 1:at + 1 + b - a] = text[a:b]
-            last[s] = at + 1 + b - a
-        else:
-            text[kept_at:kept_at + b - a] = text[a:b]  # a >= kept_at: moves up, in order
-            shipment[kept], starts[kept], ends[kept] = s, kept_at, kept_at + b - a
-            kept_at += b - a
-            kept += 1
-    for s in range(len(chosen)):
-        if first[s] >= 0:
-            out[last[s]] = ord("]")
-            last[s] += 1
-    return out, first, last, kept
+    return kept, packed, block_ship, bounds, codes[:n_codes], code_bounds
 
 
 def _texts_of(seqs: np.ndarray, business: dict[int, Scan | Order], texts: EventTexts | None
@@ -218,18 +183,219 @@ def _texts_of(seqs: np.ndarray, business: dict[int, Scan | Order], texts: EventT
             np.arange(len(seqs)))
 
 
-def _block_parts(alerts: list[dict], devices: list[str], events: bytes, prev: str,
-                 recorded_at: bytes, seq: int, shipment_id: str) -> tuple[bytes, ...]:
-    """A block's entry as `canonical` writes it, in the parts around its rows' text (base64):
-    before its events (a JSON array), after them up to the rows' text, and after that but the
-    closing brace. Made here part by part, in canonical order (sorted keys), so the rows and
-    events are copied once, into the line."""
-    return (b'{"alerts":%b,"devices":%b,"entry":"block","events":'
-            % (canonical(alerts), orjson.dumps(devices)),
-            events,
-            b',"layout":"%b","prev":"%b","recorded_at":"%b","rows":"'
-            % (LAYOUT.encode(), prev.encode(), recorded_at),
-            b'","seq":%d,"shipment_id":%b' % (seq, orjson.dumps(shipment_id)))
+@jit.helper
+def _put(out: np.ndarray, at: int, src: np.ndarray, a: int, b: int) -> int:
+    """Copy src[a:b] to `out` at `at`; returns where it ends."""
+    for i in range(a, b):
+        out[at] = src[i]
+        at += 1
+    return at
+
+
+@jit.helper
+def _put_empty(out: np.ndarray, at: int) -> int:
+    """Write an empty JSON array to `out` at `at`; returns where it ends."""
+    out[at], out[at + 1] = 91, 93  # []
+    return at + 2
+
+
+@jit.helper
+def _digits(value: int) -> int:
+    """How many digits a non-negative integer has in decimal."""
+    n = 1
+    while value >= 10:
+        value //= 10
+        n += 1
+    return n
+
+
+@jit.helper
+def _put_int(out: np.ndarray, at: int, value: int) -> int:
+    """Write a non-negative integer in decimal to `out` at `at`; returns where it ends."""
+    end = at + _digits(value)
+    i = end
+    while True:
+        i -= 1
+        out[i] = 48 + value % 10
+        value //= 10
+        if value == 0:
+            return end
+
+
+@numba.njit(cache=True)
+def _block_parts(shipments: np.ndarray, pieces: tuple, alerts: np.ndarray,
+                 alerts_at: np.ndarray, event_ship: np.ndarray, event_starts: np.ndarray,
+                 event_ends: np.ndarray, event_text: np.ndarray, block_of: np.ndarray,
+                 codes: np.ndarray, code_bounds: np.ndarray, device_json: np.ndarray,
+                 device_at: np.ndarray, prev: np.ndarray, seq: np.ndarray,
+                 name_json: np.ndarray, name_at: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The bytes the blocks' hashes cover, their chain's head and their entry as `canonical`
+    writes it, but for their rows' text (base64), one after another: the i-th, of shipment
+    `shipments[i]` (ascending), is its head and `{"alerts":…,"rows":"` at out[at[i, 0]:
+    at[i, 1]], its rows' text goes next, then `","seq":…,"shipment_id":…}` at out[at[i, 1]:
+    at[i, 2]]. Returns (out, at, how many events still wait).
+
+    `pieces` are the constant parts between the fields (`_pieces`); a block's alerts are the
+    JSON array alerts[alerts_at[i, 0]:alerts_at[i, 1]] (-1: none); its events are those of
+    its shipment among the waiting ones (arrival order; event_text[event_starts[j]:
+    event_ends[j]] of shipment event_ship[j]), the others move up to the front of
+    `event_text` and of the arrays; its devices' JSON names are device_json[device_at[c]:
+    device_at[c + 1]] of the codes[code_bounds[k]:code_bounds[k + 1]] (k = block_of[i], -1:
+    no devices); `prev` is its chain's head (64 hex digits), `seq` its place in its chain,
+    and its shipment's JSON name is name_json[name_at[s]:name_at[s + 1]]."""
+    index = np.full(len(name_at) - 1, -1, np.int64)  # shipment -> its block
+    for i in range(len(shipments)):
+        index[shipments[i]] = i
+    events_size = np.zeros(len(shipments), np.int64)  # their texts and a comma after each
+    for j in range(len(event_ship)):
+        i = index[event_ship[j]]
+        if i >= 0:
+            events_size[i] += event_ends[j] - event_starts[j] + 1
+    fixed = 2 * 64 + 2 + 2 + 1  # the head twice, the brackets, the closing brace
+    for piece in pieces:
+        fixed += len(piece)
+    size = np.empty(len(shipments), np.int64)
+    total = 0
+    for i in range(len(shipments)):
+        s, k = shipments[i], block_of[i]
+        n = fixed + max(events_size[i] - 1, 0) + _digits(seq[i]) + name_at[s + 1] - name_at[s]
+        n += alerts_at[i, 1] - alerts_at[i, 0] if alerts_at[i, 0] >= 0 else 2
+        if k >= 0:
+            for j in range(code_bounds[k], code_bounds[k + 1]):
+                n += device_at[codes[j] + 1] - device_at[codes[j]] + 1
+            n -= code_bounds[k + 1] > code_bounds[k]  # no comma after the last
+        size[i] = n
+        total += n
+    out = np.empty(total, np.uint8)
+    at = np.empty((len(shipments), 3), np.int64)
+    events_at = np.empty(len(shipments), np.int64)  # where each one's events go
+    events_end = np.empty(len(shipments), np.int64)
+    o = 0
+    for i in range(len(shipments)):
+        s, k = shipments[i], block_of[i]
+        at[i, 0] = o
+        o = _put(out, o, prev[i], 0, 64)
+        o = _put(out, o, pieces[0], 0, len(pieces[0]))
+        if alerts_at[i, 0] >= 0:
+            o = _put(out, o, alerts, alerts_at[i, 0], alerts_at[i, 1])
+        else:
+            o = _put_empty(out, o)
+        o = _put(out, o, pieces[1], 0, len(pieces[1]))
+        if k >= 0 and code_bounds[k + 1] > code_bounds[k]:
+            for j in range(code_bounds[k], code_bounds[k + 1]):
+                out[o] = 44 if j > code_bounds[k] else 91  # , or [
+                o = _put(out, o + 1, device_json, device_at[codes[j]], device_at[codes[j] + 1])
+            out[o] = 93  # ]
+            o += 1
+        else:
+            o = _put_empty(out, o)
+        o = _put(out, o, pieces[2], 0, len(pieces[2]))
+        out[o] = 91  # [, then the events (`events_at`: where the next goes, after a byte)
+        events_at[i] = o
+        o += max(events_size[i], 1)
+        events_end[i] = o  # the closing bracket's place
+        o += 1
+        o = _put(out, o, pieces[3], 0, len(pieces[3]))
+        o = _put(out, o, prev[i], 0, 64)
+        o = _put(out, o, pieces[4], 0, len(pieces[4]))
+        at[i, 1] = o
+        o = _put(out, o, pieces[5], 0, len(pieces[5]))
+        o = _put_int(out, o, seq[i])
+        o = _put(out, o, pieces[6], 0, len(pieces[6]))
+        o = _put(out, o, name_json, name_at[s], name_at[s + 1])
+        out[o] = 125  # }
+        o += 1
+        at[i, 2] = o
+    kept = kept_at = 0
+    for j in range(len(event_ship)):
+        s, a, b = event_ship[j], event_starts[j], event_ends[j]
+        i = index[s]
+        if i >= 0:  # after the "[" or the comma before it (a slice copies faster than `_put`)
+            o = events_at[i] + 1
+            out[o:o + b - a] = event_text[a:b]
+            events_at[i] = o + b - a
+            out[o + b - a] = 44  # ,
+        else:
+            _put(event_text, kept_at, event_text, a, b)  # a >= kept_at: moves up, in order
+            event_ship[kept], event_starts[kept], event_ends[kept] = s, kept_at, kept_at + b - a
+            kept_at += b - a
+            kept += 1
+    for i in range(len(shipments)):
+        out[events_end[i]] = 93  # ]
+    return out, at, kept
+
+
+def _pieces(recorded_at: bytes) -> tuple[np.ndarray, ...]:
+    """The constant parts of a block's entry, around its fields (`_block_parts`)."""
+    return tuple(np.frombuffer(piece, np.uint8) for piece in (
+        b'{"alerts":', b',"devices":', b',"entry":"block","events":',
+        b',"layout":"%b","prev":"' % LAYOUT.encode(),
+        b'","recorded_at":"%b","rows":"' % recorded_at, b'","seq":', b',"shipment_id":'))
+
+
+class JsonNames:
+    """A registry's names as JSON strings one after another, the i-th at text[at[i]:at[i + 1]],
+    each made once: the registry's names only grow (a registry given a new list of names,
+    as a restored state's, is made anew)."""
+
+    def __init__(self) -> None:
+        self._names: list[str] | None = None  # the list they were made from
+        self.text, self.at = np.frombuffer(b"", np.uint8), np.zeros(1, np.int64)
+
+    def update(self, names: list[str]) -> None:
+        """Make the names not made yet."""
+        if names is not self._names:
+            self._names, self.text, self.at = names, np.frombuffer(b"", np.uint8), self.at[:1]
+        made = len(self.at) - 1
+        if len(names) > made:
+            new = list(map(orjson.dumps, names[made:]))
+            self.text = np.frombuffer(b"".join([self.text.tobytes(), *new]), np.uint8)
+            self.at = np.concatenate([self.at, self.at[-1] + np.cumsum(list(map(len, new)))])
+
+
+def _with_room(array: np.ndarray, used: int, more: int) -> np.ndarray:
+    """`array`, or a larger copy of its first `used` items, with room for `more` after them
+    (doubling, as a list grows)."""
+    if used + more <= len(array):
+        return array
+    grown = np.empty(max(2 * len(array), used + more), array.dtype)
+    grown[:used] = array[:used]
+    return grown
+
+
+class WaitingTexts:
+    """Scans' and orders' JSON waiting for their blocks, in arrival order, in one buffer that
+    grows as batches arrive (nothing to join when blocks are made): the i-th of the first `n`,
+    of shipment ship[i], is text[starts[i]:ends[i]]; the first `size` bytes of `text` hold
+    them."""
+
+    def __init__(self) -> None:
+        self.ship = np.empty(0, np.int64)
+        self.starts = np.empty(0, np.int64)
+        self.ends = np.empty(0, np.int64)
+        self.text = np.empty(0, np.uint8)
+        self.n = self.size = 0
+
+    def add(self, ship: np.ndarray, starts: np.ndarray, ends: np.ndarray, text: bytes) -> None:
+        """Append texts: the i-th, of shipment ship[i], text[starts[i]:ends[i]]."""
+        n, size = self.n, self.size
+        self.ship, self.starts, self.ends = (_with_room(a, n, len(ship))
+                                             for a in (self.ship, self.starts, self.ends))
+        self.text = _with_room(self.text, size, len(text))
+        self.ship[n:n + len(ship)] = ship
+        self.starts[n:n + len(ship)] = starts + size
+        self.ends[n:n + len(ship)] = ends + size
+        self.text[size:size + len(text)] = np.frombuffer(text, np.uint8)
+        self.n, self.size = n + len(ship), size + len(text)
+
+    def waiting(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(ship, starts, ends, text) of the texts waiting (views of the buffers)."""
+        return (self.ship[:self.n], self.starts[:self.n], self.ends[:self.n],
+                self.text[:self.size])
+
+    def keep(self, kept: int) -> None:
+        """Keep the first `kept` texts only (those still waiting, moved to the front)."""
+        self.n, self.size = kept, int(self.ends[kept - 1]) if kept else 0
 
 
 class Recorder:
@@ -243,11 +409,11 @@ class Recorder:
         # readings waiting: the first `_n` rows of the `PENDING` columns, in arrival order
         self._columns = tuple(np.empty(0, t) for t in PENDING_TYPES)
         self._n = 0
-        # scans and orders waiting: (their shipments, where their JSON is, the buffer)
-        self._texts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._texts = WaitingTexts()  # scans and orders waiting
         self._alerts: dict[int, list[dict]] = {}  # shipment -> alert records waiting
         self._waiting = np.zeros(0, np.int64)  # per shipment: entries waiting
         self._since = np.zeros(0, np.int64)  # per shipment: stream time its wait began
+        self._device_json, self._name_json = JsonNames(), JsonNames()  # by device, shipment
 
     def head(self, shipment: int) -> tuple[int, str]:
         """(entries so far, hash of the newest) of a shipment's chain."""
@@ -265,13 +431,8 @@ class Recorder:
             self.heads += [GENESIS] * (n - len(self.heads))
 
     def _room(self, rows: int) -> None:
-        """Room in the waiting columns for `rows` more readings (doubling, as a list grows)."""
-        if self._n + rows > len(self._columns[0]):
-            size = max(2 * len(self._columns[0]), self._n + rows)
-            grown = tuple(np.empty(size, t) for t in PENDING_TYPES)
-            for old, new in zip(self._columns, grown, strict=True):
-                new[:self._n] = old[:self._n]
-            self._columns = grown
+        """Room in the waiting columns for `rows` more readings."""
+        self._columns = tuple(_with_room(column, self._n, rows) for column in self._columns)
 
     def _started(self, shipments: np.ndarray, stream_time: int) -> None:
         """Note the shipments' new waiting entries (codes, repeated per entry)."""
@@ -292,8 +453,7 @@ class Recorder:
         others = np.flatnonzero((rows.kind >= SCAN) & (shipment >= 0))
         if len(others):
             texts, at = _texts_of(rows.seq[others], business, texts)
-            self._texts.append((shipment[others].astype(np.int64), texts.starts[at],
-                                texts.ends[at], np.frombuffer(texts.text, np.uint8)))
+            self._texts.add(shipment[others], texts.starts[at], texts.ends[at], texts.text)
             self._started(shipment[others], stream_time)
 
     def add_alerts(self, records: list[dict], state: State, stream_time: int) -> None:
@@ -322,67 +482,64 @@ class Recorder:
         if not len(shipments):
             return []
         self._waiting[shipments], self._since[shipments] = 0, NO_TS
-        n, columns = self._n, self._columns
-        packed = np.empty(int(due[columns[0][:n]].sum()), ROW)
-        self._n, block_ship, bounds, codes, code_bounds = _pack(
-            due, n, *columns, len(state.devices), packed)
-        data = memoryview(packed.view(np.uint8))
-        span = {s: k for k, s in enumerate(block_ship.tolist())}  # shipment -> its block
+        self._n, packed, block_ship, bounds, codes, code_bounds = _pack(
+            due, self._n, *self._columns, len(state.devices))
+        block_of = np.searchsorted(block_ship, shipments)  # where each one's rows are
+        has_rows = block_of < len(block_ship)
+        has_rows[has_rows] = block_ship[block_of[has_rows]] == shipments[has_rows]
+        block_of[~has_rows] = -1
+        self._device_json.update(state.devices.names)
+        self._name_json.update(state.shipments.names)
+        alerts, alerts_at = self._alerts_of(shipments)
+        event_ship, event_starts, event_ends, event_text = self._texts.waiting()
+        heads = "".join([self.heads[s] for s in shipments.tolist()]).encode()
+        text, at, kept = _block_parts(
+            shipments, _pieces(iso(now).encode()), alerts, alerts_at, event_ship, event_starts,
+            event_ends, event_text, block_of, codes, code_bounds, self._device_json.text,
+            self._device_json.at, np.frombuffer(heads, np.uint8).reshape(-1, 64),
+            np.array(self.length, np.int64)[shipments], self._name_json.text, self._name_json.at)
+        self._texts.keep(kept)
+        return self._chain(shipments, state.shipments.names, text, at, block_of, packed, bounds)
+
+    def _alerts_of(self, shipments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The waiting alert records of the shipments (no longer waiting): the JSON array of
+        each one's at text[at[i, 0]:at[i, 1]], at[i] (-1, -1) for one without any."""
+        at = np.full((len(shipments), 2), -1, np.int64)
+        due = [(i, self._alerts.pop(s)) for i, s in enumerate(shipments.tolist())
+               if s in self._alerts] if self._alerts else []
+        if not due:
+            return np.frombuffer(b"", np.uint8), at
+        texts = [canonical(records) for _, records in due]
+        ends = np.cumsum([len(t) for t in texts])
+        rows = np.array([i for i, _ in due], np.int64)
+        at[rows, 0], at[rows, 1] = ends - [len(t) for t in texts], ends
+        return np.frombuffer(b"".join(texts), np.uint8), at
+
+    def _chain(self, shipments: np.ndarray, names: list[str], text: np.ndarray, at: np.ndarray,
+               block_of: np.ndarray, packed: np.ndarray, bounds: np.ndarray) -> list[Written]:
+        """Append blocks to their chains: the base64 of each one's rows (packed[bounds[k]:
+        bounds[k + 1]], k = block_of[i]; none for k = -1) goes between its parts
+        (`_block_parts`), the whole is hashed and, but for the head, made into its line."""
+        text, data = memoryview(text), memoryview(packed.view(np.uint8))
         bounds = (bounds * ROW.itemsize).tolist()
-        names, device_names = state.shipments.names, state.devices.names
-        recorded_at = iso(now).encode()
-        arrays, first, last = self._events_of(due)
-        blocks = []
-        for s, a, b in zip(shipments.tolist(), first[shipments].tolist(),
-                           last[shipments].tolist(), strict=True):
-            k = span.get(s)
-            devices = [] if k is None else [device_names[c] for c in
-                                            codes[code_bounds[k]:code_bounds[k + 1]].tolist()]
-            parts = _block_parts(self._alerts.pop(s, []), devices,
-                                 b"[]" if a < 0 else arrays[a:b],
-                                 self.heads[s], recorded_at, self.length[s], names[s])
-            blocks.append((s, names[s], parts, b"" if k is None else data[bounds[k]:bounds[k + 1]]))
-        return self._chain(blocks)
-
-    def _events_of(self, chosen: np.ndarray) -> tuple[memoryview, np.ndarray, np.ndarray]:
-        """The waiting scans and orders of the chosen shipments (no longer waiting), as the
-        JSON array of each (`_group_texts`), the others kept as one buffer."""
-        if not self._texts:
-            return memoryview(b""), np.full(len(chosen), -1), np.full(len(chosen), -1)
-        ship, starts, ends, text = self._joined_texts()
-        arrays, first, last, kept = _group_texts(chosen, ship, starts, ends, text)
-        self._texts = [(ship[:kept], starts[:kept], ends[:kept],
-                        text[:ends[kept - 1]].copy())] if kept else []
-        return memoryview(arrays), first, last
-
-    def _joined_texts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The waiting scans' and orders' chunks as one (a new buffer, the arrays copied)."""
-        sizes = [len(text) for *_, text in self._texts]
-        shift = np.repeat(np.cumsum([0, *sizes[:-1]]),
-                          [len(ship) for ship, *_ in self._texts])
-        return (np.concatenate([ship for ship, *_ in self._texts]),
-                np.concatenate([starts for _, starts, _, _ in self._texts]) + shift,
-                np.concatenate([ends for _, _, ends, _ in self._texts]) + shift,
-                np.concatenate([text for *_, text in self._texts]))
-
-    def _chain(self, blocks: list[tuple[int, str, tuple[bytes, ...], memoryview]]
-               ) -> list[Written]:
-        """Append blocks to their chains: the base64 of each one's rows goes between its parts
-        (`_block_parts`), the whole is hashed after its chain's head and made into its line."""
+        length = self.length
         out = []
-        for s, name, (before, events, middle, after), raw in blocks:
-            rows = pybase64.b64encode(raw)
-            hashed = digest(self.heads[s], before, events, middle, rows, after, b"}")
-            out.append(Written(name, self.length[s], hashed, b"".join(
-                (before, events, middle, rows, after, b',"hash":"%b"}' % hashed.encode()))))
-            self.length[s] += 1
+        for s, (a, m, e), k in zip(shipments.tolist(), at.tolist(), block_of.tolist(),
+                                   strict=True):
+            rows = pybase64.b64encode(data[bounds[k]:bounds[k + 1]]) if k >= 0 else b""
+            hashed = sha256(text[a:m])  # the head, then the entry (`digest`)
+            hashed.update(rows)
+            hashed.update(text[m:e])
+            hashed = hashed.hexdigest()
+            out.append(Written(names[s], length[s], hashed, b"".join(
+                (text[a + 64:m], rows, text[m:e - 1], b',"hash":"%b"}' % hashed.encode()))))
+            length[s] += 1
             self.heads[s] = hashed
         return out
 
     def dump_state(self) -> dict:
         pending = [c[:self._n] for c in self._columns] if self._n else []
-        ship, starts, ends, text = self._joined_texts() if self._texts else \
-            (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), b"")
+        ship, starts, ends, text = self._texts.waiting()
         text = memoryview(text)
         return {"length": self.length, "heads": self.heads,
                 "pending": dict(zip(PENDING, pending, strict=True)) if pending else {},
@@ -401,8 +558,9 @@ class Recorder:
         self._n = len(self._columns[0])
         ship, events = data["business"]
         texts = event_texts(list(range(len(events))), msgspec.convert(events, list[Scan | Order]))
-        self._texts = [(np.asarray(ship, np.int64), texts.starts, texts.ends,
-                        np.frombuffer(texts.text, np.uint8).copy())] if len(events) else []
+        self._texts = WaitingTexts()
+        if len(events):
+            self._texts.add(np.asarray(ship, np.int64), texts.starts, texts.ends, texts.text)
         self._alerts = {int(s): records for s, records in data["alerts"]}
         self._waiting = np.asarray(data["waiting"], np.int64)
         self._since = np.asarray(data["since"], np.int64)
