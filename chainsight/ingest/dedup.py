@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 DERIVED = 1 << 62  # marks the hash of a derived id: (key, kind) | DERIVED, ts
 
 
-
 @dataclass
 class Decoded:
     rows: Rows

@@ -210,10 +210,6 @@ def decoding(path: Path, decoder: EventDecoder, workers: int,
             pool.shutdown(cancel_futures=True)
 
 
-
-
-
-
 def _in_order(pool: Executor, ranges: Iterator[tuple[int, int]],
               ahead: deque[Future]) -> Iterator[tuple[Extracted, int]]:
     """The decoded ranges in file order, the rest of `ranges` given to the pool as they go."""
@@ -279,10 +275,6 @@ def _start_worker(path: Path, decoder: EventDecoder, now: int, record: bool = Fa
     breaks. The file is opened by each task, whose error reaches the caller."""
     global _worker
     _worker = (path, decoder, now, record)
-
-
-
-
 
 
 def _extract_parcel(start: int, end: int) -> shared.Parcel:
