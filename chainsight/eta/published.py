@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 
 from chainsight import jit
+from chainsight.asciibuf import decimal_digits, put, put_digits
 from chainsight.contract.times import MAX_MS, MIN_MS, iso_many
 
 MAX_KM = 1e12  # beyond this (or NaN), remaining_km is written by `repr`
@@ -78,22 +79,6 @@ class Etas(NamedTuple):
 
 
 @jit.helper
-def _put(out: np.ndarray, n: int, text: bytes) -> int:
-    for c in text:
-        out[n] = c
-        n += 1
-    return n
-
-
-@jit.helper
-def _put_digits(out: np.ndarray, n: int, value: int, digits: int) -> int:
-    for d in range(digits - 1, -1, -1):
-        out[n] = 48 + value // 10 ** d % 10
-        n += 1
-    return n
-
-
-@jit.helper
 def _put_time(out: np.ndarray, n: int, ms: int) -> int:
     """`iso(ms)` without its `Z` (years 1..9999): the date from the days since 1970 by
     H. Hinnant's `civil_from_days`."""
@@ -105,14 +90,14 @@ def _put_time(out: np.ndarray, n: int, ms: int) -> int:
     doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
     mp = (5 * doy + 2) // 153
     month = mp + 3 if mp < 10 else mp - 9
-    n = _put_digits(out, n, yoe + era * 400 + (1 if month <= 2 else 0), 4)
+    n = put_digits(out, n, yoe + era * 400 + (1 if month <= 2 else 0), 4)
     for value, sep in ((month, 45), (doy - (153 * mp + 2) // 5 + 1, 45),  # "-"
                        (ms // 3_600_000, 84), (ms // 60_000 % 60, 58), (ms // 1000 % 60, 58)):
         out[n] = sep  # "-", "-", "T", ":", ":"
-        n = _put_digits(out, n + 1, value, 2)
+        n = put_digits(out, n + 1, value, 2)
     if ms % 1000:
         out[n] = 46  # "."
-        n = _put_digits(out, n + 1, ms % 1000, 3)
+        n = put_digits(out, n + 1, ms % 1000, 3)
     return n
 
 
@@ -122,21 +107,16 @@ def _write_lines(ids: np.ndarray, id_end: np.ndarray, shipment: np.ndarray, at: 
     """Write the records' lines into `out`; returns the bytes written."""
     n = 0
     for i in range(len(shipment)):
-        n = _put(out, n, b'{"shipment_id":')
+        n = put(out, n, b'{"shipment_id":')
         s = shipment[i]
-        for k in range(0 if s == 0 else id_end[s - 1], id_end[s]):
-            out[n] = ids[k]
-            n += 1
-        n = _put(out, n, b',"at":"')
+        n = put(out, n, ids[0 if s == 0 else id_end[s - 1]:id_end[s]])
+        n = put(out, n, b',"at":"')
         n = _put_time(out, n, at[i])
-        n = _put(out, n, b'Z","eta":"')
+        n = put(out, n, b'Z","eta":"')
         n = _put_time(out, n, eta[i])
-        n = _put(out, n, b'Z","remaining_km":')
+        n = put(out, n, b'Z","remaining_km":')
         whole, frac = milli_km[i] // 1000, milli_km[i] % 1000
-        digits = 1
-        while 10 ** digits <= whole:
-            digits += 1
-        n = _put_digits(out, n, whole, digits)
+        n = put_digits(out, n, whole, decimal_digits(whole))
         out[n] = 46  # "."
         out[n + 1] = 48 + frac // 100
         n += 2
@@ -144,5 +124,5 @@ def _write_lines(ids: np.ndarray, id_end: np.ndarray, shipment: np.ndarray, at: 
             if frac % (10 * d) != 0:
                 out[n] = 48 + frac // d % 10
                 n += 1
-        n = _put(out, n, b"}\n")
+        n = put(out, n, b"}\n")
     return n

@@ -39,7 +39,7 @@ import numpy as np
 import orjson
 import pybase64
 
-from chainsight import jit
+from chainsight.asciibuf import decimal_digits, put, put_digits
 from chainsight.contract.events import GPS, SCAN, SENSOR, Order, Scan
 from chainsight.contract.times import iso
 from chainsight.engine.state import NO_TS, State
@@ -183,45 +183,6 @@ def _texts_of(seqs: np.ndarray, business: dict[int, Scan | Order], texts: EventT
             np.arange(len(seqs)))
 
 
-@jit.helper
-def _put(out: np.ndarray, at: int, src: np.ndarray, a: int, b: int) -> int:
-    """Copy src[a:b] to `out` at `at`; returns where it ends."""
-    for i in range(a, b):
-        out[at] = src[i]
-        at += 1
-    return at
-
-
-@jit.helper
-def _put_empty(out: np.ndarray, at: int) -> int:
-    """Write an empty JSON array to `out` at `at`; returns where it ends."""
-    out[at], out[at + 1] = 91, 93  # []
-    return at + 2
-
-
-@jit.helper
-def _digits(value: int) -> int:
-    """How many digits a non-negative integer has in decimal."""
-    n = 1
-    while value >= 10:
-        value //= 10
-        n += 1
-    return n
-
-
-@jit.helper
-def _put_int(out: np.ndarray, at: int, value: int) -> int:
-    """Write a non-negative integer in decimal to `out` at `at`; returns where it ends."""
-    end = at + _digits(value)
-    i = end
-    while True:
-        i -= 1
-        out[i] = 48 + value % 10
-        value //= 10
-        if value == 0:
-            return end
-
-
 @numba.njit(cache=True)
 def _block_parts(shipments: np.ndarray, pieces: tuple, alerts: np.ndarray,
                  alerts_at: np.ndarray, event_ship: np.ndarray, event_starts: np.ndarray,
@@ -258,7 +219,8 @@ def _block_parts(shipments: np.ndarray, pieces: tuple, alerts: np.ndarray,
     total = 0
     for i in range(len(shipments)):
         s, k = shipments[i], block_of[i]
-        n = fixed + max(events_size[i] - 1, 0) + _digits(seq[i]) + name_at[s + 1] - name_at[s]
+        n = fixed + max(events_size[i] - 1, 0) + decimal_digits(seq[i])
+        n += name_at[s + 1] - name_at[s]
         n += alerts_at[i, 1] - alerts_at[i, 0] if alerts_at[i, 0] >= 0 else 2
         if k >= 0:
             for j in range(code_bounds[k], code_bounds[k + 1]):
@@ -274,35 +236,35 @@ def _block_parts(shipments: np.ndarray, pieces: tuple, alerts: np.ndarray,
     for i in range(len(shipments)):
         s, k = shipments[i], block_of[i]
         at[i, 0] = o
-        o = _put(out, o, prev[i], 0, 64)
-        o = _put(out, o, pieces[0], 0, len(pieces[0]))
+        o = put(out, o, prev[i])
+        o = put(out, o, pieces[0])
         if alerts_at[i, 0] >= 0:
-            o = _put(out, o, alerts, alerts_at[i, 0], alerts_at[i, 1])
+            o = put(out, o, alerts[alerts_at[i, 0]:alerts_at[i, 1]])
         else:
-            o = _put_empty(out, o)
-        o = _put(out, o, pieces[1], 0, len(pieces[1]))
+            o = put(out, o, b"[]")
+        o = put(out, o, pieces[1])
         if k >= 0 and code_bounds[k + 1] > code_bounds[k]:
             for j in range(code_bounds[k], code_bounds[k + 1]):
                 out[o] = 44 if j > code_bounds[k] else 91  # , or [
-                o = _put(out, o + 1, device_json, device_at[codes[j]], device_at[codes[j] + 1])
+                o = put(out, o + 1, device_json[device_at[codes[j]]:device_at[codes[j] + 1]])
             out[o] = 93  # ]
             o += 1
         else:
-            o = _put_empty(out, o)
-        o = _put(out, o, pieces[2], 0, len(pieces[2]))
+            o = put(out, o, b"[]")
+        o = put(out, o, pieces[2])
         out[o] = 91  # [, then the events (`events_at`: where the next goes, after a byte)
         events_at[i] = o
         o += max(events_size[i], 1)
         events_end[i] = o  # the closing bracket's place
         o += 1
-        o = _put(out, o, pieces[3], 0, len(pieces[3]))
-        o = _put(out, o, prev[i], 0, 64)
-        o = _put(out, o, pieces[4], 0, len(pieces[4]))
+        o = put(out, o, pieces[3])
+        o = put(out, o, prev[i])
+        o = put(out, o, pieces[4])
         at[i, 1] = o
-        o = _put(out, o, pieces[5], 0, len(pieces[5]))
-        o = _put_int(out, o, seq[i])
-        o = _put(out, o, pieces[6], 0, len(pieces[6]))
-        o = _put(out, o, name_json, name_at[s], name_at[s + 1])
+        o = put(out, o, pieces[5])
+        o = put_digits(out, o, seq[i], decimal_digits(seq[i]))
+        o = put(out, o, pieces[6])
+        o = put(out, o, name_json[name_at[s]:name_at[s + 1]])
         out[o] = 125  # }
         o += 1
         at[i, 2] = o
@@ -310,13 +272,13 @@ def _block_parts(shipments: np.ndarray, pieces: tuple, alerts: np.ndarray,
     for j in range(len(event_ship)):
         s, a, b = event_ship[j], event_starts[j], event_ends[j]
         i = index[s]
-        if i >= 0:  # after the "[" or the comma before it (a slice copies faster than `_put`)
+        if i >= 0:  # after the "[" or the comma before it (a slice copies faster than `put`)
             o = events_at[i] + 1
             out[o:o + b - a] = event_text[a:b]
             events_at[i] = o + b - a
             out[o + b - a] = 44  # ,
         else:
-            _put(event_text, kept_at, event_text, a, b)  # a >= kept_at: moves up, in order
+            put(event_text, kept_at, event_text[a:b])  # a >= kept_at: moves up, in order
             event_ship[kept], event_starts[kept], event_ends[kept] = s, kept_at, kept_at + b - a
             kept_at += b - a
             kept += 1
