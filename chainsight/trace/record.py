@@ -30,7 +30,6 @@ bytes).
 
 from __future__ import annotations
 
-from hashlib import sha256
 from typing import NamedTuple
 
 import msgspec
@@ -44,7 +43,7 @@ from chainsight.contract.events import GPS, SCAN, SENSOR, Order, Scan
 from chainsight.contract.times import iso
 from chainsight.engine.state import NO_TS, State
 from chainsight.ingest.rows import Rows
-from chainsight.trace.chain import GENESIS, canonical, first_broken
+from chainsight.trace.chain import GENESIS, canonical, digest, first_broken
 
 ROW = np.dtype([("ts", "<i8"), ("device", "<u2"), ("type", "u1"), ("door", "i1"),
                 ("a", "<f8"), ("b", "<f8")])
@@ -190,11 +189,10 @@ def _block_parts(shipments: np.ndarray, pieces: tuple, alerts: np.ndarray,
                  codes: np.ndarray, code_bounds: np.ndarray, device_json: np.ndarray,
                  device_at: np.ndarray, prev: np.ndarray, seq: np.ndarray,
                  name_json: np.ndarray, name_at: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """The bytes the blocks' hashes cover, their chain's head and their entry as `canonical`
-    writes it, but for their rows' text (base64), one after another: the i-th, of shipment
-    `shipments[i]` (ascending), is its head and `{"alerts":…,"rows":"` at out[at[i, 0]:
-    at[i, 1]], its rows' text goes next, then `","seq":…,"shipment_id":…}` at out[at[i, 1]:
-    at[i, 2]]. Returns (out, at, how many events still wait).
+    """The blocks' entries as `canonical` writes them, but for their rows' text (base64), one
+    after another: the i-th, of shipment `shipments[i]` (ascending), is `{"alerts":…,"rows":"`
+    at out[at[i, 0]:at[i, 1]], its rows' text goes next, then `","seq":…,"shipment_id":…}` at
+    out[at[i, 1]:at[i, 2]]. Returns (out, at, how many events still wait).
 
     `pieces` are the constant parts between the fields (`_pieces`); a block's alerts are the
     JSON array alerts[alerts_at[i, 0]:alerts_at[i, 1]] (-1: none); its events are those of
@@ -212,7 +210,7 @@ def _block_parts(shipments: np.ndarray, pieces: tuple, alerts: np.ndarray,
         i = index[event_ship[j]]
         if i >= 0:
             events_size[i] += event_ends[j] - event_starts[j] + 1
-    fixed = 2 * 64 + 2 + 2 + 1  # the head twice, the brackets, the closing brace
+    fixed = 64 + 2 + 2 + 1  # the head, the brackets, the closing brace
     for piece in pieces:
         fixed += len(piece)
     size = np.empty(len(shipments), np.int64)
@@ -236,7 +234,6 @@ def _block_parts(shipments: np.ndarray, pieces: tuple, alerts: np.ndarray,
     for i in range(len(shipments)):
         s, k = shipments[i], block_of[i]
         at[i, 0] = o
-        o = put(out, o, prev[i])
         o = put(out, o, pieces[0])
         if alerts_at[i, 0] >= 0:
             o = put(out, o, alerts[alerts_at[i, 0]:alerts_at[i, 1]])
@@ -481,7 +478,7 @@ class Recorder:
                block_of: np.ndarray, packed: np.ndarray, bounds: np.ndarray) -> list[Written]:
         """Append blocks to their chains: the base64 of each one's rows (packed[bounds[k]:
         bounds[k + 1]], k = block_of[i]; none for k = -1) goes between its parts
-        (`_block_parts`), the whole is hashed and, but for the head, made into its line."""
+        (`_block_parts`), the whole is hashed after its chain's head and made into its line."""
         text, data = memoryview(text), memoryview(packed.view(np.uint8))
         bounds = (bounds * ROW.itemsize).tolist()
         length = self.length
@@ -489,12 +486,9 @@ class Recorder:
         for s, (a, m, e), k in zip(shipments.tolist(), at.tolist(), block_of.tolist(),
                                    strict=True):
             rows = pybase64.b64encode(data[bounds[k]:bounds[k + 1]]) if k >= 0 else b""
-            hashed = sha256(text[a:m])  # the head, then the entry (`digest`)
-            hashed.update(rows)
-            hashed.update(text[m:e])
-            hashed = hashed.hexdigest()
+            hashed = digest(self.heads[s], text[a:m], rows, text[m:e])
             out.append(Written(names[s], length[s], hashed, b"".join(
-                (text[a + 64:m], rows, text[m:e - 1], b',"hash":"%b"}' % hashed.encode()))))
+                (text[a:m], rows, text[m:e - 1], b',"hash":"%b"}' % hashed.encode()))))
             length[s] += 1
             self.heads[s] = hashed
         return out
