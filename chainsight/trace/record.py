@@ -57,10 +57,11 @@ class EventTexts(NamedTuple):
     """Scans' and orders' JSON as a record holds them (sorted keys, as `canonical` writes them),
     one after another in `text`: the i-th, of the row
     `keys[i]` (ascending), is text[starts[i]:ends[i]]. One buffer for a batch, not an object
-    per event (cheap to pass between processes, and to gather per shipment)."""
+    per event (cheap to pass between processes, in shared memory as the batch's columns are,
+    and to gather per shipment)."""
 
     keys: np.ndarray
-    text: bytes
+    text: np.ndarray  # uint8
     starts: np.ndarray
     ends: np.ndarray
 
@@ -76,7 +77,7 @@ def event_texts(keys: list[int], events: list[Scan | Order]) -> EventTexts:
         _EVENT_JSON.encode_into(event, text, -1)
         ends.append(len(text))
     ends = np.array(ends, np.int64)
-    return EventTexts(np.array(keys, np.int64), bytes(text),
+    return EventTexts(np.array(keys, np.int64), np.frombuffer(text, np.uint8),
                       np.concatenate([[0], ends[:-1]]).astype(np.int64), ends)
 
 
@@ -335,7 +336,8 @@ class WaitingTexts:
         self.text = np.empty(0, np.uint8)
         self.n = self.size = 0
 
-    def add(self, ship: np.ndarray, starts: np.ndarray, ends: np.ndarray, text: bytes) -> None:
+    def add(self, ship: np.ndarray, starts: np.ndarray, ends: np.ndarray, text: np.ndarray
+            ) -> None:
         """Append texts: the i-th, of shipment ship[i], text[starts[i]:ends[i]]."""
         n, size = self.n, self.size
         self.ship, self.starts, self.ends = (_with_room(a, n, len(ship))
@@ -344,7 +346,7 @@ class WaitingTexts:
         self.ship[n:n + len(ship)] = ship
         self.starts[n:n + len(ship)] = starts + size
         self.ends[n:n + len(ship)] = ends + size
-        self.text[size:size + len(text)] = np.frombuffer(text, np.uint8)
+        self.text[size:size + len(text)] = text
         self.n, self.size = n + len(ship), size + len(text)
 
     def waiting(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
