@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from pathlib import Path
 
 import jsonschema
@@ -17,7 +18,7 @@ from chainsight.contract.times import parse_time
 from chainsight.engine.core import Engine, Output
 from chainsight.runtimes.records import Anchors, RecordFile
 from chainsight.sim import simulate
-from chainsight.trace import carbon, epcis
+from chainsight.trace import carbon, epcis, record
 from chainsight.trace.anchor import inclusion_proof, leaf, merkle_root, verify_inclusion
 from chainsight.trace.chain import canonical, digest, first_broken
 from chainsight.trace.gs1 import check_digit, sscc_of_urn, sscc_urn, valid_key
@@ -148,6 +149,25 @@ def test_a_restored_engine_continues_the_same_chains():
     restored, uninterrupted = as_written(part.record), as_written(all_at_once.record)
     assert business_events(restored) == business_events(uninterrupted) != []
     assert np.array_equal(readings(restored).ts, readings(uninterrupted).ts)
+
+
+def test_snapshots_and_blocks_wait_for_the_readings_still_being_gathered():
+    """The gathering thread copies a batch's readings after `process` returns: a snapshot or a
+    block made meanwhile waits for them."""
+    lines = [order("S1", devices=("T1",))] + [reading(m, 5, device="T1") for m in range(30)]
+
+    def gathering_late(then):  # the batch's copy waits behind a busy thread for 0.2 s
+        engine, busy = Engine(load_settings(allowed_lateness_min=0.1), record=True), \
+            threading.Event()
+        record._GATHERING.submit(busy.wait)
+        engine.process(lines, now=ms(40))
+        threading.Timer(0.2, busy.set).start()
+        return then(engine)
+
+    snapshot = gathering_late(lambda engine: engine.dump_state()["record"]["pending"])
+    assert len(snapshot["ts"]) == 30
+    blocks = gathering_late(lambda engine: engine.flush().record)
+    assert len(readings(as_written(blocks)).ts) == 30
 
 
 def test_a_block_line_is_its_entrys_canonical_json_whatever_its_names_hold():

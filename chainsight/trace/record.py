@@ -17,8 +17,10 @@ readings or its oldest has waited `block_ms` of stream time (None: only when ful
 end of the stream), so a block carries many events and the record costs little per event:
 readings wait as columns, scans and orders as their JSON in one buffer that grows as batches
 arrive (`WaitingTexts`; the JSON made on arrival, by replay's decode processes when they made
-it there). When blocks are due, one Numba kernel packs their readings (`_pack`) and another
-writes all their entries one after another into one buffer (`_block_parts`) but for each
+it there). A thread beside the engine's copies them there (the copies, and the fresh memory
+they fill, do not hold up the engine: replay's bottleneck); blocks and snapshots wait for it.
+When blocks are due, one Numba kernel packs their readings (`_pack`) and another writes all
+their entries one after another into one buffer (`_block_parts`) but for each
 one's rows' base64: its alerts' JSON (made only for shipments that have alerts), its devices'
 and shipment's JSON names (made once per name, `JsonNames`), its events copied in. Each
 block's line is then joined once from its two parts and its rows' base64, hashed on the way.
@@ -30,6 +32,7 @@ bytes).
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
 import msgspec
@@ -51,6 +54,10 @@ LAYOUT = "ts:<i8 device:<u2 type:u1 door:i1 a:<f8 b:<f8"
 PENDING = ("shipment", "device", "ts", "type", "door", "a", "b")
 PENDING_TYPES = (np.int64, np.int32, np.int64, np.uint8, np.int8, np.float64, np.float64)
 _EVENT_JSON = msgspec.json.Encoder(order="sorted")  # a scan or order as `canonical` writes it
+# copies what waits for the records' blocks (readings, ~40 bytes each, and the scans' and
+# orders' JSON) beside the engine's thread: the copies, and the fresh memory they fill, cost
+# that thread nothing
+_GATHERING = ThreadPoolExecutor(1, thread_name_prefix="chainsight-record")
 
 
 class EventTexts(NamedTuple):
@@ -90,15 +97,15 @@ class Written(NamedTuple):
     line: bytes
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _gather(kind: np.ndarray, shipment: np.ndarray, device: np.ndarray, ts: np.ndarray,
             door: np.ndarray, temp_c: np.ndarray, humidity: np.ndarray, lat: np.ndarray,
             lon: np.ndarray, n: int, p_shipment: np.ndarray, p_device: np.ndarray,
             p_ts: np.ndarray, p_type: np.ndarray, p_door: np.ndarray, p_a: np.ndarray,
-            p_b: np.ndarray, waiting: np.ndarray, since: np.ndarray, stream_time: int) -> int:
+            p_b: np.ndarray) -> int:
     """Append the GPS fixes and sensor readings among rows (arrival order) whose shipment is
-    known to the waiting columns (`PENDING`, the first `n` taken, room for every row), counting
-    them as waiting; returns the new number of waiting readings."""
+    known to the waiting columns (`PENDING`, the first `n` taken, room for every row); returns
+    the new number of waiting readings. Runs without the GIL (`Recorder`'s gathering thread)."""
     for i in range(len(kind)):
         s = shipment[i]
         if s < 0 or (kind[i] != GPS and kind[i] != SENSOR):
@@ -110,9 +117,6 @@ def _gather(kind: np.ndarray, shipment: np.ndarray, device: np.ndarray, ts: np.n
         p_a[n] = temp_c[i] if sensor else lat[i]
         p_b[n] = humidity[i] if sensor else lon[i]
         n += 1
-        waiting[s] += 1
-        if since[s] == NO_TS:
-            since[s] = stream_time
     return n
 
 
@@ -370,6 +374,7 @@ class Recorder:
         # readings waiting: the first `_n` rows of the `PENDING` columns, in arrival order
         self._columns = tuple(np.empty(0, t) for t in PENDING_TYPES)
         self._n = 0
+        self._gathering: Future | None = None  # readings still being copied to the columns
         self._texts = WaitingTexts()  # scans and orders waiting
         self._alerts: dict[int, list[dict]] = {}  # shipment -> alert records waiting
         self._waiting = np.zeros(0, np.int64)  # per shipment: entries waiting
@@ -391,31 +396,48 @@ class Recorder:
             self.length += [0] * (n - len(self.length))
             self.heads += [GENESIS] * (n - len(self.heads))
 
-    def _room(self, rows: int) -> None:
-        """Room in the waiting columns for `rows` more readings."""
-        self._columns = tuple(_with_room(column, self._n, rows) for column in self._columns)
+    def _gather(self, readings: tuple[np.ndarray, ...],
+                texts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None) -> None:
+        """Append a batch's readings to the waiting columns (`_gather`: kind, shipment, device,
+        ts, door, temp_c, humidity, lat, lon; room made first) and its scans' and orders' texts
+        to the waiting ones (`WaitingTexts.add`)."""
+        self._columns = tuple(_with_room(column, self._n, len(readings[0]))
+                              for column in self._columns)
+        self._n = _gather(*readings, self._n, *self._columns)
+        if texts is not None:
+            self._texts.add(*texts)
+
+    def _gathered(self) -> None:
+        """Wait until the readings given so far are in the waiting columns."""
+        if self._gathering is not None:
+            self._gathering.result()
+            self._gathering = None
 
     def _started(self, shipments: np.ndarray, stream_time: int) -> None:
         """Note the shipments' new waiting entries (codes, repeated per entry)."""
-        np.add.at(self._waiting, shipments, 1)
+        self._waiting += np.bincount(shipments, minlength=len(self._waiting))
         self._since[shipments[self._since[shipments] == NO_TS]] = stream_time
 
     def add_events(self, rows: Rows, shipment: np.ndarray, business: dict[int, Scan | Order],
                    texts: EventTexts | None, state: State, stream_time: int) -> None:
         """Gather accepted rows (arrival order) whose shipment (per row, -1: none) is known;
-        `texts` has the record's JSON of scans and orders (keys: seq) when already made."""
+        `texts` has the record's JSON of scans and orders (keys: seq) when already made. The
+        gathering thread copies the readings and the texts after this returns (no stage of the
+        engine changes a batch's columns)."""
         if not len(rows):
             return
         self._grow(len(state.shipments))
-        self._room(len(rows))
-        self._n = _gather(rows.kind, shipment, rows.device, rows.ts, rows.door, rows.temp_c,
-                          rows.humidity, rows.lat, rows.lon, self._n, *self._columns,
-                          self._waiting, self._since, stream_time)
-        others = np.flatnonzero((rows.kind >= SCAN) & (shipment >= 0))
+        known = shipment >= 0
+        self._started(shipment[known], stream_time)
+        others = np.flatnonzero((rows.kind >= SCAN) & known)
+        business_texts = None
         if len(others):
             texts, at = _texts_of(rows.seq[others], business, texts)
-            self._texts.add(shipment[others], texts.starts[at], texts.ends[at], texts.text)
-            self._started(shipment[others], stream_time)
+            business_texts = (shipment[others], texts.starts[at], texts.ends[at], texts.text)
+        self._gathered()  # one batch at a time, in order
+        self._gathering = _GATHERING.submit(self._gather, (
+            rows.kind, shipment, rows.device, rows.ts, rows.door, rows.temp_c, rows.humidity,
+            rows.lat, rows.lon), business_texts)
 
     def add_alerts(self, records: list[dict], state: State, stream_time: int) -> None:
         """Gather settled alert records."""
@@ -443,6 +465,7 @@ class Recorder:
         if not len(shipments):
             return []
         self._waiting[shipments], self._since[shipments] = 0, NO_TS
+        self._gathered()
         self._n, packed, block_ship, bounds, codes, code_bounds = _pack(
             due, self._n, *self._columns, len(state.devices))
         block_of = np.searchsorted(block_ship, shipments)  # where each one's rows are
@@ -496,6 +519,7 @@ class Recorder:
         return out
 
     def dump_state(self) -> dict:
+        self._gathered()
         pending = [c[:self._n] for c in self._columns] if self._n else []
         ship, starts, ends, text = self._texts.waiting()
         text = memoryview(text)
@@ -507,6 +531,7 @@ class Recorder:
                 "waiting": self._waiting, "since": self._since}
 
     def load_state(self, data: dict) -> None:
+        self._gathered()
         if len(data["length"]) != len(data["heads"]):
             raise ValueError("record lengths and heads differ in number")
         self.length, self.heads = list(data["length"]), list(data["heads"])
