@@ -25,13 +25,14 @@ built=chainsight/api/static/.built
 lock=$(sha256sum frontend/package-lock.json | cut -d' ' -f1)
 sources=$(find frontend/build.mjs frontend/package.json frontend/package-lock.json frontend/src \
           -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
-if [ ! -f "$built" ] || [ "$(cat "$built")" != "$sources" ]; then
+# the libraries also when the pages are built: the tests read the EPCIS schema among them
+if [ ! -f frontend/node_modules/.lock ] || [ "$(cat frontend/node_modules/.lock)" != "$lock" ]; then
     command -v npm >/dev/null || scripts/apt-install nodejs npm
-    if [ ! -f frontend/node_modules/.lock ] || [ "$(cat frontend/node_modules/.lock)" != "$lock" ]; then
-        echo "bootstrap: npm ci (the pages' libraries)" >&2
-        (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
-        echo "$lock" > frontend/node_modules/.lock
-    fi
+    echo "bootstrap: npm ci (the pages' libraries)" >&2
+    (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock" > frontend/node_modules/.lock
+fi
+if [ ! -f "$built" ] || [ "$(cat "$built")" != "$sources" ]; then
     echo "bootstrap: building the pages" >&2
     (cd frontend && npm run --silent build)
     echo "$sources" > "$built"
