@@ -396,7 +396,7 @@ class Recorder:
             self.length += [0] * (n - len(self.length))
             self.heads += [GENESIS] * (n - len(self.heads))
 
-    def _gather(self, readings: tuple[np.ndarray, ...],
+    def _copy_waiting(self, readings: tuple[np.ndarray, ...],
                 texts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None) -> None:
         """Append a batch's readings to the waiting columns (`_gather`: kind, shipment, device,
         ts, door, temp_c, humidity, lat, lon; room made first) and its scans' and orders' texts
@@ -408,7 +408,7 @@ class Recorder:
             self._texts.add(*texts)
 
     def _gathered(self) -> None:
-        """Wait until the readings given so far are in the waiting columns."""
+        """Wait until the readings and texts given so far wait in the columns and buffer."""
         if self._gathering is not None:
             self._gathering.result()
             self._gathering = None
@@ -435,7 +435,7 @@ class Recorder:
             texts, at = _texts_of(rows.seq[others], business, texts)
             business_texts = (shipment[others], texts.starts[at], texts.ends[at], texts.text)
         self._gathered()  # one batch at a time, in order
-        self._gathering = _GATHERING.submit(self._gather, (
+        self._gathering = _GATHERING.submit(self._copy_waiting, (
             rows.kind, shipment, rows.device, rows.ts, rows.door, rows.temp_c, rows.humidity,
             rows.lat, rows.lon), business_texts)
 
