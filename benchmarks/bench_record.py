@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-from bench_replay import timed
+from bench_replay import chainsight_command, timed
 
 from chainsight.sim import simulate
 
@@ -39,10 +38,8 @@ def main() -> None:
     sim = simulate("default", shipments=max(1, args.events // 250), seed=11)
     n_lines = sim.write_jsonl(events)
     print(f"generated {n_lines:,} lines ({events.stat().st_size / 1e6:.0f} MB)")
-    exe = Path(sys.executable).with_name("chainsight")
-    if not exe.exists():
-        raise SystemExit(f"{exe} not found: install the project into this environment")
-    command = [str(exe), "replay", str(events), "--alerts-out", str(work / "alerts.jsonl"),
+    command = [str(chainsight_command()), "replay", str(events),
+               "--alerts-out", str(work / "alerts.jsonl"),
                "--dead-letter-out", str(work / "dlq.jsonl"),
                "--state-out", str(work / "state.json")]
     with_record = [*command, "--record-out", str(work / "record.jsonl")]

@@ -132,12 +132,17 @@ def timed(command: list[str]) -> tuple[float, float, str]:
     return wall, cpu, done.stderr.strip()
 
 
-def replay_command(events: Path, fences: Path, work: Path) -> tuple[float, float, str]:
-    """Wall and CPU time of `chainsight replay` in a subprocess, and what it reports."""
+def chainsight_command() -> Path:
+    """The `chainsight` command installed beside this interpreter (a clear exit without it)."""
     exe = Path(sys.executable).with_name("chainsight")
     if not exe.exists():
         raise SystemExit(f"{exe} not found: install the project into this environment")
-    return timed([str(exe), "replay", str(events), "--fences", str(fences),
+    return exe
+
+
+def replay_command(events: Path, fences: Path, work: Path) -> tuple[float, float, str]:
+    """Wall and CPU time of `chainsight replay` in a subprocess, and what it reports."""
+    return timed([str(chainsight_command()), "replay", str(events), "--fences", str(fences),
                   "--alerts-out", str(work / "alerts.jsonl"),
                   "--dead-letter-out", str(work / "dlq.jsonl"),
                   "--state-out", str(work / "state.json")])
