@@ -62,10 +62,10 @@ _GATHERING = ThreadPoolExecutor(1, thread_name_prefix="chainsight-record")
 
 class EventTexts(NamedTuple):
     """Scans' and orders' JSON as a record holds them (sorted keys, as `canonical` writes them),
-    one after another in `text`: the i-th, of the row
-    `keys[i]` (ascending), is text[starts[i]:ends[i]]. One buffer for a batch, not an object
-    per event (cheap to pass between processes, in shared memory as the batch's columns are,
-    and to gather per shipment)."""
+    one after another in `text`: the i-th, of the row `keys[i]` (ascending), is
+    text[starts[i]:ends[i]]. One buffer for a batch, not an object per event (cheap to pass
+    between processes, in shared memory as the batch's columns are, and to gather per
+    shipment)."""
 
     keys: np.ndarray
     text: np.ndarray  # uint8
@@ -162,14 +162,12 @@ def _pack(chosen: np.ndarray, n: int, shipment: np.ndarray, device: np.ndarray,
     n_codes = 0
     for k in range(len(block_ship)):
         code_bounds[k] = n_codes
-        local = 0
         for j in range(bounds[k], bounds[k + 1]):
             d = grouped_device[j]
-            if seen_in[d] != k:
-                seen_in[d], index_of[d] = k, local
+            if seen_in[d] != k:  # its index: the block's devices given one before it
+                seen_in[d], index_of[d] = k, n_codes - code_bounds[k]
                 codes[n_codes] = d
                 n_codes += 1
-                local += 1
             packed[j].device = index_of[d]
     code_bounds[-1] = n_codes
     return kept, packed, block_ship, bounds, codes[:n_codes], code_bounds
@@ -397,7 +395,8 @@ class Recorder:
             self.heads += [GENESIS] * (n - len(self.heads))
 
     def _copy_waiting(self, readings: tuple[np.ndarray, ...],
-                texts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None) -> None:
+                      texts: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None
+                      ) -> None:
         """Append a batch's readings to the waiting columns (`_gather`: kind, shipment, device,
         ts, door, temp_c, humidity, lat, lon; room made first) and its scans' and orders' texts
         to the waiting ones (`WaitingTexts.add`)."""
