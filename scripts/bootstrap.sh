@@ -25,7 +25,8 @@ built=chainsight/api/static/.built
 lock=$(sha256sum frontend/package-lock.json | cut -d' ' -f1)
 sources=$(find frontend/build.mjs frontend/package.json frontend/package-lock.json frontend/src \
           -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
-# the libraries also when the pages are built: the tests read the EPCIS schema among them
+# the libraries whenever missing or stale, not only to build the pages: the tests read the
+# EPCIS schema among them
 if [ ! -f frontend/node_modules/.lock ] || [ "$(cat frontend/node_modules/.lock)" != "$lock" ]; then
     command -v npm >/dev/null || scripts/apt-install nodejs npm
     echo "bootstrap: npm ci (the pages' libraries)" >&2
