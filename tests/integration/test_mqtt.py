@@ -122,6 +122,12 @@ def refused(dead: dict, root: str) -> bool:
                for topic, payload, _ in REFUSED)
 
 
+def dead_letters(path) -> list[dict]:
+    """The dead-letter file's whole lines so far (none before the file's first write)."""
+    data = path.read_bytes() if path.exists() else b""
+    return [orjson.loads(x) for x in data[:data.rfind(b"\n") + 1].splitlines()]
+
+
 def assert_refused_dead_lettered(dead: list[dict], root: str) -> None:
     for topic, payload, reason in REFUSED:
         assert any(d["topic"] == f"{root}/{topic}" and d["reason"].startswith(reason)
@@ -154,7 +160,7 @@ def test_mqtt_into_the_embedded_engine_gives_replays_alerts_state_and_dead_lette
     assert ingest.failure is None
     assert_same_alerts(alerts, want["alerts"])
     assert runtime.engine.snapshot() == want["state"]
-    dead = [orjson.loads(x) for x in (tmp_path / "mqtt-dead.jsonl").read_bytes().splitlines()]
+    dead = dead_letters(tmp_path / "mqtt-dead.jsonl")
     engine_dead = [d for d in dead if not refused(d, root)]
     assert sorted((d["payload"], d["reason"]) for d in engine_dead) == sorted(
         (d["payload"], d["reason"]) for d in want["dead"])
@@ -213,8 +219,8 @@ def test_serve_takes_a_devices_reading_over_mqtt(broker, root, sessions, tmp_pat
         sink.close()
         wait_for(lambda: (serve.shipment("SH-1042") or {}).get("last_temp_c") == 4.2, 30,
                  serve.log.read_text)
-        wait_for(lambda: (tmp_path / "mqtt-dead.jsonl").exists(), 10)
-        [dead] = [orjson.loads(x) for x in (tmp_path / "mqtt-dead.jsonl").read_bytes().splitlines()]
+        wait_for(lambda: dead_letters(tmp_path / "mqtt-dead.jsonl"), 10)  # created, then written
+        [dead] = dead_letters(tmp_path / "mqtt-dead.jsonl")
         assert dead["topic"] == device_topic("REEFER-17", root)
         assert dead["reason"].startswith("malformed JSON")
     finally:
@@ -255,9 +261,13 @@ def test_serve_killed_mid_stream_loses_nothing(broker, root, sessions, tmp_path)
         wait_for(lambda: all(state(s) == {k: v[k] for k in fields}
                              for s, v in want["state"]["shipments"].items()), 60,
                  serve.log.read_text)
-        dead = [orjson.loads(x) for x in (data / "mqtt-dead.jsonl").read_bytes().splitlines()]
-        assert set((d["payload"], d["reason"]) for d in dead) == set(
-            (d["payload"], d["reason"]) for d in want["dead"])  # at least once: a set
+        wanted = {(d["payload"], d["reason"]) for d in want["dead"]}  # at least once: a set
+
+        def dead() -> set[tuple[str, str]]:  # written after the batch's state
+            return {(d["payload"], d["reason"]) for d in dead_letters(data / "mqtt-dead.jsonl")}
+
+        wait_for(lambda: dead() >= wanted, 10)
+        assert dead() == wanted
     finally:
         serve.stop(second)
 
