@@ -70,6 +70,9 @@ def describe(alert: dict) -> str:
     details = alert.get("details", {})
     extra = ", ".join(f"{k}={v}" for k, v in details.items()
                       if k in ("max_c", "min_c", "duration_min", "last_reading_at", "rule"))
+    if "withdraws" in details:  # a retraction: which transition, and why
+        withdrawn = details["withdraws"]
+        extra = f"withdraws {withdrawn['state']} at {withdrawn['at']}: {details['reason']}"
     transition = details.get("transition", alert["state"])  # opened, escalated, resolved...
     return (f"{alert['at']}  {transition:<12} {alert['kind']:<22} "
             f"{alert.get('shipment_id') or '-':<12} {alert.get('device_id') or '-':<12} {extra}")

@@ -7,7 +7,8 @@ import httpx
 from demo_server import running_demo
 
 from chainsight.api.auth import RIGHTS
-from chainsight.demo import ROLE_PAGES
+from chainsight.demo import ROLE_PAGES, describe
+from chainsight.engine.live import retraction
 
 
 def test_demo_prints_a_link_per_role_that_works_while_it_runs(tmp_path):
@@ -31,3 +32,12 @@ def test_demo_prints_a_link_per_role_that_works_while_it_runs(tmp_path):
         assert any(" alert transitions" in line for line in demo.proc.stderr.read().splitlines())
     tokens = (tmp_path / "tokens.json").read_text()
     assert tokens.count('"demo-') == 4 and demo.tokens["admin"] not in tokens  # hashed only
+
+
+def test_the_demos_line_for_a_retraction_says_what_it_withdraws_and_why():
+    opened = {"alert_id": "a1", "kind": "sensor_silent", "state": "open", "shipment_id": "SHP-1",
+              "device_id": "RFR-1", "at": "2026-11-25T06:22:41.419Z",
+              "details": {"transition": "opened", "last_reading_at": "2026-11-25T06:12:41.419Z"}}
+    line = describe(retraction(opened, 1795587501371, "not confirmed"))
+    assert line.startswith("2026-11-25T06:18:21.371Z  retracted    sensor_silent")
+    assert line.endswith("withdraws open at 2026-11-25T06:22:41.419Z: not confirmed")
