@@ -143,6 +143,39 @@ def test_an_excursion_is_published_with_the_reading_that_completes_it():
     assert opened["state"] == "resolved" and opened["provisional"] is False  # settled
 
 
+def test_a_sensor_whose_readings_arrive_late_is_not_silent_live_but_a_silent_one_is_at_once():
+    """T1's clock runs 9.75 minutes behind: a reading a minute, each arriving 9.75 minutes after
+    its time, so between two of them the stream is up to 10.75 minutes past its last one. T2
+    stops after minute 20: live, its silence is published as the stream passes minute 30."""
+    engine = Engine(live=True)
+    engine.process([order("S1", devices=("T1", "G1")), order("S2", devices=("T2", "G2"))],
+                   now=ms(-1))
+    published = []
+    for half in range(2 * 60):
+        m = half / 2
+        lines = [fix(m, device="G1"), fix(m, device="G2")]
+        if half % 2 == 0:
+            lines += [reading(m - 9.75, 5.0)] + ([reading(m, 5.0, device="T2")] if m <= 20 else [])
+        out = engine.process(lines, now=ms(m))
+        published += [(m, r["device_id"], r["state"], r["at"]) for r in out.alerts
+                      if r["kind"] == "sensor_silent"]
+    assert published == [(30.5, "T2", "open", at(30))]  # settled it would come at 35.5
+
+
+def test_how_late_a_sensors_readings_arrive_does_not_depend_on_the_batches():
+    """T1's readings arrive 9.75 minutes behind the stream, until minute 15, T2's on time."""
+    lines = [line for m in range(30) for line in (
+        fix(m, device="G1"), fix(m, device="G2"), reading(m, 5.0, "T2"),
+        *([reading(m - 9.75, 5.0)] if m < 15 else []))]
+    for size in (1, 7, len(lines)):
+        engine = Engine(live=True)
+        for i in range(0, len(lines), size):
+            engine.process(lines[i:i + size], now=ms(29))
+        delays = engine.arrival_delays.devices.delay
+        ids = engine.state.devices.index
+        assert (delays[ids["T1"]], delays[ids["T2"]]) == (ms(9.75) - ms(0), 0), size
+
+
 def test_a_late_event_that_breaks_an_excursion_withdraws_it_at_once():
     engine = Engine(live=True)
     engine.process([order(), fix(-1, device="G1"), fix(-1, device="G2")], now=ms(-1))

@@ -37,6 +37,7 @@ from chainsight.engine.state import NO_TS, Columns, ShipmentInfo, State
 from chainsight.eta.model import EtaModel
 from chainsight.eta.published import Etas
 from chainsight.geofence import FenceError, FenceSet
+from chainsight.ingest.arrival import ArrivalDelays
 from chainsight.ingest.columnar import Extracted
 from chainsight.ingest.dedup import Decoded, Ingest
 from chainsight.ingest.idset import IdWindow
@@ -164,9 +165,11 @@ class Engine:
         self._ended = False  # flushed (a recording's end), nothing arrived since
         self.business: dict[int, Scan | Order] = {}  # seq -> scan/order held for reordering
         self._counters = {"events": 0, "rejected": 0, "duplicates": 0, "late_dropped": 0}
+        self.arrival_delays = ArrivalDelays() if live else None  # the provisional rules'
         self.provisional = Pipeline(self.settings, self.profiles,
                                     State.sharing_ids(self.state), fences=fences,
-                                    audited=False, eta_model=self.eta_model) if live else None
+                                    audited=False, eta_model=self.eta_model,
+                                    arrival=self.arrival_delays) if live else None
         self.live = LiveStream() if live else None
         self._seen = Columns(ts=(np.int64, NO_TS))  # per shipment: newest ts run provisionally
         # users' commands applied provisionally and still to settle: (at, command, group)
@@ -223,7 +226,11 @@ class Engine:
         counters["rejected"] += len(decoded.dead_letters)
         counters["duplicates"] += decoded.duplicates
         self.business.update(decoded.business)
+        before = self.stream_time
         late = self.reorder.admit(decoded.rows)
+        if self.arrival_delays is not None:
+            self.arrival_delays.admit(decoded.rows, len(self.state.devices), before,
+                                      self.stream_time)
         if len(late):
             for seq in late.seq[late.kind >= SCAN].tolist():
                 del self.business[seq]
@@ -731,6 +738,7 @@ class Engine:
                                    **self.provisional.dump_state(),
                                    "live": self.live.dump_state(),
                                    "seen": self._seen.dump_state(),
+                                   "arrival_delays": self.arrival_delays.dump_state(),
                                    "commands": [[at, msgspec.to_builtins(command), group]
                                                 for at, command, group in self._commands]}
         return data
@@ -759,6 +767,7 @@ class Engine:
             self.provisional.load_state(live)
             self.live.load_state(live["live"])
             self._seen.load_state(live["seen"])
+            self.arrival_delays.load_state(live.get("arrival_delays", {}))  # none before them
             self._commands = [(at, msgspec.convert(command, Command), group)
                               for at, command, group in live["commands"]]
 

@@ -19,6 +19,7 @@ from chainsight.engine.state import State
 from chainsight.eta.model import EtaModel
 from chainsight.eta.published import Etas
 from chainsight.geofence import FenceSet
+from chainsight.ingest.arrival import ArrivalDelays
 from chainsight.ingest.rows import Rows
 from chainsight.rules import default_rules
 from chainsight.rules.advisor import ColdStoreAdvisor
@@ -121,16 +122,17 @@ class Pipeline:
 
     def __init__(self, settings: Settings, profiles: dict[str, Profile], state: State,
                  rules: list[Rule] | None = None, fences: FenceSet | None = None,
-                 audited: bool = True, eta_model: EtaModel | None = None) -> None:
+                 audited: bool = True, eta_model: EtaModel | None = None,
+                 arrival: ArrivalDelays | None = None) -> None:
         """`eta_model`: the ETA model the default rules share (the audited pipeline's
-        learns from it)."""
+        learns from it); `arrival`: the arrival delays a live pipeline's rules allow for."""
         self.settings = settings
         self.profiles = profiles
         self.state = state
         self.book = AlertBook.from_settings(settings, audited=audited)
         self.advisor = ColdStoreAdvisor(fences)  # `advisor.fences` may be set later
         self.rules: list[Rule] = rules if rules is not None else default_rules(
-            settings, self.advisor, eta_model, learns=audited)
+            settings, self.advisor, eta_model, learns=audited, arrival=arrival)
         if fences is not None and rules is None:
             self.rules.append(GeofenceRule(fences, settings))
         self.eta = next((r for r in self.rules if isinstance(r, EtaRule)), None)

@@ -5,6 +5,11 @@ waiting for the silent device; `at` is the moment the silence reached the limit.
 at the sensor's next reading, or when the shipment is no longer in transit. A business event that
 ends the transit first fires the silences due before it, so a batch that holds both the silence
 and the delivery gives the alerts that smaller batches give.
+
+The live (provisional) pipeline runs events as they arrive, so a sensor whose readings always
+arrive late (a clock running behind) would look silent between two of them. There the limit is
+extended by how far behind the stream the sensor's newest reading arrived, up to the allowed
+lateness: the settled pipeline, which uses the limit alone, fires no sooner.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from chainsight.alerts.book import AlertBook
 from chainsight.contract.events import SENSOR, Order, Scan
 from chainsight.contract.times import iso
 from chainsight.engine.state import NO_TS, Columns, State
+from chainsight.ingest.arrival import ArrivalDelays
 from chainsight.ingest.rows import Rows
 from chainsight.rules.base import IdSets, Rule, devices_of, relink
 
@@ -58,13 +64,27 @@ class SilenceRule(Rule):
     shipment_state = ("on_road", "silent_by_shipment", "sensors_of")
     device_state = ("sensor",)
 
-    def __init__(self, limit_ms: int) -> None:
+    def __init__(self, limit_ms: int, arrival: ArrivalDelays | None = None,
+                 max_delay_ms: int = 0) -> None:
+        """`arrival`: the live pipeline's, whose limit each sensor's delay extends (up to
+        `max_delay_ms`)."""
         self.limit_ms = limit_ms
+        self.arrival = arrival
+        self.max_delay_ms = max_delay_ms
         self.sensor = Columns(last=(np.int64, NO_TS), shipment=(np.int32, -1),
                               silent=(np.bool_, False))
         self.on_road = Columns(in_transit=(np.bool_, False))  # as of the last business event
         self.silent_by_shipment = IdSets()
         self.sensors_of = IdSets()
+
+    def _limits(self, devices: np.ndarray | slice = slice(None)) -> np.ndarray | int:
+        """The silence limit of these sensors, in ms."""
+        if self.arrival is None:
+            return self.limit_ms
+        n = len(self.sensor)
+        self.arrival.devices.ensure(n)
+        return self.limit_ms + np.minimum(self.arrival.devices.delay[:n][devices],
+                                          self.max_delay_ms)
 
     def _open(self, d: int, s: int, last: int, state: State, book: AlertBook) -> None:
         details = {"last_reading_at": iso(last), "silent_min": self.limit_ms / 60_000}
@@ -104,7 +124,7 @@ class SilenceRule(Rule):
         d, j = devices_of(shipments, sensor.shipment, np.flatnonzero(~sensor.silent),
                           len(state.shipments))
         quiet_too_long = np.zeros(len(shipments), np.bool_)
-        quiet_too_long[j[rows.ts[j] - sensor.last[d] > self.limit_ms]] = True
+        quiet_too_long[j[rows.ts[j] - sensor.last[d] > self._limits(d)]] = True
         alarmed = np.array([s in self.silent_by_shipment for s in shipments.tolist()], np.bool_)
         loud = was & ~now & (quiet_too_long | alarmed)
         self.on_road.in_transit[shipments[~loud]] = now[~loud]
@@ -120,7 +140,7 @@ class SilenceRule(Rule):
             return
         sensor, silent = self.sensor, self.silent_by_shipment.pop(shipment, set())
         for d in self.sensors_of.get(shipment, ()):
-            if not sensor.silent[d] and event.ts - sensor.last[d] > self.limit_ms:
+            if not sensor.silent[d] and event.ts - sensor.last[d] > self._limits(d):
                 self._open(d, shipment, int(sensor.last[d]), state, book)  # due before the event
                 silent.add(d)
         for d in sorted(silent):
@@ -131,7 +151,7 @@ class SilenceRule(Rule):
         self.sensor.ensure(len(state.devices))
         sensor = self.sensor
         ship = sensor.shipment
-        due = (sensor.last != NO_TS) & ~sensor.silent & (clock - sensor.last > self.limit_ms)
+        due = (sensor.last != NO_TS) & ~sensor.silent & (clock - sensor.last > self._limits())
         due &= ship >= 0
         due[due] &= state.shipment.in_transit[ship[due]]
         for d in np.flatnonzero(due).tolist():
