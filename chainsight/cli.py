@@ -419,8 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speedup", type=float, default=300.0,
                    help="simulated seconds per wall-clock second (default 300)")
     p.add_argument("--duration", type=float, metavar="SECONDS",
-                   help="stop after this many wall-clock seconds (default: until Ctrl-C or the "
-                        "scenario ends)")
+                   help="stop after this many wall-clock seconds (default: until Ctrl-C; once "
+                        "the scenario ends, the API and pages go on serving its last state)")
     p.add_argument("--host", default="127.0.0.1", help="the API's address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="the API's port (default 8000)")
     p.add_argument("--data-dir", type=Path,

@@ -78,6 +78,16 @@ def describe(alert: dict) -> str:
             f"{alert.get('shipment_id') or '-':<12} {alert.get('device_id') or '-':<12} {extra}")
 
 
+def print_progress(runtime: EmbeddedRuntime, clock: SimClock) -> None:
+    """A status line: simulated time, throughput, events, shipments and open alerts."""
+    with runtime.lock:
+        metrics = runtime.engine.metrics()
+    open_alerts = sum(n for name, n in metrics.items() if name.startswith("open_alerts."))
+    print(f"[{iso(clock())}] {runtime.stats.events_per_s:>9,.0f} events/s  "
+          f"{runtime.stats.events:>10,} events  {metrics['shipments']:>5} shipments  "
+          f"{open_alerts:>4} open alerts", file=sys.stderr, flush=True)
+
+
 def demo_links(serve: Serve) -> dict[str, str]:
     """A fresh token for each reading role (named `demo-ROLE`, replacing the previous demo's)
     and its link: the role's page, the token in the fragment (never sent to the server)."""
@@ -143,20 +153,21 @@ def run_demo(sim: Simulation, speedup: float, duration_s: float | None,
     print(f"ChainSight demo: {len(sim):,} simulated events at {speedup:g}x; Ctrl-C to stop",
           file=sys.stderr)
     started = time.monotonic()
+    streaming = True
     try:
-        while producer.is_alive():
-            if duration_s is not None and time.monotonic() - started >= duration_s:
-                break
+        while duration_s is None or time.monotonic() - started < duration_s:
+            if streaming and not producer.is_alive():  # the scenario is over
+                streaming = False
+                if server is None:
+                    break
+                runtime.end_recording()  # its time stops there: no sensor falls silent
+                print(f"the simulated stream ended at {iso(engine.stream_time)}; the API and "
+                      "pages stay up until Ctrl-C", file=sys.stderr, flush=True)
             time.sleep(1.0)
             while not printed.empty():
                 print(printed.get())
-            with runtime.lock:
-                metrics = engine.metrics()
-            shipments = metrics["shipments"]
-            open_alerts = sum(n for name, n in metrics.items() if name.startswith("open_alerts."))
-            print(f"[{iso(clock())}] {runtime.stats.events_per_s:>9,.0f} events/s  "
-                  f"{runtime.stats.events:>10,} events  {shipments:>5} shipments  "
-                  f"{open_alerts:>4} open alerts", file=sys.stderr, flush=True)
+            if streaming:
+                print_progress(runtime, clock)
     except KeyboardInterrupt:
         pass
     finally:

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from api_server import free_port
@@ -25,6 +25,14 @@ class Demo:
     links: dict[str, str]  # role -> link
     tokens: dict[str, str]  # role -> token
     pages: dict[str, str]  # role -> the path its link opens
+    err: list[str] = field(default_factory=list)  # what it printed on stderr so far
+    err_reader: threading.Thread | None = None
+
+    def stderr(self) -> str:
+        """Its stderr so far (all of it once it has exited)."""
+        if self.proc.poll() is not None and self.err_reader is not None:
+            self.err_reader.join(10)
+        return "".join(self.err)
 
 
 @contextmanager
@@ -39,9 +47,12 @@ def running_demo(data_dir: Path, *options: str, timeout_s: float = 60) -> Iterat
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
     try:
         demo = Demo(proc, f"http://127.0.0.1:{port}", {}, {}, {})
+        demo.err_reader = threading.Thread(target=lambda: demo.err.extend(proc.stderr),
+                                           daemon=True)
+        demo.err_reader.start()
         deadline = time.monotonic() + timeout_s
         while len(demo.links) < 4:
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline and proc.poll() is None, demo.stderr()
             try:
                 match = LINK.match(lines.get(timeout=1).rstrip("\n"))
             except queue.Empty:

@@ -3,6 +3,8 @@ per role."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 from demo_server import running_demo
 
@@ -29,9 +31,25 @@ def test_demo_prints_a_link_per_role_that_works_while_it_runs(tmp_path):
                 kinds = {f["properties"]["kind"] for f in fences.json()["features"]}
                 assert {"hub", "cold_store"} <= kinds
         assert demo.proc.wait(30) == 0
-        assert any(" alert transitions" in line for line in demo.proc.stderr.read().splitlines())
+        assert any(" alert transitions" in line for line in demo.stderr().splitlines())
     tokens = (tmp_path / "tokens.json").read_text()
     assert tokens.count('"demo-') == 4 and demo.tokens["admin"] not in tokens  # hashed only
+
+
+def test_the_demo_serves_on_after_its_scenario_ends_with_its_time_stopped(tmp_path):
+    """4 hours of 5 shipments at 3,000x: about 5 s of stream, then the last state is served
+    until Ctrl-C, and idle time does not make every sensor silent."""
+    with running_demo(tmp_path, "--shipments", "5", "--speedup", "3000") as demo:
+        headers = {"Authorization": f"Bearer {demo.tokens['quality']}"}
+        deadline = time.monotonic() + 60
+        while "stream ended" not in (err := demo.stderr()):
+            assert time.monotonic() < deadline and demo.proc.poll() is None, err
+            time.sleep(0.5)
+        first = httpx.get(f"{demo.base}/v1/alerts", headers=headers).json()
+        time.sleep(3)  # 2.5 hours of simulated time, were the clock still moving it
+        assert httpx.get(f"{demo.base}/healthz").status_code == 200
+        assert httpx.get(f"{demo.base}/v1/alerts", headers=headers).json() == first
+        assert demo.proc.poll() is None
 
 
 def test_the_demos_line_for_a_retraction_says_what_it_withdraws_and_why():

@@ -96,6 +96,12 @@ class EmbeddedRuntime:
                 self._publish(self.calls.flush(self.engine))
             self.calls.sync()
 
+    def end_recording(self) -> None:
+        """A recording's end, the runtime going on (serving what it has): process what is
+        queued and flush the engine, whose event time then stays until events arrive."""
+        self.stop(flush=True)
+        self.start()
+
     def _loop(self) -> None:
         last_tick = time.monotonic()
         window_start, window_events = last_tick, 0
