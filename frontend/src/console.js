@@ -103,7 +103,7 @@ async function showDetail(id) {
   $("d-action").textContent = suggested(a) ? `Suggested: ${suggested(a)}` : "";
   $("d-ack").hidden = a.state !== "open" || NOTICES.has(a.kind);
   $("d-resolve").hidden = !ACTIVE.has(a.state) || NOTICES.has(a.kind);
-  const details = Object.entries(a.details || {}).filter(([k]) => k !== "suggested_action");
+  const details = Object.entries(a.details || {}).filter(([k, v]) => k !== "suggested_action" && v !== null && v !== undefined);
   $("d-details").innerHTML = details.map(([k, v]) => `<div><dt>${escapeHtml(label(k))}</dt><dd>${escapeHtml(typeof v === "object" ? JSON.stringify(v) : v)}</dd></div>`).join("");
   const response = await api(`/v1/alerts/${encodeURIComponent(id)}/audit`);
   if (current !== id) return;

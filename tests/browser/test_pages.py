@@ -198,6 +198,8 @@ def test_the_console_receives_an_alert_and_a_click_acknowledges_it(browser, demo
     browser.wait(lambda: "demo-quality" in browser.driver.find_element(By.ID, "d-audit").text,
                  20, "the audit trail naming the user")
     assert "acknowledged" in browser.driver.find_element(By.ID, "d-audit").text
+    details = browser.driver.find_element(By.ID, "d-details").text
+    assert "demo-quality" in details and "null" not in details  # no comment: not shown
     browser.screenshot("console-desktop")
     browser.size(*PHONE)
     time.sleep(1)
