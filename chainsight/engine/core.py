@@ -229,8 +229,8 @@ class Engine:
         before = self.stream_time
         late = self.reorder.admit(decoded.rows)
         if self.arrival_delays is not None:
-            self.arrival_delays.admit(decoded.rows, len(self.state.devices), before,
-                                      self.stream_time)
+            self.arrival_delays.admit(decoded.rows, len(self.state.devices),
+                                      self.reorder.newest, before, self.stream_time)
         if len(late):
             for seq in late.seq[late.kind >= SCAN].tolist():
                 del self.business[seq]

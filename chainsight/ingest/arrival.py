@@ -13,32 +13,34 @@ import numba
 import numpy as np
 
 from chainsight.contract.events import SCAN
-from chainsight.engine.state import NO_TS, Columns
+from chainsight.engine.state import Columns
 from chainsight.ingest.rows import Rows
 
 
 @numba.njit(cache=True)
-def _delays(kind: np.ndarray, device: np.ndarray, ts: np.ndarray, before: int, after: int,
-            newest: np.ndarray, delay: np.ndarray) -> None:
+def _delays(kind: np.ndarray, device: np.ndarray, key: np.ndarray, ts: np.ndarray, before: int,
+            after: int, newest: np.ndarray, delay: np.ndarray) -> None:
+    """Each device's delay, from its rows that are its newest event (`newest`: per reorder
+    key, these rows admitted)."""
     stream = before
     for i in range(len(ts)):
-        if kind[i] < SCAN and ts[i] >= newest[device[i]]:
-            newest[device[i]] = ts[i]
+        if kind[i] < SCAN and ts[i] == newest[key[i]]:
             delay[device[i]] = max(0, min(stream, after) - ts[i])
         stream = max(stream, ts[i])
 
 
 class ArrivalDelays:
-    """Per device (dense id): its newest event time, and how far behind the stream it arrived
-    (ms)."""
+    """Per device (dense id): how far behind the stream its newest event arrived (ms)."""
 
     def __init__(self) -> None:
-        self.devices = Columns(newest=(np.int64, NO_TS), delay=(np.int64, 0))
+        self.devices = Columns(delay=(np.int64, 0))
 
-    def admit(self, rows: Rows, n_devices: int, before: int, after: int) -> None:
-        """Rows in arrival order; the stream's time was `before` them and is `after` them."""
+    def admit(self, rows: Rows, n_devices: int, newest: np.ndarray, before: int,
+              after: int) -> None:
+        """Rows in arrival order, just admitted to the reordering (`newest`: its newest time
+        per key); the stream's time was `before` them and is `after` them."""
         self.devices.ensure(n_devices)
-        _delays(rows.kind, rows.device, rows.ts, before, after, self.devices.newest,
+        _delays(rows.kind, rows.device, rows.key, rows.ts, before, after, newest,
                 self.devices.delay)
 
     def dump_state(self) -> dict:
